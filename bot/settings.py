@@ -1,0 +1,59 @@
+"""Settings from the environment and `.env`, exactly as the interface contract names them."""
+
+from __future__ import annotations
+
+import secrets
+from pathlib import Path
+from typing import Annotated
+
+from pydantic import Field, field_validator
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
+
+DEFAULT_DATABASE_URL = "sqlite+aiosqlite:///./data/loyalty.db"
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(env_file=".env", env_file_encoding="utf-8", extra="ignore")
+
+    bot_token: str | None = None
+    telegram_api_url: str = "https://api.telegram.org"
+    database_url: str = DEFAULT_DATABASE_URL
+    admin_ids: Annotated[tuple[int, ...], NoDecode] = ()
+    api_host: str = "127.0.0.1"
+    api_port: int = Field(default=8080, ge=0, le=65535)
+    secret_key: str | None = None
+    redis_url: str | None = None
+    rules_file: Path = Path("rules.toml")
+    log_level: str = "INFO"
+
+    @field_validator("admin_ids", mode="before")
+    @classmethod
+    def _split_ids(cls, value: object) -> object:
+        if isinstance(value, str):
+            parts = [part.strip() for part in value.split(",") if part.strip()]
+            try:
+                return tuple(int(part) for part in parts)
+            except ValueError as exc:
+                raise ValueError("ADMIN_IDS must be comma-separated Telegram user ids") from exc
+        if isinstance(value, int):
+            return (value,)
+        return value
+
+    @field_validator("telegram_api_url")
+    @classmethod
+    def _strip_slash(cls, value: str) -> str:
+        return value.rstrip("/")
+
+    def resolved_secret_key(self, data_dir: Path = Path("data")) -> str:
+        """SECRET_KEY, or one generated once and kept in data/secret_key so that QR cards
+        stay valid across restarts."""
+        if self.secret_key:
+            return self.secret_key
+        path = data_dir / "secret_key"
+        if path.exists():
+            return path.read_text().strip()
+        data_dir.mkdir(parents=True, exist_ok=True)
+        key = secrets.token_urlsafe(32)
+        path.write_text(key)
+        path.chmod(0o600)
+        return key

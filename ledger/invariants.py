@@ -1,0 +1,139 @@
+"""The ledger's invariants, checked over the whole database with set-based queries.
+
+For every member: the stored balance equals the points left in active lots and the sum of the
+journal's balance changes; the same for pending points; the debt equals the journal's debt
+changes; no total is negative; a member with debt has no usable points. For every lot: the
+points left are between zero and what it was created with, and equal to what it was created with
+minus what entries took from it net of what was given back. Operation keys are unique.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from sqlalchemy import func, literal, select
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from storage.schema import entries, lots, members, operations, spends
+
+
+@dataclass(frozen=True, slots=True)
+class Violation:
+    """One broken invariant; `member_id` says whose ledger is off, when it is one member's."""
+
+    rule: str
+    member_id: int | None
+    detail: str
+
+    def __str__(self) -> str:
+        who = f"member {self.member_id}" if self.member_id is not None else "ledger"
+        return f"{who}: {self.rule}: {self.detail}"
+
+
+async def check_ledger(engine: AsyncEngine) -> list[Violation]:
+    """Every violation found; an empty list means the ledger adds up."""
+    violations: list[Violation] = []
+    lot_sums = (
+        select(
+            lots.c.member_id.label("member_id"),
+            func.sum(lots.c.remaining).filter(lots.c.status == "active").label("active"),
+            func.sum(lots.c.remaining).filter(lots.c.status == "pending").label("pending"),
+        )
+        .group_by(lots.c.member_id)
+        .subquery()
+    )
+    journal_sums = (
+        select(
+            entries.c.member_id.label("member_id"),
+            func.sum(entries.c.points).label("points"),
+            func.sum(entries.c.pending).label("pending"),
+            func.sum(entries.c.debt).label("debt"),
+        )
+        .group_by(entries.c.member_id)
+        .subquery()
+    )
+    zero = literal(0)
+    member_totals = select(
+        members.c.id,
+        members.c.balance,
+        members.c.pending,
+        members.c.debt,
+        func.coalesce(lot_sums.c.active, zero).label("lot_active"),
+        func.coalesce(lot_sums.c.pending, zero).label("lot_pending"),
+        func.coalesce(journal_sums.c.points, zero).label("journal_points"),
+        func.coalesce(journal_sums.c.pending, zero).label("journal_pending"),
+        func.coalesce(journal_sums.c.debt, zero).label("journal_debt"),
+    ).select_from(
+        members.outerjoin(lot_sums, lot_sums.c.member_id == members.c.id).outerjoin(
+            journal_sums, journal_sums.c.member_id == members.c.id
+        )
+    )
+    spent = (
+        select(
+            spends.c.lot_id.label("lot_id"),
+            func.sum(spends.c.points - spends.c.returned).label("net"),
+        )
+        .group_by(spends.c.lot_id)
+        .subquery()
+    )
+    lot_rows = select(
+        lots.c.id,
+        lots.c.member_id,
+        lots.c.points,
+        lots.c.remaining,
+        func.coalesce(spent.c.net, zero).label("net_spent"),
+    ).select_from(lots.outerjoin(spent, spent.c.lot_id == lots.c.id))
+    duplicates = (
+        select(operations.c.key, func.count().label("times"))
+        .group_by(operations.c.key)
+        .having(func.count() > 1)
+    )
+
+    async with engine.connect() as conn:
+        for row in (await conn.execute(member_totals)).all():
+            violations.extend(_member_violations(row))
+        for lot in (await conn.execute(lot_rows)).all():
+            if not 0 <= lot.remaining <= lot.points:
+                violations.append(
+                    Violation(
+                        "lot out of range", lot.member_id,
+                        f"lot {lot.id} has {lot.remaining} of {lot.points} points left",
+                    )
+                )
+            if lot.remaining != lot.points - lot.net_spent:
+                violations.append(
+                    Violation(
+                        "lot does not match its spends", lot.member_id,
+                        f"lot {lot.id}: {lot.remaining} left, but {lot.points} created "
+                        f"and {lot.net_spent} taken",
+                    )
+                )
+        for dup in (await conn.execute(duplicates)).all():
+            violations.append(
+                Violation("duplicate operation", None, f"{dup.key} recorded {dup.times} times")
+            )
+    return violations
+
+
+def _member_violations(row: Any) -> list[Violation]:
+    found: list[Violation] = []
+
+    def expect(rule: str, stored: int, actual: int, what: str) -> None:
+        if stored != actual:
+            found.append(Violation(rule, row.id, f"stored {stored}, {what} {actual}"))
+
+    expect("balance != active lots", row.balance, int(row.lot_active), "lots hold")
+    expect("balance != journal", row.balance, int(row.journal_points), "journal sums to")
+    expect("pending != pending lots", row.pending, int(row.lot_pending), "lots hold")
+    expect("pending != journal", row.pending, int(row.journal_pending), "journal sums to")
+    expect("debt != journal", row.debt, int(row.journal_debt), "journal sums to")
+    for name in ("balance", "pending", "debt"):
+        value = getattr(row, name)
+        if value < 0:
+            found.append(Violation(f"negative {name}", row.id, f"{name} is {value}"))
+    if row.debt > 0 and row.balance > 0:
+        found.append(
+            Violation("debt with usable points", row.id, f"debt {row.debt}, balance {row.balance}")
+        )
+    return found

@@ -1,0 +1,163 @@
+"""The arithmetic of the program as pure functions: no database, no clock, no Telegram.
+
+Money is integer kopecks and points are integers everywhere; `Decimal` appears only in
+`parse_amount`, where text from outside becomes money.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from decimal import Decimal
+
+from ledger.errors import InvalidAmount
+from ledger.rules import Rules, Tier
+
+MAX_AMOUNT_KOPECKS = 100_000_000_00  # 100 million roubles: anything above is a typo
+
+
+_AMOUNT_TEXT = re.compile(r"^[0-9]{1,12}(?:[.,][0-9]{1,2})?$")
+
+
+def parse_amount(value: str | int) -> int:
+    """Roubles as text ("1500", "1500.5", "1500.00") or a whole int to kopecks.
+
+    Refuses what is not plainly money: signs, exponents, more than two decimals, zero.
+    """
+    if isinstance(value, int) and not isinstance(value, bool):
+        text = str(value)
+    elif isinstance(value, str):
+        text = value.strip()
+    else:
+        raise InvalidAmount('amount must be a string like "1500.00"', value=str(value))
+    if text.startswith("-"):
+        raise InvalidAmount("amount must be positive", value=text)
+    if not _AMOUNT_TEXT.match(text):
+        if re.match(r"^[0-9]+[.,][0-9]{3,}$", text):
+            raise InvalidAmount("amount has more than two decimals", value=text)
+        raise InvalidAmount('amount is not a number like "1500.00"', value=text)
+    kopecks = int(Decimal(text.replace(",", ".")) * 100)
+    if kopecks <= 0:
+        raise InvalidAmount("amount must be positive", value=text)
+    if kopecks > MAX_AMOUNT_KOPECKS:
+        raise InvalidAmount("amount is too large", value=text)
+    return kopecks
+
+
+def format_amount(kopecks: int) -> str:
+    """Kopecks to the API's text form: 150000 -> "1500.00"."""
+    sign = "-" if kopecks < 0 else ""
+    whole, part = divmod(abs(kopecks), 100)
+    return f"{sign}{whole}.{part:02d}"
+
+
+def tier_for_spend(rules: Rules, qualifying_kopecks: int) -> Tier:
+    """The highest tier whose threshold the qualifying spend reaches."""
+    reached = rules.tiers[0]
+    for tier in rules.tiers:
+        if qualifying_kopecks >= tier.threshold_kopecks:
+            reached = tier
+    return reached
+
+
+def next_tier(rules: Rules, tier: Tier) -> Tier | None:
+    """The tier above `tier`, or None at the top."""
+    names = [t.name for t in rules.tiers]
+    index = names.index(tier.name) if tier.name in names else 0
+    return rules.tiers[index + 1] if index + 1 < len(rules.tiers) else None
+
+
+def earned_points(money_kopecks: int, tier: Tier) -> int:
+    """Points earned on the part of a purchase paid in money, rounded down."""
+    return max(money_kopecks, 0) // tier.kopecks_per_point
+
+
+def redeem_cap(rules: Rules, amount_kopecks: int) -> int:
+    """The most points that may pay for a purchase of this amount (before the balance)."""
+    return amount_kopecks * rules.max_redeem_percent // (100 * rules.point_value_kopecks)
+
+
+def redeemable_points(rules: Rules, amount_kopecks: int, balance: int) -> int:
+    """The most points a member with `balance` may spend on this purchase."""
+    return max(0, min(balance, redeem_cap(rules, amount_kopecks)))
+
+
+def money_paid(rules: Rules, amount_kopecks: int, redeemed_points: int) -> int:
+    """The part of a purchase paid in money."""
+    return amount_kopecks - redeemed_points * rules.point_value_kopecks
+
+
+def pro_rata(total: int, refunded_before: int, refunded_now: int, whole: int) -> int:
+    """The share of `total` that a refund of `refunded_now` out of `whole` gives back.
+
+    Computed on the cumulative refunded amount, so that several partial refunds add up to
+    exactly `total` when the whole purchase has been refunded, never more.
+    """
+    if whole <= 0:
+        return 0
+    after = total * (refunded_before + refunded_now) // whole
+    before = total * refunded_before // whole
+    return after - before
+
+
+@dataclass(frozen=True, slots=True)
+class OpenLot:
+    """A lot with points left, as FIFO spending sees it."""
+
+    lot_id: int
+    remaining: int
+    expires_at: datetime
+
+
+@dataclass(frozen=True, slots=True)
+class Allocation:
+    """Which lots pay for a debit, and what they could not cover."""
+
+    takes: tuple[tuple[int, int], ...]  # (lot_id, points)
+    shortfall: int
+
+
+def allocate_fifo(open_lots: Iterable[OpenLot], points: int) -> Allocation:
+    """Take `points` from lots, the one that burns first first; ties by lot id."""
+    if points < 0:
+        raise ValueError("cannot allocate a negative number of points")
+    takes: list[tuple[int, int]] = []
+    left = points
+    for lot in sorted(open_lots, key=lambda lot: (lot.expires_at, lot.lot_id)):
+        if left == 0:
+            break
+        take = min(lot.remaining, left)
+        if take > 0:
+            takes.append((lot.lot_id, take))
+            left -= take
+    return Allocation(tuple(takes), left)
+
+
+def due_to_burn(open_lots: Sequence[OpenLot], now: datetime) -> list[OpenLot]:
+    """Lots whose points burn at `now`."""
+    return [lot for lot in open_lots if lot.expires_at <= now and lot.remaining > 0]
+
+
+def luhn_check_digit(digits: str) -> str:
+    """The Luhn check digit for a string of digits."""
+    total = 0
+    for index, char in enumerate(reversed(digits)):
+        digit = int(char)
+        if index % 2 == 0:
+            digit *= 2
+            if digit > 9:
+                digit -= 9
+        total += digit
+    return str((10 - total % 10) % 10)
+
+
+def is_valid_card_number(card_number: str) -> bool:
+    """True for a string of digits whose last one is its Luhn check digit."""
+    return (
+        len(card_number) >= 2
+        and card_number.isascii()
+        and card_number.isdigit()
+        and luhn_check_digit(card_number[:-1]) == card_number[-1]
+    )

@@ -1,0 +1,1226 @@
+"""The ledger service: every operation is one database transaction.
+
+Each operation locks the member's row first (PostgreSQL: SELECT ... FOR UPDATE; SQLite: the
+BEGIN IMMEDIATE of storage.engine already serialises writers), then records its idempotency key,
+then changes lots, journal and running totals together. Running totals are written once per
+member per operation, and CHECK constraints refuse a negative balance, pending or debt, so a bug
+that slipped past the rules fails the transaction instead of corrupting the ledger.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import secrets
+import string
+from collections.abc import Awaitable, Callable, Mapping, Sequence
+from dataclasses import dataclass
+from datetime import date, datetime, timedelta
+from typing import Any, TypeVar
+from zoneinfo import ZoneInfo
+
+from sqlalchemy import and_, func, select, update
+from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.engine import Row
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
+
+from ledger import policy
+from ledger.clock import Clock, SystemClock
+from ledger.errors import (
+    BirthdayAlreadySet,
+    BirthdayInvalid,
+    EntryNotFound,
+    EntryNotReversible,
+    IdempotencyConflict,
+    InsufficientPoints,
+    InvalidAmount,
+    InvalidPoints,
+    InvalidReference,
+    LedgerError,
+    MemberNotFound,
+    PurchaseNotFound,
+    ReasonRequired,
+    RedeemAboveLimit,
+    RefundExceedsPurchase,
+)
+from ledger.phones import normalize_phone
+from ledger.rules import Rules
+from ledger.views import (
+    BalanceView,
+    Burn,
+    EntryView,
+    HistoryPage,
+    MemberView,
+    PurchaseResult,
+    RefundResult,
+    Registration,
+    TierChange,
+)
+from storage.schema import entries, lots, members, operations, purchases, referral_rewards, spends
+
+T = TypeVar("T")
+
+# Entries that support may reverse; purchase entries are undone by a refund instead.
+REVERSIBLE_KINDS = frozenset({"welcome", "referral", "birthday", "adjustment"})
+CARD_NUMBER_LENGTH = 12
+REFERRAL_ALPHABET = string.ascii_lowercase + string.digits
+MAX_POINTS = 10_000_000
+MAX_REFERENCE_LENGTH = 100
+BATCH_MEMBERS = 500
+
+
+@dataclass(slots=True)
+class _Totals:
+    """A member's running totals inside one transaction."""
+
+    balance: int
+    pending: int
+    debt: int
+
+
+class LedgerService:
+    """Owns every change to members' points."""
+
+    def __init__(self, engine: AsyncEngine, rules: Rules, clock: Clock | None = None) -> None:
+        self.engine = engine
+        self.rules = rules
+        self.clock: Clock = clock or SystemClock()
+        self._is_postgres = engine.dialect.name == "postgresql"
+
+    # ------------------------------------------------------------------ members
+
+    async def register_member(
+        self,
+        phone: str,
+        *,
+        telegram_id: int | None = None,
+        first_name: str | None = None,
+        last_name: str | None = None,
+        username: str | None = None,
+        language: str = "ru",
+        referral_code: str | None = None,
+    ) -> Registration:
+        """Create a member for this phone, or link a known phone to this Telegram account.
+
+        The welcome bonus is credited once per member, whichever call gets there first.
+        """
+        e164 = normalize_phone(phone)
+        now = self.clock.now()
+        for _attempt in range(5):
+            try:
+                return await self._register_once(
+                    e164, now, telegram_id, first_name, last_name, username, language, referral_code
+                )
+            except IntegrityError:
+                # A concurrent registration of the same phone, or a card number collision:
+                # the next attempt sees the winner's row or draws a new number.
+                continue
+        raise LedgerError("could not register the member, try again")
+
+    async def _register_once(
+        self,
+        e164: str,
+        now: datetime,
+        telegram_id: int | None,
+        first_name: str | None,
+        last_name: str | None,
+        username: str | None,
+        language: str,
+        referral_code: str | None,
+    ) -> Registration:
+        async with self.engine.begin() as conn:
+            existing = (
+                await conn.execute(select(members.c.id).where(members.c.phone == e164))
+            ).scalar_one_or_none()
+            profile = {"first_name": first_name, "last_name": last_name, "username": username}
+            if telegram_id is not None:
+                # One Telegram account belongs to one member: a new number moves the account.
+                await conn.execute(
+                    update(members)
+                    .where(members.c.telegram_id == telegram_id, members.c.phone != e164)
+                    .values(telegram_id=None)
+                )
+            if existing is not None:
+                member_id = existing
+                values: dict[str, Any] = {k: v for k, v in profile.items() if v is not None}
+                if telegram_id is not None:
+                    values["telegram_id"] = telegram_id
+                if values:
+                    await conn.execute(
+                        update(members).where(members.c.id == member_id).values(**values)
+                    )
+                created = False
+            else:
+                inviter = await self._inviter_id(conn, referral_code)
+                member_id = (
+                    await conn.execute(
+                        members.insert()
+                        .values(
+                            card_number=_new_card_number(),
+                            referral_code=_new_referral_code(),
+                            phone=e164,
+                            telegram_id=telegram_id,
+                            language=language,
+                            timezone=self.rules.messages.default_timezone,
+                            referred_by=inviter,
+                            created_at=now,
+                            consent_at=now,
+                            **profile,
+                        )
+                        .returning(members.c.id)
+                    )
+                ).scalar_one()
+                created = True
+            await self._lock_member(conn, member_id)
+            welcome = 0
+            if self.rules.welcome_bonus > 0:
+                op_id = await self._claim_operation(
+                    conn, f"welcome:{member_id}", "welcome", member_id, {}, None
+                )
+                if op_id is not None:
+                    totals = await self._lock_totals(conn, member_id)
+                    await self._credit(
+                        conn, member_id, totals, self.rules.welcome_bonus, "welcome", now,
+                        operation_id=op_id,
+                    )
+                    await self._store_totals(conn, member_id, totals)
+                    await self._finish_operation(conn, op_id, {"points": self.rules.welcome_bonus})
+                    welcome = self.rules.welcome_bonus
+            member = await self._member_row(conn, member_id)
+        return Registration(member=_member_view(member), created=created, welcome_points=welcome)
+
+    async def _inviter_id(self, conn: AsyncConnection, referral_code: str | None) -> int | None:
+        if not referral_code:
+            return None
+        return (
+            await conn.execute(
+                select(members.c.id).where(
+                    members.c.referral_code == referral_code.lower(), members.c.status == "active"
+                )
+            )
+        ).scalar_one_or_none()
+
+    async def get_member(self, member_id: int) -> MemberView:
+        """The member with this id (also erased ones, anonymised)."""
+        async with self.engine.connect() as conn:
+            return _member_view(await self._member_row(conn, member_id))
+
+    async def find_member(self, customer: str) -> MemberView:
+        """An active member by card number or phone in any common format."""
+        text = customer.strip()
+        compact = text.replace(" ", "").replace("-", "")
+        async with self.engine.connect() as conn:
+            row = None
+            if compact.isdigit() and policy.is_valid_card_number(compact):
+                row = (
+                    await conn.execute(select(members).where(members.c.card_number == compact))
+                ).first()
+            if row is None:
+                try:
+                    e164 = normalize_phone(text)
+                except LedgerError:
+                    e164 = None
+                if e164 is not None:
+                    row = (
+                        await conn.execute(select(members).where(members.c.phone == e164))
+                    ).first()
+        if row is None or row.status != "active":
+            raise MemberNotFound("no member with this card number or phone")
+        return _member_view(row)
+
+    async def member_by_telegram(self, telegram_id: int) -> MemberView | None:
+        """The active member linked to this Telegram account, if any."""
+        async with self.engine.connect() as conn:
+            row = (
+                await conn.execute(
+                    select(members).where(
+                        members.c.telegram_id == telegram_id, members.c.status == "active"
+                    )
+                )
+            ).first()
+        return _member_view(row) if row is not None else None
+
+    async def member_by_card(self, card_number: str) -> MemberView:
+        """An active member by exact card number."""
+        async with self.engine.connect() as conn:
+            row = (
+                await conn.execute(select(members).where(members.c.card_number == card_number))
+            ).first()
+        if row is None or row.status != "active":
+            raise MemberNotFound("no member with this card number")
+        return _member_view(row)
+
+    async def update_profile(self, member_id: int, **values: Any) -> MemberView:
+        """Change settings: language, timezone, notify_* flags, names, unreachable."""
+        allowed = {
+            "language", "timezone", "notify_reminders", "notify_tier", "notify_offers",
+            "first_name", "last_name", "username", "unreachable",
+        }
+        unknown = set(values) - allowed
+        if unknown:
+            raise ValueError(f"not a profile field: {sorted(unknown)}")
+        async with self.engine.begin() as conn:
+            await conn.execute(update(members).where(members.c.id == member_id).values(**values))
+            return _member_view(await self._member_row(conn, member_id))
+
+    async def set_birthday(self, member_id: int, birthday: date) -> MemberView:
+        """Set the birthday once; a second attempt is refused."""
+        now = self.clock.now()
+        if birthday > now.date() or birthday.year < 1900:
+            raise BirthdayInvalid("birthday out of range")
+        async with self.engine.begin() as conn:
+            changed = (
+                await conn.execute(
+                    update(members)
+                    .where(members.c.id == member_id, members.c.birthday.is_(None))
+                    .values(birthday=birthday, birthday_set_at=now)
+                )
+            ).rowcount
+            if changed != 1:
+                raise BirthdayAlreadySet("the birthday is already set")
+            return _member_view(await self._member_row(conn, member_id))
+
+    async def erase_member(self, member_id: int) -> None:
+        """Erase personal data; the ledger stays, tied to an anonymous member id."""
+        async with self.engine.begin() as conn:
+            await self._lock_member(conn, member_id)
+            await conn.execute(
+                update(members)
+                .where(members.c.id == member_id)
+                .values(
+                    phone=None, telegram_id=None, first_name=None, last_name=None, username=None,
+                    birthday=None, birthday_set_at=None, status="erased",
+                    erased_at=self.clock.now(), notify_reminders=False, notify_tier=False,
+                    notify_offers=False,
+                )
+            )
+
+    # ---------------------------------------------------------------- purchases
+
+    async def redeemable_points(self, member_id: int, amount_kopecks: int) -> int:
+        """The most points this member may spend on a purchase of this amount, right now."""
+        member = await self.get_member(member_id)
+        return policy.redeemable_points(self.rules, amount_kopecks, member.balance)
+
+    async def purchase(
+        self,
+        *,
+        receipt_id: str,
+        member_id: int,
+        amount_kopecks: int,
+        redeem_points: int = 0,
+        actor: str | None = None,
+    ) -> PurchaseResult:
+        """Record a purchase: redeem, then earn on the money part. Idempotent on receipt_id."""
+        _check_reference(receipt_id, "receipt_id")
+        if amount_kopecks <= 0 or amount_kopecks > policy.MAX_AMOUNT_KOPECKS:
+            raise InvalidAmount("amount must be positive", value=amount_kopecks)
+        if redeem_points < 0 or redeem_points > MAX_POINTS:
+            raise InvalidPoints("points to redeem must be zero or positive")
+        request = {"member_id": member_id, "amount": amount_kopecks, "redeem": redeem_points}
+
+        async def body(
+            conn: AsyncConnection, op_id: int, totals: _Totals, row: Row[Any]
+        ) -> dict[str, Any]:
+            if row.status != "active":
+                raise MemberNotFound("no such member")
+            allowed = policy.redeemable_points(self.rules, amount_kopecks, totals.balance)
+            if redeem_points > allowed:
+                raise RedeemAboveLimit(
+                    f"at most {allowed} points can be redeemed on this purchase", allowed=allowed
+                )
+            now = self.clock.now()
+            redeem_entry = None
+            if redeem_points:
+                redeem_entry = await self._debit(
+                    conn, member_id, totals, redeem_points, "redeem", now,
+                    operation_id=op_id, reference=receipt_id, actor=actor, strict=True,
+                )
+            money = policy.money_paid(self.rules, amount_kopecks, redeem_points)
+            accrued = policy.earned_points(money, self.rules.tier(row.tier))
+            earn_entry = None
+            if accrued:
+                earn_entry = await self._credit(
+                    conn, member_id, totals, accrued, "earn", now, operation_id=op_id,
+                    reference=receipt_id, actor=actor, hold=True,
+                )
+            await conn.execute(
+                purchases.insert().values(
+                    receipt_id=receipt_id, member_id=member_id, amount=amount_kopecks,
+                    redeemed=redeem_points, accrued=accrued, earn_entry_id=earn_entry,
+                    redeem_entry_id=redeem_entry, qualifying=money, created_at=now,
+                )
+            )
+            if row.last_purchase_at is None and row.referred_by is not None:
+                await self._reward_referral(conn, row, now, op_id)
+            tier = await self._recompute_tier(conn, member_id, row.tier, now)
+            await self._store_totals(
+                conn, member_id, totals, tier=tier.new_tier if tier else None, last_purchase_at=now
+            )
+            return {
+                "receipt_id": receipt_id, "member_id": member_id,
+                "card_number": row.card_number, "accrued": accrued, "redeemed": redeem_points,
+                "balance": totals.balance, "pending": totals.pending,
+                "tier": tier.new_tier if tier else row.tier,
+            }
+
+        result, replayed = await self._run_operation(
+            f"purchase:{receipt_id}", "purchase", member_id, request, actor, body
+        )
+        return PurchaseResult(**result, replayed=replayed)
+
+    async def refund(
+        self, *, refund_id: str, receipt_id: str, amount_kopecks: int, actor: str | None = None
+    ) -> RefundResult:
+        """Refund part or all of a purchase: take back earned points pro rata and give back
+        the points that paid for the refunded part. Idempotent on refund_id."""
+        _check_reference(refund_id, "refund_id")
+        _check_reference(receipt_id, "receipt_id")
+        if amount_kopecks <= 0 or amount_kopecks > policy.MAX_AMOUNT_KOPECKS:
+            raise InvalidAmount("amount must be positive", value=amount_kopecks)
+        async with self.engine.connect() as conn:
+            member_id = (
+                await conn.execute(
+                    select(purchases.c.member_id).where(purchases.c.receipt_id == receipt_id)
+                )
+            ).scalar_one_or_none()
+        if member_id is None:
+            raise PurchaseNotFound("no purchase with this receipt_id")
+        request = {"receipt_id": receipt_id, "amount": amount_kopecks}
+
+        async def body(
+            conn: AsyncConnection, op_id: int, totals: _Totals, locked: Row[Any]
+        ) -> dict[str, Any]:
+            purchase = (
+                await conn.execute(select(purchases).where(purchases.c.receipt_id == receipt_id))
+            ).one()
+            refundable = purchase.amount - purchase.refunded_amount
+            if amount_kopecks > refundable:
+                raise RefundExceedsPurchase(
+                    f"at most {policy.format_amount(refundable)} can still be refunded",
+                    refundable=policy.format_amount(refundable),
+                )
+            now = self.clock.now()
+            before = purchase.refunded_amount
+            reverse = policy.pro_rata(purchase.accrued, before, amount_kopecks, purchase.amount)
+            give_back = policy.pro_rata(purchase.redeemed, before, amount_kopecks, purchase.amount)
+            money = policy.money_paid(self.rules, purchase.amount, purchase.redeemed)
+            qualifying_cut = policy.pro_rata(money, before, amount_kopecks, purchase.amount)
+            if give_back:
+                await self._give_back(
+                    conn, member_id, totals, purchase.redeem_entry_id, give_back, "refund_return",
+                    now, operation_id=op_id, reference=refund_id, actor=actor,
+                )
+            if reverse:
+                await self._debit(
+                    conn, member_id, totals, reverse, "refund_reverse", now, operation_id=op_id,
+                    reference=refund_id, actor=actor, strict=False,
+                    first_lot_entry=purchase.earn_entry_id,
+                )
+            await conn.execute(
+                update(purchases)
+                .where(purchases.c.id == purchase.id)
+                .values(
+                    refunded_amount=purchases.c.refunded_amount + amount_kopecks,
+                    reversed_accrued=purchases.c.reversed_accrued + reverse,
+                    returned_redeemed=purchases.c.returned_redeemed + give_back,
+                    qualifying=purchases.c.qualifying - qualifying_cut,
+                )
+            )
+            tier = await self._recompute_tier(conn, member_id, locked.tier, now)
+            await self._store_totals(conn, member_id, totals, tier=tier.new_tier if tier else None)
+            return {
+                "refund_id": refund_id, "receipt_id": receipt_id, "member_id": member_id,
+                "card_number": locked.card_number, "reversed": reverse, "returned": give_back,
+                "debt": totals.debt, "balance": totals.balance, "pending": totals.pending,
+                "tier": tier.new_tier if tier else locked.tier,
+            }
+
+        result, replayed = await self._run_operation(
+            f"refund:{refund_id}", "refund", member_id, request, actor, body
+        )
+        return RefundResult(**result, replayed=replayed)
+
+    # ------------------------------------------------------------- staff actions
+
+    async def adjust(
+        self,
+        *,
+        member_id: int,
+        points: int,
+        reason: str,
+        actor: str,
+        operation_id: str | None = None,
+    ) -> EntryView:
+        """Add (positive) or remove (negative) points by hand, with a reason."""
+        if points == 0 or abs(points) > MAX_POINTS:
+            raise InvalidPoints("an adjustment must be a non-zero number of points")
+        if not reason.strip():
+            raise ReasonRequired("a reason is required")
+        key = f"adjust:{operation_id or secrets.token_hex(12)}"
+        request = {"member_id": member_id, "points": points, "reason": reason}
+
+        async def body(
+            conn: AsyncConnection, op_id: int, totals: _Totals, _: Row[Any]
+        ) -> dict[str, Any]:
+            now = self.clock.now()
+            if points > 0:
+                entry_id = await self._credit(
+                    conn, member_id, totals, points, "adjustment", now, operation_id=op_id,
+                    reason=reason, actor=actor,
+                )
+            else:
+                if totals.balance < -points:
+                    raise InsufficientPoints(
+                        f"the member has only {totals.balance} points", balance=totals.balance
+                    )
+                entry_id = await self._debit(
+                    conn, member_id, totals, -points, "adjustment", now, operation_id=op_id,
+                    reason=reason, actor=actor, strict=True,
+                )
+            await self._store_totals(conn, member_id, totals)
+            return {"entry_id": entry_id}
+
+        result, _ = await self._run_operation(key, "adjust", member_id, request, actor, body)
+        return await self.entry(result["entry_id"])
+
+    async def reverse_entry(self, *, entry_id: int, reason: str, actor: str) -> EntryView:
+        """Undo one bonus or adjustment entry; a purchase is undone by a refund."""
+        if not reason.strip():
+            raise ReasonRequired("a reason is required")
+        async with self.engine.connect() as conn:
+            target = (await conn.execute(select(entries).where(entries.c.id == entry_id))).first()
+        if target is None:
+            raise EntryNotFound("no such entry")
+        if target.kind not in REVERSIBLE_KINDS:
+            raise EntryNotReversible(f"a {target.kind} entry cannot be reversed", kind=target.kind)
+        request = {"entry_id": entry_id}
+
+        async def body(
+            conn: AsyncConnection, op_id: int, totals: _Totals, _: Row[Any]
+        ) -> dict[str, Any]:
+            current = (await conn.execute(select(entries).where(entries.c.id == entry_id))).one()
+            if current.reversed_by is not None:
+                raise EntryNotReversible("this entry is already reversed", kind=current.kind)
+            now = self.clock.now()
+            amount = current.points + current.pending
+            if amount > 0:
+                new_id = await self._debit(
+                    conn, current.member_id, totals, amount, "reversal", now,
+                    operation_id=op_id, reference=str(entry_id), reason=reason, actor=actor,
+                    strict=False, first_lot_entry=entry_id,
+                )
+            else:
+                new_id = await self._give_back(
+                    conn, current.member_id, totals, entry_id, -amount, "reversal", now,
+                    operation_id=op_id, reference=str(entry_id), reason=reason, actor=actor,
+                )
+            await conn.execute(
+                update(entries).where(entries.c.id == entry_id).values(reversed_by=new_id)
+            )
+            await self._store_totals(conn, current.member_id, totals)
+            return {"entry_id": new_id}
+
+        result, _ = await self._run_operation(
+            f"reverse:{entry_id}", "reverse", target.member_id, request, actor, body
+        )
+        return await self.entry(result["entry_id"])
+
+    # ------------------------------------------------------------ time passing
+
+    async def expire_due(self) -> int:
+        """Burn every active lot whose expiry has come; returns the points burnt."""
+        now = self.clock.now()
+        condition = and_(lots.c.status == "active", lots.c.remaining > 0, lots.c.expires_at <= now)
+        return await self._for_due_members(condition, lambda conn, ids: self._burn(conn, ids, now))
+
+    async def activate_due(self) -> int:
+        """Make held points usable once their hold is over; returns the points activated."""
+        now = self.clock.now()
+        condition = and_(lots.c.status == "pending", lots.c.available_at <= now)
+        return await self._for_due_members(
+            condition, lambda conn, ids: self._activate(conn, ids, now)
+        )
+
+    async def _for_due_members(
+        self,
+        condition: Any,
+        work: Callable[[AsyncConnection, Sequence[int]], Awaitable[int]],
+    ) -> int:
+        done = 0
+        after = 0
+        while True:
+            async with self.engine.connect() as conn:
+                ids = (
+                    await conn.execute(
+                        select(lots.c.member_id)
+                        .where(condition, lots.c.member_id > after)
+                        .group_by(lots.c.member_id)
+                        .order_by(lots.c.member_id)
+                        .limit(BATCH_MEMBERS)
+                    )
+                ).scalars().all()
+            if not ids:
+                return done
+            async with self.engine.begin() as conn:
+                done += await work(conn, ids)
+            after = ids[-1]
+
+    async def _burn(self, conn: AsyncConnection, member_ids: Sequence[int], now: datetime) -> int:
+        burnt = 0
+        for member_id in member_ids:
+            totals = await self._lock_totals(conn, member_id)
+            due = (
+                await conn.execute(
+                    select(lots.c.id, lots.c.remaining).where(
+                        lots.c.member_id == member_id, lots.c.status == "active",
+                        lots.c.remaining > 0, lots.c.expires_at <= now,
+                    ).order_by(lots.c.expires_at, lots.c.id)
+                )
+            ).all()
+            points = sum(lot.remaining for lot in due)
+            if not points:
+                continue
+            entry_id = await self._insert_entry(conn, member_id, "expiry", -points, 0, 0, now)
+            await self._take_from_lots(conn, entry_id, [(lot.id, lot.remaining) for lot in due])
+            totals.balance -= points
+            await self._store_totals(conn, member_id, totals)
+            burnt += points
+        return burnt
+
+    async def _activate(
+        self, conn: AsyncConnection, member_ids: Sequence[int], now: datetime
+    ) -> int:
+        activated = 0
+        for member_id in member_ids:
+            totals = await self._lock_totals(conn, member_id)
+            due = (
+                await conn.execute(
+                    select(lots.c.id, lots.c.remaining).where(
+                        lots.c.member_id == member_id, lots.c.status == "pending",
+                        lots.c.available_at <= now,
+                    )
+                )
+            ).all()
+            points = sum(lot.remaining for lot in due)
+            if not due:
+                continue
+            await conn.execute(
+                update(lots)
+                .where(lots.c.id.in_([lot.id for lot in due]))
+                .values(status="active")
+            )
+            if points:
+                await self._insert_entry(conn, member_id, "activation", points, -points, 0, now)
+                totals.balance += points
+                totals.pending -= points
+                await self._pay_debt(conn, member_id, totals, now, None)
+            await self._store_totals(conn, member_id, totals)
+            activated += points
+        return activated
+
+    async def credit_birthday(self, member_id: int) -> int:
+        """Credit this year's birthday bonus if today is the member's birthday in their time
+        zone and the birthday was set early enough; returns the points credited (0 if not due
+        or already credited)."""
+        now = self.clock.now()
+        member = await self.get_member(member_id)
+        if not member.is_active or member.birthday is None or member.birthday_set_at is None:
+            return 0
+        local_today = now.astimezone(ZoneInfo(member.timezone)).date()
+        if not _is_birthday(member.birthday, local_today):
+            return 0
+        min_set = timedelta(days=self.rules.birthday.min_days_set_before)
+        if now - member.birthday_set_at < min_set or self.rules.birthday.points <= 0:
+            return 0
+        points = self.rules.birthday.points
+        valid = timedelta(days=self.rules.birthday.valid_days)
+
+        async def body(
+            conn: AsyncConnection, op_id: int, totals: _Totals, _: Row[Any]
+        ) -> dict[str, Any]:
+            await self._credit(
+                conn, member_id, totals, points, "birthday", now, operation_id=op_id,
+                expires_at=now + valid,
+            )
+            await self._store_totals(conn, member_id, totals)
+            return {"points": points}
+
+        try:
+            _, replayed = await self._run_operation(
+                f"birthday:{member_id}:{local_today.year}", "birthday", member_id, {}, None, body
+            )
+        except IdempotencyConflict:
+            return 0
+        return 0 if replayed else points
+
+    async def birthday_candidates(self) -> list[int]:
+        """Active members whose birthday is today or tomorrow in UTC (time zones differ)."""
+        today = self.clock.now().date()
+        days = {(d.month, d.day) for d in (today - timedelta(days=1), today, today + timedelta(1))}
+        async with self.engine.connect() as conn:
+            rows = (
+                await conn.execute(
+                    select(members.c.id, members.c.birthday).where(
+                        members.c.status == "active", members.c.birthday.is_not(None)
+                    )
+                )
+            ).all()
+        return [
+            row.id for row in rows
+            if (row.birthday.month, row.birthday.day) in days
+            or (row.birthday.month, row.birthday.day) == (2, 29)
+        ]
+
+    async def recompute_tiers(self) -> list[TierChange]:
+        """Recompute every member's tier as old purchases leave the window."""
+        now = self.clock.now()
+        changes: list[TierChange] = []
+        async with self.engine.connect() as conn:
+            ids = (
+                await conn.execute(
+                    select(members.c.id).where(
+                        members.c.status == "active", members.c.last_purchase_at.is_not(None)
+                    )
+                )
+            ).scalars().all()
+        for start in range(0, len(ids), BATCH_MEMBERS):
+            async with self.engine.begin() as conn:
+                for member_id in ids[start : start + BATCH_MEMBERS]:
+                    locked = await self._lock_member(conn, member_id)
+                    change = await self._recompute_tier(conn, member_id, locked.tier, now)
+                    if change:
+                        await conn.execute(
+                            update(members)
+                            .where(members.c.id == member_id)
+                            .values(tier=change.new_tier)
+                        )
+                        changes.append(change)
+        return changes
+
+    # ------------------------------------------------------------------ queries
+
+    async def balance(self, member_id: int) -> BalanceView:
+        """Usable and pending points, debt, tier progress and the nearest burn."""
+        now = self.clock.now()
+        async with self.engine.connect() as conn:
+            row = await self._member_row(conn, member_id)
+            spend = await self._qualifying_spend(conn, member_id, now)
+            first_burn = (
+                await conn.execute(
+                    select(func.min(lots.c.expires_at)).where(
+                        lots.c.member_id == member_id, lots.c.status == "active",
+                        lots.c.remaining > 0,
+                    )
+                )
+            ).scalar_one_or_none()
+            burn = None
+            if first_burn is not None:
+                day_end = _end_of_local_day(first_burn, row.timezone)
+                points = (
+                    await conn.execute(
+                        select(func.coalesce(func.sum(lots.c.remaining), 0)).where(
+                            lots.c.member_id == member_id, lots.c.status == "active",
+                            lots.c.remaining > 0, lots.c.expires_at < day_end,
+                        )
+                    )
+                ).scalar_one()
+                burn = Burn(points=int(points), burns_at=first_burn)
+        tier = self.rules.tier(row.tier)
+        upper = policy.next_tier(self.rules, tier)
+        return BalanceView(
+            member_id=member_id, balance=row.balance, pending=row.pending, debt=row.debt,
+            tier=row.tier, qualifying_spend=spend, next_tier=upper.name if upper else None,
+            to_next_tier=max(0, upper.threshold_kopecks - spend) if upper else 0,
+            nearest_burn=burn,
+        )
+
+    async def history(self, member_id: int, page: int = 0, page_size: int = 10) -> HistoryPage:
+        """One page of the member's journal, newest first."""
+        page_size = max(1, min(page_size, 50))
+        async with self.engine.connect() as conn:
+            total = (
+                await conn.execute(
+                    select(func.count())
+                    .select_from(entries)
+                    .where(entries.c.member_id == member_id)
+                )
+            ).scalar_one()
+            pages = max(1, -(-total // page_size))
+            page = max(0, min(page, pages - 1))
+            rows = (
+                await conn.execute(
+                    select(entries)
+                    .where(entries.c.member_id == member_id)
+                    .order_by(entries.c.id.desc())
+                    .offset(page * page_size)
+                    .limit(page_size)
+                )
+            ).all()
+        return HistoryPage(
+            entries=tuple(_entry_view(row) for row in rows), page=page, pages=pages, total=total
+        )
+
+    async def entry(self, entry_id: int) -> EntryView:
+        async with self.engine.connect() as conn:
+            row = (await conn.execute(select(entries).where(entries.c.id == entry_id))).first()
+        if row is None:
+            raise EntryNotFound("no such entry")
+        return _entry_view(row)
+
+    async def entry_owner(self, entry_id: int) -> int:
+        """The member an entry belongs to."""
+        async with self.engine.connect() as conn:
+            owner = (
+                await conn.execute(select(entries.c.member_id).where(entries.c.id == entry_id))
+            ).scalar_one_or_none()
+        if owner is None:
+            raise EntryNotFound("no such entry")
+        return int(owner)
+
+    # ------------------------------------------------------ transaction plumbing
+
+    async def _run_operation(
+        self,
+        key: str,
+        kind: str,
+        member_id: int,
+        request: Mapping[str, Any],
+        actor: str | None,
+        body: Callable[[AsyncConnection, int, _Totals, Row[Any]], Awaitable[dict[str, Any]]],
+    ) -> tuple[dict[str, Any], bool]:
+        """Run `body` once per key in one transaction; a retry gets the first result back."""
+        request_hash = _hash_request(request)
+        try:
+            async with self.engine.begin() as conn:
+                locked = await self._lock_member(conn, member_id)
+                totals = _Totals(balance=locked.balance, pending=locked.pending, debt=locked.debt)
+                op_id = await self._claim_operation(conn, key, kind, member_id, request, actor)
+                if op_id is None:
+                    return await self._replay(conn, key, request_hash), True
+                result = await body(conn, op_id, totals, locked)
+                await self._finish_operation(conn, op_id, result)
+                return result, False
+        except IntegrityError:
+            # The same key committed by a transaction that locked another member first.
+            async with self.engine.connect() as conn:
+                return await self._replay(conn, key, request_hash), True
+
+    async def _claim_operation(
+        self,
+        conn: AsyncConnection,
+        key: str,
+        kind: str,
+        member_id: int | None,
+        request: Mapping[str, Any],
+        actor: str | None,
+    ) -> int | None:
+        """Insert the operation's key; None if it exists already."""
+        insert = postgresql.insert if self._is_postgres else sqlite.insert
+        statement = (
+            insert(operations)
+            .values(
+                key=key, kind=kind, member_id=member_id, request_hash=_hash_request(request),
+                result="", actor=actor, created_at=self.clock.now(),
+            )
+            .on_conflict_do_nothing(index_elements=[operations.c.key])
+            .returning(operations.c.id)
+        )
+        return (await conn.execute(statement)).scalar_one_or_none()
+
+    async def _finish_operation(
+        self, conn: AsyncConnection, op_id: int, result: Mapping[str, Any]
+    ) -> None:
+        await conn.execute(
+            update(operations)
+            .where(operations.c.id == op_id)
+            .values(result=json.dumps(result, sort_keys=True))
+        )
+
+    async def _replay(
+        self, conn: AsyncConnection, key: str, request_hash: str
+    ) -> dict[str, Any]:
+        row = (
+            await conn.execute(
+                select(operations.c.request_hash, operations.c.result).where(
+                    operations.c.key == key
+                )
+            )
+        ).one()
+        if row.request_hash != request_hash:
+            raise IdempotencyConflict(
+                "this id was already used for a different request", key=key.split(":", 1)[-1]
+            )
+        result: dict[str, Any] = json.loads(row.result)
+        return result
+
+    async def _lock_member(self, conn: AsyncConnection, member_id: int) -> Row[Any]:
+        statement = select(members).where(members.c.id == member_id)
+        if self._is_postgres:
+            statement = statement.with_for_update()
+        row = (await conn.execute(statement)).first()
+        if row is None:
+            raise MemberNotFound("no such member")
+        return row
+
+    async def _lock_totals(self, conn: AsyncConnection, member_id: int) -> _Totals:
+        row = await self._lock_member(conn, member_id)
+        return _Totals(balance=row.balance, pending=row.pending, debt=row.debt)
+
+    async def _store_totals(
+        self, conn: AsyncConnection, member_id: int, totals: _Totals, **extra: Any
+    ) -> None:
+        """Write the running totals; refuses (by the WHERE) any negative value."""
+        if min(totals.balance, totals.pending, totals.debt) < 0:
+            # Unreachable unless a rule above is wrong; the CHECK constraints back this up.
+            raise LedgerError("the operation would make a total negative; nothing was changed")
+        values = {k: v for k, v in extra.items() if v is not None}
+        await conn.execute(
+            update(members)
+            .where(members.c.id == member_id)
+            .values(balance=totals.balance, pending=totals.pending, debt=totals.debt, **values)
+        )
+
+    async def _member_row(self, conn: AsyncConnection, member_id: int) -> Row[Any]:
+        row = (await conn.execute(select(members).where(members.c.id == member_id))).first()
+        if row is None:
+            raise MemberNotFound("no such member")
+        return row
+
+    # ------------------------------------------------------ lots and the journal
+
+    async def _insert_entry(
+        self,
+        conn: AsyncConnection,
+        member_id: int,
+        kind: str,
+        points: int,
+        pending: int,
+        debt: int,
+        now: datetime,
+        *,
+        operation_id: int | None = None,
+        reference: str | None = None,
+        reason: str | None = None,
+        actor: str | None = None,
+    ) -> int:
+        entry_id: int = (
+            await conn.execute(
+                entries.insert()
+                .values(
+                    member_id=member_id, operation_id=operation_id, kind=kind, points=points,
+                    pending=pending, debt=debt, reference=reference, reason=reason, actor=actor,
+                    created_at=now,
+                )
+                .returning(entries.c.id)
+            )
+        ).scalar_one()
+        return entry_id
+
+    async def _credit(
+        self,
+        conn: AsyncConnection,
+        member_id: int,
+        totals: _Totals,
+        points: int,
+        kind: str,
+        now: datetime,
+        *,
+        operation_id: int | None = None,
+        reference: str | None = None,
+        reason: str | None = None,
+        actor: str | None = None,
+        hold: bool = False,
+        expires_at: datetime | None = None,
+    ) -> int:
+        """Add a lot of points; held ones are pending until the hold is over."""
+        held = hold and self.rules.hold_days > 0
+        available_at = now + timedelta(days=self.rules.hold_days) if held else now
+        expires = expires_at or available_at + timedelta(days=self.rules.points_lifetime_days)
+        entry_id = await self._insert_entry(
+            conn, member_id, kind, 0 if held else points, points if held else 0, 0, now,
+            operation_id=operation_id, reference=reference, reason=reason, actor=actor,
+        )
+        await conn.execute(
+            lots.insert().values(
+                member_id=member_id, entry_id=entry_id, points=points, remaining=points,
+                status="pending" if held else "active", available_at=available_at,
+                expires_at=expires, created_at=now,
+            )
+        )
+        if held:
+            totals.pending += points
+        else:
+            totals.balance += points
+            await self._pay_debt(conn, member_id, totals, now, operation_id)
+        return entry_id
+
+    async def _pay_debt(
+        self,
+        conn: AsyncConnection,
+        member_id: int,
+        totals: _Totals,
+        now: datetime,
+        operation_id: int | None,
+    ) -> None:
+        """New usable points pay off a debt first."""
+        payoff = min(totals.debt, totals.balance)
+        if payoff <= 0:
+            return
+        open_lots = await self._open_lots(conn, member_id)
+        allocation = policy.allocate_fifo(open_lots, payoff)
+        entry_id = await self._insert_entry(
+            conn, member_id, "debt_payoff", -payoff, 0, -payoff, now, operation_id=operation_id
+        )
+        await self._take_from_lots(conn, entry_id, allocation.takes)
+        totals.balance -= payoff
+        totals.debt -= payoff
+
+    async def _debit(
+        self,
+        conn: AsyncConnection,
+        member_id: int,
+        totals: _Totals,
+        points: int,
+        kind: str,
+        now: datetime,
+        *,
+        strict: bool,
+        operation_id: int | None = None,
+        reference: str | None = None,
+        reason: str | None = None,
+        actor: str | None = None,
+        first_lot_entry: int | None = None,
+    ) -> int:
+        """Take points oldest-expiry first (from one entry's own lot first, if given).
+
+        strict: refuse a shortfall; otherwise the shortfall becomes debt.
+        """
+        from_active: list[tuple[int, int]] = []
+        from_pending: list[tuple[int, int]] = []
+        left = points
+        if first_lot_entry is not None:
+            own = (
+                await conn.execute(
+                    select(lots.c.id, lots.c.remaining, lots.c.status).where(
+                        lots.c.entry_id == first_lot_entry, lots.c.remaining > 0
+                    )
+                )
+            ).first()
+            if own is not None:
+                take = min(own.remaining, left)
+                (from_pending if own.status == "pending" else from_active).append((own.id, take))
+                left -= take
+        if left:
+            taken = {lot_id for lot_id, _ in from_active}
+            open_lots = [lot for lot in await self._open_lots(conn, member_id)
+                         if lot.lot_id not in taken]
+            allocation = policy.allocate_fifo(open_lots, left)
+            from_active.extend(allocation.takes)
+            left = allocation.shortfall
+        if left and strict:
+            raise InsufficientPoints("not enough points", balance=totals.balance)
+        active_points = sum(take for _, take in from_active)
+        pending_points = sum(take for _, take in from_pending)
+        entry_id = await self._insert_entry(
+            conn, member_id, kind, -active_points, -pending_points, left, now,
+            operation_id=operation_id, reference=reference, reason=reason, actor=actor,
+        )
+        await self._take_from_lots(conn, entry_id, from_active + from_pending)
+        totals.balance -= active_points
+        totals.pending -= pending_points
+        totals.debt += left
+        return entry_id
+
+    async def _give_back(
+        self,
+        conn: AsyncConnection,
+        member_id: int,
+        totals: _Totals,
+        spent_entry_id: int | None,
+        points: int,
+        kind: str,
+        now: datetime,
+        *,
+        operation_id: int | None = None,
+        reference: str | None = None,
+        reason: str | None = None,
+        actor: str | None = None,
+    ) -> int:
+        """Return points that an entry took, into the lots they came from (with their original
+        expiry: points past it burn at the next expiry run)."""
+        rows = (
+            await conn.execute(
+                select(spends.c.id, spends.c.lot_id, spends.c.points, spends.c.returned)
+                .join(lots, lots.c.id == spends.c.lot_id)
+                .where(spends.c.entry_id == spent_entry_id)
+                .order_by(lots.c.expires_at.desc(), lots.c.id.desc())
+            )
+        ).all()
+        left = points
+        returns: list[tuple[int, int, int]] = []  # spend id, lot id, points
+        for row in rows:
+            give = min(row.points - row.returned, left)
+            if give > 0:
+                returns.append((row.id, row.lot_id, give))
+                left -= give
+        if left:
+            raise LedgerError("more points to give back than were taken")
+        entry_id = await self._insert_entry(
+            conn, member_id, kind, points, 0, 0, now, operation_id=operation_id,
+            reference=reference, reason=reason, actor=actor,
+        )
+        for spend_id, lot_id, give in returns:
+            await conn.execute(
+                update(spends).where(spends.c.id == spend_id)
+                .values(returned=spends.c.returned + give)
+            )
+            await conn.execute(
+                update(lots).where(lots.c.id == lot_id).values(remaining=lots.c.remaining + give)
+            )
+        totals.balance += points
+        await self._pay_debt(conn, member_id, totals, now, operation_id)
+        return entry_id
+
+    async def _open_lots(self, conn: AsyncConnection, member_id: int) -> list[policy.OpenLot]:
+        rows = (
+            await conn.execute(
+                select(lots.c.id, lots.c.remaining, lots.c.expires_at).where(
+                    lots.c.member_id == member_id, lots.c.status == "active", lots.c.remaining > 0
+                )
+            )
+        ).all()
+        return [policy.OpenLot(row.id, row.remaining, row.expires_at) for row in rows]
+
+    async def _take_from_lots(
+        self, conn: AsyncConnection, entry_id: int, takes: Sequence[tuple[int, int]]
+    ) -> None:
+        for lot_id, take in takes:
+            await conn.execute(
+                update(lots).where(lots.c.id == lot_id).values(remaining=lots.c.remaining - take)
+            )
+        if takes:
+            await conn.execute(
+                spends.insert(),
+                [{"entry_id": entry_id, "lot_id": lot, "points": take} for lot, take in takes],
+            )
+
+    # ------------------------------------------------------------ tiers, referral
+
+    async def _qualifying_spend(self, conn: AsyncConnection, member_id: int, now: datetime) -> int:
+        since = now - timedelta(days=self.rules.tier_window_days)
+        spend = (
+            await conn.execute(
+                select(func.coalesce(func.sum(purchases.c.qualifying), 0)).where(
+                    purchases.c.member_id == member_id, purchases.c.created_at > since
+                )
+            )
+        ).scalar_one()
+        return int(spend)
+
+    async def _recompute_tier(
+        self, conn: AsyncConnection, member_id: int, current: str, now: datetime
+    ) -> TierChange | None:
+        spend = await self._qualifying_spend(conn, member_id, now)
+        reached = policy.tier_for_spend(self.rules, spend).name
+        if reached == current:
+            return None
+        return TierChange(member_id=member_id, old_tier=current, new_tier=reached)
+
+    async def _reward_referral(
+        self, conn: AsyncConnection, invited: Row[Any], now: datetime, op_id: int
+    ) -> None:
+        points = self.rules.referral.inviter_points
+        if points <= 0 or invited.phone is None:
+            return
+        inviter_id = invited.referred_by
+        phone_hash = hashlib.sha256(invited.phone.encode()).hexdigest()
+        insert = postgresql.insert if self._is_postgres else sqlite.insert
+        claimed = (
+            await conn.execute(
+                insert(referral_rewards)
+                .values(
+                    invited_phone_hash=phone_hash, inviter_id=inviter_id,
+                    invited_id=invited.id, created_at=now,
+                )
+                .on_conflict_do_nothing(index_elements=[referral_rewards.c.invited_phone_hash])
+                .returning(referral_rewards.c.inviter_id)
+            )
+        ).scalar_one_or_none()
+        if claimed is None:
+            return
+        inviter = await self._member_row(conn, inviter_id)
+        if inviter.status != "active":
+            return
+        totals = await self._lock_totals(conn, inviter_id)
+        await self._credit(
+            conn, inviter_id, totals, points, "referral", now, operation_id=op_id,
+            reference=invited.card_number,
+        )
+        await self._store_totals(conn, inviter_id, totals)
+
+
+# ---------------------------------------------------------------------- helpers
+
+
+def _check_reference(value: str, name: str) -> None:
+    if not isinstance(value, str) or not value.strip() or len(value) > MAX_REFERENCE_LENGTH:
+        raise InvalidReference(
+            f"{name} must be a non-empty string of at most {MAX_REFERENCE_LENGTH} characters",
+            field=name,
+        )
+
+
+def _hash_request(request: Mapping[str, Any]) -> str:
+    return hashlib.sha256(json.dumps(request, sort_keys=True).encode()).hexdigest()
+
+
+def _new_card_number() -> str:
+    """12 digits: a random non-zero first digit, 10 random digits and a Luhn check digit."""
+    body = str(secrets.randbelow(9) + 1) + "".join(
+        str(secrets.randbelow(10)) for _ in range(CARD_NUMBER_LENGTH - 2)
+    )
+    return body + policy.luhn_check_digit(body)
+
+
+def _new_referral_code() -> str:
+    return "".join(secrets.choice(REFERRAL_ALPHABET) for _ in range(10))
+
+
+def _is_birthday(birthday: date, today: date) -> bool:
+    if (birthday.month, birthday.day) == (2, 29) and not _is_leap(today.year):
+        return (today.month, today.day) == (2, 28)
+    return (birthday.month, birthday.day) == (today.month, today.day)
+
+
+def _is_leap(year: int) -> bool:
+    return year % 4 == 0 and (year % 100 != 0 or year % 400 == 0)
+
+
+def _end_of_local_day(moment: datetime, timezone: str) -> datetime:
+    local = moment.astimezone(ZoneInfo(timezone))
+    next_midnight = datetime.combine(local.date() + timedelta(days=1), datetime.min.time())
+    return next_midnight.replace(tzinfo=ZoneInfo(timezone))
+
+
+def _member_view(row: Row[Any]) -> MemberView:
+    return MemberView(
+        member_id=row.id, card_number=row.card_number, phone=row.phone,
+        telegram_id=row.telegram_id, first_name=row.first_name, last_name=row.last_name,
+        username=row.username, language=row.language, timezone=row.timezone,
+        birthday=row.birthday, birthday_set_at=row.birthday_set_at,
+        referral_code=row.referral_code, referred_by=row.referred_by, status=row.status,
+        notify_reminders=row.notify_reminders, notify_tier=row.notify_tier,
+        notify_offers=row.notify_offers, unreachable=row.unreachable, created_at=row.created_at,
+        balance=row.balance, pending=row.pending, debt=row.debt, tier=row.tier,
+    )
+
+
+def _entry_view(row: Row[Any]) -> EntryView:
+    return EntryView(
+        entry_id=row.id, kind=row.kind, points=row.points, pending=row.pending, debt=row.debt,
+        reference=row.reference, reason=row.reason, created_at=row.created_at,
+        reversible=row.kind in REVERSIBLE_KINDS and row.reversed_by is None,
+        reversed=row.reversed_by is not None,
+    )

@@ -1,0 +1,191 @@
+"""Database tables: one MetaData for the whole application.
+
+The ledger is an append-only journal (`entries`) plus the lots of points it created (`lots`),
+with the running totals kept on `members` so that a balance is one row read. Every operation
+that can arrive twice carries a unique `operations.key`.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Any
+
+from sqlalchemy import (
+    BigInteger,
+    Boolean,
+    CheckConstraint,
+    Column,
+    Date,
+    DateTime,
+    ForeignKey,
+    Index,
+    Integer,
+    MetaData,
+    String,
+    Table,
+    Text,
+    TypeDecorator,
+)
+from sqlalchemy.engine import Dialect
+
+NAMING = {
+    "ix": "ix_%(column_0_label)s",
+    "uq": "uq_%(table_name)s_%(column_0_name)s",
+    "ck": "ck_%(table_name)s_%(constraint_name)s",
+    "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
+    "pk": "pk_%(table_name)s",
+}
+
+metadata = MetaData(naming_convention=NAMING)
+
+
+class UTCDateTime(TypeDecorator[datetime]):
+    """Stores UTC without a zone (SQLite has none) and always returns aware UTC datetimes."""
+
+    impl = DateTime
+    cache_ok = True
+
+    def process_bind_param(self, value: datetime | None, dialect: Dialect) -> datetime | None:
+        if value is None:
+            return None
+        if value.tzinfo is None:
+            raise ValueError("naive datetime given to a UTCDateTime column")
+        return value.astimezone(UTC).replace(tzinfo=None)
+
+    def process_result_value(self, value: Any, dialect: Dialect) -> datetime | None:
+        if value is None:
+            return None
+        if isinstance(value, str):  # raw SQL results on SQLite
+            value = datetime.fromisoformat(value)
+        return value.replace(tzinfo=UTC)
+
+
+members = Table(
+    "members",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("card_number", String(16), nullable=False, unique=True),
+    Column("phone", String(20), nullable=True, unique=True),
+    Column("telegram_id", BigInteger, nullable=True, unique=True),
+    Column("first_name", String(128), nullable=True),
+    Column("last_name", String(128), nullable=True),
+    Column("username", String(64), nullable=True),
+    Column("language", String(8), nullable=False, server_default="ru"),
+    Column("timezone", String(64), nullable=False, server_default="Europe/Moscow"),
+    Column("birthday", Date, nullable=True),
+    Column("birthday_set_at", UTCDateTime, nullable=True),
+    Column("referral_code", String(16), nullable=False, unique=True),
+    Column("referred_by", Integer, ForeignKey("members.id"), nullable=True),
+    Column("status", String(16), nullable=False, server_default="active"),
+    Column("notify_reminders", Boolean, nullable=False, server_default="1"),
+    Column("notify_tier", Boolean, nullable=False, server_default="1"),
+    Column("notify_offers", Boolean, nullable=False, server_default="1"),
+    Column("unreachable", Boolean, nullable=False, server_default="0"),
+    Column("created_at", UTCDateTime, nullable=False),
+    Column("consent_at", UTCDateTime, nullable=True),
+    Column("erased_at", UTCDateTime, nullable=True),
+    Column("last_purchase_at", UTCDateTime, nullable=True),
+    # Running totals, kept equal to the journal (checked by ledger.invariants).
+    Column("balance", Integer, nullable=False, server_default="0"),
+    Column("pending", Integer, nullable=False, server_default="0"),
+    Column("debt", Integer, nullable=False, server_default="0"),
+    Column("tier", String(16), nullable=False, server_default="base"),
+    CheckConstraint("balance >= 0", name="balance_not_negative"),
+    CheckConstraint("pending >= 0", name="pending_not_negative"),
+    CheckConstraint("debt >= 0", name="debt_not_negative"),
+)
+
+operations = Table(
+    "operations",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    # "<kind>:<external id>", e.g. "purchase:R-1"; a retry finds the first result here.
+    Column("key", String(200), nullable=False, unique=True),
+    Column("kind", String(32), nullable=False),
+    Column("member_id", Integer, ForeignKey("members.id"), nullable=True),
+    Column("request_hash", String(64), nullable=False),
+    Column("result", Text, nullable=False),
+    Column("actor", String(64), nullable=True),
+    Column("created_at", UTCDateTime, nullable=False),
+)
+
+lots = Table(
+    "lots",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("member_id", Integer, ForeignKey("members.id"), nullable=False),
+    Column("entry_id", Integer, nullable=False),
+    Column("points", Integer, nullable=False),
+    Column("remaining", Integer, nullable=False),
+    # pending -> active (at available_at) -> closed (spent to zero or burnt)
+    Column("status", String(8), nullable=False),
+    Column("available_at", UTCDateTime, nullable=False),
+    Column("expires_at", UTCDateTime, nullable=False),
+    Column("created_at", UTCDateTime, nullable=False),
+    CheckConstraint("remaining >= 0 AND remaining <= points", name="remaining_in_range"),
+    Index("ix_lots_member_open", "member_id", "status", "expires_at"),
+    Index("ix_lots_status_expires", "status", "expires_at"),
+    Index("ix_lots_status_available", "status", "available_at"),
+)
+
+entries = Table(
+    "entries",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("member_id", Integer, ForeignKey("members.id"), nullable=False),
+    Column("operation_id", Integer, ForeignKey("operations.id"), nullable=True),
+    Column("kind", String(24), nullable=False),
+    Column("points", Integer, nullable=False),  # change of the usable balance
+    Column("pending", Integer, nullable=False, server_default="0"),  # change of pending points
+    Column("debt", Integer, nullable=False, server_default="0"),  # change of the debt
+    Column("reference", String(100), nullable=True),  # receipt id, refund id, reversed entry id
+    Column("reason", Text, nullable=True),
+    Column("actor", String(64), nullable=True),
+    Column("reversed_by", Integer, nullable=True),
+    Column("created_at", UTCDateTime, nullable=False),
+    Index("ix_entries_member_id", "member_id", "id"),
+)
+
+# Which lots an outgoing entry took its points from, so a refund or a reversal can put them
+# back with their original expiry.
+spends = Table(
+    "spends",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("entry_id", Integer, ForeignKey("entries.id"), nullable=False, index=True),
+    Column("lot_id", Integer, ForeignKey("lots.id"), nullable=False),
+    Column("points", Integer, nullable=False),
+    Column("returned", Integer, nullable=False, server_default="0"),
+    CheckConstraint("returned >= 0 AND returned <= points", name="returned_in_range"),
+)
+
+purchases = Table(
+    "purchases",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("receipt_id", String(100), nullable=False, unique=True),
+    Column("member_id", Integer, ForeignKey("members.id"), nullable=False),
+    Column("amount", BigInteger, nullable=False),  # kopecks, whole receipt
+    Column("redeemed", Integer, nullable=False),  # points that paid part of it
+    Column("accrued", Integer, nullable=False),  # points earned on the money part
+    Column("earn_entry_id", Integer, nullable=True),
+    Column("redeem_entry_id", Integer, nullable=True),
+    Column("refunded_amount", BigInteger, nullable=False, server_default="0"),
+    Column("reversed_accrued", Integer, nullable=False, server_default="0"),
+    Column("returned_redeemed", Integer, nullable=False, server_default="0"),
+    # money paid net of refunds, what tiers count
+    Column("qualifying", BigInteger, nullable=False),
+    Column("created_at", UTCDateTime, nullable=False),
+    CheckConstraint("refunded_amount <= amount", name="refund_within_amount"),
+    Index("ix_purchases_member_created", "member_id", "created_at"),
+)
+
+# One referral reward per invited phone, even if that phone registers again later.
+referral_rewards = Table(
+    "referral_rewards",
+    metadata,
+    Column("invited_phone_hash", String(64), primary_key=True),
+    Column("inviter_id", Integer, ForeignKey("members.id"), nullable=False),
+    Column("invited_id", Integer, ForeignKey("members.id"), nullable=False),
+    Column("created_at", UTCDateTime, nullable=False),
+)

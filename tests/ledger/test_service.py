@@ -1,0 +1,517 @@
+"""The ledger service on a real database: every test runs on SQLite and on PostgreSQL."""
+
+from __future__ import annotations
+
+from datetime import date, timedelta
+
+import pytest
+from sqlalchemy import func, select
+
+from ledger import policy
+from ledger.clock import ManualClock
+from ledger.errors import (
+    BirthdayAlreadySet,
+    EntryNotReversible,
+    IdempotencyConflict,
+    InsufficientPoints,
+    InvalidAmount,
+    InvalidPhone,
+    InvalidPoints,
+    InvalidReference,
+    MemberNotFound,
+    PurchaseNotFound,
+    ReasonRequired,
+    RedeemAboveLimit,
+    RefundExceedsPurchase,
+)
+from ledger.invariants import check_ledger
+from ledger.rules import Rules
+from ledger.service import LedgerService
+from storage.schema import entries, members, operations, purchases
+from tests.conftest import Phones
+
+RUB = 100  # kopecks
+
+
+async def new_member(ledger: LedgerService, phones: Phones, **kwargs: object) -> int:
+    registration = await ledger.register_member(phones.next(), **kwargs)  # type: ignore[arg-type]
+    return registration.member.member_id
+
+
+async def assert_consistent(ledger: LedgerService) -> None:
+    violations = await check_ledger(ledger.engine)
+    assert violations == [], "\n".join(map(str, violations))
+
+
+async def snapshot(ledger: LedgerService) -> tuple[int, int, int, int]:
+    async with ledger.engine.connect() as conn:
+        counts = []
+        for table in (members, entries, operations, purchases):
+            counts.append((await conn.execute(select(func.count()).select_from(table))).scalar())
+    return tuple(counts)  # type: ignore[return-value]
+
+
+# ------------------------------------------------------------------ registration
+
+
+async def test_new_member_gets_welcome_bonus_and_a_valid_card(
+    ledger: LedgerService, phones: Phones
+) -> None:
+    registration = await ledger.register_member("8 (999) 000-00-01", telegram_id=42)
+    member = registration.member
+    assert registration.created and registration.welcome_points == 100
+    assert member.phone == "+79990000001"
+    assert member.balance == 100 and member.tier == "base"
+    assert len(member.card_number) == 12 and policy.is_valid_card_number(member.card_number)
+    await assert_consistent(ledger)
+
+
+async def test_card_numbers_are_not_a_sequence(ledger: LedgerService, phones: Phones) -> None:
+    cards = [(await ledger.register_member(phones.next())).member.card_number for _ in range(5)]
+    numbers = sorted(int(card) for card in cards)
+    gaps = {b - a for a, b in zip(numbers, numbers[1:], strict=False)}
+    assert len(set(cards)) == 5 and gaps != {1} and all(gap > 10 for gap in gaps)
+
+
+async def test_known_phone_is_linked_not_registered_twice(
+    ledger: LedgerService, phones: Phones
+) -> None:
+    first = await ledger.register_member("+79990000001", telegram_id=1)
+    again = await ledger.register_member("79990000001", telegram_id=2, first_name="New")
+    assert not again.created and again.welcome_points == 0
+    assert again.member.member_id == first.member.member_id
+    assert again.member.telegram_id == 2 and again.member.balance == 100
+    assert await ledger.member_by_telegram(1) is None
+
+
+async def test_malformed_phone_is_refused_and_changes_nothing(ledger: LedgerService) -> None:
+    before = await snapshot(ledger)
+    for phone in ["12345", "hello", "", "+7999", "9" * 40]:
+        with pytest.raises(InvalidPhone):
+            await ledger.register_member(phone)
+    assert await snapshot(ledger) == before
+
+
+async def test_find_member_by_card_or_phone_in_any_format(
+    ledger: LedgerService, phones: Phones
+) -> None:
+    member = (await ledger.register_member("+79990000007")).member
+    spaced = " ".join(member.card_number[i : i + 4] for i in range(0, 12, 4))
+    for customer in [member.card_number, spaced, "+79990000007", "8 999 000-00-07"]:
+        assert (await ledger.find_member(customer)).member_id == member.member_id
+    for unknown in ["+79990000008", "000000000000", "nobody"]:
+        with pytest.raises(MemberNotFound):
+            await ledger.find_member(unknown)
+
+
+async def test_erased_member_is_gone_from_lookups_but_ledger_adds_up(
+    ledger: LedgerService, phones: Phones
+) -> None:
+    member = (await ledger.register_member("+79990000009", telegram_id=9)).member
+    await ledger.purchase(receipt_id="R-1", member_id=member.member_id, amount_kopecks=1000 * RUB)
+    await ledger.erase_member(member.member_id)
+    erased = await ledger.get_member(member.member_id)
+    assert erased.phone is None and erased.first_name is None and erased.status == "erased"
+    assert await ledger.member_by_telegram(9) is None
+    with pytest.raises(MemberNotFound):
+        await ledger.find_member("+79990000009")
+    with pytest.raises(MemberNotFound):
+        await ledger.find_member(member.card_number)
+    assert erased.balance == 120  # the points stay in the anonymised ledger
+    await assert_consistent(ledger)
+
+
+# --------------------------------------------------------------------- purchases
+
+
+async def test_base_member_earns_one_point_per_50_roubles_rounded_down(
+    ledger: LedgerService, phones: Phones
+) -> None:
+    member_id = await new_member(ledger, phones)
+    result = await ledger.purchase(receipt_id="R-1", member_id=member_id, amount_kopecks=1499 * RUB)
+    assert result.accrued == 29 and result.redeemed == 0 and result.balance == 129
+    assert result.tier == "base" and not result.replayed
+    await assert_consistent(ledger)
+
+
+async def test_points_are_earned_only_on_the_part_paid_in_money(
+    ledger: LedgerService, phones: Phones
+) -> None:
+    member_id = await new_member(ledger, phones)
+    result = await ledger.purchase(
+        receipt_id="R-1", member_id=member_id, amount_kopecks=1000 * RUB, redeem_points=100
+    )
+    assert result.redeemed == 100 and result.accrued == 18  # 900 RUB paid in money / 50
+    assert result.balance == 18
+    await assert_consistent(ledger)
+
+
+async def test_cannot_redeem_more_than_30_percent(ledger: LedgerService, phones: Phones) -> None:
+    member_id = await new_member(ledger, phones)
+    await ledger.adjust(member_id=member_id, points=1000, reason="test", actor="t")
+    before = await snapshot(ledger)
+    with pytest.raises(RedeemAboveLimit) as refused:
+        await ledger.purchase(
+            receipt_id="R-1", member_id=member_id, amount_kopecks=1000 * RUB, redeem_points=301
+        )
+    assert refused.value.details["allowed"] == 300
+    assert await snapshot(ledger) == before
+    ok = await ledger.purchase(
+        receipt_id="R-1", member_id=member_id, amount_kopecks=1000 * RUB, redeem_points=300
+    )
+    assert ok.redeemed == 300
+
+
+async def test_cannot_redeem_more_than_the_balance(ledger: LedgerService, phones: Phones) -> None:
+    member_id = await new_member(ledger, phones)  # 100 points
+    with pytest.raises(RedeemAboveLimit) as refused:
+        await ledger.purchase(
+            receipt_id="R-1", member_id=member_id, amount_kopecks=10_000 * RUB, redeem_points=101
+        )
+    assert refused.value.details["allowed"] == 100
+
+
+async def test_same_receipt_again_returns_the_first_result(
+    ledger: LedgerService, phones: Phones
+) -> None:
+    member_id = await new_member(ledger, phones)
+    first = await ledger.purchase(receipt_id="R-1", member_id=member_id, amount_kopecks=500 * RUB)
+    again = await ledger.purchase(receipt_id="R-1", member_id=member_id, amount_kopecks=500 * RUB)
+    assert again.replayed and again.to_json() == first.to_json()
+    assert (await ledger.balance(member_id)).balance == 110
+
+
+async def test_same_receipt_with_a_different_body_is_a_conflict(
+    ledger: LedgerService, phones: Phones
+) -> None:
+    member_id = await new_member(ledger, phones)
+    other_id = await new_member(ledger, phones)
+    await ledger.purchase(receipt_id="R-1", member_id=member_id, amount_kopecks=500 * RUB)
+    before = await snapshot(ledger)
+    with pytest.raises(IdempotencyConflict):
+        await ledger.purchase(receipt_id="R-1", member_id=member_id, amount_kopecks=501 * RUB)
+    with pytest.raises(IdempotencyConflict):
+        await ledger.purchase(receipt_id="R-1", member_id=other_id, amount_kopecks=500 * RUB)
+    assert await snapshot(ledger) == before
+
+
+async def test_bad_purchase_input_changes_nothing(ledger: LedgerService, phones: Phones) -> None:
+    member_id = await new_member(ledger, phones)
+    before = await snapshot(ledger)
+    with pytest.raises(InvalidAmount):
+        await ledger.purchase(receipt_id="R-1", member_id=member_id, amount_kopecks=0)
+    with pytest.raises(InvalidAmount):
+        await ledger.purchase(receipt_id="R-1", member_id=member_id, amount_kopecks=-100)
+    with pytest.raises(InvalidPoints):
+        await ledger.purchase(
+            receipt_id="R-1", member_id=member_id, amount_kopecks=100, redeem_points=-1
+        )
+    with pytest.raises(InvalidReference):
+        await ledger.purchase(receipt_id=" ", member_id=member_id, amount_kopecks=100)
+    with pytest.raises(InvalidReference):
+        await ledger.purchase(receipt_id="R" * 101, member_id=member_id, amount_kopecks=100)
+    with pytest.raises(MemberNotFound):
+        await ledger.purchase(receipt_id="R-1", member_id=999_999, amount_kopecks=100)
+    assert await snapshot(ledger) == before
+
+
+async def test_tier_rises_with_spend_and_earning_rate_follows(
+    ledger: LedgerService, phones: Phones
+) -> None:
+    member_id = await new_member(ledger, phones)
+    first = await ledger.purchase(receipt_id="R-1", member_id=member_id, amount_kopecks=10_000 * RUB)
+    assert first.accrued == 200 and first.tier == "silver"  # earned at base, now silver
+    second = await ledger.purchase(receipt_id="R-2", member_id=member_id, amount_kopecks=400 * RUB)
+    assert second.accrued == 10  # silver: 1 per 40 RUB
+    view = await ledger.balance(member_id)
+    assert view.next_tier == "gold" and view.to_next_tier == (30_000 - 10_400) * RUB
+
+
+async def test_tier_falls_when_purchases_leave_the_365_day_window(
+    ledger: LedgerService, phones: Phones, clock: ManualClock
+) -> None:
+    member_id = await new_member(ledger, phones)
+    await ledger.purchase(receipt_id="R-1", member_id=member_id, amount_kopecks=30_000 * RUB)
+    assert (await ledger.get_member(member_id)).tier == "gold"
+    clock.advance(timedelta(days=366))
+    changes = await ledger.recompute_tiers()
+    assert [(c.old_tier, c.new_tier) for c in changes] == [("gold", "base")]
+
+
+# ----------------------------------------------------------------------- refunds
+
+
+async def test_full_refund_reverses_earned_and_returns_redeemed_points(
+    ledger: LedgerService, phones: Phones
+) -> None:
+    member_id = await new_member(ledger, phones)  # 100
+    await ledger.purchase(
+        receipt_id="R-1", member_id=member_id, amount_kopecks=1000 * RUB, redeem_points=100
+    )  # -100 +18 -> 18
+    refund = await ledger.refund(refund_id="RF-1", receipt_id="R-1", amount_kopecks=1000 * RUB)
+    assert (refund.reversed, refund.returned, refund.balance, refund.debt) == (18, 100, 100, 0)
+    await assert_consistent(ledger)
+
+
+async def test_partial_refunds_are_pro_rata_and_add_up_exactly(
+    ledger: LedgerService, phones: Phones
+) -> None:
+    member_id = await new_member(ledger, phones)
+    await ledger.adjust(member_id=member_id, points=200, reason="x", actor="t")  # 300
+    await ledger.purchase(
+        receipt_id="R-1", member_id=member_id, amount_kopecks=999 * RUB, redeem_points=299
+    )  # money 700 -> 14 points
+    parts = [333 * RUB, 333 * RUB, 333 * RUB]
+    results = [
+        await ledger.refund(refund_id=f"RF-{i}", receipt_id="R-1", amount_kopecks=part)
+        for i, part in enumerate(parts)
+    ]
+    assert sum(r.reversed for r in results) == 14
+    assert sum(r.returned for r in results) == 299
+    assert [r.returned for r in results] == [99, 100, 100]
+    assert (await ledger.balance(member_id)).balance == 300
+    await assert_consistent(ledger)
+
+
+async def test_refund_larger_than_the_purchase_is_refused(
+    ledger: LedgerService, phones: Phones
+) -> None:
+    member_id = await new_member(ledger, phones)
+    await ledger.purchase(receipt_id="R-1", member_id=member_id, amount_kopecks=1000 * RUB)
+    await ledger.refund(refund_id="RF-1", receipt_id="R-1", amount_kopecks=600 * RUB)
+    before = await snapshot(ledger)
+    with pytest.raises(RefundExceedsPurchase) as refused:
+        await ledger.refund(refund_id="RF-2", receipt_id="R-1", amount_kopecks=401 * RUB)
+    assert refused.value.details["refundable"] == "400.00"
+    with pytest.raises(PurchaseNotFound):
+        await ledger.refund(refund_id="RF-3", receipt_id="R-404", amount_kopecks=1 * RUB)
+    assert await snapshot(ledger) == before
+
+
+async def test_refund_is_idempotent_on_refund_id(ledger: LedgerService, phones: Phones) -> None:
+    member_id = await new_member(ledger, phones)
+    await ledger.purchase(receipt_id="R-1", member_id=member_id, amount_kopecks=1000 * RUB)
+    first = await ledger.refund(refund_id="RF-1", receipt_id="R-1", amount_kopecks=500 * RUB)
+    again = await ledger.refund(refund_id="RF-1", receipt_id="R-1", amount_kopecks=500 * RUB)
+    assert again.replayed and again.to_json() == first.to_json()
+    with pytest.raises(IdempotencyConflict):
+        await ledger.refund(refund_id="RF-1", receipt_id="R-1", amount_kopecks=400 * RUB)
+    assert (await ledger.balance(member_id)).balance == 110
+
+
+async def test_refund_after_points_were_spent_leaves_a_debt_paid_by_next_accruals(
+    ledger: LedgerService, phones: Phones
+) -> None:
+    member_id = await new_member(ledger, phones)  # 100
+    await ledger.purchase(receipt_id="R-1", member_id=member_id, amount_kopecks=5000 * RUB)  # 200
+    await ledger.purchase(
+        receipt_id="R-2", member_id=member_id, amount_kopecks=1000 * RUB, redeem_points=200
+    )  # 100 + 16 = 116 ... spent the oldest points first
+    refund = await ledger.refund(refund_id="RF-1", receipt_id="R-1", amount_kopecks=5000 * RUB)
+    assert refund.reversed == 100 and refund.balance == 0 and refund.debt == 100 - 116 + 100
+    history = await ledger.history(member_id)
+    assert history.entries[0].kind == "refund_reverse" and history.entries[0].debt == 84
+    paid = await ledger.purchase(receipt_id="R-3", member_id=member_id, amount_kopecks=5000 * RUB)
+    assert paid.accrued == 100 and paid.balance == 16
+    assert (await ledger.balance(member_id)).debt == 0
+    await assert_consistent(ledger)
+
+
+# --------------------------------------------------- adjustments and reversals
+
+
+async def test_support_adjusts_with_a_reason_and_cannot_overdraw(
+    ledger: LedgerService, phones: Phones
+) -> None:
+    member_id = await new_member(ledger, phones)
+    entry = await ledger.adjust(member_id=member_id, points=50, reason="apology", actor="staff:7")
+    assert entry.kind == "adjustment" and entry.points == 50 and entry.reason == "apology"
+    await ledger.adjust(member_id=member_id, points=-30, reason="typo", actor="staff:7")
+    assert (await ledger.balance(member_id)).balance == 120
+    with pytest.raises(InsufficientPoints):
+        await ledger.adjust(member_id=member_id, points=-121, reason="x", actor="staff:7")
+    with pytest.raises(ReasonRequired):
+        await ledger.adjust(member_id=member_id, points=5, reason="  ", actor="staff:7")
+    with pytest.raises(InvalidPoints):
+        await ledger.adjust(member_id=member_id, points=0, reason="x", actor="staff:7")
+    await assert_consistent(ledger)
+
+
+async def test_adjustment_with_the_same_operation_id_applies_once(
+    ledger: LedgerService, phones: Phones
+) -> None:
+    member_id = await new_member(ledger, phones)
+    for _ in range(3):
+        await ledger.adjust(
+            member_id=member_id, points=10, reason="x", actor="s", operation_id="ticket-5"
+        )
+    assert (await ledger.balance(member_id)).balance == 110
+
+
+async def test_reversing_an_entry_undoes_it_once(ledger: LedgerService, phones: Phones) -> None:
+    member_id = await new_member(ledger, phones)
+    welcome = (await ledger.history(member_id)).entries[0]
+    reversal = await ledger.reverse_entry(entry_id=welcome.entry_id, reason="dup", actor="s")
+    assert reversal.kind == "reversal" and reversal.points == -100
+    assert (await ledger.balance(member_id)).balance == 0
+    assert (await ledger.entry(welcome.entry_id)).reversed
+    again = await ledger.reverse_entry(entry_id=welcome.entry_id, reason="dup", actor="s")
+    assert again.entry_id == reversal.entry_id
+    assert (await ledger.balance(member_id)).balance == 0
+    await assert_consistent(ledger)
+
+
+async def test_reversing_a_spent_bonus_leaves_a_debt(ledger: LedgerService, phones: Phones) -> None:
+    member_id = await new_member(ledger, phones)
+    await ledger.purchase(
+        receipt_id="R-1", member_id=member_id, amount_kopecks=1000 * RUB, redeem_points=100
+    )  # spends the welcome, earns 18
+    welcome = [e for e in (await ledger.history(member_id)).entries if e.kind == "welcome"][0]
+    await ledger.reverse_entry(entry_id=welcome.entry_id, reason="fraud", actor="s")
+    view = await ledger.balance(member_id)
+    assert (view.balance, view.debt) == (0, 82)
+    await assert_consistent(ledger)
+
+
+async def test_reversing_a_negative_adjustment_gives_the_points_back(
+    ledger: LedgerService, phones: Phones
+) -> None:
+    member_id = await new_member(ledger, phones)
+    taken = await ledger.adjust(member_id=member_id, points=-40, reason="x", actor="s")
+    await ledger.reverse_entry(entry_id=taken.entry_id, reason="mistake", actor="s")
+    assert (await ledger.balance(member_id)).balance == 100
+    await assert_consistent(ledger)
+
+
+async def test_purchase_entries_cannot_be_reversed_only_refunded(
+    ledger: LedgerService, phones: Phones
+) -> None:
+    member_id = await new_member(ledger, phones)
+    await ledger.purchase(receipt_id="R-1", member_id=member_id, amount_kopecks=1000 * RUB)
+    earn = (await ledger.history(member_id)).entries[0]
+    assert earn.kind == "earn" and not earn.reversible
+    with pytest.raises(EntryNotReversible):
+        await ledger.reverse_entry(entry_id=earn.entry_id, reason="x", actor="s")
+
+
+# ---------------------------------------------------------- expiry and holds
+
+
+async def test_points_burn_180_days_after_they_become_usable_oldest_first(
+    ledger: LedgerService, phones: Phones, clock: ManualClock
+) -> None:
+    member_id = await new_member(ledger, phones)  # 100, burn day 180
+    clock.advance(timedelta(days=30))
+    await ledger.purchase(receipt_id="R-1", member_id=member_id, amount_kopecks=2500 * RUB)  # +50
+    await ledger.purchase(
+        receipt_id="R-2", member_id=member_id, amount_kopecks=400 * RUB, redeem_points=70
+    )  # spends 70 of the welcome lot first; earns 6
+    view = await ledger.balance(member_id)
+    assert view.nearest_burn is not None and view.nearest_burn.points == 30
+    clock.advance(timedelta(days=150))
+    assert await ledger.expire_due() == 30
+    assert (await ledger.balance(member_id)).balance == 56
+    assert await ledger.expire_due() == 0  # running again burns nothing more
+    clock.advance(timedelta(days=31))
+    assert await ledger.expire_due() == 56
+    await assert_consistent(ledger)
+
+
+async def test_held_points_are_pending_until_the_hold_is_over(
+    engine: object, rules: Rules, clock: ManualClock, phones: Phones
+) -> None:
+    held = LedgerService(engine, rules.model_copy(update={"hold_days": 7}), clock)  # type: ignore[arg-type]
+    member_id = await new_member(held, phones)
+    result = await held.purchase(receipt_id="R-1", member_id=member_id, amount_kopecks=500 * RUB)
+    assert (result.balance, result.pending) == (100, 10)
+    with pytest.raises(RedeemAboveLimit):
+        await held.purchase(
+            receipt_id="R-2", member_id=member_id, amount_kopecks=10_000 * RUB, redeem_points=110
+        )
+    clock.advance(timedelta(days=7))
+    assert await held.activate_due() == 10
+    view = await held.balance(member_id)
+    assert (view.balance, view.pending) == (110, 0)
+    await assert_consistent(held)
+
+
+async def test_refund_of_held_points_takes_them_from_pending(
+    engine: object, rules: Rules, clock: ManualClock, phones: Phones
+) -> None:
+    held = LedgerService(engine, rules.model_copy(update={"hold_days": 7}), clock)  # type: ignore[arg-type]
+    member_id = await new_member(held, phones)
+    await held.purchase(receipt_id="R-1", member_id=member_id, amount_kopecks=500 * RUB)
+    refund = await held.refund(refund_id="RF-1", receipt_id="R-1", amount_kopecks=500 * RUB)
+    assert (refund.reversed, refund.balance, refund.pending, refund.debt) == (10, 100, 0, 0)
+    await assert_consistent(held)
+
+
+# ---------------------------------------------------------- referral, birthday
+
+
+async def test_inviter_gets_200_points_after_the_friends_first_purchase_only(
+    ledger: LedgerService, phones: Phones
+) -> None:
+    inviter = (await ledger.register_member(phones.next())).member
+    friend = (
+        await ledger.register_member(phones.next(), referral_code=inviter.referral_code)
+    ).member
+    assert friend.referred_by == inviter.member_id
+    assert (await ledger.balance(inviter.member_id)).balance == 100
+    await ledger.purchase(receipt_id="R-1", member_id=friend.member_id, amount_kopecks=100 * RUB)
+    await ledger.purchase(receipt_id="R-2", member_id=friend.member_id, amount_kopecks=100 * RUB)
+    assert (await ledger.balance(inviter.member_id)).balance == 300
+    await assert_consistent(ledger)
+
+
+async def test_referral_is_paid_once_per_invited_phone(
+    ledger: LedgerService, phones: Phones
+) -> None:
+    inviter = (await ledger.register_member(phones.next())).member
+    friend_phone = phones.next()
+    friend = (
+        await ledger.register_member(friend_phone, referral_code=inviter.referral_code)
+    ).member
+    await ledger.purchase(receipt_id="R-1", member_id=friend.member_id, amount_kopecks=100 * RUB)
+    await ledger.erase_member(friend.member_id)
+    again = (
+        await ledger.register_member(friend_phone, referral_code=inviter.referral_code)
+    ).member
+    await ledger.purchase(receipt_id="R-2", member_id=again.member_id, amount_kopecks=100 * RUB)
+    assert (await ledger.balance(inviter.member_id)).balance == 300
+
+
+async def test_birthday_bonus_needs_the_date_set_a_week_before_and_lasts_14_days(
+    ledger: LedgerService, phones: Phones, clock: ManualClock
+) -> None:
+    member_id = await new_member(ledger, phones)
+    today = clock.now().date()
+    await ledger.set_birthday(member_id, date(1990, today.month, today.day) + timedelta(days=3))
+    with pytest.raises(BirthdayAlreadySet):
+        await ledger.set_birthday(member_id, date(1991, 1, 1))
+    clock.advance(timedelta(days=3))
+    assert await ledger.credit_birthday(member_id) == 0  # set only 3 days before
+    clock.advance(timedelta(days=365))
+    assert await ledger.credit_birthday(member_id) == 300
+    assert await ledger.credit_birthday(member_id) == 0  # once a year
+    assert await ledger.expire_due() == 100  # the welcome bonus, long past 180 days
+    clock.advance(timedelta(days=14) - timedelta(seconds=1))
+    assert await ledger.expire_due() == 0
+    clock.advance(timedelta(seconds=1))
+    assert await ledger.expire_due() == 300
+    await assert_consistent(ledger)
+
+
+# ----------------------------------------------------------------------- history
+
+
+async def test_history_pages_newest_first(ledger: LedgerService, phones: Phones) -> None:
+    member_id = await new_member(ledger, phones)
+    for i in range(24):
+        await ledger.purchase(receipt_id=f"R-{i}", member_id=member_id, amount_kopecks=100 * RUB)
+    first = await ledger.history(member_id, page=0, page_size=10)
+    last = await ledger.history(member_id, page=2, page_size=10)
+    assert (first.total, first.pages) == (25, 3)
+    assert first.entries[0].reference == "R-23" and len(last.entries) == 5
+    assert last.entries[-1].kind == "welcome"
+    assert (await ledger.history(member_id, page=99)).page == 2
