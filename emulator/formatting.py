@@ -307,14 +307,12 @@ def parse_markdown_v2(text: str) -> FormattedText:
             at_line_start = False
             continue
         if ch == "\n":
+            if quote_start is not None and not text.startswith(">", i + 1):
+                b.entity("blockquote", quote_start)
+                quote_start = None
             b.add(ch)
             i += 1
             at_line_start = True
-            if quote_start is not None and not text.startswith(">", i):
-                b.pos -= 1
-                b.entity("blockquote", quote_start)
-                b.pos += 1
-                quote_start = None
             continue
         if at_line_start and ch == ">":
             if quote_start is None:

@@ -97,14 +97,16 @@ async def check_ledger(engine: AsyncEngine) -> list[Violation]:
             if not 0 <= lot.remaining <= lot.points:
                 violations.append(
                     Violation(
-                        "lot out of range", lot.member_id,
+                        "lot out of range",
+                        lot.member_id,
                         f"lot {lot.id} has {lot.remaining} of {lot.points} points left",
                     )
                 )
             if lot.remaining != lot.points - lot.net_spent:
                 violations.append(
                     Violation(
-                        "lot does not match its spends", lot.member_id,
+                        "lot does not match its spends",
+                        lot.member_id,
                         f"lot {lot.id}: {lot.remaining} left, but {lot.points} created "
                         f"and {lot.net_spent} taken",
                     )

@@ -28,5 +28,5 @@ def normalize_phone(raw: str, region: str = DEFAULT_REGION) -> str:
 
 
 def mask_phone(e164: str) -> str:
-    """"+79991234567" -> "+7 *** ***-45-67": enough for a cashier to confirm, nothing more."""
+    """ "+79991234567" -> "+7 *** ***-45-67": enough for a cashier to confirm, nothing more."""
     return f"{e164[:2]} *** ***-{e164[-4:-2]}-{e164[-2:]}" if len(e164) > 6 else "***"

@@ -181,7 +181,12 @@ class LedgerService:
                 if op_id is not None:
                     totals = await self._lock_totals(conn, member_id)
                     await self._credit(
-                        conn, member_id, totals, self.rules.welcome_bonus, "welcome", now,
+                        conn,
+                        member_id,
+                        totals,
+                        self.rules.welcome_bonus,
+                        "welcome",
+                        now,
                         operation_id=op_id,
                     )
                     await self._store_totals(conn, member_id, totals)
@@ -254,8 +259,15 @@ class LedgerService:
     async def update_profile(self, member_id: int, **values: Any) -> MemberView:
         """Change settings: language, timezone, notify_* flags, names, unreachable."""
         allowed = {
-            "language", "timezone", "notify_reminders", "notify_tier", "notify_offers",
-            "first_name", "last_name", "username", "unreachable",
+            "language",
+            "timezone",
+            "notify_reminders",
+            "notify_tier",
+            "notify_offers",
+            "first_name",
+            "last_name",
+            "username",
+            "unreachable",
         }
         unknown = set(values) - allowed
         if unknown:
@@ -289,9 +301,17 @@ class LedgerService:
                 update(members)
                 .where(members.c.id == member_id)
                 .values(
-                    phone=None, telegram_id=None, first_name=None, last_name=None, username=None,
-                    birthday=None, birthday_set_at=None, status="erased",
-                    erased_at=self.clock.now(), notify_reminders=False, notify_tier=False,
+                    phone=None,
+                    telegram_id=None,
+                    first_name=None,
+                    last_name=None,
+                    username=None,
+                    birthday=None,
+                    birthday_set_at=None,
+                    status="erased",
+                    erased_at=self.clock.now(),
+                    notify_reminders=False,
+                    notify_tier=False,
                     notify_offers=False,
                 )
             )
@@ -334,22 +354,44 @@ class LedgerService:
             redeem_entry = None
             if redeem_points:
                 redeem_entry = await self._debit(
-                    conn, member_id, totals, redeem_points, "redeem", now,
-                    operation_id=op_id, reference=receipt_id, actor=actor, strict=True,
+                    conn,
+                    member_id,
+                    totals,
+                    redeem_points,
+                    "redeem",
+                    now,
+                    operation_id=op_id,
+                    reference=receipt_id,
+                    actor=actor,
+                    strict=True,
                 )
             money = policy.money_paid(self.rules, amount_kopecks, redeem_points)
             accrued = policy.earned_points(money, self.rules.tier(row.tier))
             earn_entry = None
             if accrued:
                 earn_entry = await self._credit(
-                    conn, member_id, totals, accrued, "earn", now, operation_id=op_id,
-                    reference=receipt_id, actor=actor, hold=True,
+                    conn,
+                    member_id,
+                    totals,
+                    accrued,
+                    "earn",
+                    now,
+                    operation_id=op_id,
+                    reference=receipt_id,
+                    actor=actor,
+                    hold=True,
                 )
             await conn.execute(
                 purchases.insert().values(
-                    receipt_id=receipt_id, member_id=member_id, amount=amount_kopecks,
-                    redeemed=redeem_points, accrued=accrued, earn_entry_id=earn_entry,
-                    redeem_entry_id=redeem_entry, qualifying=money, created_at=now,
+                    receipt_id=receipt_id,
+                    member_id=member_id,
+                    amount=amount_kopecks,
+                    redeemed=redeem_points,
+                    accrued=accrued,
+                    earn_entry_id=earn_entry,
+                    redeem_entry_id=redeem_entry,
+                    qualifying=money,
+                    created_at=now,
                 )
             )
             if row.last_purchase_at is None and row.referred_by is not None:
@@ -359,9 +401,13 @@ class LedgerService:
                 conn, member_id, totals, tier=tier.new_tier if tier else None, last_purchase_at=now
             )
             return {
-                "receipt_id": receipt_id, "member_id": member_id,
-                "card_number": row.card_number, "accrued": accrued, "redeemed": redeem_points,
-                "balance": totals.balance, "pending": totals.pending,
+                "receipt_id": receipt_id,
+                "member_id": member_id,
+                "card_number": row.card_number,
+                "accrued": accrued,
+                "redeemed": redeem_points,
+                "balance": totals.balance,
+                "pending": totals.pending,
                 "tier": tier.new_tier if tier else row.tier,
             }
 
@@ -409,13 +455,29 @@ class LedgerService:
             qualifying_cut = policy.pro_rata(money, before, amount_kopecks, purchase.amount)
             if give_back:
                 await self._give_back(
-                    conn, member_id, totals, purchase.redeem_entry_id, give_back, "refund_return",
-                    now, operation_id=op_id, reference=refund_id, actor=actor,
+                    conn,
+                    member_id,
+                    totals,
+                    purchase.redeem_entry_id,
+                    give_back,
+                    "refund_return",
+                    now,
+                    operation_id=op_id,
+                    reference=refund_id,
+                    actor=actor,
                 )
             if reverse:
                 await self._debit(
-                    conn, member_id, totals, reverse, "refund_reverse", now, operation_id=op_id,
-                    reference=refund_id, actor=actor, strict=False,
+                    conn,
+                    member_id,
+                    totals,
+                    reverse,
+                    "refund_reverse",
+                    now,
+                    operation_id=op_id,
+                    reference=refund_id,
+                    actor=actor,
+                    strict=False,
                     first_lot_entry=purchase.earn_entry_id,
                 )
             await conn.execute(
@@ -431,9 +493,15 @@ class LedgerService:
             tier = await self._recompute_tier(conn, member_id, locked.tier, now)
             await self._store_totals(conn, member_id, totals, tier=tier.new_tier if tier else None)
             return {
-                "refund_id": refund_id, "receipt_id": receipt_id, "member_id": member_id,
-                "card_number": locked.card_number, "reversed": reverse, "returned": give_back,
-                "debt": totals.debt, "balance": totals.balance, "pending": totals.pending,
+                "refund_id": refund_id,
+                "receipt_id": receipt_id,
+                "member_id": member_id,
+                "card_number": locked.card_number,
+                "reversed": reverse,
+                "returned": give_back,
+                "debt": totals.debt,
+                "balance": totals.balance,
+                "pending": totals.pending,
                 "tier": tier.new_tier if tier else locked.tier,
             }
 
@@ -467,8 +535,15 @@ class LedgerService:
             now = self.clock.now()
             if points > 0:
                 entry_id = await self._credit(
-                    conn, member_id, totals, points, "adjustment", now, operation_id=op_id,
-                    reason=reason, actor=actor,
+                    conn,
+                    member_id,
+                    totals,
+                    points,
+                    "adjustment",
+                    now,
+                    operation_id=op_id,
+                    reason=reason,
+                    actor=actor,
                 )
             else:
                 if totals.balance < -points:
@@ -476,8 +551,16 @@ class LedgerService:
                         f"the member has only {totals.balance} points", balance=totals.balance
                     )
                 entry_id = await self._debit(
-                    conn, member_id, totals, -points, "adjustment", now, operation_id=op_id,
-                    reason=reason, actor=actor, strict=True,
+                    conn,
+                    member_id,
+                    totals,
+                    -points,
+                    "adjustment",
+                    now,
+                    operation_id=op_id,
+                    reason=reason,
+                    actor=actor,
+                    strict=True,
                 )
             await self._store_totals(conn, member_id, totals)
             return {"entry_id": entry_id}
@@ -507,14 +590,32 @@ class LedgerService:
             amount = current.points + current.pending
             if amount > 0:
                 new_id = await self._debit(
-                    conn, current.member_id, totals, amount, "reversal", now,
-                    operation_id=op_id, reference=str(entry_id), reason=reason, actor=actor,
-                    strict=False, first_lot_entry=entry_id,
+                    conn,
+                    current.member_id,
+                    totals,
+                    amount,
+                    "reversal",
+                    now,
+                    operation_id=op_id,
+                    reference=str(entry_id),
+                    reason=reason,
+                    actor=actor,
+                    strict=False,
+                    first_lot_entry=entry_id,
                 )
             else:
                 new_id = await self._give_back(
-                    conn, current.member_id, totals, entry_id, -amount, "reversal", now,
-                    operation_id=op_id, reference=str(entry_id), reason=reason, actor=actor,
+                    conn,
+                    current.member_id,
+                    totals,
+                    entry_id,
+                    -amount,
+                    "reversal",
+                    now,
+                    operation_id=op_id,
+                    reference=str(entry_id),
+                    reason=reason,
+                    actor=actor,
                 )
             await conn.execute(
                 update(entries).where(entries.c.id == entry_id).values(reversed_by=new_id)
@@ -553,14 +654,18 @@ class LedgerService:
         while True:
             async with self.engine.connect() as conn:
                 ids = (
-                    await conn.execute(
-                        select(lots.c.member_id)
-                        .where(condition, lots.c.member_id > after)
-                        .group_by(lots.c.member_id)
-                        .order_by(lots.c.member_id)
-                        .limit(BATCH_MEMBERS)
+                    (
+                        await conn.execute(
+                            select(lots.c.member_id)
+                            .where(condition, lots.c.member_id > after)
+                            .group_by(lots.c.member_id)
+                            .order_by(lots.c.member_id)
+                            .limit(BATCH_MEMBERS)
+                        )
                     )
-                ).scalars().all()
+                    .scalars()
+                    .all()
+                )
             if not ids:
                 return done
             async with self.engine.begin() as conn:
@@ -573,10 +678,14 @@ class LedgerService:
             totals = await self._lock_totals(conn, member_id)
             due = (
                 await conn.execute(
-                    select(lots.c.id, lots.c.remaining).where(
-                        lots.c.member_id == member_id, lots.c.status == "active",
-                        lots.c.remaining > 0, lots.c.expires_at <= now,
-                    ).order_by(lots.c.expires_at, lots.c.id)
+                    select(lots.c.id, lots.c.remaining)
+                    .where(
+                        lots.c.member_id == member_id,
+                        lots.c.status == "active",
+                        lots.c.remaining > 0,
+                        lots.c.expires_at <= now,
+                    )
+                    .order_by(lots.c.expires_at, lots.c.id)
                 )
             ).all()
             points = sum(lot.remaining for lot in due)
@@ -598,7 +707,8 @@ class LedgerService:
             due = (
                 await conn.execute(
                     select(lots.c.id, lots.c.remaining).where(
-                        lots.c.member_id == member_id, lots.c.status == "pending",
+                        lots.c.member_id == member_id,
+                        lots.c.status == "pending",
                         lots.c.available_at <= now,
                     )
                 )
@@ -607,9 +717,7 @@ class LedgerService:
             if not due:
                 continue
             await conn.execute(
-                update(lots)
-                .where(lots.c.id.in_([lot.id for lot in due]))
-                .values(status="active")
+                update(lots).where(lots.c.id.in_([lot.id for lot in due])).values(status="active")
             )
             if points:
                 await self._insert_entry(conn, member_id, "activation", points, -points, 0, now)
@@ -641,7 +749,13 @@ class LedgerService:
             conn: AsyncConnection, op_id: int, totals: _Totals, _: Row[Any]
         ) -> dict[str, Any]:
             await self._credit(
-                conn, member_id, totals, points, "birthday", now, operation_id=op_id,
+                conn,
+                member_id,
+                totals,
+                points,
+                "birthday",
+                now,
+                operation_id=op_id,
                 expires_at=now + valid,
             )
             await self._store_totals(conn, member_id, totals)
@@ -668,7 +782,8 @@ class LedgerService:
                 )
             ).all()
         return [
-            row.id for row in rows
+            row.id
+            for row in rows
             if (row.birthday.month, row.birthday.day) in days
             or (row.birthday.month, row.birthday.day) == (2, 29)
         ]
@@ -679,12 +794,16 @@ class LedgerService:
         changes: list[TierChange] = []
         async with self.engine.connect() as conn:
             ids = (
-                await conn.execute(
-                    select(members.c.id).where(
-                        members.c.status == "active", members.c.last_purchase_at.is_not(None)
+                (
+                    await conn.execute(
+                        select(members.c.id).where(
+                            members.c.status == "active", members.c.last_purchase_at.is_not(None)
+                        )
                     )
                 )
-            ).scalars().all()
+                .scalars()
+                .all()
+            )
         for start in range(0, len(ids), BATCH_MEMBERS):
             async with self.engine.begin() as conn:
                 for member_id in ids[start : start + BATCH_MEMBERS]:
@@ -710,7 +829,8 @@ class LedgerService:
             first_burn = (
                 await conn.execute(
                     select(func.min(lots.c.expires_at)).where(
-                        lots.c.member_id == member_id, lots.c.status == "active",
+                        lots.c.member_id == member_id,
+                        lots.c.status == "active",
                         lots.c.remaining > 0,
                     )
                 )
@@ -721,8 +841,10 @@ class LedgerService:
                 points = (
                     await conn.execute(
                         select(func.coalesce(func.sum(lots.c.remaining), 0)).where(
-                            lots.c.member_id == member_id, lots.c.status == "active",
-                            lots.c.remaining > 0, lots.c.expires_at < day_end,
+                            lots.c.member_id == member_id,
+                            lots.c.status == "active",
+                            lots.c.remaining > 0,
+                            lots.c.expires_at < day_end,
                         )
                     )
                 ).scalar_one()
@@ -730,8 +852,13 @@ class LedgerService:
         tier = self.rules.tier(row.tier)
         upper = policy.next_tier(self.rules, tier)
         return BalanceView(
-            member_id=member_id, balance=row.balance, pending=row.pending, debt=row.debt,
-            tier=row.tier, qualifying_spend=spend, next_tier=upper.name if upper else None,
+            member_id=member_id,
+            balance=row.balance,
+            pending=row.pending,
+            debt=row.debt,
+            tier=row.tier,
+            qualifying_spend=spend,
+            next_tier=upper.name if upper else None,
             to_next_tier=max(0, upper.threshold_kopecks - spend) if upper else 0,
             nearest_burn=burn,
         )
@@ -821,8 +948,13 @@ class LedgerService:
         statement = (
             insert(operations)
             .values(
-                key=key, kind=kind, member_id=member_id, request_hash=_hash_request(request),
-                result="", actor=actor, created_at=self.clock.now(),
+                key=key,
+                kind=kind,
+                member_id=member_id,
+                request_hash=_hash_request(request),
+                result="",
+                actor=actor,
+                created_at=self.clock.now(),
             )
             .on_conflict_do_nothing(index_elements=[operations.c.key])
             .returning(operations.c.id)
@@ -838,9 +970,7 @@ class LedgerService:
             .values(result=json.dumps(result, sort_keys=True))
         )
 
-    async def _replay(
-        self, conn: AsyncConnection, key: str, request_hash: str
-    ) -> dict[str, Any]:
+    async def _replay(self, conn: AsyncConnection, key: str, request_hash: str) -> dict[str, Any]:
         row = (
             await conn.execute(
                 select(operations.c.request_hash, operations.c.result).where(
@@ -909,8 +1039,15 @@ class LedgerService:
             await conn.execute(
                 entries.insert()
                 .values(
-                    member_id=member_id, operation_id=operation_id, kind=kind, points=points,
-                    pending=pending, debt=debt, reference=reference, reason=reason, actor=actor,
+                    member_id=member_id,
+                    operation_id=operation_id,
+                    kind=kind,
+                    points=points,
+                    pending=pending,
+                    debt=debt,
+                    reference=reference,
+                    reason=reason,
+                    actor=actor,
                     created_at=now,
                 )
                 .returning(entries.c.id)
@@ -939,14 +1076,28 @@ class LedgerService:
         available_at = now + timedelta(days=self.rules.hold_days) if held else now
         expires = expires_at or available_at + timedelta(days=self.rules.points_lifetime_days)
         entry_id = await self._insert_entry(
-            conn, member_id, kind, 0 if held else points, points if held else 0, 0, now,
-            operation_id=operation_id, reference=reference, reason=reason, actor=actor,
+            conn,
+            member_id,
+            kind,
+            0 if held else points,
+            points if held else 0,
+            0,
+            now,
+            operation_id=operation_id,
+            reference=reference,
+            reason=reason,
+            actor=actor,
         )
         await conn.execute(
             lots.insert().values(
-                member_id=member_id, entry_id=entry_id, points=points, remaining=points,
-                status="pending" if held else "active", available_at=available_at,
-                expires_at=expires, created_at=now,
+                member_id=member_id,
+                entry_id=entry_id,
+                points=points,
+                remaining=points,
+                status="pending" if held else "active",
+                available_at=available_at,
+                expires_at=expires,
+                created_at=now,
             )
         )
         if held:
@@ -1014,8 +1165,9 @@ class LedgerService:
                 left -= take
         if left:
             taken = {lot_id for lot_id, _ in from_active}
-            open_lots = [lot for lot in await self._open_lots(conn, member_id)
-                         if lot.lot_id not in taken]
+            open_lots = [
+                lot for lot in await self._open_lots(conn, member_id) if lot.lot_id not in taken
+            ]
             allocation = policy.allocate_fifo(open_lots, left)
             from_active.extend(allocation.takes)
             left = allocation.shortfall
@@ -1024,8 +1176,17 @@ class LedgerService:
         active_points = sum(take for _, take in from_active)
         pending_points = sum(take for _, take in from_pending)
         entry_id = await self._insert_entry(
-            conn, member_id, kind, -active_points, -pending_points, left, now,
-            operation_id=operation_id, reference=reference, reason=reason, actor=actor,
+            conn,
+            member_id,
+            kind,
+            -active_points,
+            -pending_points,
+            left,
+            now,
+            operation_id=operation_id,
+            reference=reference,
+            reason=reason,
+            actor=actor,
         )
         await self._take_from_lots(conn, entry_id, from_active + from_pending)
         totals.balance -= active_points
@@ -1068,12 +1229,22 @@ class LedgerService:
         if left:
             raise LedgerError("more points to give back than were taken")
         entry_id = await self._insert_entry(
-            conn, member_id, kind, points, 0, 0, now, operation_id=operation_id,
-            reference=reference, reason=reason, actor=actor,
+            conn,
+            member_id,
+            kind,
+            points,
+            0,
+            0,
+            now,
+            operation_id=operation_id,
+            reference=reference,
+            reason=reason,
+            actor=actor,
         )
         for spend_id, lot_id, give in returns:
             await conn.execute(
-                update(spends).where(spends.c.id == spend_id)
+                update(spends)
+                .where(spends.c.id == spend_id)
                 .values(returned=spends.c.returned + give)
             )
             await conn.execute(
@@ -1141,8 +1312,10 @@ class LedgerService:
             await conn.execute(
                 insert(referral_rewards)
                 .values(
-                    invited_phone_hash=phone_hash, inviter_id=inviter_id,
-                    invited_id=invited.id, created_at=now,
+                    invited_phone_hash=phone_hash,
+                    inviter_id=inviter_id,
+                    invited_id=invited.id,
+                    created_at=now,
                 )
                 .on_conflict_do_nothing(index_elements=[referral_rewards.c.invited_phone_hash])
                 .returning(referral_rewards.c.inviter_id)
@@ -1155,7 +1328,13 @@ class LedgerService:
             return
         totals = await self._lock_totals(conn, inviter_id)
         await self._credit(
-            conn, inviter_id, totals, points, "referral", now, operation_id=op_id,
+            conn,
+            inviter_id,
+            totals,
+            points,
+            "referral",
+            now,
+            operation_id=op_id,
             reference=invited.card_number,
         )
         await self._store_totals(conn, inviter_id, totals)
@@ -1206,21 +1385,42 @@ def _end_of_local_day(moment: datetime, timezone: str) -> datetime:
 
 def _member_view(row: Row[Any]) -> MemberView:
     return MemberView(
-        member_id=row.id, card_number=row.card_number, phone=row.phone,
-        telegram_id=row.telegram_id, first_name=row.first_name, last_name=row.last_name,
-        username=row.username, language=row.language, timezone=row.timezone,
-        birthday=row.birthday, birthday_set_at=row.birthday_set_at,
-        referral_code=row.referral_code, referred_by=row.referred_by, status=row.status,
-        notify_reminders=row.notify_reminders, notify_tier=row.notify_tier,
-        notify_offers=row.notify_offers, unreachable=row.unreachable, created_at=row.created_at,
-        balance=row.balance, pending=row.pending, debt=row.debt, tier=row.tier,
+        member_id=row.id,
+        card_number=row.card_number,
+        phone=row.phone,
+        telegram_id=row.telegram_id,
+        first_name=row.first_name,
+        last_name=row.last_name,
+        username=row.username,
+        language=row.language,
+        timezone=row.timezone,
+        birthday=row.birthday,
+        birthday_set_at=row.birthday_set_at,
+        referral_code=row.referral_code,
+        referred_by=row.referred_by,
+        status=row.status,
+        notify_reminders=row.notify_reminders,
+        notify_tier=row.notify_tier,
+        notify_offers=row.notify_offers,
+        unreachable=row.unreachable,
+        created_at=row.created_at,
+        balance=row.balance,
+        pending=row.pending,
+        debt=row.debt,
+        tier=row.tier,
     )
 
 
 def _entry_view(row: Row[Any]) -> EntryView:
     return EntryView(
-        entry_id=row.id, kind=row.kind, points=row.points, pending=row.pending, debt=row.debt,
-        reference=row.reference, reason=row.reason, created_at=row.created_at,
+        entry_id=row.id,
+        kind=row.kind,
+        points=row.points,
+        pending=row.pending,
+        debt=row.debt,
+        reference=row.reference,
+        reason=row.reason,
+        created_at=row.created_at,
         reversible=row.kind in REVERSIBLE_KINDS and row.reversed_by is None,
         reversed=row.reversed_by is not None,
     )

@@ -79,7 +79,7 @@ def postgres_url() -> Iterator[str]:
     try:
         run_in_thread(_pg_admin(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)"))
         run_in_thread(_pg_admin(f"CREATE DATABASE {name}"))
-    except (OSError, asyncio.TimeoutError, Exception) as exc:  # noqa: BLE001 - any connect failure
+    except (TimeoutError, OSError, Exception) as exc:
         reason = f"PostgreSQL not reachable at {PG_ADMIN_URL}: {exc!r}"
         if os.environ.get("CI", "").lower() == "true":
             pytest.fail(f"{reason} (CI=true: PostgreSQL tests must run)", pytrace=False)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 from datetime import date, timedelta
 
 import pytest
@@ -69,7 +70,7 @@ async def test_new_member_gets_welcome_bonus_and_a_valid_card(
 async def test_card_numbers_are_not_a_sequence(ledger: LedgerService, phones: Phones) -> None:
     cards = [(await ledger.register_member(phones.next())).member.card_number for _ in range(5)]
     numbers = sorted(int(card) for card in cards)
-    gaps = {b - a for a, b in zip(numbers, numbers[1:], strict=False)}
+    gaps = {b - a for a, b in itertools.pairwise(numbers)}
     assert len(set(cards)) == 5 and gaps != {1} and all(gap > 10 for gap in gaps)
 
 
@@ -219,7 +220,9 @@ async def test_tier_rises_with_spend_and_earning_rate_follows(
     ledger: LedgerService, phones: Phones
 ) -> None:
     member_id = await new_member(ledger, phones)
-    first = await ledger.purchase(receipt_id="R-1", member_id=member_id, amount_kopecks=10_000 * RUB)
+    first = await ledger.purchase(
+        receipt_id="R-1", member_id=member_id, amount_kopecks=10_000 * RUB
+    )
     assert first.accrued == 200 and first.tier == "silver"  # earned at base, now silver
     second = await ledger.purchase(receipt_id="R-2", member_id=member_id, amount_kopecks=400 * RUB)
     assert second.accrued == 10  # silver: 1 per 40 RUB
@@ -366,7 +369,7 @@ async def test_reversing_a_spent_bonus_leaves_a_debt(ledger: LedgerService, phon
     await ledger.purchase(
         receipt_id="R-1", member_id=member_id, amount_kopecks=1000 * RUB, redeem_points=100
     )  # spends the welcome, earns 18
-    welcome = [e for e in (await ledger.history(member_id)).entries if e.kind == "welcome"][0]
+    welcome = next(e for e in (await ledger.history(member_id)).entries if e.kind == "welcome")
     await ledger.reverse_entry(entry_id=welcome.entry_id, reason="fraud", actor="s")
     view = await ledger.balance(member_id)
     assert (view.balance, view.debt) == (0, 82)
@@ -474,9 +477,7 @@ async def test_referral_is_paid_once_per_invited_phone(
     ).member
     await ledger.purchase(receipt_id="R-1", member_id=friend.member_id, amount_kopecks=100 * RUB)
     await ledger.erase_member(friend.member_id)
-    again = (
-        await ledger.register_member(friend_phone, referral_code=inviter.referral_code)
-    ).member
+    again = (await ledger.register_member(friend_phone, referral_code=inviter.referral_code)).member
     await ledger.purchase(receipt_id="R-2", member_id=again.member_id, amount_kopecks=100 * RUB)
     assert (await ledger.balance(inviter.member_id)).balance == 300
 

@@ -1,0 +1,104 @@
+"""The command line: `python -m bot [command]`.
+
+python -m bot                      run the bot, the HTTP API and the scheduler
+python -m bot migrate              bring the database schema up to date
+python -m bot ledger check         verify that every balance adds up; non-zero exit if not
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import sys
+from collections.abc import Sequence
+
+from sqlalchemy import func, inspect, select
+from sqlalchemy.engine import Connection
+
+from bot.settings import Settings
+from ledger.invariants import check_ledger
+from storage.engine import create_engine
+from storage.migrate import upgrade_schema
+from storage.schema import entries, members
+
+NO_TOKEN_HELP = """\
+BOT_TOKEN is not set, so the bot cannot start.
+
+To get a token: open Telegram, talk to @BotFather, send /newbot, choose a name and a username,
+and copy the token it gives you (it looks like 123456789:AAH...). Then put it in .env:
+
+    BOT_TOKEN=123456789:AAH...
+
+(copy .env.example to .env for every other setting). To try the bot without a token, run the
+offline demo: make demo
+"""
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="python -m bot", description="Loyalty program bot")
+    commands = parser.add_subparsers(dest="command")
+    commands.add_parser("run", help="run the bot, the HTTP API and the scheduler (default)")
+    commands.add_parser("migrate", help="bring the database schema up to date")
+    ledger = commands.add_parser("ledger", help="ledger maintenance")
+    ledger_commands = ledger.add_subparsers(dest="ledger_command", required=True)
+    ledger_commands.add_parser("check", help="verify that every balance adds up")
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    settings = Settings()
+    if args.command == "migrate":
+        return asyncio.run(_migrate(settings))
+    if args.command == "ledger":
+        return asyncio.run(_ledger_check(settings))
+    return _run(settings)
+
+
+def _run(settings: Settings) -> int:
+    if not settings.bot_token:
+        print(NO_TOKEN_HELP, file=sys.stderr)
+        return 2
+    from bot.app import run_app
+
+    return asyncio.run(run_app(settings))
+
+
+async def _migrate(settings: Settings) -> int:
+    engine = create_engine(settings.database_url)
+    try:
+        await upgrade_schema(engine)
+    finally:
+        await engine.dispose()
+    print("database schema is up to date")
+    return 0
+
+
+def _has_ledger_tables(connection: Connection) -> bool:
+    return {"members", "entries", "lots"} <= set(inspect(connection).get_table_names())
+
+
+async def _ledger_check(settings: Settings) -> int:
+    engine = create_engine(settings.database_url)
+    try:
+        async with engine.connect() as conn:
+            if not await conn.run_sync(_has_ledger_tables):
+                print(
+                    "no ledger in this database yet (run: python -m bot migrate)", file=sys.stderr
+                )
+                return 2
+            member_count = (await conn.execute(select(func.count()).select_from(members))).scalar()
+            entry_count = (await conn.execute(select(func.count()).select_from(entries))).scalar()
+        violations = await check_ledger(engine)
+    finally:
+        await engine.dispose()
+    if violations:
+        for violation in violations:
+            print(f"FAIL {violation}")
+        print(f"{len(violations)} problem(s) in {member_count} members", file=sys.stderr)
+        return 1
+    print(
+        f"ledger OK: {member_count} members, {entry_count} entries; balances, lots and "
+        "journal agree"
+    )
+    return 0

@@ -1,0 +1,130 @@
+"""Concurrent operations on one member never overdraw and never double-count (both backends)."""
+
+from __future__ import annotations
+
+import asyncio
+
+from ledger.errors import (
+    IdempotencyConflict,
+    InsufficientPoints,
+    RedeemAboveLimit,
+    RefundExceedsPurchase,
+)
+from ledger.invariants import check_ledger
+from ledger.service import LedgerService
+from tests.conftest import Phones
+
+RUB = 100
+
+
+async def test_50_concurrent_redemptions_never_overdraw(
+    ledger: LedgerService, phones: Phones
+) -> None:
+    member_id = (await ledger.register_member(phones.next())).member.member_id
+    await ledger.adjust(member_id=member_id, points=900, reason="seed", actor="test")  # 1000
+
+    async def redeem(i: int) -> int:
+        try:
+            result = await ledger.purchase(
+                receipt_id=f"R-{i}",
+                member_id=member_id,
+                amount_kopecks=1000 * RUB,
+                redeem_points=100,
+            )
+        except RedeemAboveLimit:
+            return 0
+        return result.redeemed
+
+    redeemed = await asyncio.gather(*(redeem(i) for i in range(50)))
+    view = await ledger.balance(member_id)
+    earned = sum(
+        entry.points
+        for entry in (await ledger.history(member_id, page_size=50)).entries
+        if entry.kind == "earn"
+    )
+    assert sum(redeemed) <= 1000 + earned
+    assert view.balance == 1000 + earned - sum(redeemed) and view.balance >= 0
+    assert sum(1 for points in redeemed if points) >= 10  # the seeded 1000 points were used
+    assert await check_ledger(ledger.engine) == []
+
+
+async def test_concurrent_debits_of_the_whole_balance_succeed_once(
+    ledger: LedgerService, phones: Phones
+) -> None:
+    member_id = (await ledger.register_member(phones.next())).member.member_id
+
+    async def take_all(i: int) -> bool:
+        try:
+            await ledger.adjust(member_id=member_id, points=-100, reason="x", actor=f"s{i}")
+        except InsufficientPoints:
+            return False
+        return True
+
+    outcomes = await asyncio.gather(*(take_all(i) for i in range(20)))
+    assert outcomes.count(True) == 1
+    assert (await ledger.balance(member_id)).balance == 0
+    assert await check_ledger(ledger.engine) == []
+
+
+async def test_same_receipt_sent_20_times_concurrently_earns_once(
+    ledger: LedgerService, phones: Phones
+) -> None:
+    member_id = (await ledger.register_member(phones.next())).member.member_id
+    results = await asyncio.gather(
+        *(
+            ledger.purchase(receipt_id="R-1", member_id=member_id, amount_kopecks=5000 * RUB)
+            for _ in range(20)
+        )
+    )
+    assert [r.replayed for r in results].count(False) == 1
+    assert {r.to_json()["balance"] for r in results} == {200}
+    assert (await ledger.balance(member_id)).balance == 200
+    assert await check_ledger(ledger.engine) == []
+
+
+async def test_same_receipt_for_two_members_concurrently_is_recorded_once(
+    ledger: LedgerService, phones: Phones
+) -> None:
+    first = (await ledger.register_member(phones.next())).member.member_id
+    second = (await ledger.register_member(phones.next())).member.member_id
+
+    async def buy(member_id: int) -> str:
+        try:
+            await ledger.purchase(receipt_id="R-X", member_id=member_id, amount_kopecks=5000 * RUB)
+        except IdempotencyConflict:
+            return "conflict"
+        return "ok"
+
+    outcomes = await asyncio.gather(*(buy(m) for m in [first, second] * 5))
+    total = (await ledger.balance(first)).balance + (await ledger.balance(second)).balance
+    assert total == 300 and "conflict" in outcomes
+    assert await check_ledger(ledger.engine) == []
+
+
+async def test_concurrent_registrations_of_one_phone_make_one_member(
+    ledger: LedgerService,
+) -> None:
+    results = await asyncio.gather(
+        *(ledger.register_member("+79990001234", telegram_id=5) for _ in range(10))
+    )
+    assert len({r.member.member_id for r in results}) == 1
+    assert sum(r.welcome_points for r in results) == 100
+    assert await check_ledger(ledger.engine) == []
+
+
+async def test_concurrent_refunds_never_exceed_the_purchase(
+    ledger: LedgerService, phones: Phones
+) -> None:
+    member_id = (await ledger.register_member(phones.next())).member.member_id
+    await ledger.purchase(receipt_id="R-1", member_id=member_id, amount_kopecks=1000 * RUB)
+
+    async def refund(i: int) -> bool:
+        try:
+            await ledger.refund(refund_id=f"RF-{i}", receipt_id="R-1", amount_kopecks=300 * RUB)
+        except RefundExceedsPurchase:
+            return False
+        return True
+
+    outcomes = await asyncio.gather(*(refund(i) for i in range(10)))
+    assert outcomes.count(True) == 3
+    assert await check_ledger(ledger.engine) == []
