@@ -26,9 +26,7 @@ TEXT_TOO_LONG = "Bad Request: message is too long"
 CAPTION_TOO_LONG = "Bad Request: message caption is too long"
 WRONG_FILE_ID = "Bad Request: wrong file identifier/HTTP URL specified"
 INVALID_FILE_ID = "Bad Request: invalid file_id"
-QUERY_TOO_OLD = (
-    "Bad Request: query is too old and response timeout expired or query ID is invalid"
-)
+QUERY_TOO_OLD = "Bad Request: query is too old and response timeout expired or query ID is invalid"
 BOT_BLOCKED = "Forbidden: bot was blocked by the user"
 WEBHOOK_ACTIVE = (
     "Conflict: can't use getUpdates method while webhook is active; "

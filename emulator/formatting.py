@@ -68,7 +68,8 @@ class _Builder:
 
     def entity(self, kind: str, start: int, **extra: Any) -> None:
         if self.pos > start:
-            self.entities.append({"type": kind, "offset": start, "length": self.pos - start, **extra})
+            length = self.pos - start
+            self.entities.append({"type": kind, "offset": start, "length": length, **extra})
 
     def result(self) -> FormattedText:
         self.entities.sort(key=lambda e: (e["offset"], -e["length"]))
@@ -137,7 +138,7 @@ def _parse_attrs(text: str, i: int, tag: str, tag_offset: int) -> tuple[dict[str
         name = text[start:i].lower()
         if not name:
             raise parse_error(
-                f"Empty attribute name in the tag \"{tag}\" at byte offset {tag_offset}"
+                f'Empty attribute name in the tag "{tag}" at byte offset {tag_offset}'
             )
         while i < n and text[i].isspace():
             i += 1
@@ -209,7 +210,7 @@ def parse_html(text: str) -> FormattedText:
                 raise parse_error(f"Unclosed end tag at byte offset {tag_offset}")
             name = text[i + 2 : end].strip().lower()
             if not stack:
-                raise parse_error(f'Unexpected end tag at byte offset {tag_offset}')
+                raise parse_error(f"Unexpected end tag at byte offset {tag_offset}")
             open_tag = stack.pop()
             if open_tag.name != name:
                 raise parse_error(
@@ -227,7 +228,9 @@ def parse_html(text: str) -> FormattedText:
             raise parse_error(f'Unsupported start tag "{name}" at byte offset {tag_offset}')
         attrs, i = _parse_attrs(text, j, name, tag_offset)
         if name == "span" and attrs.get("class") != "tg-spoiler":
-            raise parse_error(f'Tag "span" must have class "tg-spoiler" at byte offset {tag_offset}')
+            raise parse_error(
+                f'Tag "span" must have class "tg-spoiler" at byte offset {tag_offset}'
+            )
         chunk_start = i
         stack.append(_OpenTag(name, b.pos, attrs))
     b.add(text[chunk_start:])
@@ -244,9 +247,9 @@ def _close_html_tag(b: _Builder, tag: _OpenTag, stack: list[_OpenTag]) -> None:
     elif tag.name == "span":
         b.entity("spoiler", tag.start)
     elif tag.name == "code" and stack and stack[-1].name == "pre":
-        language = tag.attrs.get("class", "")
-        if language.startswith("language-"):
-            stack[-1].attrs["language"] = language[len("language-") :]
+        css_class = tag.attrs.get("class", "")
+        if css_class.startswith("language-"):
+            stack[-1].attrs["language"] = css_class[len("language-") :]
         else:
             b.entity("code", tag.start)
     elif tag.name == "pre":

@@ -47,7 +47,11 @@ class Signal:
         self._event.set()
         self._event = asyncio.Event()
 
-    async def wait_for(self, predicate: Callable[[], bool], timeout: float | None) -> bool:
+    async def wait_for(
+        self,
+        predicate: Callable[[], bool],
+        timeout: float | None,  # noqa: ASYNC109 - the deadline is part of the predicate loop
+    ) -> bool:
         """Wait until ``predicate()`` is true; returns its final value (False on timeout)."""
         loop = asyncio.get_running_loop()
         deadline = None if timeout is None else loop.time() + timeout

@@ -189,3 +189,27 @@ referral_rewards = Table(
     Column("invited_id", Integer, ForeignKey("members.id"), nullable=False),
     Column("created_at", UTCDateTime, nullable=False),
 )
+
+# Support requests and disputes written by members; the support side answers them.
+tickets = Table(
+    "tickets",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("member_id", Integer, ForeignKey("members.id"), nullable=False, index=True),
+    Column("kind", String(16), nullable=False),  # support | dispute
+    Column("entry_id", Integer, ForeignKey("entries.id"), nullable=True),
+    Column("text", Text, nullable=False),
+    Column("status", String(16), nullable=False, server_default="open"),  # open | closed
+    Column("created_at", UTCDateTime, nullable=False),
+    Column("closed_at", UTCDateTime, nullable=True),
+)
+
+# The Telegram file_id of a member's card picture, reused until something on the card changes.
+card_images = Table(
+    "card_images",
+    metadata,
+    Column("member_id", Integer, ForeignKey("members.id"), primary_key=True),
+    Column("face_hash", String(64), nullable=False),
+    Column("file_id", String(255), nullable=False),
+    Column("created_at", UTCDateTime, nullable=False),
+)

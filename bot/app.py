@@ -1,0 +1,186 @@
+"""The process: settings -> database -> services -> bot and dispatcher -> polling (and, as they
+arrive, the HTTP API and the scheduler). The only module that knows how the pieces are wired."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import signal
+from dataclasses import dataclass, field
+
+from aiogram import Bot, Dispatcher
+from aiogram.client.session.aiohttp import AiohttpSession
+from aiogram.client.telegram import TelegramAPIServer
+from aiogram.fsm.storage.base import BaseStorage
+from aiogram.fsm.storage.memory import MemoryStorage
+from aiogram.types import BotCommand, BotCommandScopeDefault, ErrorEvent
+from aiogram.utils.i18n import I18n
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from bot.i18n import LANGUAGES, MemberLanguageMiddleware, build_i18n
+from bot.middlewares import MemberMiddleware, OwnChatCallbackMiddleware
+from bot.settings import Settings
+from cards.service import CardService
+from handlers.fallback import build_fallback_router
+from handlers.member import build_member_router
+from handlers.onboarding import build_onboarding_router
+from ledger.clock import Clock, SystemClock
+from ledger.rules import Rules, load_rules
+from ledger.service import LedgerService
+from storage.engine import create_engine
+from storage.migrate import upgrade_schema
+from support.tickets import TicketService
+
+log = logging.getLogger("loyalty")
+
+COMMANDS = ("start", "card", "balance", "history", "invite", "settings", "support", "help")
+
+
+@dataclass
+class Services:
+    """Everything handlers may ask for, passed to them as keyword arguments."""
+
+    rules: Rules
+    ledger: LedgerService
+    tickets: TicketService
+    cards: CardService
+    settings: Settings
+
+
+@dataclass
+class Application:
+    """One running program. `start()` returns once polling has begun; `stop()` undoes it all."""
+
+    settings: Settings
+    clock: Clock = field(default_factory=SystemClock)
+    engine: AsyncEngine | None = None
+    bot: Bot | None = None
+    dispatcher: Dispatcher | None = None
+    services: Services | None = None
+    i18n: I18n | None = None
+    bot_username: str = ""
+    _polling: asyncio.Task[None] | None = None
+
+    async def start(self) -> None:
+        settings = self.settings
+        rules = load_rules(settings.rules_file)
+        self.engine = create_engine(settings.database_url)
+        await upgrade_schema(self.engine)
+        self.services = Services(
+            rules=rules,
+            ledger=LedgerService(self.engine, rules, self.clock),
+            tickets=TicketService(self.engine, self.clock),
+            cards=CardService(self.engine, settings.resolved_secret_key(), self.clock),
+            settings=settings,
+        )
+        session = AiohttpSession(api=TelegramAPIServer.from_base(settings.telegram_api_url))
+        self.bot = Bot(token=settings.bot_token or "", session=session)
+        me = await self.bot.get_me()
+        self.bot_username = me.username or ""
+        self.i18n = build_i18n()
+        self.dispatcher = self._build_dispatcher(self.services, self.i18n)
+        await self._set_commands(self.bot, self.i18n)
+        await self.bot.delete_webhook(drop_pending_updates=False)
+        self._polling = asyncio.create_task(
+            self.dispatcher.start_polling(
+                self.bot,
+                handle_signals=False,
+                close_bot_session=False,
+                allowed_updates=self.dispatcher.resolve_used_update_types(),
+            ),
+            name="polling",
+        )
+        log.info("bot @%s is polling %s", self.bot_username, settings.telegram_api_url)
+
+    def _build_dispatcher(self, services: Services, i18n: I18n) -> Dispatcher:
+        dispatcher = Dispatcher(storage=self._fsm_storage())
+        dispatcher.workflow_data.update(
+            rules=services.rules,
+            ledger=services.ledger,
+            tickets=services.tickets,
+            cards=services.cards,
+            settings=services.settings,
+            bot_username=self.bot_username,
+        )
+        dispatcher.update.outer_middleware(MemberMiddleware(services.ledger))
+        MemberLanguageMiddleware(i18n).setup(dispatcher)
+        dispatcher.callback_query.outer_middleware(OwnChatCallbackMiddleware())
+        dispatcher.include_routers(
+            build_onboarding_router(), build_member_router(), build_fallback_router()
+        )
+        dispatcher.errors.register(_on_error)
+        return dispatcher
+
+    def _fsm_storage(self) -> BaseStorage:
+        if self.settings.redis_url:
+            from aiogram.fsm.storage.redis import RedisStorage
+
+            return RedisStorage.from_url(self.settings.redis_url)
+        return MemoryStorage()
+
+    async def _set_commands(self, bot: Bot, i18n: I18n) -> None:
+        for language in (None, *LANGUAGES):
+            locale = language or i18n.default_locale
+            commands = [
+                BotCommand(command=name, description=i18n.gettext(f"cmd-{name}", locale=locale))
+                for name in COMMANDS
+            ]
+            await bot.set_my_commands(
+                commands, scope=BotCommandScopeDefault(), language_code=language
+            )
+
+    async def stop(self) -> None:
+        if self.dispatcher is not None and self._polling is not None:
+            with contextlib.suppress(RuntimeError):  # polling already stopped
+                await self.dispatcher.stop_polling()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._polling
+        if self.dispatcher is not None:
+            await self.dispatcher.storage.close()
+        if self.bot is not None:
+            await self.bot.session.close()
+        if self.engine is not None:
+            await self.engine.dispose()
+        log.info("stopped")
+
+
+async def _on_error(event: ErrorEvent) -> bool:
+    """Log the failure (no personal data) and tell the person something went wrong."""
+    from aiogram.utils.i18n import gettext as _
+
+    update = event.update
+    log.exception(
+        "update %s failed: %s",
+        update.update_id,
+        type(event.exception).__name__,
+        exc_info=event.exception,
+    )
+    with contextlib.suppress(Exception):
+        if update.message is not None:
+            await update.message.answer(_("error-generic"))
+        elif update.callback_query is not None:
+            await update.callback_query.answer(_("error-generic"), show_alert=True)
+    return True
+
+
+def configure_logging(level: str) -> None:
+    logging.basicConfig(
+        level=level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s"
+    )
+
+
+async def run_app(settings: Settings) -> int:
+    """Run until SIGINT or SIGTERM, then stop cleanly."""
+    configure_logging(settings.log_level)
+    app = Application(settings)
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, stop.set)
+    await app.start()
+    try:
+        await stop.wait()
+    finally:
+        await app.stop()
+    return 0

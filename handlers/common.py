@@ -1,0 +1,143 @@
+"""What every router shares: the menu, filters, callback data and how numbers and dates read.
+
+No words live here: every text comes from the locales through gettext.
+"""
+
+from __future__ import annotations
+
+from datetime import date, datetime
+from decimal import Decimal
+from typing import Any
+from zoneinfo import ZoneInfo
+
+from aiogram.filters import BaseFilter
+from aiogram.filters.callback_data import CallbackData
+from aiogram.types import KeyboardButton, Message, ReplyKeyboardMarkup
+from aiogram.utils.i18n import I18n, get_i18n, ngettext
+from aiogram.utils.i18n import gettext as _
+from babel.dates import format_date, format_datetime
+from babel.numbers import format_decimal
+
+from ledger.views import MemberView
+
+MENU_ROWS = (
+    ("menu-card", "menu-balance"),
+    ("menu-history", "menu-invite"),
+    ("menu-settings", "menu-support"),
+)
+
+
+# ------------------------------------------------------------------ callback data
+
+
+class HistoryPageCb(CallbackData, prefix="hist"):
+    page: int
+
+
+class DisputeListCb(CallbackData, prefix="dlist"):
+    page: int
+
+
+class DisputeEntryCb(CallbackData, prefix="disp"):
+    entry_id: int
+
+
+class ConsentCb(CallbackData, prefix="consent"):
+    pass
+
+
+class SettingsCb(CallbackData, prefix="set"):
+    action: str  # menu | lang | notify | birthday | delete | delete_yes | delete_no
+    value: str = ""
+
+
+# ------------------------------------------------------------------------ filters
+
+
+class IsMember(BaseFilter):
+    """Passes when the sender is a registered member (see bot.middlewares.MemberMiddleware)."""
+
+    def __init__(self, registered: bool = True) -> None:
+        self.registered = registered
+
+    async def __call__(self, event: Any, member: MemberView | None = None) -> bool:
+        return (member is not None) == self.registered
+
+
+class MenuButton(BaseFilter):
+    """A press of a main-menu button, in whichever language the keyboard was drawn."""
+
+    def __init__(self, key: str) -> None:
+        self.key = key
+
+    async def __call__(self, message: Message, i18n: I18n) -> bool:
+        if not message.text:
+            return False
+        return message.text in {i18n.gettext(self.key, locale=lang) for lang in i18n.locales}
+
+
+# ---------------------------------------------------------------------- keyboards
+
+
+def main_menu() -> ReplyKeyboardMarkup:
+    return ReplyKeyboardMarkup(
+        keyboard=[[KeyboardButton(text=_(key)) for key in row] for row in MENU_ROWS],
+        resize_keyboard=True,
+        is_persistent=True,
+        input_field_placeholder=_("menu-placeholder"),
+    )
+
+
+# -------------------------------------------------------------- numbers and dates
+
+
+def current_language() -> str:
+    return get_i18n().current_locale
+
+
+def points_text(points: int) -> str:
+    """ "1 балл", "2 балла", "5 баллов" / "1 point", "1,200 points"."""
+    return ngettext("points-count", "points-count-plural", abs(points)).format(
+        n=format_decimal(points, locale=current_language())
+    )
+
+
+def days_text(days: int) -> str:
+    return ngettext("days-count", "days-count-plural", days).format(n=days)
+
+
+def roubles_text(kopecks: int) -> str:
+    """Kopecks as roubles, grouped, without needless decimals: "19 600", "1 234,50"."""
+    amount = Decimal(kopecks) / 100
+    return format_decimal(amount, format="#,##0.##", locale=current_language())
+
+
+def date_text(moment: datetime | date, timezone: str | None = None) -> str:
+    """ "12 December" / "12 декабря", in the member's time zone."""
+    if isinstance(moment, datetime):
+        moment = moment.astimezone(ZoneInfo(timezone or "UTC")).date()
+    return format_date(moment, "d MMMM", locale=current_language())
+
+
+def full_date_text(day: date) -> str:
+    return format_date(day, "dd.MM.yyyy", locale=current_language())
+
+
+def moment_text(moment: datetime, timezone: str) -> str:
+    """ "12 Dec, 14:05" in the member's time zone."""
+    return format_datetime(
+        moment, "d MMM, HH:mm", tzinfo=ZoneInfo(timezone), locale=current_language()
+    )
+
+
+def tier_text(tier: str) -> str:
+    return _(f"tier-{tier}")
+
+
+def language_for(telegram_language: str | None) -> str:
+    """The member's language from Telegram's: ru for ru*, English otherwise."""
+    return "ru" if (telegram_language or "").lower().startswith("ru") else "en"
+
+
+def display_name(member: MemberView | None, fallback: str | None) -> str:
+    return (member.first_name if member and member.first_name else fallback) or ""

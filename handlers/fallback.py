@@ -1,0 +1,30 @@
+"""The last router: anything nobody else understood gets a polite answer, never an error."""
+
+from __future__ import annotations
+
+from aiogram import F, Router
+from aiogram.types import CallbackQuery, Message
+from aiogram.utils.i18n import gettext as _
+
+from handlers.common import main_menu
+from ledger.views import MemberView
+
+
+def build_fallback_router() -> Router:
+    router = Router(name="fallback")
+    router.message.register(anything, F.chat.type == "private")
+    router.callback_query.register(stale_button)
+    return router
+
+
+async def anything(message: Message, member: MemberView | None = None) -> None:
+    if member is None:
+        await message.answer(_("fallback-guest"))
+    elif (message.text or "").startswith("/"):
+        await message.answer(_("unknown-command"), reply_markup=main_menu())
+    else:
+        await message.answer(_("fallback-member"), reply_markup=main_menu())
+
+
+async def stale_button(callback: CallbackQuery) -> None:
+    await callback.answer(_("button-stale"), show_alert=True)

@@ -1,0 +1,142 @@
+"""Joining the program: greeting and rules, consent, then the member's own phone by button."""
+
+from __future__ import annotations
+
+from aiogram import F, Router
+from aiogram.filters import CommandObject, CommandStart
+from aiogram.fsm.context import FSMContext
+from aiogram.fsm.state import State, StatesGroup
+from aiogram.types import (
+    CallbackQuery,
+    InlineKeyboardButton,
+    InlineKeyboardMarkup,
+    KeyboardButton,
+    Message,
+    ReplyKeyboardMarkup,
+)
+from aiogram.utils.i18n import gettext as _
+
+from cards.render import format_card_number
+from handlers.common import (
+    ConsentCb,
+    IsMember,
+    days_text,
+    language_for,
+    main_menu,
+    points_text,
+)
+from ledger.errors import InvalidPhone
+from ledger.rules import Rules
+from ledger.service import LedgerService
+
+REFERRAL_PREFIX = "ref_"
+
+
+class Joining(StatesGroup):
+    consent = State()
+    contact = State()
+
+
+def build_onboarding_router() -> Router:
+    router = Router(name="onboarding")
+    router.message.filter(IsMember(registered=False), F.chat.type == "private")
+    router.callback_query.filter(IsMember(registered=False))
+
+    router.message.register(start, CommandStart())
+    router.callback_query.register(agree, ConsentCb.filter())
+    router.message.register(own_contact, Joining.contact, F.contact)
+    router.message.register(contact_before_consent, F.contact)
+    router.message.register(typed_instead_of_contact, Joining.contact)
+    router.message.register(needs_consent, Joining.consent)
+    return router
+
+
+async def start(message: Message, command: CommandObject, state: FSMContext, rules: Rules) -> None:
+    payload = command.args or ""
+    referral = payload[len(REFERRAL_PREFIX) :] if payload.startswith(REFERRAL_PREFIX) else None
+    await state.set_state(Joining.consent)
+    await state.update_data(referral=referral)
+    user = message.from_user
+    base = rules.tiers[0]
+    greeting = _("start-greeting").format(
+        name=(user.first_name if user else "") or "",
+        program=rules.program_name,
+        welcome=points_text(rules.welcome_bonus),
+        base_rate=base.rub_per_point,
+        cap=rules.max_redeem_percent,
+        lifetime=days_text(rules.points_lifetime_days),
+    )
+    if referral:
+        greeting = _("start-invited") + "\n\n" + greeting
+    await message.answer(greeting, reply_markup=_consent_keyboard())
+
+
+async def agree(callback: CallbackQuery, state: FSMContext) -> None:
+    await state.set_state(Joining.contact)
+    await callback.answer()
+    if callback.message is not None:
+        await callback.message.answer(_("consent-thanks"), reply_markup=_share_phone_keyboard())
+
+
+async def own_contact(
+    message: Message, state: FSMContext, ledger: LedgerService, rules: Rules
+) -> None:
+    contact = message.contact
+    user = message.from_user
+    if contact is None or user is None or contact.user_id != user.id:
+        await message.answer(_("contact-foreign"), reply_markup=_share_phone_keyboard())
+        return
+    data = await state.get_data()
+    try:
+        registration = await ledger.register_member(
+            contact.phone_number,
+            telegram_id=user.id,
+            first_name=user.first_name,
+            last_name=user.last_name,
+            username=user.username,
+            language=language_for(user.language_code),
+            referral_code=data.get("referral"),
+        )
+    except InvalidPhone:
+        await message.answer(_("contact-invalid"), reply_markup=_share_phone_keyboard())
+        return
+    await state.clear()
+    member = registration.member
+    if registration.created:
+        text = _("registered").format(
+            program=rules.program_name,
+            welcome=points_text(registration.welcome_points),
+            card=format_card_number(member.card_number),
+        )
+    else:
+        text = _("registered-linked").format(card=format_card_number(member.card_number))
+    await message.answer(text, reply_markup=main_menu())
+
+
+async def contact_before_consent(message: Message, state: FSMContext) -> None:
+    await needs_consent(message, state)
+
+
+async def typed_instead_of_contact(message: Message) -> None:
+    await message.answer(_("contact-typed"), reply_markup=_share_phone_keyboard())
+
+
+async def needs_consent(message: Message, state: FSMContext) -> None:
+    await state.set_state(Joining.consent)
+    await message.answer(_("consent-first"), reply_markup=_consent_keyboard())
+
+
+def _consent_keyboard() -> InlineKeyboardMarkup:
+    return InlineKeyboardMarkup(
+        inline_keyboard=[
+            [InlineKeyboardButton(text=_("consent-button"), callback_data=ConsentCb().pack())]
+        ]
+    )
+
+
+def _share_phone_keyboard() -> ReplyKeyboardMarkup:
+    return ReplyKeyboardMarkup(
+        keyboard=[[KeyboardButton(text=_("share-phone-button"), request_contact=True)]],
+        resize_keyboard=True,
+        one_time_keyboard=True,
+    )

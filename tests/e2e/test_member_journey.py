@@ -1,0 +1,288 @@
+"""A member's whole journey in the chat, through the emulator, against the real application."""
+
+from __future__ import annotations
+
+import io
+from urllib.parse import parse_qs, urlparse
+
+import zxingcpp
+from PIL import Image
+
+from bot.app import Application
+from cards.token import verify_card_token
+from emulator import BotAPIEmulator
+from ledger.invariants import check_ledger
+from tests.e2e.conftest import BOT_USERNAME, SECRET, join
+
+RUB = 100
+MENU_RU = [
+    "💳 Карта",
+    "💰 Баланс",
+    "📜 История",
+    "🎁 Пригласить друга",
+    "⚙️ Настройки",
+    "💬 Поддержка",
+]
+MENU_EN = ["💳 Card", "💰 Balance", "📜 History", "🎁 Invite a friend", "⚙️ Settings", "💬 Support"]
+
+
+async def test_new_user_registers_with_own_contact_and_gets_welcome_bonus(
+    emulator: BotAPIEmulator, app: Application
+) -> None:
+    anna = emulator.user(1001, "Анна", language_code="ru")
+    await anna.send_command("/start")
+    greeting = await anna.wait_message()
+    assert "Здравствуйте, Анна!" in (greeting.text or "")
+    assert "100 баллов за регистрацию" in (greeting.text or "")
+    assert "согласие на обработку персональных данных" in (greeting.text or "")
+
+    await anna.press_button(greeting, "✅ Согласен")
+    share = await anna.wait_message()
+    assert share.keyboard[0][0].request_contact
+
+    await anna.send_text("+7 999 123-45-67")  # typed: refused, button again
+    typed = await anna.wait_message()
+    assert "только через кнопку" in (typed.text or "") and typed.keyboard[0][0].request_contact
+
+    await anna.send_contact("+79991234567", user_id=2002, first_name="Борис")  # someone else's
+    foreign = await anna.wait_message()
+    assert "чужой контакт" in (foreign.text or "")
+    assert await app.services.ledger.member_by_telegram(1001) is None  # type: ignore[union-attr]
+
+    await anna.send_contact("79991234567")  # own, without "+": normalised
+    welcome = await anna.wait_message()
+    assert "На вашем счёте уже 100 баллов" in (welcome.text or "")
+    assert welcome.keyboard_texts == MENU_RU
+    member = await app.services.ledger.member_by_telegram(1001)  # type: ignore[union-attr]
+    assert member is not None and member.phone == "+79991234567" and member.balance == 100
+
+    await anna.press_reply_button("💰 Баланс")
+    balance = await anna.wait_message()
+    assert "Баланс: 100 баллов" in (balance.text or "")
+    assert "Уровень: Базовый" in (balance.text or "")
+    assert "До уровня «Серебряный» осталось 10 000 ₽" in (balance.text or "").replace("\xa0", " ")
+    assert "сгорят 100 баллов" in (balance.text or "")
+
+
+async def test_russian_plurals_read_correctly(emulator: BotAPIEmulator, app: Application) -> None:
+    user = emulator.user(1002, "Вера", language_code="ru")
+    await join(user, "+79990000002")
+    member = await app.services.ledger.member_by_telegram(1002)  # type: ignore[union-attr]
+    assert member is not None
+    expected = {
+        1: "1 балл",
+        2: "2 балла",
+        5: "5 баллов",
+        11: "11 баллов",
+        21: "21 балл",
+        22: "22 балла",
+    }
+    balance = 100
+    for target, words in expected.items():
+        await app.services.ledger.adjust(  # type: ignore[union-attr]
+            member_id=member.member_id, points=target - balance, reason="test", actor="test"
+        )
+        balance = target
+        await user.press_reply_button("💰 Баланс")
+        text = (await user.wait_message()).text or ""
+        assert text.startswith(f"💰 Баланс: {words}\n"), text
+
+
+async def test_history_pages_through_25_entries(emulator: BotAPIEmulator, app: Application) -> None:
+    user = emulator.user(1003, "Ivan", language_code="en")
+    await join(user, "+79990000003")
+    ledger = app.services.ledger  # type: ignore[union-attr]
+    member = await ledger.member_by_telegram(1003)
+    assert member is not None
+    for i in range(24):
+        await ledger.purchase(
+            receipt_id=f"R-{i:02d}", member_id=member.member_id, amount_kopecks=(100 + i) * RUB
+        )
+    await user.press_reply_button("📜 History")
+    page = await user.wait_message()
+    lines = (page.text or "").splitlines()
+    assert lines[0] == "📜 History, page 1 of 3"
+    assert len([line for line in lines if " · " in line]) == 10
+    assert "Purchase R-23" in lines[2]
+    assert [b.text for b in page.inline_buttons] == ["Older ›", "⚠️ Dispute an entry"]
+
+    await user.press_button(page, "Older ›")
+    await user.wait_edit(page)
+    assert (page.text or "").startswith("📜 History, page 2 of 3")
+    assert [b.text for b in page.inline_buttons] == ["‹ Newer", "Older ›", "⚠️ Dispute an entry"]
+    await user.press_button(page, "Older ›")
+    await user.wait_edit(page)
+    third = (page.text or "").splitlines()
+    assert third[0] == "📜 History, page 3 of 3" and "Welcome bonus" in third[-1]
+    assert len([line for line in third if " · " in line]) == 5
+    assert "Older ›" not in [b.text for b in page.inline_buttons]
+
+
+async def test_member_disputes_an_entry_and_a_ticket_is_stored(
+    emulator: BotAPIEmulator, app: Application
+) -> None:
+    user = emulator.user(1004, "Ivan", language_code="en")
+    await join(user, "+79990000004")
+    await user.press_reply_button("📜 History")
+    page = await user.wait_message()
+    await user.press_button(page, "⚠️ Dispute an entry")
+    choose = await user.wait_message()
+    assert "Welcome bonus" in choose.inline_buttons[0].text
+    await user.press(choose, choose.inline_buttons[0].callback_data or "")
+    ask = await user.wait_message()
+    assert "What is wrong with this entry?" in (ask.text or "")
+    await user.send_text("I expected 200 points")
+    done = await user.wait_message()
+    assert "Dispute #1 is registered" in (done.text or "")
+    member = await app.services.ledger.member_by_telegram(1004)  # type: ignore[union-attr]
+    tickets = await app.services.tickets.tickets_of(member.member_id)  # type: ignore[union-attr]
+    assert [(t.kind, t.text) for t in tickets] == [("dispute", "I expected 200 points")]
+    assert tickets[0].entry_id is not None
+
+
+async def test_card_qr_decodes_to_a_deep_link_with_a_valid_token_and_is_reused(
+    emulator: BotAPIEmulator, app: Application
+) -> None:
+    user = emulator.user(1005, "Anna", language_code="en")
+    await join(user, "+79990000005")
+    member = await app.services.ledger.member_by_telegram(1005)  # type: ignore[union-attr]
+    assert member is not None
+    await user.press_reply_button("💳 Card")
+    card = await user.wait_message()
+    assert card.photo is not None
+    assert member.card_number[:4] in (card.caption or "")
+    image = Image.open(io.BytesIO(card.photo))
+    assert image.size == (1000, 600)
+    decoded = zxingcpp.read_barcodes(image)
+    assert len(decoded) == 1
+    link = urlparse(decoded[0].text)
+    assert (link.scheme, link.netloc, link.path) == ("https", "t.me", f"/{BOT_USERNAME}")
+    payload = parse_qs(link.query)["start"][0]
+    assert payload.startswith("c_") and len(payload) <= 64
+    assert verify_card_token(payload[2:], SECRET) == member.card_number
+    assert verify_card_token(payload[2:-1] + ("A" if payload[-1] != "A" else "B"), SECRET) is None
+
+    await user.press_reply_button("💳 Card")
+    again = await user.wait_message()
+    assert again.file_id == card.file_id
+    uploads = [c for c in emulator.calls_to("sendPhoto")]
+    assert len(uploads) == 2 and uploads[1].params.get("photo") == card.file_id
+
+
+async def test_switching_language_to_english(emulator: BotAPIEmulator, app: Application) -> None:
+    user = emulator.user(1006, "Олег", language_code="ru")
+    await join(user, "+79990000006")
+    await user.press_reply_button("⚙️ Настройки")
+    settings = await user.wait_message()
+    await user.press_button(settings, "🌐 Язык: Русский")
+    await user.wait_edit(settings)
+    await user.press_button(settings, "English")
+    changed = await user.wait_message()
+    assert changed.text == "Done, I speak English now."
+    assert changed.keyboard_texts == MENU_EN
+    await user.wait_message()  # the settings menu again, in English
+    await user.press_reply_button("💰 Balance")
+    balance = await user.wait_message()
+    assert (balance.text or "").startswith("💰 Balance: 100 points")
+
+
+async def test_deleting_my_data_removes_me_from_lookups_and_keeps_the_ledger_consistent(
+    emulator: BotAPIEmulator, app: Application
+) -> None:
+    user = emulator.user(1007, "Ivan", language_code="en")
+    await join(user, "+79990000007")
+    ledger = app.services.ledger  # type: ignore[union-attr]
+    member = await ledger.member_by_telegram(1007)
+    assert member is not None
+    await ledger.purchase(receipt_id="R-1", member_id=member.member_id, amount_kopecks=900 * RUB)
+    await user.press_reply_button("⚙️ Settings")
+    settings = await user.wait_message()
+    await user.press_button(settings, "🗑 Delete my data")
+    confirm = await user.wait_message()
+    await user.press_button(confirm, "🗑 Yes, delete")
+    done = await user.wait_message()
+    assert "has been deleted" in (done.text or "") and done.removes_keyboard
+    assert await ledger.member_by_telegram(1007) is None
+    erased = await ledger.get_member(member.member_id)
+    assert (erased.phone, erased.first_name, erased.status) == (None, None, "erased")
+    assert await check_ledger(ledger.engine) == []
+    await user.press_reply_button("⚙️ Settings") if user.reply_keyboard_texts else None
+    await user.send_text("hello?")
+    assert "tap /start" in ((await user.wait_message()).text or "")
+
+
+async def test_friend_joins_by_invite_link_and_inviter_earns_after_first_purchase(
+    emulator: BotAPIEmulator, app: Application
+) -> None:
+    inviter = emulator.user(1008, "Ivan", language_code="en")
+    await join(inviter, "+79990000008")
+    await inviter.press_reply_button("🎁 Invite a friend")
+    invite = await inviter.wait_message()
+    link = next(word for word in (invite.text or "").split() if word.startswith("https://t.me/"))
+    payload = parse_qs(urlparse(link).query)["start"][0]
+    assert payload.startswith("ref_")
+
+    friend = emulator.user(1009, "Petr", language_code="en")
+    await friend.send_command(f"/start {payload}")
+    greeting = await friend.wait_message()
+    assert "Your friend invited you" in (greeting.text or "")
+    await friend.press_button(greeting, "✅ I agree")
+    await friend.wait_message()
+    await friend.send_contact("+79990000009")
+    await friend.wait_message()
+    ledger = app.services.ledger  # type: ignore[union-attr]
+    friend_member = await ledger.member_by_telegram(1009)
+    inviter_member = await ledger.member_by_telegram(1008)
+    assert friend_member is not None and inviter_member is not None
+    assert friend_member.referred_by == inviter_member.member_id
+    await ledger.purchase(
+        receipt_id="R-1", member_id=friend_member.member_id, amount_kopecks=500 * RUB
+    )
+    assert (await ledger.balance(inviter_member.member_id)).balance == 300
+
+
+async def test_settings_birthday_once_and_notification_toggles(
+    emulator: BotAPIEmulator, app: Application
+) -> None:
+    user = emulator.user(1010, "Ivan", language_code="en")
+    await join(user, "+79990000010")
+    await user.press_reply_button("⚙️ Settings")
+    settings = await user.wait_message()
+    await user.press_button(settings, "🎂 Birthday: not set")
+    await user.wait_message()
+    await user.send_text("31.02.1990")
+    assert "couldn't read that date" in ((await user.wait_message()).text or "")
+    await user.send_text("25.04.1990")
+    assert "Saved: 25.04.1990" in ((await user.wait_message()).text or "")
+    await user.press_button(settings, "🎂 Birthday: not set")  # the old keyboard
+    assert "already set: 25.04.1990" in ((await user.wait_message()).text or "")
+
+    await user.press_button(settings, "🔔 Notifications")
+    await user.wait_edit(settings)
+    await user.press_button(settings, "✅ Offers")
+    await user.wait_edit(settings)
+    assert "❌ Offers" in [b.text for b in settings.inline_buttons]
+    member = await app.services.ledger.member_by_telegram(1010)  # type: ignore[union-attr]
+    assert member is not None and member.notify_offers is False and member.notify_tier is True
+
+
+async def test_support_message_becomes_a_ticket(emulator: BotAPIEmulator, app: Application) -> None:
+    user = emulator.user(1011, "Ivan", language_code="en")
+    await join(user, "+79990000011")
+    await user.press_reply_button("💬 Support")
+    await user.wait_message()
+    await user.send_text("x" * 2500)
+    assert "too long" in ((await user.wait_message()).text or "")
+    await user.send_text("Where is my birthday bonus?")
+    assert "Request #1 is registered" in ((await user.wait_message()).text or "")
+
+
+async def test_commands_menu_is_set_per_language(
+    emulator: BotAPIEmulator, app: Application
+) -> None:
+    ru = emulator.commands(language_code="ru")
+    en = emulator.commands(language_code="en")
+    assert [c["command"] for c in ru] == [c["command"] for c in en]
+    assert {"start", "card", "balance", "history"} <= {c["command"] for c in en}
+    assert next(c for c in ru if c["command"] == "card")["description"] == "Моя карта"
+    assert next(c for c in en if c["command"] == "card")["description"] == "My card"

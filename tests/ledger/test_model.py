@@ -1,0 +1,509 @@
+"""The real LedgerService against an independent model (tests/ledger/model.py), on random
+sequences of purchases, refunds, replays, adjustments and the passing of time, for 1-3 members.
+
+After every step each member's balance, pending points, debt, tier, qualifying spend, nearest
+burn and lots (expiry, points, left) must match the model, and `check_ledger` must find nothing.
+Refused operations and replays must change nothing at all.
+
+Every hypothesis example gets a fresh database (SQLite: a copy of the migrated template;
+PostgreSQL: the session database, truncated) and runs on its own event loop in a worker thread.
+"""
+
+from __future__ import annotations
+
+import shutil
+import tempfile
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+from datetime import timedelta
+from pathlib import Path
+from typing import Any, Literal
+
+import pytest
+from hypothesis import event, given, note, settings
+from hypothesis import strategies as st
+from sqlalchemy import func, select
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from ledger.clock import ManualClock
+from ledger.errors import (
+    IdempotencyConflict,
+    InsufficientPoints,
+    LedgerError,
+    RedeemAboveLimit,
+    RefundExceedsPurchase,
+)
+from ledger.invariants import check_ledger
+from ledger.rules import Rules
+from ledger.service import LedgerService
+from storage.engine import create_engine
+from storage.schema import entries, lots, members, operations, purchases, spends
+from tests.conftest import START, run_in_thread, sqlite_url, truncate_all
+from tests.ledger.model import LedgerModel, ModelRules, NearestBurn, Refused
+
+RUB = 100  # kopecks
+MAX_MEMBERS = 3
+MAX_STEPS = 25
+EXAMPLES = {"sqlite": 40, "postgresql": 20}
+
+# ------------------------------------------------------------------- operations
+# Operations are drawn up front and resolved against the model's state when they run (which
+# member, which earlier purchase, how many points are "allowed"), so that they shrink well.
+
+
+@dataclass(frozen=True, slots=True)
+class Buy:
+    member: int
+    amount: int  # kopecks
+    redeem: Literal["none", "part", "max", "above"]
+    share: int  # percent of the allowed maximum, for "part"
+    extra: int  # points above the allowed maximum, for "above"
+
+
+@dataclass(frozen=True, slots=True)
+class Refund:
+    pick: int  # an earlier purchase, modulo their number
+    part: Literal["all", "some", "over"]
+    share: int  # percent of what is still refundable, for "some"
+    extra: int  # kopecks above what is refundable, for "over"
+
+
+@dataclass(frozen=True, slots=True)
+class Replay:
+    pick: int  # an earlier successful operation, modulo their number
+    conflict: bool  # the same id with a different body
+
+
+@dataclass(frozen=True, slots=True)
+class Adjust:
+    member: int
+    mode: Literal["add", "take", "overdraw"]
+    size: int  # points to add, or to take beyond the balance for "overdraw"
+    share: int  # percent of the balance to take, for "take"
+
+
+@dataclass(frozen=True, slots=True)
+class Wait:
+    days: int
+    tier_job: bool  # whether the daily tier recomputation runs after the expiry run
+
+
+Op = Buy | Refund | Replay | Adjust | Wait
+
+
+@dataclass(frozen=True, slots=True)
+class Scenario:
+    members: int
+    ops: tuple[Op, ...]
+
+
+percent = st.integers(0, 100)
+member_pick = st.integers(0, MAX_MEMBERS - 1)
+amounts = st.one_of(
+    st.integers(1, 100 * RUB),
+    st.integers(100 * RUB, 5_000 * RUB),
+    st.integers(5_000 * RUB, 40_000 * RUB),
+)
+buys = st.builds(
+    Buy, member=member_pick, amount=amounts,
+    redeem=st.sampled_from(["none", "part", "max", "above"]), share=percent,
+    extra=st.integers(1, 300),
+)
+refunds = st.builds(
+    Refund, pick=st.integers(0, 50), part=st.sampled_from(["all", "some", "over"]),
+    share=percent, extra=st.integers(1, 10_000 * RUB),
+)
+replays = st.builds(Replay, pick=st.integers(0, 50), conflict=st.booleans())
+adjustments = st.builds(
+    Adjust, member=member_pick, mode=st.sampled_from(["add", "take", "overdraw"]),
+    size=st.integers(1, 2000), share=percent,
+)
+waits = st.builds(
+    Wait, days=st.one_of(st.sampled_from([0, 1, 179, 180, 181]), st.integers(0, 200)),
+    tier_job=st.booleans(),
+)
+# Purchases and refunds are what most of the arithmetic is about: they come up more often.
+operations_st: st.SearchStrategy[Op] = st.one_of(
+    buys, buys, buys, refunds, refunds, waits, waits, adjustments, replays
+)
+# A length drawn first: plain st.lists would mostly give sequences of a handful of steps.
+scenarios = st.builds(
+    Scenario,
+    members=st.integers(1, MAX_MEMBERS),
+    ops=st.integers(1, MAX_STEPS).flatmap(
+        lambda n: st.lists(operations_st, min_size=n, max_size=n)
+    ).map(tuple),
+)
+
+
+# ----------------------------------------------------------------------- runner
+
+
+@dataclass(frozen=True, slots=True)
+class Done:
+    """A successful operation that may be sent again."""
+
+    label: str
+    again: Callable[[bool], Awaitable[Any]]  # True: the same id with a different body
+    result: Any
+
+
+async def snapshot(engine: AsyncEngine) -> tuple[Any, ...]:
+    """Row counts of the ledger's tables and every member's totals."""
+    async with engine.connect() as conn:
+        counts = [
+            (await conn.execute(select(func.count()).select_from(table))).scalar_one()
+            for table in (entries, operations, purchases, lots, spends)
+        ]
+        totals = (
+            await conn.execute(
+                select(members.c.id, members.c.balance, members.c.pending, members.c.debt,
+                       members.c.tier).order_by(members.c.id)
+            )
+        ).all()
+    return (*counts, tuple(tuple(row) for row in totals))
+
+
+@dataclass(slots=True)
+class Trace:
+    """What one example did: a step-by-step log (shown for a failing example) and the
+    situations it reached (shown by --hypothesis-show-statistics)."""
+
+    log: list[str] = field(default_factory=list)
+    features: set[str] = field(default_factory=set)
+
+
+class Run:
+    """Plays one scenario on the service and the model side by side."""
+
+    def __init__(
+        self, ledger: LedgerService, clock: ManualClock, rules: Rules, trace: Trace
+    ) -> None:
+        self.ledger = ledger
+        self.clock = clock
+        self.model = LedgerModel(ModelRules.from_rules(rules))
+        self.member_ids: list[int] = []
+        self.done: list[Done] = []
+        self.log = trace.log
+        self.features = trace.features
+        self.counter = 0
+
+    def _next(self, prefix: str) -> str:
+        self.counter += 1
+        return f"{prefix}-{self.counter}"
+
+    async def play(self, scenario: Scenario) -> None:
+        for index in range(scenario.members):
+            registration = await self.ledger.register_member(f"+7999{index + 1:07d}")
+            assert registration.welcome_points == self.model.rules.welcome_bonus
+            self.member_ids.append(registration.member.member_id)
+            self.model.register(self.clock.now())
+        self.log.append(f"registered {scenario.members} member(s)")
+        await self.verify("registration")
+        for number, op in enumerate(scenario.ops, 1):
+            day = (self.clock.now() - START).days
+            label = f"step {number} (day {day}) {op}"
+            self.log.append(label)
+            await self.step(op)
+            await self.verify(label)
+
+    async def step(self, op: Op) -> None:
+        if isinstance(op, Buy):
+            await self.buy(op)
+        elif isinstance(op, Refund):
+            await self.refund(op)
+        elif isinstance(op, Replay):
+            await self.replay(op)
+        elif isinstance(op, Adjust):
+            await self.adjust(op)
+        else:
+            await self.wait(op)
+
+    async def buy(self, op: Buy) -> None:
+        member = op.member % len(self.member_ids)
+        member_id = self.member_ids[member]
+        allowed = self.model.redeem_limit(member, op.amount)
+        redeem = {
+            "none": 0, "part": allowed * op.share // 100, "max": allowed,
+            "above": allowed + op.extra,
+        }[op.redeem]
+        receipt = self._next("R")
+        self.log.append(f"  purchase {receipt}: member {member}, {op.amount} kop, redeem {redeem}")
+        now = self.clock.now()
+        shown, debt = self.model.members[member].tier, self.model.members[member].debt
+        if shown != self.model.current_tier(member, now).name:
+            self.features.add("purchase while the shown tier is out of date")
+        try:
+            expected = self.model.purchase(member, receipt, op.amount, redeem, now)
+        except Refused as refused:
+            self.features.add("redemption above the limit")
+            self.log.append(f"  model: refused, allowed {refused.details['allowed']}")
+            error = await self.refused(
+                self.ledger.purchase(
+                    receipt_id=receipt, member_id=member_id, amount_kopecks=op.amount,
+                    redeem_points=redeem,
+                ),
+                RedeemAboveLimit,
+            )
+            assert error.details["allowed"] == refused.details["allowed"], error.details
+            return
+        self.log.append(f"  model: {expected}")
+        if debt > self.model.members[member].debt:
+            self.features.add("a purchase paid off debt")
+        if expected.tier != shown:
+            self.features.add(f"tier {shown} -> {expected.tier} by a purchase")
+        if redeem and redeem == allowed:
+            self.features.add("redemption of the allowed maximum")
+        result = await self.ledger.purchase(
+            receipt_id=receipt, member_id=member_id, amount_kopecks=op.amount,
+            redeem_points=redeem,
+        )
+        got = (result.accrued, result.redeemed, result.balance, result.pending, result.tier)
+        want = (expected.accrued, expected.redeemed, expected.balance, 0, expected.tier)
+        assert got == want, f"purchase (accrued, redeemed, balance, pending, tier): {got} != {want}"
+        assert not result.replayed
+
+        def again(conflict: bool) -> Awaitable[Any]:
+            return self.ledger.purchase(
+                receipt_id=receipt, member_id=member_id,
+                amount_kopecks=op.amount + (1 if conflict else 0), redeem_points=redeem,
+            )
+
+        self.done.append(Done(f"purchase {receipt}", again, result))
+
+    async def refund(self, op: Refund) -> None:
+        if not self.model.purchases:
+            self.log.append("  no purchase to refund yet")
+            return
+        receipt = list(self.model.purchases)[op.pick % len(self.model.purchases)]
+        refundable = self.model.refundable(receipt)
+        amount = max(1, {
+            "all": refundable, "some": refundable * op.share // 100,
+            "over": refundable + op.extra,
+        }[op.part])
+        refund_id = self._next("RF")
+        self.log.append(f"  refund {refund_id} of {receipt}: {amount} of {refundable} kop")
+        purchase = self.model.purchases[receipt]
+        who = self.model.members[purchase.member]
+        shown, debt = who.tier, who.debt
+        burnt_lots = {id(t.lot) for t in purchase.redeem_takes
+                      if t.lot.expires_at <= self.clock.now()}
+        try:
+            expected = self.model.refund(receipt, amount, self.clock.now())
+        except Refused as refused:
+            self.features.add("refund above what is refundable")
+            self.log.append(f"  model: refused, refundable {refused.details['refundable']}")
+            error = await self.refused(
+                self.ledger.refund(refund_id=refund_id, receipt_id=receipt, amount_kopecks=amount),
+                RefundExceedsPurchase,
+            )
+            assert error.details["refundable"] == rub_text(refundable), error.details
+            return
+        self.log.append(f"  model: {expected}")
+        self.features.add("full refund" if amount == refundable else "partial refund")
+        if expected.debt > debt:
+            self.features.add("a refund left a debt")
+        if expected.debt < debt:
+            self.features.add("a refund paid off debt")
+        if expected.tier != shown:
+            self.features.add(f"tier {shown} -> {expected.tier} by a refund")
+        if expected.returned and burnt_lots:
+            self.features.add("points given back into a lot past its expiry")
+        result = await self.ledger.refund(
+            refund_id=refund_id, receipt_id=receipt, amount_kopecks=amount
+        )
+        got = (result.reversed, result.returned, result.debt, result.balance, result.pending,
+               result.tier)
+        want = (expected.reversed, expected.returned, expected.debt, expected.balance, 0,
+                expected.tier)
+        assert got == want, (
+            f"refund (reversed, returned, debt, balance, pending, tier): {got} != {want}"
+        )
+        assert not result.replayed
+
+        def again(conflict: bool) -> Awaitable[Any]:
+            return self.ledger.refund(
+                refund_id=refund_id, receipt_id=receipt,
+                amount_kopecks=amount + (1 if conflict else 0),
+            )
+
+        self.done.append(Done(f"refund {refund_id}", again, result))
+
+    async def adjust(self, op: Adjust) -> None:
+        member = op.member % len(self.member_ids)
+        member_id = self.member_ids[member]
+        balance = self.model.members[member].balance
+        points = {
+            "add": op.size, "take": -max(1, balance * op.share // 100),
+            "overdraw": -(balance + op.size),
+        }[op.mode]
+        key = self._next("A")
+        self.log.append(f"  adjust {key}: member {member}, {points:+d} (balance {balance})")
+        call = self.ledger.adjust(
+            member_id=member_id, points=points, reason="model test", actor="test",
+            operation_id=key,
+        )
+        debt = self.model.members[member].debt
+        try:
+            self.model.adjust(member, points, self.clock.now())
+        except Refused:
+            self.features.add("adjustment beyond the balance")
+            self.log.append("  model: refused")
+            await self.refused(call, InsufficientPoints)
+            return
+        if debt > self.model.members[member].debt:
+            self.features.add("an adjustment paid off debt")
+        entry = await call
+        assert (entry.kind, entry.points, entry.pending, entry.debt) == (
+            "adjustment", points, 0, 0
+        ), entry
+
+        def again(conflict: bool) -> Awaitable[Any]:
+            bump = (1 if points > 0 else -1) if conflict else 0
+            return self.ledger.adjust(
+                member_id=member_id, points=points + bump, reason="model test", actor="test",
+                operation_id=key,
+            )
+
+        self.done.append(Done(f"adjustment {key}", again, entry))
+
+    async def wait(self, op: Wait) -> None:
+        now = self.clock.advance(timedelta(days=op.days))
+        burnt = await self.ledger.expire_due()
+        expected = self.model.expire(now)
+        self.log.append(f"  expiry run: burnt {burnt}, model {expected}")
+        assert burnt == expected, f"expire_due burnt {burnt}, the model {expected}"
+        if burnt:
+            self.features.add("points burnt")
+        if op.tier_job:
+            changes = {
+                (self.member_ids.index(c.member_id), c.old_tier, c.new_tier)
+                for c in await self.ledger.recompute_tiers()
+            }
+            expected_changes = self.model.recompute_tiers(now)
+            self.log.append(f"  tier job: {sorted(changes)}, model {sorted(expected_changes)}")
+            assert changes == expected_changes
+            if changes:
+                self.features.add("the tier job changed a tier")
+
+    async def replay(self, op: Replay) -> None:
+        if not self.done:
+            self.log.append("  nothing to replay yet")
+            return
+        done = self.done[op.pick % len(self.done)]
+        self.log.append(f"  again: {done.label}{' with a different body' if op.conflict else ''}")
+        self.features.add("replay with a different body" if op.conflict else "replay")
+        if op.conflict:
+            await self.refused(done.again(True), IdempotencyConflict)
+            return
+        before = await snapshot(self.ledger.engine)
+        result = await done.again(False)
+        assert await snapshot(self.ledger.engine) == before, "a replay changed the ledger"
+        if hasattr(result, "to_json"):
+            assert result.replayed and result.to_json() == done.result.to_json()
+        else:
+            assert result == done.result
+
+    async def refused(self, call: Awaitable[Any], error: type[LedgerError]) -> LedgerError:
+        """Await a call the model expects to be refused with `error`, changing nothing."""
+        before = await snapshot(self.ledger.engine)
+        try:
+            outcome = await call
+        except error as exc:
+            caught = exc
+        else:
+            raise AssertionError(f"expected {error.__name__}, the service answered {outcome}")
+        assert await snapshot(self.ledger.engine) == before, "a refused operation changed data"
+        return caught
+
+    async def verify(self, label: str) -> None:
+        now = self.clock.now()
+        for index, member_id in enumerate(self.member_ids):
+            view = await self.ledger.balance(member_id)
+            model = self.model.members[index]
+            got = (view.balance, view.pending, view.debt, view.tier, view.qualifying_spend)
+            want = (model.balance, 0, model.debt, model.tier,
+                    self.model.qualifying_spend(index, now))
+            assert got == want, (
+                f"after {label}: member {index} (balance, pending, debt, tier, spend) "
+                f"{got} != model {want}"
+            )
+            burn = view.nearest_burn
+            got_burn = None if burn is None else NearestBurn(burn.points, burn.burns_at)
+            assert got_burn == self.model.nearest_burn(index), (
+                f"after {label}: member {index} nearest burn {got_burn} != model "
+                f"{self.model.nearest_burn(index)}"
+            )
+            got_lots = await member_lots(self.ledger.engine, member_id)
+            assert got_lots == self.model.lots(index), (
+                f"after {label}: member {index} lots (expiry, points, left) "
+                f"{got_lots} != model {self.model.lots(index)}"
+            )
+        violations = await check_ledger(self.ledger.engine)
+        assert violations == [], f"after {label}: " + "; ".join(map(str, violations))
+
+
+async def member_lots(engine: AsyncEngine, member_id: int) -> list[tuple[Any, int, int]]:
+    async with engine.connect() as conn:
+        rows = (
+            await conn.execute(
+                select(lots.c.expires_at, lots.c.points, lots.c.remaining, lots.c.status)
+                .where(lots.c.member_id == member_id)
+                .order_by(lots.c.id)
+            )
+        ).all()
+    assert all(row.status == "active" for row in rows)
+    return [(row.expires_at, row.points, row.remaining) for row in rows]
+
+
+def rub_text(kopecks: int) -> str:
+    return f"{kopecks // RUB}.{kopecks % RUB:02d}"
+
+
+async def play(scenario: Scenario, url: str, rules: Rules, trace: Trace, reset: bool) -> None:
+    engine = create_engine(url)
+    try:
+        if reset:
+            await truncate_all(engine)
+        clock = ManualClock(START)
+        await Run(LedgerService(engine, rules, clock), clock, rules, trace).play(scenario)
+    finally:
+        await engine.dispose()
+
+
+# ------------------------------------------------------------------------ tests
+# One test per backend (rather than the `backend` parameter) so that each has its own number
+# of examples; the PostgreSQL one skips, or fails under CI=true, as conftest's `postgres_url`.
+
+model_settings = settings(deadline=None, derandomize=True, database=None)
+
+
+def check(scenario: Scenario, url: str, rules: Rules, reset: bool) -> None:
+    trace = Trace()
+    try:
+        run_in_thread(play(scenario, url, rules, trace, reset=reset))
+    except BaseException:
+        note("\n".join(trace.log))
+        raise
+    for feature in sorted(trace.features):
+        event(feature)
+
+
+@settings(model_settings, max_examples=EXAMPLES["sqlite"])
+@given(scenario=scenarios)
+def test_ledger_matches_the_model_on_sqlite(
+    scenario: Scenario, rules: Rules, sqlite_template: Path,
+    tmp_path_factory: pytest.TempPathFactory,
+) -> None:
+    with tempfile.TemporaryDirectory(dir=tmp_path_factory.getbasetemp()) as folder:
+        path = Path(folder) / "loyalty.db"
+        shutil.copy(sqlite_template, path)
+        check(scenario, sqlite_url(path), rules, reset=False)
+
+
+@settings(model_settings, max_examples=EXAMPLES["postgresql"])
+@given(scenario=scenarios)
+def test_ledger_matches_the_model_on_postgresql(
+    scenario: Scenario, rules: Rules, postgres_url: str
+) -> None:
+    check(scenario, postgres_url, rules, reset=True)
