@@ -44,8 +44,10 @@ class FaultRule:
         kind: What happens (see :class:`FaultKind`).
         method: Bot API method it applies to (case-insensitive); ``None`` = every method.
         chat_id: Only calls whose ``chat_id`` parameter equals this; ``None`` = any call.
-        times: Fire for the next N matching calls, then disappear; ``None`` = until removed.
-        probability: Chance to fire per matching call, drawn from the injector's seeded RNG.
+        times: Fire N times, then disappear; ``None`` = until removed. Without a
+            probability that is "the next N matching calls".
+        probability: Chance to fire per matching call, drawn from the injector's seeded RNG
+            (combine with ``times`` for "N random failures").
         retry_after: Seconds reported by ``RETRY_AFTER``.
         status: HTTP status for ``SERVER_ERROR`` (500, 502...).
         description: Overrides the error text (for ``BAD_REQUEST``: the part after

@@ -157,8 +157,9 @@ def _parse(params: Params, text: str, entities_field: str) -> FormattedText:
 def _reply_to(chat: Chat, params: Params) -> tuple[int | None, JsonDict | None]:
     reply_parameters = params.get_json("reply_parameters")
     if isinstance(reply_parameters, dict) and reply_parameters.get("message_id") is not None:
-        message_id = int(reply_parameters["message_id"])
-        allow_missing = bool(reply_parameters.get("allow_sending_without_reply"))
+        nested = Params(reply_parameters)
+        message_id = nested.require_int("message_id")
+        allow_missing = nested.get_bool("allow_sending_without_reply")
     else:
         maybe_id = params.get_int("reply_to_message_id")
         if maybe_id is None:

@@ -19,6 +19,7 @@ parameter parsing, fault rules, rate limiter, then the method itself
 from __future__ import annotations
 
 import asyncio
+import logging
 import time
 from collections import deque
 from collections.abc import Callable
@@ -37,6 +38,8 @@ from .state import ApiCall, Chat, EmulatedBot, JsonDict, Stats, UserProfile, sco
 if TYPE_CHECKING:
     from aiogram import Bot
     from aiogram.client.session.aiohttp import AiohttpSession
+
+logger = logging.getLogger(__name__)
 
 BotRef = EmulatedBot | str | int | None
 """A bot given as its state object, token, username (with or without ``@``) or id;
@@ -309,6 +312,10 @@ class BotAPIEmulator:
             description = None
         except ApiError as error:
             status, body, description = error.status, error.to_json(), error.description
+        except Exception as error:  # a bug in the emulator or input it does not understand
+            logger.exception("emulator failed on %s", method)
+            description = f"Internal Server Error: emulator failed: {type(error).__name__}: {error}"
+            status, body = 500, {"ok": False, "error_code": 500, "description": description}
         except asyncio.CancelledError:
             # The client went away (e.g. a long poll of a stopped dispatcher): log it as
             # nginx's 499 so the log shows every request, then let the cancellation proceed.
@@ -319,7 +326,7 @@ class BotAPIEmulator:
 
     def _log(
         self,
-        bot: EmulatedBot,
+        bot: EmulatedBot | None,
         method: str,
         params: JsonDict,
         status: int,
@@ -332,7 +339,7 @@ class BotAPIEmulator:
         self.stats.statuses[status] += 1
         self.calls.append(
             ApiCall(
-                bot_id=bot.id,
+                bot_id=None if bot is None else bot.id,
                 method=method,
                 params=params,
                 status=status,
@@ -346,7 +353,9 @@ class BotAPIEmulator:
     async def _handle_api(self, request: web.Request) -> web.Response:
         bot = self._bots_by_token.get(request.match_info["token"])
         if bot is None:
-            self.stats.statuses[401] += 1
+            now = time.monotonic()
+            method = request.match_info["method"]
+            self._log(None, method, {}, 401, time.time(), now, UNAUTHORIZED.description)
             return web.json_response(UNAUTHORIZED.to_json(), status=401)
         return await self.call(bot, request.match_info["method"], request)
 

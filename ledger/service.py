@@ -19,7 +19,7 @@ from datetime import date, datetime, timedelta
 from typing import Any, TypeVar
 from zoneinfo import ZoneInfo
 
-from sqlalchemy import and_, func, select, update
+from sqlalchemy import and_, delete, func, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import Row
 from sqlalchemy.exc import IntegrityError
@@ -57,7 +57,17 @@ from ledger.views import (
     Registration,
     TierChange,
 )
-from storage.schema import entries, lots, members, operations, purchases, referral_rewards, spends
+from storage.schema import (
+    card_images,
+    entries,
+    lots,
+    members,
+    operations,
+    purchases,
+    referral_rewards,
+    spends,
+    tickets,
+)
 
 T = TypeVar("T")
 
@@ -314,6 +324,12 @@ class LedgerService:
                     notify_tier=False,
                     notify_offers=False,
                 )
+            )
+            # Personal data outside the ledger: the card picture (it shows the name) and what the
+            # member wrote to support.
+            await conn.execute(delete(card_images).where(card_images.c.member_id == member_id))
+            await conn.execute(
+                update(tickets).where(tickets.c.member_id == member_id).values(text="")
             )
 
     # ---------------------------------------------------------------- purchases

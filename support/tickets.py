@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import datetime
+from typing import Any
 
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncEngine
@@ -67,13 +68,13 @@ class TicketService:
         return [_ticket(row) for row in rows]
 
 
-def _ticket(row: object) -> Ticket:
+def _ticket(row: Any) -> Ticket:
     return Ticket(
         ticket_id=row.id,
         member_id=row.member_id,
-        kind=row.kind,  # type: ignore[attr-defined]
+        kind=row.kind,
         entry_id=row.entry_id,
         text=row.text,
-        status=row.status,  # type: ignore[attr-defined]
-        created_at=row.created_at,  # type: ignore[attr-defined]
+        status=row.status,
+        created_at=row.created_at,
     )

@@ -22,10 +22,10 @@ from aiogram.types import (
 from emulator import BotAPIEmulator, EmulatedUser, running_polling
 
 
-async def eventually(predicate: Callable[[], bool], timeout: float = 5.0) -> None:
+async def eventually(predicate: Callable[[], bool], limit: float = 5.0) -> None:
     """Poll ``predicate`` (for state owned by the bot side, which has no signal)."""
     loop = asyncio.get_running_loop()
-    deadline = loop.time() + timeout
+    deadline = loop.time() + limit
     while not predicate():
         assert loop.time() < deadline, "condition not met in time"
         await asyncio.sleep(0.005)

@@ -1,0 +1,74 @@
+"""`python -m bot` as a real process: starts, serves a member, stops cleanly on SIGTERM."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+import sys
+from pathlib import Path
+
+from emulator import BotAPIEmulator
+from tests.conftest import ROOT
+from tests.e2e.conftest import TOKEN, join
+
+
+async def _spawn(env: dict[str, str], cwd: Path) -> asyncio.subprocess.Process:
+    return await asyncio.create_subprocess_exec(
+        sys.executable,
+        "-m",
+        "bot",
+        cwd=cwd,
+        env=env,
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.STDOUT,
+    )
+
+
+def _clean_env(**extra: str) -> dict[str, str]:
+    env = {
+        k: v
+        for k, v in os.environ.items()
+        if k not in {"BOT_TOKEN", "DATABASE_URL", "TELEGRAM_API_URL", "SECRET_KEY"}
+    }
+    env["PYTHONPATH"] = str(ROOT)
+    return {**env, **extra}
+
+
+async def test_without_a_token_it_says_how_to_get_one(tmp_path: Path) -> None:
+    process = await _spawn(_clean_env(), tmp_path)
+    output, _ = await asyncio.wait_for(process.communicate(), 60)
+    assert process.returncode == 2
+    assert b"@BotFather" in output and b"BOT_TOKEN" in output
+
+
+async def test_the_real_process_serves_a_member_and_stops_on_sigterm(
+    emulator: BotAPIEmulator, tmp_path: Path
+) -> None:
+    env = _clean_env(
+        BOT_TOKEN=TOKEN,
+        TELEGRAM_API_URL=emulator.base_url,
+        DATABASE_URL=f"sqlite+aiosqlite:///{tmp_path / 'bot.db'}",
+        RULES_FILE=str(ROOT / "rules.toml"),
+        API_PORT="0",
+    )
+    process = await _spawn(env, tmp_path)
+    try:
+        for _ in range(300):  # start-up: imports, migrations, getMe, setMyCommands
+            if emulator.calls_to("getUpdates"):
+                break
+            await asyncio.sleep(0.1)
+        assert emulator.calls_to("getUpdates"), "the bot never started polling"
+        user = emulator.user(3001, "Ivan", language_code="en")
+        await join(user, "+79990003001")
+        await user.press_reply_button("💰 Balance")
+        balance = await user.wait_message(timeout=20)
+        assert (balance.text or "").startswith("💰 Balance: 100 points")
+        assert (tmp_path / "data" / "secret_key").exists()  # generated once, kept for restarts
+    finally:
+        process.send_signal(signal.SIGTERM)
+        output, _ = await asyncio.wait_for(process.communicate(), 30)
+    assert process.returncode == 0, output.decode()
+    log = output.decode()
+    assert "stopped" in log
+    assert "79990003001" not in log and "Ivan" not in log  # no personal data in logs
