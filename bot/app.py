@@ -16,18 +16,25 @@ from aiogram.fsm.storage.base import BaseStorage
 from aiogram.fsm.storage.memory import MemoryStorage
 from aiogram.types import BotCommand, BotCommandScopeDefault, ErrorEvent
 from aiogram.utils.i18n import I18n
+from aiohttp import web
 from sqlalchemy.ext.asyncio import AsyncEngine
 
+from api.app import ApiServices, build_api
+from api.keys import ApiKeyService
 from bot.i18n import LANGUAGES, MemberLanguageMiddleware, build_i18n
 from bot.middlewares import MemberMiddleware, OwnChatCallbackMiddleware
 from bot.settings import Settings
 from cards.service import CardService
 from handlers.fallback import build_fallback_router
 from handlers.member import build_member_router
+from handlers.notifications import Notifier
 from handlers.onboarding import build_onboarding_router
 from ledger.clock import Clock, SystemClock
 from ledger.rules import Rules, load_rules
 from ledger.service import LedgerService
+from scheduler.outbox import Outbox, Sender
+from staff.audit import AuditLog
+from staff.roles import StaffService
 from storage.engine import create_engine
 from storage.migrate import upgrade_schema
 from support.tickets import TicketService
@@ -46,6 +53,10 @@ class Services:
     tickets: TicketService
     cards: CardService
     settings: Settings
+    outbox: Outbox
+    audit: AuditLog
+    staff: StaffService
+    api_keys: ApiKeyService
 
 
 @dataclass
@@ -60,25 +71,36 @@ class Application:
     services: Services | None = None
     i18n: I18n | None = None
     bot_username: str = ""
+    api_url: str = ""
+    sender: Sender | None = None
+    notifier: Notifier | None = None
     _polling: asyncio.Task[None] | None = None
+    _sending: asyncio.Task[None] | None = None
+    _api_runner: web.AppRunner | None = None
 
     async def start(self) -> None:
         settings = self.settings
         rules = load_rules(settings.rules_file)
         self.engine = create_engine(settings.database_url)
         await upgrade_schema(self.engine)
+        audit = AuditLog(self.engine, self.clock)
         self.services = Services(
             rules=rules,
             ledger=LedgerService(self.engine, rules, self.clock),
             tickets=TicketService(self.engine, self.clock),
             cards=CardService(self.engine, settings.resolved_secret_key(), self.clock),
             settings=settings,
+            outbox=Outbox(self.engine, self.clock),
+            audit=audit,
+            staff=StaffService(self.engine, settings.admin_ids, audit, self.clock),
+            api_keys=ApiKeyService(self.engine, self.clock),
         )
         session = AiohttpSession(api=TelegramAPIServer.from_base(settings.telegram_api_url))
         self.bot = Bot(token=settings.bot_token or "", session=session)
         me = await self.bot.get_me()
         self.bot_username = me.username or ""
         self.i18n = build_i18n()
+        self.notifier = Notifier(self.i18n, self.services.ledger, self.services.outbox)
         self.dispatcher = self._build_dispatcher(self.services, self.i18n)
         await self._set_commands(self.bot, self.i18n)
         await self.bot.delete_webhook(drop_pending_updates=False)
@@ -92,6 +114,33 @@ class Application:
             name="polling",
         )
         log.info("bot @%s is polling %s", self.bot_username, settings.telegram_api_url)
+        self.sender = Sender(
+            self.services.outbox,
+            self.bot,
+            rules.messages,
+            rate_per_second=settings.send_rate_per_second,
+            per_chat_interval=settings.send_per_chat_interval,
+        )
+        self._sending = asyncio.create_task(self.sender.run(), name="outbox-sender")
+        await self._start_api(settings)
+
+    async def _start_api(self, settings: Settings) -> None:
+        assert self.services is not None
+        api = build_api(
+            ApiServices(
+                ledger=self.services.ledger,
+                keys=self.services.api_keys,
+                secret_key=settings.resolved_secret_key(),
+                notifier=self.notifier,
+            )
+        )
+        self._api_runner = web.AppRunner(api, access_log=None)
+        await self._api_runner.setup()
+        site = web.TCPSite(self._api_runner, settings.api_host, settings.api_port)
+        await site.start()
+        host, port = self._api_runner.addresses[0][:2]
+        self.api_url = f"http://{host}:{port}"
+        log.info("HTTP API on %s", self.api_url)
 
     def _build_dispatcher(self, services: Services, i18n: I18n) -> Dispatcher:
         dispatcher = Dispatcher(storage=self._fsm_storage())
@@ -131,6 +180,12 @@ class Application:
             )
 
     async def stop(self) -> None:
+        if self._api_runner is not None:
+            await self._api_runner.cleanup()
+        if self.sender is not None and self._sending is not None:
+            self.sender.stop()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._sending
         if self.dispatcher is not None and self._polling is not None:
             with contextlib.suppress(RuntimeError):  # polling already stopped
                 await self.dispatcher.stop_polling()

@@ -15,6 +15,7 @@ from collections.abc import Sequence
 from sqlalchemy import func, inspect, select
 from sqlalchemy.engine import Connection
 
+from api.keys import ApiKeyService
 from bot.settings import Settings
 from ledger.invariants import check_ledger
 from storage.engine import create_engine
@@ -39,9 +40,17 @@ def build_parser() -> argparse.ArgumentParser:
     commands = parser.add_subparsers(dest="command")
     commands.add_parser("run", help="run the bot, the HTTP API and the scheduler (default)")
     commands.add_parser("migrate", help="bring the database schema up to date")
+    commands.add_parser("demo", help="the whole story offline, no token needed")
     ledger = commands.add_parser("ledger", help="ledger maintenance")
     ledger_commands = ledger.add_subparsers(dest="ledger_command", required=True)
     ledger_commands.add_parser("check", help="verify that every balance adds up")
+    keys = commands.add_parser("api-key", help="API keys for tills and online shops")
+    key_commands = keys.add_subparsers(dest="key_command", required=True)
+    create = key_commands.add_parser("create", help="create a key; it is printed once")
+    create.add_argument("--name", required=True, help="who uses it, e.g. 'till-1'")
+    key_commands.add_parser("list", help="list keys (never the secrets)")
+    revoke = key_commands.add_parser("revoke", help="revoke a key: it gets 401 from now on")
+    revoke.add_argument("key_id", type=int)
     return parser
 
 
@@ -52,6 +61,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         return asyncio.run(_migrate(settings))
     if args.command == "ledger":
         return asyncio.run(_ledger_check(settings))
+    if args.command == "api-key":
+        return asyncio.run(_api_keys(settings, args))
+    if args.command == "demo":
+        from bot.demo import run_demo
+
+        return asyncio.run(run_demo())
     return _run(settings)
 
 
@@ -102,3 +117,33 @@ async def _ledger_check(settings: Settings) -> int:
         "journal agree"
     )
     return 0
+
+
+async def _api_keys(settings: Settings, args: argparse.Namespace) -> int:
+    engine = create_engine(settings.database_url)
+    try:
+        await upgrade_schema(engine)
+        keys = ApiKeyService(engine)
+        if args.key_command == "create":
+            try:
+                key, secret = await keys.create(args.name)
+            except ValueError as error:
+                print(error, file=sys.stderr)
+                return 2
+            print(f"API key #{key.key_id} '{key.name}' created. It is shown only now; "
+                  "send it as 'Authorization: Bearer <key>':", file=sys.stderr)
+            print(secret)
+            return 0
+        if args.key_command == "list":
+            for key in await keys.list_keys():
+                state = f"revoked {key.revoked_at:%Y-%m-%d}" if key.revoked_at else "active"
+                print(f"#{key.key_id}\t{key.name}\t{key.prefix}...\t"
+                      f"created {key.created_at:%Y-%m-%d}\t{state}")
+            return 0
+        if await keys.revoke(args.key_id):
+            print(f"API key #{args.key_id} revoked")
+            return 0
+        print(f"no active API key #{args.key_id}", file=sys.stderr)
+        return 1
+    finally:
+        await engine.dispose()

@@ -25,6 +25,9 @@ class Settings(BaseSettings):
     redis_url: str | None = None
     rules_file: Path = Path("rules.toml")
     log_level: str = "INFO"
+    # Telegram's limits: ~30 messages/s overall, 1/s per chat; we stay under them.
+    send_rate_per_second: float = Field(default=25.0, gt=0)
+    send_per_chat_interval: float = Field(default=1.0, ge=0)
 
     @field_validator("admin_ids", mode="before")
     @classmethod

@@ -220,9 +220,9 @@ class EmulatedUser:
 
     async def send_photo(self, data: bytes, *, caption: str | None = None) -> JsonDict:
         """Send a photo; the bot can fetch ``data`` back with getFile and download."""
-        from .methods import _image_size
+        from .methods import image_size
 
-        width, height = _image_size(data) or (0, 0)
+        width, height = image_size(data) or (0, 0)
         stored = self.bot.store_file("photo", data, width=width, height=height)
         content: JsonDict = {"photo": stored.photo_sizes()}
         if caption:

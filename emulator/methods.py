@@ -214,7 +214,8 @@ def _caption(params: Params) -> dict[str, Any]:
     }
 
 
-def _image_size(data: bytes) -> tuple[int, int] | None:
+def image_size(data: bytes) -> tuple[int, int] | None:
+    """(width, height) if Pillow can read ``data`` as an image, else None."""
     try:
         from PIL import Image
 
@@ -238,7 +239,7 @@ def _input_file(
         if not value.data:
             raise bad_request("file must be non-empty")
         if kind == "photo":
-            size = _image_size(value.data)
+            size = image_size(value.data)
             if size is None and options.strict_images:
                 raise bad_request("IMAGE_PROCESS_FAILED")
             width, height = size or (0, 0)

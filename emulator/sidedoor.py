@@ -2,8 +2,8 @@
 
 It lets another process (a demo script, a benchmark) drive users and inspect what the bot
 did. Every answer is ``{"ok": true, "result": ...}`` or ``{"ok": false, "error": "..."}``
-with status 400 (bad input), 404 (unknown bot/user/message) or 422 (an expectation failed,
-e.g. ``wait_messages`` timed out or a button does not exist).
+with status 400 (bad input), 404 (unknown bot, user or fault rule) or 422 (an expectation
+failed, e.g. ``wait_messages`` timed out or a message or button does not exist).
 
 Bots are chosen with a ``bot`` field (body or query: token, username or id); without it, the
 first registered bot is used.

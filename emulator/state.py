@@ -16,7 +16,7 @@ import itertools
 import json
 import time
 from collections import Counter, deque
-from collections.abc import Callable, Iterable
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, NamedTuple
 
@@ -744,8 +744,3 @@ class Stats:
 def now() -> int:
     """Current Unix time as Telegram reports it (whole seconds)."""
     return int(time.time())
-
-
-def iter_live(messages: Iterable[BotMessage]) -> list[BotMessage]:
-    """The messages that are not deleted."""
-    return [m for m in messages if not m.deleted]

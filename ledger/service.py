@@ -425,6 +425,7 @@ class LedgerService:
                 "balance": totals.balance,
                 "pending": totals.pending,
                 "tier": tier.new_tier if tier else row.tier,
+                "previous_tier": row.tier,
             }
 
         result, replayed = await self._run_operation(

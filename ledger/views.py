@@ -98,11 +98,14 @@ class PurchaseResult:
     balance: int
     pending: int
     tier: str
+    previous_tier: str  # the tier before this purchase: a change is tier news
     replayed: bool = False  # True when this is the stored answer to an earlier identical request
 
     def to_json(self) -> dict[str, Any]:
+        """The body the HTTP API answers with (the interface contract's fields)."""
         body = asdict(self)
-        body.pop("replayed")
+        for internal in ("replayed", "previous_tier", "pending"):
+            body.pop(internal)
         return body
 
 

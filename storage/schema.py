@@ -213,3 +213,83 @@ card_images = Table(
     Column("file_id", String(255), nullable=False),
     Column("created_at", UTCDateTime, nullable=False),
 )
+
+# Keys for tills and online shops; only a hash is kept, the key is shown once.
+api_keys = Table(
+    "api_keys",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("name", String(100), nullable=False),
+    Column("key_hash", String(64), nullable=False, unique=True),
+    Column("prefix", String(16), nullable=False),
+    Column("created_at", UTCDateTime, nullable=False),
+    Column("revoked_at", UTCDateTime, nullable=True),
+)
+
+# Staff roles, one row per (person, role). Admins from ADMIN_IDS are not stored here.
+staff_roles = Table(
+    "staff_roles",
+    metadata,
+    Column("telegram_id", BigInteger, primary_key=True),
+    Column("role", String(16), primary_key=True),  # admin | cashier | support | marketer
+    Column("username", String(64), nullable=True),
+    Column("granted_by", BigInteger, nullable=True),
+    Column("granted_at", UTCDateTime, nullable=False),
+)
+
+# Every staff action: who, what, when, why.
+audit_log = Table(
+    "audit_log",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("actor", String(64), nullable=False),  # "tg:<id>" or "api:<key name>"
+    Column("action", String(48), nullable=False),
+    Column("target", String(64), nullable=True),
+    Column("details", Text, nullable=True),  # JSON, never phones or names
+    Column("reason", Text, nullable=True),
+    Column("created_at", UTCDateTime, nullable=False),
+    Index("ix_audit_log_created", "created_at"),
+)
+
+# A redemption above the threshold waits for the member's own confirmation.
+redemption_requests = Table(
+    "redemption_requests",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("member_id", Integer, ForeignKey("members.id"), nullable=False),
+    Column("cashier_id", BigInteger, nullable=False),
+    Column("receipt_id", String(100), nullable=False, unique=True),
+    Column("amount", BigInteger, nullable=False),
+    Column("redeem_points", Integer, nullable=False),
+    Column("status", String(16), nullable=False),  # pending|confirmed|declined|expired|failed
+    Column("expires_at", UTCDateTime, nullable=False),
+    Column("created_at", UTCDateTime, nullable=False),
+)
+
+# The one delivery path for messages the bot starts on its own (receipts, reminders, tier
+# news, offers). A dedup key per message makes a job that runs twice, or a restart, harmless.
+outbox = Table(
+    "outbox",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("dedup_key", String(200), nullable=False, unique=True),
+    Column("member_id", Integer, ForeignKey("members.id"), nullable=True),
+    Column("chat_id", BigInteger, nullable=False),
+    # transactional (never capped) | reminder | tier | offer (capped, quiet hours, opt-outs)
+    Column("category", String(16), nullable=False),
+    Column("priority", Integer, nullable=False, server_default="0"),  # higher wins the cap
+    Column("text", Text, nullable=False),
+    Column("reply_markup", Text, nullable=True),  # JSON
+    Column("status", String(16), nullable=False, server_default="queued"),
+    # queued -> sent | skipped_cap | skipped_optout | skipped_unreachable | dropped | failed
+    Column("reason", String(200), nullable=True),
+    Column("not_before", UTCDateTime, nullable=False),
+    Column("expires_at", UTCDateTime, nullable=True),  # past it, the message no longer makes sense
+    Column("attempts", Integer, nullable=False, server_default="0"),
+    Column("broadcast_id", Integer, nullable=True),
+    Column("created_at", UTCDateTime, nullable=False),
+    Column("sent_at", UTCDateTime, nullable=True),
+    Column("message_id", BigInteger, nullable=True),
+    Index("ix_outbox_due", "status", "not_before"),
+    Index("ix_outbox_member_sent", "member_id", "sent_at"),
+)

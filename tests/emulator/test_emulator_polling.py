@@ -258,3 +258,22 @@ async def test_wait_messages_timeout_explains_what_arrived(
     assert "sendMessage -> 400 Bad Request: can't parse entities" in text
     # The cursor did not move: the message is still unread.
     assert [m.text for m in await alice.wait_messages(1, timeout=0.1)] == ["one"]
+
+
+async def test_throughput_hundreds_of_updates(emu: BotAPIEmulator, bot: Bot) -> None:
+    """300 round trips for 30 users through a real dispatcher: all answered, per-user order."""
+    seen: list[str] = []
+    users = [emu.user(9000 + i) for i in range(30)]
+    async with running_polling(build_dispatcher(seen), bot, handle_as_tasks=False):
+        loop = asyncio.get_running_loop()
+        started = loop.time()
+        for round_number in range(10):
+            for user in users:
+                await user.send_text(f"{user.id}:{round_number}")
+        for user in users:
+            replies = await user.wait_messages(10, timeout=15)
+            assert [m.text for m in replies] == [f"echo: {user.id}:{r}" for r in range(10)]
+        elapsed = loop.time() - started
+    assert len(seen) == 300
+    assert emu.stats.updates_delivered == 300
+    assert elapsed < 15

@@ -1,0 +1,279 @@
+"""The HTTP API for tills and online shops (JSON, `Authorization: Bearer <key>`).
+
+    GET  /health                      200 {"status": "ok"}                   (no key)
+    GET  /api/v1/openapi.json         the OpenAPI document                   (no key)
+    POST /api/v1/purchases            201 new, 200 the same request again, 409 same id other body
+    POST /api/v1/refunds              201 new, 200 again, 409, 404 unknown receipt, 422 too much
+    GET  /api/v1/members/{customer}   200 balance and tier, 404 unknown
+
+Every error is `{"error": {"code": ..., "message": ...}}` with a code a program can act on, and
+changes nothing.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from typing import Any
+from urllib.parse import parse_qs, urlparse
+
+from aiohttp import web
+
+from api.keys import ApiKey, ApiKeyService
+from api.openapi import openapi_document
+from cards.token import verify_card_token
+from handlers.notifications import Notifier
+from ledger import policy
+from ledger.errors import (
+    IdempotencyConflict,
+    LedgerError,
+    MemberNotFound,
+    PurchaseNotFound,
+    RedeemAboveLimit,
+    RefundExceedsPurchase,
+)
+from ledger.service import LedgerService
+from ledger.views import MemberView
+
+log = logging.getLogger("loyalty.api")
+
+MAX_BODY_BYTES = 16 * 1024
+Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+
+STATUS_FOR = {
+    MemberNotFound: 404,
+    PurchaseNotFound: 404,
+    IdempotencyConflict: 409,
+    RedeemAboveLimit: 422,
+    RefundExceedsPurchase: 422,
+}
+
+
+class ApiError(Exception):
+    """An error answered as JSON: status, code, message and extra fields."""
+
+    def __init__(self, status: int, code: str, message: str, **extra: Any) -> None:
+        super().__init__(message)
+        self.status = status
+        self.code = code
+        self.message = message
+        self.extra = extra
+
+
+@dataclass
+class ApiServices:
+    ledger: LedgerService
+    keys: ApiKeyService
+    secret_key: str
+    notifier: Notifier | None = None
+
+
+SERVICES = web.AppKey("services", ApiServices)
+
+
+def build_api(services: ApiServices) -> web.Application:
+    app = web.Application(
+        middlewares=[_errors_as_json, _require_key], client_max_size=MAX_BODY_BYTES
+    )
+    app[SERVICES] = services
+    app.router.add_get("/health", health)
+    app.router.add_get("/api/v1/openapi.json", openapi)
+    app.router.add_post("/api/v1/purchases", create_purchase)
+    app.router.add_post("/api/v1/refunds", create_refund)
+    app.router.add_get("/api/v1/members/{customer}", get_member)
+    return app
+
+
+# ------------------------------------------------------------------------ middlewares
+
+
+def _error_response(status: int, code: str, message: str, **extra: Any) -> web.Response:
+    return web.json_response({"error": {"code": code, "message": message, **extra}}, status=status)
+
+
+@web.middleware
+async def _errors_as_json(request: web.Request, handler: Handler) -> web.StreamResponse:
+    try:
+        return await handler(request)
+    except ApiError as error:
+        return _error_response(error.status, error.code, error.message, **error.extra)
+    except LedgerError as error:
+        status = STATUS_FOR.get(type(error), 422)
+        return _error_response(status, error.code, error.message, **_public(error.details))
+    except web.HTTPRequestEntityTooLarge:
+        return _error_response(
+            413, "body_too_large", f"request body is larger than {MAX_BODY_BYTES} bytes"
+        )
+    except web.HTTPNotFound:
+        return _error_response(404, "not_found", "no such endpoint; see /api/v1/openapi.json")
+    except web.HTTPMethodNotAllowed as error:
+        return _error_response(
+            405, "method_not_allowed", f"use {', '.join(sorted(error.allowed_methods))}"
+        )
+    except web.HTTPException as error:
+        return _error_response(error.status, "http_error", error.reason)
+    except Exception:
+        log.exception("unexpected error on %s %s", request.method, request.path)
+        return _error_response(500, "internal_error", "unexpected error; nothing was changed")
+
+
+@web.middleware
+async def _require_key(request: web.Request, handler: Handler) -> web.StreamResponse:
+    if request.path in ("/health", "/api/v1/openapi.json") or not request.path.startswith("/api/"):
+        return await handler(request)
+    header = request.headers.get("Authorization", "")
+    scheme, _, secret = header.partition(" ")
+    key = None
+    if scheme.lower() == "bearer" and secret.strip():
+        key = await request.app[SERVICES].keys.verify(secret.strip())
+    if key is None:
+        raise ApiError(
+            401, "unauthorized", "missing or invalid API key: send 'Authorization: Bearer <key>'"
+        )
+    request["api_key"] = key
+    return await handler(request)
+
+
+def _public(details: dict[str, Any]) -> dict[str, Any]:
+    return {k: v for k, v in details.items() if k in {"allowed", "refundable", "field", "key"}}
+
+
+# --------------------------------------------------------------------------- handlers
+
+
+async def health(request: web.Request) -> web.Response:
+    return web.json_response({"status": "ok"})
+
+
+async def openapi(request: web.Request) -> web.Response:
+    return web.json_response(openapi_document())
+
+
+async def create_purchase(request: web.Request) -> web.Response:
+    services = request.app[SERVICES]
+    body = await _json_object(request)
+    receipt_id = _string(body, "receipt_id", max_length=100)
+    customer = _string(body, "customer", max_length=300)
+    amount = _amount(body)
+    redeem_points = _points(body, "redeem_points")
+    member = await _resolve_customer(services, customer)
+    result = await services.ledger.purchase(
+        receipt_id=receipt_id,
+        member_id=member.member_id,
+        amount_kopecks=amount,
+        redeem_points=redeem_points,
+        actor=_actor(request),
+    )
+    if services.notifier is not None:
+        try:
+            await services.notifier.purchase_receipt(result, amount)
+        except Exception:  # the purchase stands; the receipt is a courtesy
+            log.exception("could not queue the receipt for purchase")
+    return web.json_response(result.to_json(), status=200 if result.replayed else 201)
+
+
+async def create_refund(request: web.Request) -> web.Response:
+    services = request.app[SERVICES]
+    body = await _json_object(request)
+    refund_id = _string(body, "refund_id", max_length=100)
+    receipt_id = _string(body, "receipt_id", max_length=100)
+    amount = _amount(body)
+    result = await services.ledger.refund(
+        refund_id=refund_id, receipt_id=receipt_id, amount_kopecks=amount, actor=_actor(request)
+    )
+    if services.notifier is not None:
+        try:
+            await services.notifier.refund_receipt(result)
+        except Exception:
+            log.exception("could not queue the receipt for refund")
+    return web.json_response(result.to_json(), status=200 if result.replayed else 201)
+
+
+async def get_member(request: web.Request) -> web.Response:
+    services = request.app[SERVICES]
+    member = await _resolve_customer(services, request.match_info["customer"])
+    view = await services.ledger.balance(member.member_id)
+    return web.json_response(
+        {
+            "member_id": member.member_id,
+            "card_number": member.card_number,
+            "balance": view.balance,
+            "pending": view.pending,
+            "tier": view.tier,
+        }
+    )
+
+
+# ------------------------------------------------------------------- input checking
+
+
+async def _json_object(request: web.Request) -> dict[str, Any]:
+    try:
+        raw = await request.read()
+    except web.HTTPRequestEntityTooLarge:
+        raise
+    try:
+        body = json.loads(raw)
+    except (ValueError, UnicodeDecodeError) as error:
+        raise ApiError(400, "invalid_json", "the body must be a JSON object") from error
+    if not isinstance(body, dict):
+        raise ApiError(400, "invalid_json", "the body must be a JSON object")
+    return body
+
+
+def _string(body: dict[str, Any], field: str, *, max_length: int) -> str:
+    value = body.get(field)
+    if not isinstance(value, str) or not value.strip():
+        raise ApiError(
+            422, "invalid_field", f"{field} is required and must be a string", field=field
+        )
+    if len(value) > max_length:
+        raise ApiError(
+            422, "invalid_field", f"{field} is longer than {max_length} characters", field=field
+        )
+    return value.strip()
+
+
+def _amount(body: dict[str, Any]) -> int:
+    value = body.get("amount")
+    if value is None:
+        raise ApiError(422, "invalid_amount", 'amount is required, e.g. "1500.00"', field="amount")
+    if isinstance(value, bool) or not isinstance(value, str | int):
+        raise ApiError(
+            422,
+            "invalid_amount",
+            'amount must be a string with at most two decimals, e.g. "1500.00"',
+            field="amount",
+        )
+    return policy.parse_amount(value)
+
+
+def _points(body: dict[str, Any], field: str) -> int:
+    value = body.get(field, 0)
+    if value is None:
+        return 0
+    if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+        raise ApiError(
+            422, "invalid_points", f"{field} must be a whole number, 0 or more", field=field
+        )
+    return value
+
+
+async def _resolve_customer(services: ApiServices, customer: str) -> MemberView:
+    """A card number, a phone in any common format, or the card's QR token (bare, with its
+    "c_" prefix, or the whole t.me link)."""
+    text = customer.strip()
+    if "start=" in text:
+        text = parse_qs(urlparse(text).query).get("start", [text])[0]
+    token = text[2:] if text.startswith("c_") else text
+    card_number = verify_card_token(token, services.secret_key) if len(token) >= 20 else None
+    if card_number is not None:
+        return await services.ledger.member_by_card(card_number)
+    return await services.ledger.find_member(text)
+
+
+def _actor(request: web.Request) -> str:
+    key: ApiKey = request["api_key"]
+    return f"api:{key.name}"[:64]

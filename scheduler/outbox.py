@@ -1,0 +1,487 @@
+"""The one delivery path for every message the bot starts on its own.
+
+Producers (receipts, reminders, tier news, broadcasts) `enqueue` rendered messages with a
+dedup key; a message already queued under that key is not queued again, so a job that runs
+twice or a retried request never sends twice. The `Sender` drains the queue:
+
+- transactional messages (receipts, confirmations, support replies) go out as soon as the
+  rate limit allows, never capped;
+- the others (reminder, tier, offer) respect the member's opt-outs, quiet hours in the
+  member's time zone and the cap of N per rolling 7 days, where a burn warning wins over tier
+  news, which wins over offers; a deferred message waits for its next allowed moment, or is
+  dropped with a reason once it no longer makes sense (past `expires_at`);
+- Telegram's limits: at most `rate_per_second` messages overall and one per chat per
+  `per_chat_interval`; a 429 pauses sending for retry_after; network errors and 5xx back off;
+  a 403 marks the member unreachable and nothing more is sent to them.
+
+Every message ends in a recorded status: sent, skipped_optout, skipped_unreachable, dropped
+or failed, with a reason.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import logging
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Any
+from zoneinfo import ZoneInfo
+
+from aiogram import Bot
+from aiogram.exceptions import (
+    TelegramBadRequest,
+    TelegramForbiddenError,
+    TelegramNetworkError,
+    TelegramRetryAfter,
+    TelegramServerError,
+)
+from aiogram.types import InlineKeyboardMarkup
+from sqlalchemy import func, select, update
+from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
+
+from ledger.clock import Clock, SystemClock
+from ledger.rules import MessageRules
+from storage.schema import members, outbox
+
+log = logging.getLogger("loyalty.outbox")
+
+TRANSACTIONAL = "transactional"
+PRIORITY = {TRANSACTIONAL: 100, "reminder": 30, "tier": 20, "offer": 10}
+OPT_OUT_FIELD = {"reminder": "notify_reminders", "tier": "notify_tier", "offer": "notify_offers"}
+CAP_WINDOW = timedelta(days=7)
+MAX_ATTEMPTS = 8
+BATCH = 200
+# A message claimed by a sender that died before recording the outcome is retried after this.
+CLAIM_TIMEOUT = timedelta(minutes=5)
+
+
+@dataclass(frozen=True, slots=True)
+class OutboxMessage:
+    message_id: int
+    dedup_key: str
+    member_id: int | None
+    chat_id: int
+    category: str
+    priority: int
+    text: str
+    reply_markup: dict[str, Any] | None
+    not_before: datetime
+    expires_at: datetime | None
+    attempts: int
+    broadcast_id: int | None
+
+
+class Outbox:
+    """The queue itself: enqueue, claim what is due, record outcomes."""
+
+    def __init__(self, engine: AsyncEngine, clock: Clock | None = None) -> None:
+        self.engine = engine
+        self.clock: Clock = clock or SystemClock()
+        self.wakeup = asyncio.Event()
+
+    async def enqueue(
+        self,
+        *,
+        dedup_key: str,
+        chat_id: int,
+        text: str,
+        category: str = TRANSACTIONAL,
+        member_id: int | None = None,
+        not_before: datetime | None = None,
+        expires_at: datetime | None = None,
+        reply_markup: dict[str, Any] | None = None,
+        broadcast_id: int | None = None,
+        conn: AsyncConnection | None = None,
+    ) -> bool:
+        """Queue a message; False when one with this dedup key exists already."""
+        if category not in PRIORITY:
+            raise ValueError(f"unknown message category {category!r}")
+        now = self.clock.now()
+        insert = postgresql.insert if self.engine.dialect.name == "postgresql" else sqlite.insert
+        statement = (
+            insert(outbox)
+            .values(
+                dedup_key=dedup_key,
+                member_id=member_id,
+                chat_id=chat_id,
+                category=category,
+                priority=PRIORITY[category],
+                text=text,
+                reply_markup=json.dumps(reply_markup) if reply_markup else None,
+                not_before=not_before or now,
+                expires_at=expires_at,
+                broadcast_id=broadcast_id,
+                created_at=now,
+            )
+            .on_conflict_do_nothing(index_elements=[outbox.c.dedup_key])
+            .returning(outbox.c.id)
+        )
+        if conn is not None:
+            added = (await conn.execute(statement)).scalar_one_or_none()
+        else:
+            async with self.engine.begin() as own:
+                added = (await own.execute(statement)).scalar_one_or_none()
+        if added is not None:
+            self.wakeup.set()
+        return added is not None
+
+    async def claim_due(self, limit: int = BATCH) -> list[OutboxMessage]:
+        """Take up to `limit` due messages, highest priority first, marking them `sending`
+        so that another sender process does not take them too."""
+        now = self.clock.now()
+        async with self.engine.begin() as conn:
+            # Claims of a sender that died mid-delivery become due again.
+            await conn.execute(
+                update(outbox)
+                .where(outbox.c.status == "sending", outbox.c.not_before <= now - CLAIM_TIMEOUT)
+                .values(status="queued")
+            )
+            query = (
+                select(outbox)
+                .where(outbox.c.status == "queued", outbox.c.not_before <= now)
+                .order_by(outbox.c.priority.desc(), outbox.c.not_before, outbox.c.id)
+                .limit(limit)
+            )
+            if self.engine.dialect.name == "postgresql":
+                query = query.with_for_update(skip_locked=True)
+            rows = (await conn.execute(query)).all()
+            if rows:
+                await conn.execute(
+                    update(outbox)
+                    .where(outbox.c.id.in_([row.id for row in rows]))
+                    .values(status="sending", not_before=now)
+                )
+        return [_message(row) for row in rows]
+
+    async def record(
+        self,
+        message_id: int,
+        status: str,
+        *,
+        reason: str | None = None,
+        telegram_message_id: int | None = None,
+        not_before: datetime | None = None,
+        attempt: bool = False,
+    ) -> None:
+        values: dict[str, Any] = {"status": status, "reason": reason}
+        if status == "sent":
+            values["sent_at"] = self.clock.now()
+            values["message_id"] = telegram_message_id
+        if not_before is not None:
+            values["not_before"] = not_before
+        if attempt:
+            values["attempts"] = outbox.c.attempts + 1
+        async with self.engine.begin() as conn:
+            await conn.execute(update(outbox).where(outbox.c.id == message_id).values(**values))
+
+    async def capped_sent_since(self, member_id: int, since: datetime) -> list[datetime]:
+        """When the member got capped (non-transactional) messages since `since`, oldest first."""
+        async with self.engine.connect() as conn:
+            sent = (
+                (
+                    await conn.execute(
+                        select(outbox.c.sent_at)
+                        .where(
+                            outbox.c.member_id == member_id,
+                            outbox.c.status == "sent",
+                            outbox.c.category != TRANSACTIONAL,
+                            outbox.c.sent_at > since,
+                        )
+                        .order_by(outbox.c.sent_at)
+                    )
+                )
+                .scalars()
+                .all()
+            )
+        return list(sent)
+
+    async def counts(self, broadcast_id: int | None = None) -> dict[str, int]:
+        """How many messages are in each status (for one broadcast, if given)."""
+        query = select(outbox.c.status, func.count()).group_by(outbox.c.status)
+        if broadcast_id is not None:
+            query = query.where(outbox.c.broadcast_id == broadcast_id)
+        async with self.engine.connect() as conn:
+            return {status: int(n) for status, n in (await conn.execute(query)).all()}
+
+
+@dataclass(frozen=True, slots=True)
+class _Recipient:
+    timezone: str
+    unreachable: bool
+    active: bool
+    opted_in: dict[str, bool]
+
+
+class RateLimiter:
+    """At most `per_second` sends overall and one per chat per `per_chat_interval` seconds."""
+
+    def __init__(self, per_second: float, per_chat_interval: float) -> None:
+        self.interval = 1.0 / per_second
+        self.per_chat_interval = per_chat_interval
+        self._next_global = 0.0
+        self._next_chat: dict[int, float] = {}
+        self.paused_until = 0.0
+
+    def chat_ready_in(self, chat_id: int) -> float:
+        return max(0.0, self._next_chat.get(chat_id, 0.0) - time.monotonic())
+
+    async def acquire(self, chat_id: int) -> None:
+        now = time.monotonic()
+        start = max(now, self._next_global, self.paused_until, self._next_chat.get(chat_id, 0.0))
+        self._next_global = start + self.interval
+        self._next_chat[chat_id] = start + self.per_chat_interval
+        if start > now:
+            await asyncio.sleep(start - now)
+        if len(self._next_chat) > 10_000:  # forget chats whose interval is long over
+            horizon = time.monotonic()
+            self._next_chat = {c: t for c, t in self._next_chat.items() if t > horizon}
+
+    def pause(self, seconds: float) -> None:
+        self.paused_until = max(self.paused_until, time.monotonic() + seconds)
+
+
+class Sender:
+    """Drains the outbox into Telegram, politely."""
+
+    def __init__(
+        self,
+        outbox: Outbox,
+        bot: Bot,
+        rules: MessageRules,
+        *,
+        rate_per_second: float = 25.0,
+        per_chat_interval: float = 1.0,
+        poll_interval: float = 1.0,
+    ) -> None:
+        self.outbox = outbox
+        self.bot = bot
+        self.rules = rules
+        self.limiter = RateLimiter(rate_per_second, per_chat_interval)
+        self.poll_interval = poll_interval
+        self._stopping = asyncio.Event()
+        self.retry_after_seen = 0
+
+    @property
+    def clock(self) -> Clock:
+        return self.outbox.clock
+
+    async def run(self) -> None:
+        """Send until `stop()`; wakes at once when something is enqueued."""
+        while not self._stopping.is_set():
+            try:
+                sent = await self.drain_once()
+            except Exception:  # keep delivering whatever one batch did
+                log.exception("outbox batch failed")
+                sent = 0
+            if sent:
+                continue
+            self.outbox.wakeup.clear()
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._wait_for_work(), self.poll_interval)
+
+    async def _wait_for_work(self) -> None:
+        stop = asyncio.ensure_future(self._stopping.wait())
+        wake = asyncio.ensure_future(self.outbox.wakeup.wait())
+        try:
+            await asyncio.wait({stop, wake}, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            stop.cancel()
+            wake.cancel()
+
+    def stop(self) -> None:
+        self._stopping.set()
+
+    async def drain(self) -> int:
+        """Send everything due now (used by tests and jobs); returns how many were handled."""
+        handled = 0
+        while True:
+            batch = await self.drain_once()
+            if not batch:
+                return handled
+            handled += batch
+
+    async def drain_once(self) -> int:
+        messages = await self.outbox.claim_due()
+        recipients = await self._recipients({m.member_id for m in messages if m.member_id})
+        sending: list[asyncio.Task[None]] = []
+        granted: dict[int, int] = {}  # capped messages let through in this batch, per member
+        for message in messages:
+            if self._stopping.is_set():
+                await self.outbox.record(message.message_id, "queued")
+                continue
+            recipient = recipients.get(message.member_id) if message.member_id else None
+            if not await self._allowed_now(message, recipient, granted):
+                continue
+            if message.category != TRANSACTIONAL and message.member_id is not None:
+                granted[message.member_id] = granted.get(message.member_id, 0) + 1
+            await self.limiter.acquire(message.chat_id)
+            sending.append(asyncio.create_task(self._send(message)))
+            if len(sending) >= 32:
+                await asyncio.gather(*sending)
+                sending.clear()
+        if sending:
+            await asyncio.gather(*sending)
+        return len(messages)
+
+    async def _recipients(self, member_ids: set[int]) -> dict[int, _Recipient]:
+        if not member_ids:
+            return {}
+        async with self.outbox.engine.connect() as conn:
+            rows = (await conn.execute(select(members).where(members.c.id.in_(member_ids)))).all()
+        return {
+            row.id: _Recipient(
+                timezone=row.timezone,
+                unreachable=row.unreachable,
+                active=row.status == "active",
+                opted_in={cat: bool(getattr(row, field)) for cat, field in OPT_OUT_FIELD.items()},
+            )
+            for row in rows
+        }
+
+    async def _allowed_now(
+        self, message: OutboxMessage, recipient: _Recipient | None, granted: dict[int, int]
+    ) -> bool:
+        """Apply opt-outs, expiry, quiet hours and the weekly cap; record why not."""
+        now = self.clock.now()
+        record = self.outbox.record
+        if recipient is not None and (recipient.unreachable or not recipient.active):
+            await record(
+                message.message_id,
+                "skipped_unreachable",
+                reason="blocked the bot" if recipient.unreachable else "left the program",
+            )
+            return False
+        if message.category == TRANSACTIONAL:
+            return True
+        if message.expires_at is not None and message.expires_at <= now:
+            await record(message.message_id, "dropped", reason="no longer relevant")
+            return False
+        if recipient is None:
+            return True
+        if not recipient.opted_in.get(message.category, True):
+            await record(message.message_id, "skipped_optout", reason=message.category)
+            return False
+        quiet_end = quiet_hours_end(now, recipient.timezone, self.rules)
+        if quiet_end is not None:
+            await self._defer(message, quiet_end, "quiet hours")
+            return False
+        if message.member_id is not None and self.rules.weekly_cap >= 0:
+            sent = await self.outbox.capped_sent_since(message.member_id, now - CAP_WINDOW)
+            sent += [now] * granted.get(message.member_id, 0)
+            if len(sent) >= self.rules.weekly_cap:
+                # The window frees a slot when the oldest counted message leaves it.
+                frees_at = sent[len(sent) - self.rules.weekly_cap] + CAP_WINDOW
+                await self._defer(message, frees_at, "weekly cap")
+                return False
+        return True
+
+    async def _defer(self, message: OutboxMessage, until: datetime, why: str) -> None:
+        if message.expires_at is not None and until >= message.expires_at:
+            await self.outbox.record(
+                message.message_id, "dropped", reason=f"{why}; would arrive too late"
+            )
+            return
+        await self.outbox.record(
+            message.message_id, "queued", reason=f"deferred: {why}", not_before=until
+        )
+
+    async def _send(self, message: OutboxMessage) -> None:
+        markup = (
+            InlineKeyboardMarkup.model_validate(message.reply_markup)
+            if message.reply_markup
+            else None
+        )
+        try:
+            sent = await self.bot.send_message(message.chat_id, message.text, reply_markup=markup)
+        except TelegramRetryAfter as error:
+            self.retry_after_seen += 1
+            self.limiter.pause(error.retry_after)
+            await self.outbox.record(
+                message.message_id,
+                "queued",
+                reason=f"429, retry after {error.retry_after}s",
+                not_before=self.clock.now() + timedelta(seconds=error.retry_after),
+            )
+        except TelegramForbiddenError:
+            await self._mark_unreachable(message)
+        except (TelegramServerError, TelegramNetworkError) as error:
+            await self._back_off(message, type(error).__name__)
+        except TelegramBadRequest as error:
+            await self.outbox.record(
+                message.message_id, "failed", reason=error.message[:200], attempt=True
+            )
+        else:
+            await self.outbox.record(
+                message.message_id, "sent", telegram_message_id=sent.message_id, attempt=True
+            )
+
+    async def _back_off(self, message: OutboxMessage, why: str) -> None:
+        if message.attempts + 1 >= MAX_ATTEMPTS:
+            await self.outbox.record(message.message_id, "failed", reason=why, attempt=True)
+            return
+        delay = timedelta(seconds=min(2**message.attempts, 300))
+        await self.outbox.record(
+            message.message_id,
+            "queued",
+            reason=f"retry: {why}",
+            not_before=self.clock.now() + delay,
+            attempt=True,
+        )
+
+    async def _mark_unreachable(self, message: OutboxMessage) -> None:
+        await self.outbox.record(
+            message.message_id, "skipped_unreachable", reason="blocked the bot", attempt=True
+        )
+        if message.member_id is not None:
+            async with self.outbox.engine.begin() as conn:
+                await conn.execute(
+                    update(members)
+                    .where(members.c.id == message.member_id)
+                    .values(unreachable=True)
+                )
+
+
+def quiet_hours_end(now: datetime, timezone: str, rules: MessageRules) -> datetime | None:
+    """When the quiet hours around `now` end in this time zone, or None outside them."""
+    try:
+        zone = ZoneInfo(timezone)
+    except (KeyError, ValueError):
+        zone = ZoneInfo(rules.default_timezone)
+    local = now.astimezone(zone)
+    start, end = rules.quiet_hours_start, rules.quiet_hours_end
+    moment = local.time()
+    if start == end:
+        return None
+    if start > end:  # across midnight, e.g. 21:00-10:00
+        quiet = moment >= start or moment < end
+    else:
+        quiet = start <= moment < end
+    if not quiet:
+        return None
+    end_day = local.date() if moment < end else local.date() + timedelta(days=1)
+    return datetime.combine(end_day, end, tzinfo=zone)
+
+
+def _message(row: Any) -> OutboxMessage:
+    return OutboxMessage(
+        message_id=row.id,
+        dedup_key=row.dedup_key,
+        member_id=row.member_id,
+        chat_id=row.chat_id,
+        category=row.category,
+        priority=row.priority,
+        text=row.text,
+        reply_markup=json.loads(row.reply_markup) if row.reply_markup else None,
+        not_before=row.not_before,
+        expires_at=row.expires_at,
+        attempts=row.attempts,
+        broadcast_id=row.broadcast_id,
+    )
+
+
+__all__: Sequence[str] = ["TRANSACTIONAL", "Outbox", "OutboxMessage", "Sender", "quiet_hours_end"]

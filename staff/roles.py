@@ -1,0 +1,142 @@
+"""Staff roles: admins from ADMIN_IDS, the rest granted in the bot by an admin."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+from enum import StrEnum
+
+from sqlalchemy import delete, select
+from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from ledger.clock import Clock, SystemClock
+from staff.audit import AuditLog
+from storage.schema import staff_roles
+
+
+class Role(StrEnum):
+    ADMIN = "admin"
+    CASHIER = "cashier"
+    SUPPORT = "support"
+    MARKETER = "marketer"
+
+
+@dataclass(frozen=True, slots=True)
+class StaffMember:
+    telegram_id: int
+    role: Role
+    username: str | None
+    granted_by: int | None
+    granted_at: datetime | None  # None for admins from ADMIN_IDS
+
+
+class StaffService:
+    def __init__(
+        self,
+        engine: AsyncEngine,
+        admin_ids: tuple[int, ...],
+        audit: AuditLog,
+        clock: Clock | None = None,
+    ) -> None:
+        self.engine = engine
+        self.admin_ids = frozenset(admin_ids)
+        self.audit = audit
+        self.clock: Clock = clock or SystemClock()
+
+    async def roles_of(self, telegram_id: int) -> frozenset[Role]:
+        async with self.engine.connect() as conn:
+            stored = (
+                (
+                    await conn.execute(
+                        select(staff_roles.c.role).where(staff_roles.c.telegram_id == telegram_id)
+                    )
+                )
+                .scalars()
+                .all()
+            )
+        roles = {Role(role) for role in stored}
+        if telegram_id in self.admin_ids:
+            roles.add(Role.ADMIN)
+        return frozenset(roles)
+
+    async def grant(
+        self, telegram_id: int, role: Role, *, by: int, username: str | None = None
+    ) -> bool:
+        """Give a role; False if the person had it already."""
+        insert = postgresql.insert if self.engine.dialect.name == "postgresql" else sqlite.insert
+        async with self.engine.begin() as conn:
+            added = (
+                await conn.execute(
+                    insert(staff_roles)
+                    .values(
+                        telegram_id=telegram_id,
+                        role=role.value,
+                        username=username,
+                        granted_by=by,
+                        granted_at=self.clock.now(),
+                    )
+                    .on_conflict_do_nothing()
+                    .returning(staff_roles.c.role)
+                )
+            ).scalar_one_or_none()
+            if added is not None:
+                await self.audit.record(
+                    f"tg:{by}",
+                    "staff.grant",
+                    target=f"tg:{telegram_id}",
+                    role=role.value,
+                    conn=conn,
+                )
+        return added is not None
+
+    async def revoke(self, telegram_id: int, role: Role, *, by: int) -> bool:
+        """Take a role away; False if the person did not have it."""
+        async with self.engine.begin() as conn:
+            removed = (
+                await conn.execute(
+                    delete(staff_roles).where(
+                        staff_roles.c.telegram_id == telegram_id, staff_roles.c.role == role.value
+                    )
+                )
+            ).rowcount
+            if removed:
+                await self.audit.record(
+                    f"tg:{by}",
+                    "staff.revoke",
+                    target=f"tg:{telegram_id}",
+                    role=role.value,
+                    conn=conn,
+                )
+        return bool(removed)
+
+    async def find_by_username(self, username: str) -> int | None:
+        """A staff member's id by @username, as it was when a role was granted."""
+        async with self.engine.connect() as conn:
+            return (
+                await conn.execute(
+                    select(staff_roles.c.telegram_id)
+                    .where(staff_roles.c.username == username.lstrip("@").lower())
+                    .limit(1)
+                )
+            ).scalar_one_or_none()
+
+    async def list_staff(self) -> list[StaffMember]:
+        async with self.engine.connect() as conn:
+            rows = (
+                await conn.execute(
+                    select(staff_roles).order_by(staff_roles.c.role, staff_roles.c.telegram_id)
+                )
+            ).all()
+        listed = [
+            StaffMember(
+                row.telegram_id, Role(row.role), row.username, row.granted_by, row.granted_at
+            )
+            for row in rows
+        ]
+        stored_admins = {m.telegram_id for m in listed if m.role is Role.ADMIN}
+        listed += [
+            StaffMember(admin, Role.ADMIN, None, None, None)
+            for admin in sorted(self.admin_ids - stored_admins)
+        ]
+        return listed

@@ -1,0 +1,231 @@
+"""The HTTP API contract: one test per status code and idempotency rule, on both backends."""
+
+from __future__ import annotations
+
+import asyncio
+from urllib.parse import quote
+
+from sqlalchemy import select
+
+from cards.token import card_deep_link, sign_card_token
+from ledger.invariants import check_ledger
+from storage.schema import outbox
+from tests.api.conftest import SECRET, Till
+from tests.conftest import Phones
+
+PURCHASE_FIELDS = {
+    "receipt_id",
+    "member_id",
+    "card_number",
+    "accrued",
+    "redeemed",
+    "balance",
+    "tier",
+}
+
+
+async def member(till: Till, phones: Phones, **kwargs: object) -> tuple[int, str, str]:
+    phone = phones.next()
+    registration = await till.ledger.register_member(phone, **kwargs)  # type: ignore[arg-type]
+    return registration.member.member_id, registration.member.card_number, phone
+
+
+async def test_health_needs_no_key(till: Till) -> None:
+    assert await till.call("GET", "/health", key="") == (200, {"status": "ok"})
+
+
+async def test_missing_wrong_or_revoked_key_gets_401(till: Till, phones: Phones) -> None:
+    _, card, _ = await member(till, phones)
+    body = {"receipt_id": "R-1", "customer": card, "amount": "100.00"}
+    for key in ["", "lk_wrong", "Basic abc"]:
+        status, payload = await till.call("POST", "/api/v1/purchases", body, key=key)
+        assert (status, payload["error"]["code"]) == (401, "unauthorized")
+    other, secret = await till.keys.create("till-2")
+    assert (await till.call("GET", f"/api/v1/members/{card}", key=secret))[0] == 200
+    await till.keys.revoke(other.key_id)
+    assert (await till.call("GET", f"/api/v1/members/{card}", key=secret))[0] == 401
+    assert (await till.ledger.history((await till.ledger.find_member(card)).member_id)).total == 1
+
+
+async def test_purchase_is_created_with_the_contract_body(till: Till, phones: Phones) -> None:
+    member_id, card, _ = await member(till, phones)
+    status, body = await till.purchase(
+        receipt_id="R-1", customer=card, amount="1500.00", redeem_points=0
+    )
+    assert status == 201
+    assert set(body) == PURCHASE_FIELDS
+    assert body == {
+        "receipt_id": "R-1",
+        "member_id": member_id,
+        "card_number": card,
+        "accrued": 30,
+        "redeemed": 0,
+        "balance": 130,
+        "tier": "base",
+    }
+
+
+async def test_same_purchase_again_is_200_with_the_same_body(till: Till, phones: Phones) -> None:
+    _, card, phone = await member(till, phones)
+    request = {"receipt_id": "R-1", "customer": card, "amount": "1500.00", "redeem_points": 30}
+    first = await till.purchase(**request)
+    again = await till.purchase(**request)
+    by_phone = await till.purchase(**{**request, "customer": phone})  # same member, same body
+    assert first[0] == 201 and again == (200, first[1]) and by_phone == (200, first[1])
+    assert first[1]["balance"] == 100 - 30 + 29
+
+
+async def test_same_receipt_with_a_different_body_is_409(till: Till, phones: Phones) -> None:
+    _, card, _ = await member(till, phones)
+    await till.purchase(receipt_id="R-1", customer=card, amount="1500.00")
+    status, body = await till.purchase(receipt_id="R-1", customer=card, amount="1600.00")
+    assert (status, body["error"]["code"]) == (409, "idempotency_conflict")
+    assert (await till.call("GET", f"/api/v1/members/{card}"))[1]["balance"] == 130
+
+
+async def test_unknown_customer_is_404(till: Till) -> None:
+    for customer in ["000000000000", "+79990009999", "nobody", "c_" + "A" * 40]:
+        status, body = await till.purchase(receipt_id="R-1", customer=customer, amount="10")
+        assert (status, body["error"]["code"]) == (404, "member_not_found"), customer
+    assert (await till.call("GET", "/api/v1/members/000000000000"))[0] == 404
+
+
+async def test_more_points_than_allowed_is_422_with_the_maximum(till: Till, phones: Phones) -> None:
+    _, card, _ = await member(till, phones)
+    status, body = await till.purchase(
+        receipt_id="R-1", customer=card, amount="200.00", redeem_points=61
+    )
+    assert status == 422
+    assert body["error"]["code"] == "redeem_above_limit" and body["error"]["allowed"] == 60
+    status, body = await till.purchase(
+        receipt_id="R-1", customer=card, amount="1000.00", redeem_points=101
+    )
+    assert body["error"]["allowed"] == 100  # the balance binds before the 30% cap
+    assert (await till.call("GET", f"/api/v1/members/{card}"))[1]["balance"] == 100
+
+
+async def test_bad_amounts_are_422_and_change_nothing(till: Till, phones: Phones) -> None:
+    _, card, _ = await member(till, phones)
+    for amount in ["-5", "0", "0.00", "1.001", "abc", "1e3", "", 12.5, None, True, [1]]:
+        status, body = await till.purchase(receipt_id="R-1", customer=card, amount=amount)
+        assert (status, body["error"]["code"]) == (422, "invalid_amount"), amount
+    for points in [-1, 1.5, "10", True]:
+        status, body = await till.purchase(
+            receipt_id="R-1", customer=card, amount="100", redeem_points=points
+        )
+        assert (status, body["error"]["code"]) == (422, "invalid_points"), points
+    status, body = await till.purchase(customer=card, amount="100")
+    assert (status, body["error"]["field"]) == (422, "receipt_id")
+    _, view = await till.call("GET", f"/api/v1/members/{card}")
+    assert view["balance"] == 100
+
+
+async def test_broken_or_huge_bodies_are_refused(till: Till) -> None:
+    status, body = await till.call("POST", "/api/v1/purchases", raw=b"{not json")
+    assert (status, body["error"]["code"]) == (400, "invalid_json")
+    status, body = await till.call("POST", "/api/v1/purchases", [1, 2])
+    assert (status, body["error"]["code"]) == (400, "invalid_json")
+    status, body = await till.call("POST", "/api/v1/purchases", raw=b"{" + b" " * 20_000 + b"}")
+    assert (status, body["error"]["code"]) == (413, "body_too_large")
+    assert (await till.call("GET", "/api/v1/nothing-here"))[0] == 404
+    assert (await till.call("DELETE", "/api/v1/purchases"))[0] == 405
+
+
+async def test_customer_by_phone_card_or_qr_token(till: Till, phones: Phones) -> None:
+    member_id, card, phone = await member(till, phones)
+    token = sign_card_token(card, SECRET)
+    spaced = f"{card[:4]} {card[4:8]} {card[8:]}"
+    local = "8" + phone[2:]
+    for customer in [card, spaced, phone, local, token, "c_" + token]:
+        status, body = await till.call("GET", f"/api/v1/members/{quote(customer)}")
+        assert (status, body.get("member_id")) == (200, member_id), customer
+    link = card_deep_link("loyalty_test_bot", token)  # what a scanner at the till reads
+    status, body = await till.purchase(receipt_id="R-1", customer=link, amount="100")
+    assert (status, body.get("member_id")) == (201, member_id)
+    forged = token[:-1] + ("A" if token[-1] != "A" else "B")
+    assert (await till.call("GET", f"/api/v1/members/{forged}"))[0] == 404
+
+
+async def test_member_endpoint_shows_balance_pending_and_tier(till: Till, phones: Phones) -> None:
+    member_id, card, _ = await member(till, phones)
+    await till.purchase(receipt_id="R-1", customer=card, amount="10000")
+    assert await till.call("GET", f"/api/v1/members/{card}") == (
+        200,
+        {
+            "member_id": member_id,
+            "card_number": card,
+            "balance": 300,
+            "pending": 0,
+            "tier": "silver",
+        },
+    )
+
+
+async def test_refund_201_200_409(till: Till, phones: Phones) -> None:
+    _, card, _ = await member(till, phones)
+    await till.purchase(receipt_id="R-1", customer=card, amount="1000.00", redeem_points=100)
+    status, body = await till.refund(refund_id="RF-1", receipt_id="R-1", amount="500.00")
+    assert status == 201
+    assert (body["reversed"], body["returned"], body["balance"], body["debt"]) == (9, 50, 59, 0)
+    assert await till.refund(refund_id="RF-1", receipt_id="R-1", amount="500.00") == (200, body)
+    status, conflict = await till.refund(refund_id="RF-1", receipt_id="R-1", amount="400.00")
+    assert (status, conflict["error"]["code"]) == (409, "idempotency_conflict")
+
+
+async def test_refund_of_unknown_receipt_is_404_and_too_large_is_422(
+    till: Till, phones: Phones
+) -> None:
+    _, card, _ = await member(till, phones)
+    status, body = await till.refund(refund_id="RF-1", receipt_id="R-404", amount="1")
+    assert (status, body["error"]["code"]) == (404, "purchase_not_found")
+    await till.purchase(receipt_id="R-1", customer=card, amount="1000.00")
+    status, body = await till.refund(refund_id="RF-2", receipt_id="R-1", amount="1000.01")
+    assert (status, body["error"]["code"]) == (422, "refund_exceeds_purchase")
+    assert body["error"]["refundable"] == "1000.00"
+    for amount in ["0", "-1", "x"]:
+        status, body = await till.refund(refund_id="RF-3", receipt_id="R-1", amount=amount)
+        assert (status, body["error"]["code"]) == (422, "invalid_amount")
+
+
+async def test_same_receipt_from_10_concurrent_clients_earns_once(
+    till: Till, phones: Phones
+) -> None:
+    _, card, _ = await member(till, phones)
+    answers = await asyncio.gather(
+        *(till.purchase(receipt_id="R-1", customer=card, amount="5000.00") for _ in range(10))
+    )
+    assert sorted(status for status, _ in answers) == [200] * 9 + [201]
+    assert len({str(body) for _, body in answers}) == 1
+    assert (await till.call("GET", f"/api/v1/members/{card}"))[1]["balance"] == 200
+    assert await check_ledger(till.ledger.engine) == []
+
+
+async def test_20_concurrent_redemptions_never_overdraw(till: Till, phones: Phones) -> None:
+    member_id, card, _ = await member(till, phones)
+    await till.ledger.adjust(member_id=member_id, points=400, reason="seed", actor="test")
+    answers = await asyncio.gather(
+        *(
+            till.purchase(receipt_id=f"R-{i}", customer=card, amount="1000.00", redeem_points=100)
+            for i in range(20)
+        )
+    )
+    ok = [body for status, body in answers if status == 201]
+    refused = [body for status, body in answers if status == 422]
+    assert len(ok) + len(refused) == 20 and refused
+    assert all(body["error"]["code"] == "redeem_above_limit" for body in refused)
+    _, view = await till.call("GET", f"/api/v1/members/{card}")
+    assert view["balance"] >= 0
+    assert view["balance"] == 500 - 100 * len(ok) + sum(body["accrued"] for body in ok)
+    assert await check_ledger(till.ledger.engine) == []
+
+
+async def test_the_member_gets_a_receipt_in_their_language_once(till: Till, phones: Phones) -> None:
+    _, card, _ = await member(till, phones, telegram_id=555, language="ru")
+    request = {"receipt_id": "R-1", "customer": card, "amount": "1500.00", "redeem_points": 30}
+    await till.purchase(**request)
+    await till.purchase(**request)  # a retry: no second receipt
+    async with till.ledger.engine.connect() as conn:
+        rows = (await conn.execute(select(outbox))).all()
+    assert len(rows) == 1 and rows[0].chat_id == 555 and rows[0].category == "transactional"
+    assert "Покупка R-1: 1 500 ₽" in rows[0].text.replace("\xa0", " ")
+    assert "Начислено: 29 баллов" in rows[0].text and "Оплачено баллами: 30 баллов" in rows[0].text
