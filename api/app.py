@@ -71,6 +71,7 @@ class ApiServices:
 
 
 SERVICES = web.AppKey("services", ApiServices)
+API_KEY = web.RequestKey("api_key", ApiKey)
 
 
 def build_api(services: ApiServices) -> web.Application:
@@ -132,7 +133,7 @@ async def _require_key(request: web.Request, handler: Handler) -> web.StreamResp
         raise ApiError(
             401, "unauthorized", "missing or invalid API key: send 'Authorization: Bearer <key>'"
         )
-    request["api_key"] = key
+    request[API_KEY] = key
     return await handler(request)
 
 
@@ -275,5 +276,5 @@ async def _resolve_customer(services: ApiServices, customer: str) -> MemberView:
 
 
 def _actor(request: web.Request) -> str:
-    key: ApiKey = request["api_key"]
+    key = request[API_KEY]
     return f"api:{key.name}"[:64]

@@ -49,6 +49,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+import sqlalchemy
 from sqlalchemy import event
 from sqlalchemy.ext.asyncio import AsyncEngine
 
@@ -89,14 +90,26 @@ class Census:
     total: int = 0
     by_verb: Counter[str] = field(default_factory=Counter)
     per_purchase: dict[bool, list[int]] = field(default_factory=lambda: {False: [], True: []})
+    checkouts: int = 0  # pool checkouts: one per transaction (plus a ping with pool_pre_ping)
+    pre_ping: bool = False
 
     def listen(self, engine: AsyncEngine) -> Callable[[], None]:
         def count(_conn: Any, _cursor: Any, statement: str, *_args: Any) -> None:
             self.total += 1
             self.by_verb[_verb(statement)] += 1
 
+        def checkout(*_args: Any) -> None:
+            self.checkouts += 1
+
+        self.pre_ping = bool(getattr(engine.sync_engine.pool, "_pre_ping", False))
         event.listen(engine.sync_engine, "before_cursor_execute", count)
-        return lambda: event.remove(engine.sync_engine, "before_cursor_execute", count)
+        event.listen(engine.sync_engine.pool, "checkout", checkout)
+
+        def stop() -> None:
+            event.remove(engine.sync_engine, "before_cursor_execute", count)
+            event.remove(engine.sync_engine.pool, "checkout", checkout)
+
+        return stop
 
 
 @dataclass
@@ -110,8 +123,10 @@ class Result:
     census: Census = field(default_factory=Census)
     loop_cpu: float = 0.0  # CPU seconds of the event loop's thread during the timed purchases
     process_cpu: float = 0.0  # CPU seconds of this whole process (incl. aiosqlite's threads)
+    machine_cpu: float = 0.0  # CPU seconds of every process (this one, PostgreSQL, others)
     floor_seconds: float = 0.0
     floor_process_cpu: float = 0.0
+    floor_machine_cpu: float = 0.0
     floor_latencies: list[float] = field(default_factory=list)
 
     @property
@@ -133,6 +148,18 @@ class Result:
         elif self.config.workers >= 16:
             found.insert(0, (f">= {TARGET_PG16:,}/s", self.rate >= TARGET_PG16))
         return found
+
+
+def _machine_busy() -> float:
+    """CPU seconds all processes on this machine have used (Linux /proc/stat; 0 elsewhere)."""
+    try:
+        with open("/proc/stat", encoding="ascii") as stat:
+            fields = [int(v) for v in stat.readline().split()[1:]]
+    except (OSError, ValueError):
+        return 0.0
+    # user nice system idle iowait irq softirq steal ...: everything but idle and iowait
+    busy = sum(fields[:3]) + sum(fields[5:8])
+    return busy / os.sysconf("SC_CLK_TCK")
 
 
 def _verb(statement: str) -> str:
@@ -193,7 +220,9 @@ async def _purchase_worker(
         started = time.perf_counter()
         try:
             outcome = await ledger.purchase(
-                receipt_id=f"{prefix}-{i}", member_id=member_id, amount_kopecks=amount,
+                receipt_id=f"{prefix}-{i}",
+                member_id=member_id,
+                amount_kopecks=amount,
                 redeem_points=redeem,
             )
         except Exception as exc:
@@ -226,8 +255,15 @@ async def _run_purchases(
     await asyncio.gather(
         *(
             _purchase_worker(
-                ledger, rules, partitions[w], balances, n, f"{prefix}-w{w}",
-                random.Random(seed * 1000 + w), result, census if workers == 1 else None,
+                ledger,
+                rules,
+                partitions[w],
+                balances,
+                n,
+                f"{prefix}-w{w}",
+                random.Random(seed * 1000 + w),
+                result,
+                census if workers == 1 else None,
             )
             for w, n in enumerate(_split(count, workers))
         )
@@ -252,13 +288,25 @@ async def bench_ledger(
     try:
         if profiler is not None:
             profiler.enable()
-        loop_cpu, process_cpu = time.thread_time(), time.process_time()
+        loop_cpu, process_cpu, machine_cpu = (
+            time.thread_time(),
+            time.process_time(),
+            _machine_busy(),
+        )
         result.seconds = await _run_purchases(
-            ledger, rules, partitions, balances, config.purchases, "bench", args.seed, result,
+            ledger,
+            rules,
+            partitions,
+            balances,
+            config.purchases,
+            "bench",
+            args.seed,
+            result,
             result.census,
         )
         result.loop_cpu = time.thread_time() - loop_cpu
         result.process_cpu = time.process_time() - process_cpu
+        result.machine_cpu = _machine_busy() - machine_cpu
     finally:
         if profiler is not None:
             profiler.disable()
@@ -273,7 +321,10 @@ async def bench_ledger(
 
 
 async def _floor_workers(
-    workers: int, count: int, members: int, seed: int,
+    workers: int,
+    count: int,
+    members: int,
+    seed: int,
     transaction: Callable[[int, int], Awaitable[None]],
     result: Result | None,
 ) -> float:
@@ -289,22 +340,29 @@ async def _floor_workers(
             if latencies is not None:
                 latencies.append(time.perf_counter() - started)
 
-    started, cpu = time.perf_counter(), time.process_time()
+    started, cpu, machine = time.perf_counter(), time.process_time(), _machine_busy()
     await asyncio.gather(*(worker(w, n) for w, n in enumerate(_split(count, workers))))
     if result is not None:
         result.floor_process_cpu = time.process_time() - cpu
+        result.floor_machine_cpu = _machine_busy() - machine
     return time.perf_counter() - started
 
 
-async def sqlite_floor(path: Path, config: Config, args: argparse.Namespace, result: Result) -> None:
+async def sqlite_floor(
+    path: Path, config: Config, args: argparse.Namespace, result: Result
+) -> None:
     """aiosqlite, the ledger engine's pragmas, BEGIN IMMEDIATE; one INSERT + one UPDATE."""
     import aiosqlite
 
-    conn = await aiosqlite.connect(path, timeout=SQLITE_BUSY_TIMEOUT_MS / 1000, isolation_level=None)
+    conn = await aiosqlite.connect(
+        path, timeout=SQLITE_BUSY_TIMEOUT_MS / 1000, isolation_level=None
+    )
     try:
         for pragma in (
-            "PRAGMA journal_mode=WAL", f"PRAGMA busy_timeout={SQLITE_BUSY_TIMEOUT_MS}",
-            "PRAGMA foreign_keys=ON", "PRAGMA synchronous=NORMAL",
+            "PRAGMA journal_mode=WAL",
+            f"PRAGMA busy_timeout={SQLITE_BUSY_TIMEOUT_MS}",
+            "PRAGMA foreign_keys=ON",
+            "PRAGMA synchronous=NORMAL",
         ):
             await conn.execute(pragma)
         await conn.execute(
@@ -341,7 +399,9 @@ async def sqlite_floor(path: Path, config: Config, args: argparse.Namespace, res
         await conn.close()
 
 
-async def postgres_floor(dsn: str, config: Config, args: argparse.Namespace, result: Result) -> None:
+async def postgres_floor(
+    dsn: str, config: Config, args: argparse.Namespace, result: Result
+) -> None:
     """asyncpg with a pool of `workers` connections; one INSERT + one UPDATE per transaction."""
     import asyncpg
 
@@ -363,11 +423,14 @@ async def postgres_floor(dsn: str, config: Config, args: argparse.Namespace, res
             async with pool.acquire() as conn, conn.transaction():
                 await conn.execute(
                     "INSERT INTO floor_entries (member_id, points, created_at) VALUES ($1, $2, $3)",
-                    member_id, points, datetime.now(UTC).replace(tzinfo=None),
+                    member_id,
+                    points,
+                    datetime.now(UTC).replace(tzinfo=None),
                 )
                 await conn.execute(
                     "UPDATE floor_members SET balance = balance + $1 WHERE id = $2",
-                    points, member_id,
+                    points,
+                    member_id,
                 )
 
         await _floor_workers(
@@ -475,20 +538,22 @@ def print_table(results: list[Result]) -> None:
             f"{r.redeemed:,} of {len(r.latencies):,} purchases redeemed points; {floor}"
         )
         if r.latencies:
-            n = len(r.latencies)
+            n, fn = len(r.latencies), max(1, len(r.floor_latencies))
             print(
-                f"    this process's CPU per purchase: {r.loop_cpu / n * 1000:.2f} ms on the event"
-                f" loop thread, {r.process_cpu / n * 1000:.2f} ms in all threads"
-                f" (wall {r.seconds / n * 1000:.2f} ms per purchase); floor:"
-                f" {r.floor_process_cpu / max(1, len(r.floor_latencies)) * 1000:.2f} ms CPU per"
-                f" transaction in all threads"
+                f"    CPU per purchase: {r.loop_cpu / n * 1000:.2f} ms event loop thread,"
+                f" {r.process_cpu / n * 1000:.2f} ms this process,"
+                f" {r.machine_cpu / n * 1000:.2f} ms whole machine"
+                f" (wall {r.seconds / n * 1000:.2f} ms); floor per transaction:"
+                f" {r.floor_process_cpu / fn * 1000:.2f} ms this process,"
+                f" {r.floor_machine_cpu / fn * 1000:.2f} ms whole machine"
             )
         for line in (r.violations + r.errors)[:5]:
             print(f"    {line}")
         census = r.census
         if census.total and r.latencies:
-            verbs = ", ".join(f"{verb} {n / len(r.latencies):.2f}" for verb, n in
-                              census.by_verb.most_common())
+            verbs = ", ".join(
+                f"{verb} {n / len(r.latencies):.2f}" for verb, n in census.by_verb.most_common()
+            )
             split = ""
             plain, redeeming = census.per_purchase[False], census.per_purchase[True]
             if plain:
@@ -496,16 +561,30 @@ def print_table(results: list[Result]) -> None:
                 if redeeming:
                     split += f", with redeem {sum(redeeming) / len(redeeming):.2f}"
                 split += ")"
+            n = len(r.latencies)
+            if r.config.backend == "sqlite":
+                extra = "COMMIT not counted (BEGIN IMMEDIATE is)"
+            else:
+                extra = "BEGIN and COMMIT not counted"
+            extra += f"; {census.checkouts / n:.2f} pool checkouts per purchase"
+            if census.pre_ping:
+                extra += " (each with a pre-ping round trip)"
             print(
-                f"    statements per purchase: {census.total / len(r.latencies):.2f}{split};"
-                f" by verb: {verbs}; COMMIT not counted"
+                f"    statements per purchase: {census.total / n:.2f}{split};"
+                f" by verb: {verbs}; {extra}"
             )
 
 
 async def machine_info(with_postgres: bool) -> list[str]:
+    load = os.getloadavg() if hasattr(os, "getloadavg") else (0.0, 0.0, 0.0)
     lines = [
         f"cpus (nproc): {os.cpu_count()}, {platform.machine()}, {platform.platform()}",
-        f"python {platform.python_version()}, SQLite {sqlite3.sqlite_version}",
+        f"python {platform.python_version()}, SQLite {sqlite3.sqlite_version},"
+        f" SQLAlchemy {sqlalchemy.__version__}",
+        f"load average at start: {load[0]:.2f} {load[1]:.2f} {load[2]:.2f}"
+        + (
+            "  (busy machine: figures will be low)" if load[0] > 0.5 * (os.cpu_count() or 1) else ""
+        ),
     ]
     if with_postgres:
         lines.append(f"PostgreSQL: {await _pg_scalar('SHOW server_version')}")
@@ -533,8 +612,9 @@ async def main(args: argparse.Namespace) -> int:
         "pg1": Config("pg1", "postgresql", 1, args.purchases),
         "pg16": Config("pg16", "postgresql", 16, args.purchases_pg16),
     }
-    for line in await machine_info(with_postgres=postgres_missing is None and any(
-            c.startswith("pg") for c in wanted)):
+    for line in await machine_info(
+        with_postgres=postgres_missing is None and any(c.startswith("pg") for c in wanted)
+    ):
         print(line)
     results: list[Result] = []
     with tempfile.TemporaryDirectory(prefix="ledger-bench-") as tmp:
@@ -556,20 +636,35 @@ async def main(args: argparse.Namespace) -> int:
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(prog="python -m bench.ledger", description=__doc__.split("\n")[0])
-    parser.add_argument("--purchases", type=int, default=5_000,
-                        help="timed purchases for sqlite and pg1 (default 5000)")
-    parser.add_argument("--purchases-pg16", type=int, default=10_000,
-                        help="timed purchases for pg16 (default 10000)")
+    parser = argparse.ArgumentParser(
+        prog="python -m bench.ledger", description=__doc__.split("\n")[0]
+    )
+    parser.add_argument(
+        "--purchases",
+        type=int,
+        default=5_000,
+        help="timed purchases for sqlite and pg1 (default 5000)",
+    )
+    parser.add_argument(
+        "--purchases-pg16",
+        type=int,
+        default=10_000,
+        help="timed purchases for pg16 (default 10000)",
+    )
     parser.add_argument("--members", type=int, default=1_000, help="members (default 1000)")
-    parser.add_argument("--warmup", type=int, default=300,
-                        help="untimed purchases (and floor transactions) first (default 300)")
+    parser.add_argument(
+        "--warmup",
+        type=int,
+        default=300,
+        help="untimed purchases (and floor transactions) first (default 300)",
+    )
     parser.add_argument("--seed", type=int, default=1)
     parser.add_argument("--skip-postgres", action="store_true")
     parser.add_argument("--only", default="", help=f"comma-separated subset of {CONFIGS}")
     parser.add_argument("--strict", action="store_true", help="exit 1 when a target is missed")
-    parser.add_argument("--profile", metavar="PATH",
-                        help="cProfile the timed purchases; writes PATH.<config>")
+    parser.add_argument(
+        "--profile", metavar="PATH", help="cProfile the timed purchases; writes PATH.<config>"
+    )
     args = parser.parse_args(argv)
     if args.members < 16:
         parser.error("--members must be at least 16")

@@ -8,6 +8,7 @@ import contextlib
 import logging
 import signal
 from dataclasses import dataclass, field
+from datetime import timedelta
 
 from aiogram import Bot, Dispatcher
 from aiogram.client.session.aiohttp import AiohttpSession
@@ -25,6 +26,8 @@ from bot.i18n import LANGUAGES, MemberLanguageMiddleware, build_i18n
 from bot.middlewares import MemberMiddleware, OwnChatCallbackMiddleware
 from bot.settings import Settings
 from cards.service import CardService
+from handlers.admin import build_admin_router
+from handlers.cashier import StaffLanguage, build_cashier_router, build_confirmation_router
 from handlers.fallback import build_fallback_router
 from handlers.member import build_member_router
 from handlers.notifications import Notifier
@@ -35,6 +38,7 @@ from ledger.service import LedgerService
 from scheduler.outbox import Outbox, Sender
 from staff.audit import AuditLog
 from staff.roles import StaffService
+from staff.sales import ConfirmationService
 from storage.engine import create_engine
 from storage.migrate import upgrade_schema
 from support.tickets import TicketService
@@ -151,12 +155,27 @@ class Application:
             cards=services.cards,
             settings=services.settings,
             bot_username=self.bot_username,
+            outbox=services.outbox,
+            audit=services.audit,
+            staff=services.staff,
+            notifier=self.notifier,
+            confirmations=ConfirmationService(
+                services.ledger.engine,
+                self.clock,
+                ttl=timedelta(seconds=services.settings.redemption_confirm_seconds),
+            ),
+            staff_language=StaffLanguage(services.ledger, i18n),
         )
-        dispatcher.update.outer_middleware(MemberMiddleware(services.ledger))
+        dispatcher.update.outer_middleware(MemberMiddleware(services.ledger, services.staff))
         MemberLanguageMiddleware(i18n).setup(dispatcher)
         dispatcher.callback_query.outer_middleware(OwnChatCallbackMiddleware())
         dispatcher.include_routers(
-            build_onboarding_router(), build_member_router(), build_fallback_router()
+            build_admin_router(),
+            build_cashier_router(),
+            build_confirmation_router(),
+            build_onboarding_router(),
+            build_member_router(),
+            build_fallback_router(),
         )
         dispatcher.errors.register(_on_error)
         return dispatcher

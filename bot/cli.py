@@ -130,15 +130,20 @@ async def _api_keys(settings: Settings, args: argparse.Namespace) -> int:
             except ValueError as error:
                 print(error, file=sys.stderr)
                 return 2
-            print(f"API key #{key.key_id} '{key.name}' created. It is shown only now; "
-                  "send it as 'Authorization: Bearer <key>':", file=sys.stderr)
+            print(
+                f"API key #{key.key_id} '{key.name}' created. It is shown only now; "
+                "send it as 'Authorization: Bearer <key>':",
+                file=sys.stderr,
+            )
             print(secret)
             return 0
         if args.key_command == "list":
             for key in await keys.list_keys():
                 state = f"revoked {key.revoked_at:%Y-%m-%d}" if key.revoked_at else "active"
-                print(f"#{key.key_id}\t{key.name}\t{key.prefix}...\t"
-                      f"created {key.created_at:%Y-%m-%d}\t{state}")
+                print(
+                    f"#{key.key_id}\t{key.name}\t{key.prefix}...\t"
+                    f"created {key.created_at:%Y-%m-%d}\t{state}"
+                )
             return 0
         if await keys.revoke(args.key_id):
             print(f"API key #{args.key_id} revoked")

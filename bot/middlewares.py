@@ -10,13 +10,16 @@ from aiogram.types import CallbackQuery, TelegramObject, User
 from aiogram.utils.i18n import gettext as _
 
 from ledger.service import LedgerService
+from staff.roles import StaffService
 
 
 class MemberMiddleware(BaseMiddleware):
-    """Puts `member` (MemberView or None) into the handler data for every update."""
+    """Puts `member` (MemberView or None) and `roles` (the sender's staff roles) into the
+    handler data for every update."""
 
-    def __init__(self, ledger: LedgerService) -> None:
+    def __init__(self, ledger: LedgerService, staff: StaffService) -> None:
         self.ledger = ledger
+        self.staff = staff
 
     async def __call__(
         self,
@@ -26,6 +29,7 @@ class MemberMiddleware(BaseMiddleware):
     ) -> Any:
         user: User | None = data.get("event_from_user")
         data["member"] = await self.ledger.member_by_telegram(user.id) if user else None
+        data["roles"] = await self.staff.roles_of(user.id) if user else frozenset()
         return await handler(event, data)
 
 

@@ -28,6 +28,8 @@ class Settings(BaseSettings):
     # Telegram's limits: ~30 messages/s overall, 1/s per chat; we stay under them.
     send_rate_per_second: float = Field(default=25.0, gt=0)
     send_per_chat_interval: float = Field(default=1.0, ge=0)
+    # How long a member has to confirm a large redemption asked for at the till.
+    redemption_confirm_seconds: int = Field(default=120, gt=0)
 
     @field_validator("admin_ids", mode="before")
     @classmethod

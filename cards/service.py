@@ -14,7 +14,7 @@ from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from cards.render import CardFace, render_card
-from cards.token import card_deep_link, sign_card_token
+from cards.token import card_deep_link, sign_card_token, verify_card_token
 from ledger.clock import Clock, SystemClock
 from storage.schema import card_images
 
@@ -52,6 +52,10 @@ class CardService:
     def deep_link(self, bot_username: str, card_number: str) -> str:
         """The link a cashier's camera opens: t.me/<bot>?start=c_<signed token>."""
         return card_deep_link(bot_username, sign_card_token(card_number, self._secret_key))
+
+    def card_number_from_token(self, token: str) -> str | None:
+        """The card number a QR token was signed for; None if it is forged or damaged."""
+        return verify_card_token(token, self._secret_key)
 
     def render(self, card: CardPrint, bot_username: str) -> bytes:
         """The card as an opaque PNG (Telegram turns transparency into black in photos)."""

@@ -19,6 +19,7 @@ from babel.dates import format_date, format_datetime
 from babel.numbers import format_decimal
 
 from ledger.views import MemberView
+from staff.roles import Role
 
 MENU_ROWS = (
     ("menu-card", "menu-balance"),
@@ -62,6 +63,16 @@ class IsMember(BaseFilter):
 
     async def __call__(self, event: Any, member: MemberView | None = None) -> bool:
         return (member is not None) == self.registered
+
+
+class HasRole(BaseFilter):
+    """Passes when the sender has one of the staff roles (see bot.middlewares)."""
+
+    def __init__(self, *roles: Role) -> None:
+        self.roles = frozenset(roles)
+
+    async def __call__(self, event: Any, roles: frozenset[Role] = frozenset()) -> bool:
+        return bool(self.roles & roles)
 
 
 class MenuButton(BaseFilter):

@@ -44,6 +44,7 @@ from ledger.errors import BirthdayAlreadySet, BirthdayInvalid, EntryNotFound
 from ledger.rules import Rules
 from ledger.service import LedgerService
 from ledger.views import EntryView, MemberView
+from staff.roles import Role
 from support.tickets import MAX_TICKET_TEXT, TicketService
 
 HISTORY_PAGE_SIZE = 10
@@ -103,13 +104,17 @@ async def start_again(
     await message.answer(_("welcome-back").format(name=name), reply_markup=main_menu())
 
 
-async def show_help(message: Message, rules: Rules) -> None:
-    await message.answer(
+async def show_help(message: Message, rules: Rules, roles: frozenset[Role] = frozenset()) -> None:
+    lines = [
         _("help-text").format(
             program=rules.program_name, referral=points_text(rules.referral.inviter_points)
-        ),
-        reply_markup=main_menu(),
-    )
+        )
+    ]
+    if roles & {Role.CASHIER, Role.ADMIN}:
+        lines.append(_("cashier-help"))
+    if Role.ADMIN in roles:
+        lines.append(_("admin-help"))
+    await message.answer("\n\n".join(lines), reply_markup=main_menu())
 
 
 async def cancel(message: Message, state: FSMContext) -> None:

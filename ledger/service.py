@@ -256,6 +256,19 @@ class LedgerService:
             ).first()
         return _member_view(row) if row is not None else None
 
+    async def member_by_username(self, username: str) -> MemberView | None:
+        """The active member with this Telegram @username (case-insensitive), if any."""
+        async with self.engine.connect() as conn:
+            row = (
+                await conn.execute(
+                    select(members).where(
+                        func.lower(members.c.username) == username.lstrip("@").lower(),
+                        members.c.status == "active",
+                    )
+                )
+            ).first()
+        return _member_view(row) if row is not None else None
+
     async def member_by_card(self, card_number: str) -> MemberView:
         """An active member by exact card number."""
         async with self.engine.connect() as conn:

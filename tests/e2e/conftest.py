@@ -20,6 +20,7 @@ from tests.conftest import ROOT
 TOKEN = "123456:TEST-TOKEN"
 BOT_USERNAME = "loyalty_test_bot"
 SECRET = "test-secret-key"
+ADMIN_ID = 9000
 
 
 @pytest.fixture(params=["sqlite"])
@@ -46,6 +47,8 @@ def make_settings(emulator: BotAPIEmulator, database_url: str, tmp_path: Path) -
         secret_key=SECRET,
         rules_file=ROOT / "rules.toml",
         api_port=0,
+        admin_ids=(ADMIN_ID,),
+        redemption_confirm_seconds=2,
     )
 
 

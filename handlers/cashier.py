@@ -1,0 +1,491 @@
+"""Cashier mode: find the customer (QR link, card number or phone), record a purchase with an
+optional redemption, confirm; the member gets the receipt at once. A redemption above the
+threshold is confirmed by the member in their own chat first, within a time limit.
+
+Three taps for the usual sale: open the customer's QR link, "Record a purchase", type the
+amount, then "Pay N with points" or "No points", then "Confirm".
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import secrets
+
+from aiogram import Bot, F, Router
+from aiogram.filters import Command, CommandObject, CommandStart
+from aiogram.filters.callback_data import CallbackData
+from aiogram.fsm.context import FSMContext
+from aiogram.fsm.state import State, StatesGroup
+from aiogram.types import CallbackQuery, InlineKeyboardButton, InlineKeyboardMarkup, Message
+from aiogram.utils.i18n import I18n
+from aiogram.utils.i18n import gettext as _
+
+from cards.service import CardService
+from handlers.common import HasRole, IsMember, points_text, roubles_text, tier_text
+from handlers.notifications import Notifier
+from ledger import policy
+from ledger.errors import InvalidAmount, LedgerError, MemberNotFound
+from ledger.phones import mask_phone
+from ledger.rules import Rules
+from ledger.service import LedgerService
+from ledger.views import MemberView, PurchaseResult
+from scheduler.outbox import TRANSACTIONAL, Outbox
+from staff.audit import AuditLog
+from staff.roles import Role
+from staff.sales import ConfirmationService
+
+log = logging.getLogger("loyalty.cashier")
+
+CARD_LINK_PREFIX = "c_"
+
+
+class Selling(StatesGroup):
+    finding = State()
+    amount = State()
+
+
+class SaleCb(CallbackData, prefix="sale"):
+    action: str  # record | redeem | confirm | cancel
+    member_id: int
+    points: int = 0
+
+
+class ConfirmCb(CallbackData, prefix="rr"):
+    request_id: int
+    accept: bool
+
+
+def build_cashier_router() -> Router:
+    router = Router(name="cashier")
+    router.message.filter(HasRole(Role.CASHIER, Role.ADMIN), F.chat.type == "private")
+    router.callback_query.filter(HasRole(Role.CASHIER, Role.ADMIN))
+    router.message.register(
+        open_from_qr, CommandStart(deep_link=True, magic=F.args.startswith(CARD_LINK_PREFIX))
+    )
+    router.message.register(start_sale, Command("sale"))
+    router.message.register(find_customer, Selling.finding, F.text)
+    router.message.register(take_amount, Selling.amount, F.text)
+    router.callback_query.register(sale_step, SaleCb.filter())
+    return router
+
+
+def build_confirmation_router() -> Router:
+    """The member's side: confirming a large redemption in their own chat."""
+    router = Router(name="redemption-confirmation")
+    router.callback_query.filter(IsMember())
+    router.callback_query.register(member_answers, ConfirmCb.filter())
+    return router
+
+
+# ----------------------------------------------------------------- finding the customer
+
+
+async def open_from_qr(
+    message: Message,
+    command: CommandObject,
+    cards: CardService,
+    ledger: LedgerService,
+    state: FSMContext,
+) -> None:
+    card_number = cards.card_number_from_token((command.args or "")[len(CARD_LINK_PREFIX) :])
+    if card_number is None:
+        await message.answer(_("cashier-bad-card"))
+        return
+    try:
+        member = await ledger.member_by_card(card_number)
+    except MemberNotFound:
+        await message.answer(_("cashier-not-found"))
+        return
+    await state.clear()
+    await _show_member(message, member)
+
+
+async def start_sale(
+    message: Message, command: CommandObject, ledger: LedgerService, state: FSMContext
+) -> None:
+    if command.args:
+        await _find(message, command.args, ledger, state)
+        return
+    await state.set_state(Selling.finding)
+    await message.answer(_("cashier-find"))
+
+
+async def find_customer(message: Message, ledger: LedgerService, state: FSMContext) -> None:
+    await _find(message, message.text or "", ledger, state)
+
+
+async def _find(message: Message, text: str, ledger: LedgerService, state: FSMContext) -> None:
+    try:
+        member = await ledger.find_member(text)
+    except (MemberNotFound, LedgerError):
+        await state.set_state(Selling.finding)
+        await message.answer(_("cashier-not-found"))
+        return
+    await state.clear()
+    await _show_member(message, member)
+
+
+async def _show_member(message: Message, member: MemberView) -> None:
+    text = _("cashier-member").format(
+        name=member.first_name or "—",
+        phone=mask_phone(member.phone or ""),
+        tier=tier_text(member.tier),
+        balance=points_text(member.balance),
+    )
+    keyboard = _keyboard(
+        [[(_("cashier-record"), SaleCb(action="record", member_id=member.member_id))]]
+    )
+    await message.answer(text, reply_markup=keyboard)
+
+
+# --------------------------------------------------------------------- the sale itself
+
+
+async def sale_step(
+    callback: CallbackQuery,
+    callback_data: SaleCb,
+    ledger: LedgerService,
+    rules: Rules,
+    state: FSMContext,
+    notifier: Notifier,
+    audit: AuditLog,
+    confirmations: ConfirmationService,
+    outbox: Outbox,
+    i18n: I18n,
+    bot: Bot,
+) -> None:
+    message = callback.message if isinstance(callback.message, Message) else None
+    cashier_id = callback.from_user.id
+    if message is None:
+        await callback.answer(_("button-stale"), show_alert=True)
+        return
+    action, member_id = callback_data.action, callback_data.member_id
+    if action == "record":
+        await callback.answer()
+        await state.set_state(Selling.amount)
+        await state.update_data(member_id=member_id, sale=secrets.token_hex(6))
+        await message.answer(_("cashier-ask-amount"))
+        return
+    data = await state.get_data()
+    if data.get("member_id") != member_id or "amount" not in data:
+        # An old screen, or a second tap on "Confirm": the sale is already settled.
+        await callback.answer(_("button-stale"), show_alert=True)
+        return
+    await callback.answer()
+    amount = int(data["amount"])
+    if action == "cancel":
+        await state.clear()
+        await message.edit_text(_("cashier-cancelled"))
+        return
+    if action == "redeem":
+        await state.update_data(redeem=callback_data.points)
+        await _ask_confirmation(message, ledger, rules, member_id, amount, callback_data.points)
+        return
+    if action != "confirm":
+        return
+    redeem = int(data.get("redeem", 0))
+    receipt_id = f"tg-{cashier_id}-{data['sale']}"
+    await state.clear()
+    if redeem > rules.member_confirm_above:
+        await _ask_member(
+            message,
+            ledger,
+            confirmations,
+            outbox,
+            i18n,
+            bot,
+            member_id,
+            cashier_id,
+            receipt_id,
+            amount,
+            redeem,
+        )
+        return
+    await message.edit_reply_markup(reply_markup=None)
+    await _record(
+        message.chat.id,
+        bot,
+        ledger,
+        notifier,
+        audit,
+        member_id,
+        cashier_id,
+        receipt_id,
+        amount,
+        redeem,
+    )
+
+
+async def take_amount(
+    message: Message, ledger: LedgerService, rules: Rules, state: FSMContext
+) -> None:
+    data = await state.get_data()
+    try:
+        amount = policy.parse_amount(message.text or "")
+    except InvalidAmount as error:
+        await message.answer(_("cashier-bad-amount").format(why=error.message))
+        return
+    member_id = int(data["member_id"])
+    await state.update_data(amount=amount, redeem=0)
+    allowed = await ledger.redeemable_points(member_id, amount)
+    if allowed <= 0:
+        await _ask_confirmation(message, ledger, rules, member_id, amount, 0)
+        return
+    await message.answer(
+        _("cashier-redeem-offer").format(amount=roubles_text(amount), points=points_text(allowed)),
+        reply_markup=_keyboard(
+            [
+                [
+                    (
+                        _("cashier-redeem-max").format(points=points_text(allowed)),
+                        SaleCb(action="redeem", member_id=member_id, points=allowed),
+                    )
+                ],
+                [
+                    (
+                        _("cashier-redeem-none"),
+                        SaleCb(action="redeem", member_id=member_id, points=0),
+                    )
+                ],
+                [(_("cashier-cancel-button"), SaleCb(action="cancel", member_id=member_id))],
+            ]
+        ),
+    )
+
+
+async def _ask_confirmation(
+    message: Message,
+    ledger: LedgerService,
+    rules: Rules,
+    member_id: int,
+    amount: int,
+    redeem: int,
+) -> None:
+    member = await ledger.get_member(member_id)
+    earn = policy.earned_points(policy.money_paid(rules, amount, redeem), rules.tier(member.tier))
+    await message.answer(
+        _("cashier-confirm").format(
+            amount=roubles_text(amount), redeem=points_text(redeem), earn=points_text(earn)
+        ),
+        reply_markup=_keyboard(
+            [
+                [
+                    (_("cashier-confirm-button"), SaleCb(action="confirm", member_id=member_id)),
+                    (_("cashier-cancel-button"), SaleCb(action="cancel", member_id=member_id)),
+                ]
+            ]
+        ),
+    )
+
+
+async def _record(
+    chat_id: int,
+    bot: Bot,
+    ledger: LedgerService,
+    notifier: Notifier,
+    audit: AuditLog,
+    member_id: int,
+    cashier_id: int,
+    receipt_id: str,
+    amount: int,
+    redeem: int,
+) -> PurchaseResult | None:
+    """Record the purchase, tell the cashier, queue the member's receipt."""
+    try:
+        result = await ledger.purchase(
+            receipt_id=receipt_id,
+            member_id=member_id,
+            amount_kopecks=amount,
+            redeem_points=redeem,
+            actor=f"tg:{cashier_id}",
+        )
+    except LedgerError as error:
+        await bot.send_message(chat_id, _("cashier-failed").format(why=_error_text(error)))
+        return None
+    await audit.record(
+        f"tg:{cashier_id}",
+        "cashier.purchase",
+        target=f"member:{member_id}",
+        receipt_id=receipt_id,
+        amount=amount,
+        redeemed=redeem,
+        accrued=result.accrued,
+    )
+    await bot.send_message(
+        chat_id,
+        _("cashier-done").format(
+            earn=points_text(result.accrued),
+            redeem=points_text(result.redeemed),
+            balance=points_text(result.balance),
+        ),
+    )
+    try:
+        await notifier.purchase_receipt(result, amount)
+    except Exception:  # the purchase stands; the receipt is a courtesy
+        log.exception("could not queue the receipt")
+    return result
+
+
+def _error_text(error: LedgerError) -> str:
+    if error.code == "redeem_above_limit":
+        return _("error-redeem_above_limit").format(
+            allowed=points_text(int(error.details.get("allowed", 0)))
+        )
+    if error.code in {"insufficient_points", "member_not_found"}:
+        return _(f"error-{error.code}")
+    return _("error-other").format(message=error.message)
+
+
+# ------------------------------------------------------- the member confirms a redemption
+
+
+async def _ask_member(
+    message: Message,
+    ledger: LedgerService,
+    confirmations: ConfirmationService,
+    outbox: Outbox,
+    i18n: I18n,
+    bot: Bot,
+    member_id: int,
+    cashier_id: int,
+    receipt_id: str,
+    amount: int,
+    redeem: int,
+) -> None:
+    member = await ledger.get_member(member_id)
+    if member.telegram_id is None:
+        await message.answer(_("cashier-failed").format(why=_("error-member_not_found")))
+        return
+    request = await confirmations.open(
+        member_id=member_id,
+        cashier_id=cashier_id,
+        receipt_id=receipt_id,
+        amount=amount,
+        redeem_points=redeem,
+    )
+    with i18n.use_locale(member.language):
+        text = _("confirm-redeem").format(points=points_text(redeem), amount=roubles_text(amount))
+        markup = _keyboard(
+            [
+                [
+                    (_("confirm-yes"), ConfirmCb(request_id=request.request_id, accept=True)),
+                    (_("confirm-no"), ConfirmCb(request_id=request.request_id, accept=False)),
+                ]
+            ]
+        )
+    await outbox.enqueue(
+        dedup_key=f"confirm:{request.request_id}",
+        chat_id=member.telegram_id,
+        member_id=member_id,
+        text=text,
+        category=TRANSACTIONAL,
+        reply_markup=markup.model_dump(exclude_none=True),
+    )
+    seconds = int(confirmations.ttl.total_seconds())
+    await message.edit_text(
+        _("cashier-waiting").format(points=points_text(redeem), seconds=seconds)
+    )
+    language = i18n.current_locale
+    task = asyncio.create_task(
+        _expire_later(
+            confirmations, bot, i18n, language, message.chat.id, request.request_id, seconds
+        )
+    )
+    _PENDING_TIMERS.add(task)
+    task.add_done_callback(_PENDING_TIMERS.discard)
+
+
+_PENDING_TIMERS: set[asyncio.Task[None]] = set()
+
+
+async def _expire_later(
+    confirmations: ConfirmationService,
+    bot: Bot,
+    i18n: I18n,
+    language: str,
+    cashier_chat: int,
+    request_id: int,
+    seconds: int,
+) -> None:
+    """Tell the cashier when the member did not answer in time (the request's state in the
+    database is what counts; this is only the notice)."""
+    await asyncio.sleep(seconds)
+    request = await confirmations.settle(request_id, "expired")
+    if request is not None and request.status == "expired":
+        with contextlib.suppress(Exception):
+            await bot.send_message(cashier_chat, i18n.gettext("cashier-timeout", locale=language))
+
+
+async def member_answers(
+    callback: CallbackQuery,
+    callback_data: ConfirmCb,
+    member: MemberView,
+    confirmations: ConfirmationService,
+    ledger: LedgerService,
+    notifier: Notifier,
+    audit: AuditLog,
+    staff_language: StaffLanguage,
+    bot: Bot,
+) -> None:
+    request = await confirmations.get(callback_data.request_id)
+    if request is None or request.member_id != member.member_id:
+        await callback.answer(_("button-stale"), show_alert=True)
+        return
+    settled = await confirmations.settle(
+        request.request_id, "confirmed" if callback_data.accept else "declined"
+    )
+    assert settled is not None
+    message = callback.message if isinstance(callback.message, Message) else None
+    if settled.status == "expired" or (settled.status == "confirmed") != callback_data.accept:
+        await callback.answer(_("confirm-expired"), show_alert=True)
+        if message is not None:
+            await message.edit_reply_markup(reply_markup=None)
+        return
+    await callback.answer()
+    if message is not None:
+        await message.edit_text(
+            _("confirm-done") if callback_data.accept else _("confirm-declined")
+        )
+    cashier_language = await staff_language(settled.cashier_id)
+    if not callback_data.accept:
+        await bot.send_message(
+            settled.cashier_id,
+            staff_language.i18n.gettext("cashier-declined", locale=cashier_language),
+        )
+        return
+    with staff_language.i18n.use_locale(cashier_language):
+        await _record(
+            settled.cashier_id,
+            bot,
+            ledger,
+            notifier,
+            audit,
+            settled.member_id,
+            settled.cashier_id,
+            settled.receipt_id,
+            settled.amount,
+            settled.redeem_points,
+        )
+
+
+class StaffLanguage:
+    """The language to speak to a staff member in: theirs as a member, else the default."""
+
+    def __init__(self, ledger: LedgerService, i18n: I18n) -> None:
+        self.ledger = ledger
+        self.i18n = i18n
+
+    async def __call__(self, telegram_id: int) -> str:
+        member = await self.ledger.member_by_telegram(telegram_id)
+        return member.language if member else self.i18n.default_locale
+
+
+def _keyboard(rows: list[list[tuple[str, CallbackData]]]) -> InlineKeyboardMarkup:
+    return InlineKeyboardMarkup(
+        inline_keyboard=[
+            [InlineKeyboardButton(text=text, callback_data=data.pack()) for text, data in row]
+            for row in rows
+        ]
+    )

@@ -1,0 +1,111 @@
+"""Purchases recorded by a cashier in the bot, and redemptions the member confirms first."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Any
+
+from sqlalchemy import select, update
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from ledger.clock import Clock, SystemClock
+from storage.schema import redemption_requests
+
+CONFIRMATION_TTL = timedelta(minutes=2)
+
+
+@dataclass(frozen=True, slots=True)
+class RedemptionRequest:
+    request_id: int
+    member_id: int
+    cashier_id: int
+    receipt_id: str
+    amount: int
+    redeem_points: int
+    status: str  # pending | confirmed | declined | expired
+    expires_at: datetime
+
+
+class ConfirmationService:
+    """A redemption above the threshold waits here until the member answers, or expires."""
+
+    def __init__(
+        self, engine: AsyncEngine, clock: Clock | None = None, ttl: timedelta = CONFIRMATION_TTL
+    ) -> None:
+        self.engine = engine
+        self.clock: Clock = clock or SystemClock()
+        self.ttl = ttl
+
+    async def open(
+        self, *, member_id: int, cashier_id: int, receipt_id: str, amount: int, redeem_points: int
+    ) -> RedemptionRequest:
+        now = self.clock.now()
+        async with self.engine.begin() as conn:
+            row = (
+                await conn.execute(
+                    redemption_requests.insert()
+                    .values(
+                        member_id=member_id,
+                        cashier_id=cashier_id,
+                        receipt_id=receipt_id,
+                        amount=amount,
+                        redeem_points=redeem_points,
+                        status="pending",
+                        expires_at=now + self.ttl,
+                        created_at=now,
+                    )
+                    .returning(*redemption_requests.c)
+                )
+            ).one()
+        return _request(row)
+
+    async def get(self, request_id: int) -> RedemptionRequest | None:
+        async with self.engine.connect() as conn:
+            row = (
+                await conn.execute(
+                    select(redemption_requests).where(redemption_requests.c.id == request_id)
+                )
+            ).first()
+        return _request(row) if row is not None else None
+
+    async def settle(self, request_id: int, status: str) -> RedemptionRequest | None:
+        """Move a pending request to `status`: confirmed or declined while it is unexpired;
+        expired when its time is over or when the timer says so. Returns the request as it
+        now is; None if unknown."""
+        now = self.clock.now()
+        async with self.engine.begin() as conn:
+            expire = update(redemption_requests).where(
+                redemption_requests.c.id == request_id, redemption_requests.c.status == "pending"
+            )
+            if status != "expired":
+                expire = expire.where(redemption_requests.c.expires_at <= now)
+            await conn.execute(expire.values(status="expired"))
+            if status != "expired":
+                await conn.execute(
+                    update(redemption_requests)
+                    .where(
+                        redemption_requests.c.id == request_id,
+                        redemption_requests.c.status == "pending",
+                    )
+                    .values(status=status)
+                )
+            row = (
+                await conn.execute(
+                    select(redemption_requests).where(redemption_requests.c.id == request_id)
+                )
+            ).first()
+        return _request(row) if row is not None else None
+
+
+def _request(row: Any) -> RedemptionRequest:
+    return RedemptionRequest(
+        request_id=row.id,
+        member_id=row.member_id,
+        cashier_id=row.cashier_id,
+        receipt_id=row.receipt_id,
+        amount=row.amount,
+        redeem_points=row.redeem_points,
+        status=row.status,
+        expires_at=row.expires_at,
+    )

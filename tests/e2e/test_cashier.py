@@ -1,0 +1,200 @@
+"""Staff roles and cashier mode end to end: QR link -> purchase -> redemption -> receipt."""
+
+from __future__ import annotations
+
+from bot.app import Application
+from cards.token import sign_card_token
+from emulator import BotAPIEmulator, EmulatedUser
+from ledger.invariants import check_ledger
+from staff.audit import AuditLog
+from tests.e2e.conftest import ADMIN_ID, SECRET, join
+
+
+async def _make_cashier(
+    emulator: BotAPIEmulator, app: Application, user_id: int, username: str
+) -> EmulatedUser:
+    cashier = emulator.user(user_id, "Kate", username=username, language_code="en")
+    await join(cashier, f"+7999000{user_id:04d}")  # a member too, so @username is known
+    admin = emulator.user(ADMIN_ID, "Boss", language_code="en")
+    await admin.send_command(f"/staff add @{username} cashier")
+    assert "is now cashier" in ((await admin.wait_message()).text or "")
+    assert "You now have the role: cashier" in ((await cashier.wait_message()).text or "")
+    return cashier
+
+
+async def _qr_start(app: Application, telegram_id: int) -> str:
+    member = await app.services.ledger.member_by_telegram(telegram_id)  # type: ignore[union-attr]
+    assert member is not None
+    return f"/start c_{sign_card_token(member.card_number, SECRET)}"
+
+
+async def test_admin_grants_lists_and_removes_roles(
+    emulator: BotAPIEmulator, app: Application
+) -> None:
+    admin = emulator.user(ADMIN_ID, "Boss", language_code="en")
+    await admin.send_command("/staff add 4242 support")
+    assert (await admin.wait_message()).text == "Done: 4242 is now support."
+    await admin.send_command("/staff add 4242 support")
+    assert "already has the role" in ((await admin.wait_message()).text or "")
+    await admin.send_command("/staff add @nobody_known cashier")
+    assert "I don't know @nobody_known yet" in ((await admin.wait_message()).text or "")
+    await admin.send_command("/staff add 4242 janitor")
+    assert "Unknown role" in ((await admin.wait_message()).text or "")
+    await admin.send_command("/staff list")
+    listing = (await admin.wait_message()).text or ""
+    assert "4242 — support" in listing and f"{ADMIN_ID} — admin (from ADMIN_IDS)" in listing
+    await admin.send_command(f"/staff remove {ADMIN_ID} admin")
+    assert "from ADMIN_IDS" in ((await admin.wait_message()).text or "")
+    await admin.send_command("/staff remove 4242 support")
+    assert (await admin.wait_message()).text == "Done: 4242 is no longer support."
+    actions = [(r.action, r.actor, r.target) for r in await AuditLog(app.engine).recent()]  # type: ignore[arg-type]
+    assert ("staff.grant", f"tg:{ADMIN_ID}", "tg:4242") in actions
+    assert ("staff.revoke", f"tg:{ADMIN_ID}", "tg:4242") in actions
+
+
+async def test_non_admin_cannot_manage_staff(emulator: BotAPIEmulator, app: Application) -> None:
+    user = emulator.user(4300, "Ivan", language_code="en")
+    await join(user, "+79990004300")
+    await user.send_command("/staff add 4300 admin")
+    assert "don't know this command" in ((await user.wait_message()).text or "")
+    assert await app.services.staff.roles_of(4300) == frozenset()  # type: ignore[union-attr]
+
+
+async def test_cashier_scans_qr_records_purchase_with_redemption_and_member_gets_receipt(
+    emulator: BotAPIEmulator, app: Application
+) -> None:
+    customer = emulator.user(4001, "Anna", language_code="en")
+    await join(customer, "+79991234567")
+    cashier = await _make_cashier(emulator, app, 4100, "kate_till")
+
+    await cashier.send_command(await _qr_start(app, 4001))
+    panel = await cashier.wait_message()
+    assert (panel.text or "").startswith("👤 Anna · +7 *** ***-45-67")
+    assert "Base" in (panel.text or "") and "100 points" in (panel.text or "")
+    await cashier.press_button(panel, "🧾 Record a purchase")
+    await cashier.wait_message()
+    await cashier.send_text("abc")
+    assert "That is not an amount" in ((await cashier.wait_message()).text or "")
+    await cashier.send_text("1000")
+    offer = await cashier.wait_message()
+    assert "Points can pay up to 100 points" in (offer.text or "")
+    await cashier.press_button(offer, "Pay 100 points with points")
+    confirm = await cashier.wait_message()
+    assert "The customer earns: 18 points" in (confirm.text or "")
+    confirm_data = confirm.button("✅ Confirm").callback_data or ""
+    await cashier.press(confirm, confirm_data)
+    done = await cashier.wait_message()
+    assert (
+        done.text
+        == "✅ Recorded. Earned: 18 points, paid with points: 100 points. Balance: 18 points."
+    )
+    again = await cashier.press(confirm, confirm_data)  # a double tap records nothing more
+    assert (await again.wait_answer()).text == "This button is no longer active."
+
+    receipt = await customer.wait_message()
+    assert "Purchase tg-4100-" in (receipt.text or "")
+    assert "Paid with points: 100 points" in (receipt.text or "")
+    assert "Earned: 18 points" in (receipt.text or "") and "Balance: 18 points" in (
+        receipt.text or ""
+    )
+    ledger = app.services.ledger  # type: ignore[union-attr]
+    member = await ledger.member_by_telegram(4001)
+    assert member is not None and member.balance == 18
+    assert await check_ledger(ledger.engine) == []
+    audit = [(r.action, r.actor) for r in await AuditLog(app.engine).recent()]  # type: ignore[arg-type]
+    assert ("cashier.purchase", "tg:4100") in audit
+
+
+async def test_cashier_finds_a_member_by_phone_and_sells_without_points(
+    emulator: BotAPIEmulator, app: Application
+) -> None:
+    customer = emulator.user(4002, "Boris", language_code="ru")
+    await join(customer, "+79997654321")
+    cashier = await _make_cashier(emulator, app, 4101, "till_two")
+    await cashier.send_command("/sale")
+    await cashier.wait_message()
+    await cashier.send_text("+7 000 000-00-00")
+    assert "No member" in ((await cashier.wait_message()).text or "")
+    await cashier.send_text("8 999 765-43-21")
+    panel = await cashier.wait_message()
+    assert "Boris" in (panel.text or "")
+    await cashier.press_button(panel, "🧾 Record a purchase")
+    await cashier.wait_message()
+    await cashier.send_text("500")
+    offer = await cashier.wait_message()
+    await cashier.press_button(offer, "No points")
+    confirm = await cashier.wait_message()
+    await cashier.press_button(confirm, "✅ Confirm")
+    assert "Earned: 10 points" in ((await cashier.wait_message()).text or "")
+    receipt = await customer.wait_message()
+    assert "Начислено: 10 баллов" in (receipt.text or "")  # in the member's own language
+
+
+async def test_someone_without_the_role_opening_a_card_link_learns_nothing(
+    emulator: BotAPIEmulator, app: Application
+) -> None:
+    customer = emulator.user(4003, "Secret", language_code="en")
+    await join(customer, "+79990004003")
+    link = await _qr_start(app, 4003)
+    stranger = emulator.user(4004, "Nosy", language_code="en")
+    await stranger.send_command(link)
+    greeting = await stranger.wait_message()
+    assert "Secret" not in (greeting.text or "") and "+7" not in (greeting.text or "")
+    assert "Hi, Nosy!" in (greeting.text or "")
+    member_stranger = emulator.user(4005, "Member", language_code="en")
+    await join(member_stranger, "+79990004005")
+    await member_stranger.send_command(link)
+    text = (await member_stranger.wait_message()).text or ""
+    assert "Welcome back, Member!" in text and "Secret" not in text
+
+
+async def test_large_redemption_is_confirmed_by_the_member_first(
+    emulator: BotAPIEmulator, app: Application
+) -> None:
+    customer = emulator.user(4006, "Rich", language_code="en")
+    await join(customer, "+79990004006")
+    ledger = app.services.ledger  # type: ignore[union-attr]
+    member = await ledger.member_by_telegram(4006)
+    assert member is not None
+    await ledger.adjust(member_id=member.member_id, points=1900, reason="test", actor="test")
+    cashier = await _make_cashier(emulator, app, 4102, "till_three")
+
+    async def sell(amount: str) -> None:
+        await cashier.send_command(await _qr_start(app, 4006))
+        panel = await cashier.wait_message()
+        await cashier.press_button(panel, "🧾 Record a purchase")
+        await cashier.wait_message()
+        await cashier.send_text(amount)
+        offer = await cashier.wait_message()
+        await cashier.press(offer, offer.inline_buttons[0].callback_data or "")
+        confirm = await cashier.wait_message()
+        await cashier.press_button(confirm, "✅ Confirm")
+        waiting = await cashier.wait_edit(confirm)
+        assert "Waiting for the customer to confirm" in (waiting.text or "")
+
+    # Refused by the member: nothing recorded.
+    await sell("5000")
+    ask = await customer.wait_message()
+    assert "pay 1,500 points for a purchase of 5,000" in (ask.text or "")
+    await customer.press_button(ask, "❌ No")
+    assert "declined" in ((await cashier.wait_message()).text or "")
+    assert (await ledger.balance(member.member_id)).balance == 2000
+
+    # Not answered in time: nothing recorded, the cashier is told, a late "yes" does nothing.
+    await sell("5000")
+    late = await customer.wait_message()
+    assert "did not confirm in time" in ((await cashier.wait_message(timeout=6)).text or "")
+    answer = await (await customer.press_button(late, "✅ Yes, pay with points")).wait_answer()
+    assert "expired" in (answer.text or "")
+    assert (await ledger.balance(member.member_id)).balance == 2000
+
+    # Confirmed: recorded once, both told.
+    await sell("6000")
+    ask = await customer.wait_message()
+    await customer.press_button(ask, "✅ Yes, pay with points")
+    done = await cashier.wait_message()
+    assert "Recorded" in (done.text or "") and "paid with points: 1,800 points" in (done.text or "")
+    receipt = await customer.wait_message()
+    assert "Paid with points: 1,800 points" in (receipt.text or "")
+    assert (await ledger.balance(member.member_id)).balance == 200 + 84
+    assert await check_ledger(ledger.engine) == []
