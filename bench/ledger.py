@@ -73,6 +73,7 @@ TARGET_PG16 = 1_500
 TARGET_RATIO = 0.3
 PG_POOL_SIZE = 16
 CONFIGS = ("sqlite", "pg1", "pg16")
+Probe = Callable[[], Awaitable[dict[int, float]]]
 
 
 @dataclass(frozen=True)
@@ -124,9 +125,11 @@ class Result:
     loop_cpu: float = 0.0  # CPU seconds of the event loop's thread during the timed purchases
     process_cpu: float = 0.0  # CPU seconds of this whole process (incl. aiosqlite's threads)
     machine_cpu: float = 0.0  # CPU seconds of every process (this one, PostgreSQL, others)
+    server_cpu: float | None = None  # CPU seconds of the PostgreSQL backends serving the run
     floor_seconds: float = 0.0
     floor_process_cpu: float = 0.0
     floor_machine_cpu: float = 0.0
+    floor_server_cpu: float | None = None
     floor_latencies: list[float] = field(default_factory=list)
 
     @property
@@ -272,7 +275,11 @@ async def _run_purchases(
 
 
 async def bench_ledger(
-    engine: AsyncEngine, config: Config, args: argparse.Namespace, result: Result
+    engine: AsyncEngine,
+    config: Config,
+    args: argparse.Namespace,
+    result: Result,
+    probe: Probe | None = None,
 ) -> None:
     rules = load_rules(ROOT / "rules.toml")
     ledger = LedgerService(engine, rules)
@@ -284,6 +291,7 @@ async def bench_ledger(
         ledger, rules, partitions, balances, args.warmup, "warm", args.seed + 1, None, None
     )
     stop_counting = result.census.listen(engine)
+    server_before = await probe() if probe is not None else None
     profiler = cProfile.Profile() if args.profile else None
     try:
         if profiler is not None:
@@ -314,6 +322,8 @@ async def bench_ledger(
             profiler.dump_stats(path)
             print(f"  cProfile of the timed purchases written to {path}", file=sys.stderr)
         stop_counting()
+    if probe is not None and server_before is not None:
+        result.server_cpu = _cpu_delta(server_before, await probe())
     result.violations = [str(v) for v in await check_ledger(engine)]
 
 
@@ -327,8 +337,10 @@ async def _floor_workers(
     seed: int,
     transaction: Callable[[int, int], Awaitable[None]],
     result: Result | None,
+    probe: Probe | None = None,
 ) -> float:
     latencies = result.floor_latencies if result is not None else None
+    server_before = await probe() if probe is not None and result is not None else None
 
     async def worker(w: int, n: int) -> None:
         rng = random.Random(seed * 1000 + w)
@@ -345,7 +357,10 @@ async def _floor_workers(
     if result is not None:
         result.floor_process_cpu = time.process_time() - cpu
         result.floor_machine_cpu = _machine_busy() - machine
-    return time.perf_counter() - started
+    elapsed = time.perf_counter() - started
+    if result is not None and probe is not None and server_before is not None:
+        result.floor_server_cpu = _cpu_delta(server_before, await probe())
+    return elapsed
 
 
 async def sqlite_floor(
@@ -400,7 +415,11 @@ async def sqlite_floor(
 
 
 async def postgres_floor(
-    dsn: str, config: Config, args: argparse.Namespace, result: Result
+    dsn: str,
+    config: Config,
+    args: argparse.Namespace,
+    result: Result,
+    probe: Probe | None = None,
 ) -> None:
     """asyncpg with a pool of `workers` connections; one INSERT + one UPDATE per transaction."""
     import asyncpg
@@ -437,13 +456,50 @@ async def postgres_floor(
             config.workers, args.warmup, args.members, args.seed + 1, transaction, None
         )
         result.floor_seconds = await _floor_workers(
-            config.workers, config.purchases, args.members, args.seed, transaction, result
+            config.workers, config.purchases, args.members, args.seed, transaction, result, probe
         )
     finally:
         await pool.close()
 
 
 # ---------------------------------------------------------------------------- PostgreSQL
+
+
+def _backend_probe(dbname: str) -> Probe:
+    """CPU seconds used so far by each PostgreSQL backend process connected to `dbname`.
+
+    Read from /proc, so only for a server on this machine; a pid that is not a postgres
+    process here (a remote or containerised server) is ignored.
+    """
+
+    async def probe() -> dict[int, float]:
+        import asyncpg
+
+        conn = await asyncpg.connect(PG_ADMIN_URL, timeout=3)
+        try:
+            rows = await conn.fetch("SELECT pid FROM pg_stat_activity WHERE datname = $1", dbname)
+        finally:
+            await conn.close()
+        tick = os.sysconf("SC_CLK_TCK") if hasattr(os, "sysconf") else 100
+        found: dict[int, float] = {}
+        for (pid,) in rows:
+            try:
+                proc = Path(f"/proc/{pid}")
+                if "postgres" not in (proc / "comm").read_text():
+                    continue
+                fields = (proc / "stat").read_text().rsplit(")", 1)[1].split()
+                found[pid] = (int(fields[11]) + int(fields[12])) / tick
+            except (OSError, ValueError, IndexError):
+                continue
+        return found
+
+    return probe
+
+
+def _cpu_delta(before: dict[int, float], after: dict[int, float]) -> float | None:
+    if not after:
+        return None
+    return sum(cpu - before.get(pid, 0.0) for pid, cpu in after.items())
 
 
 async def _pg_admin(statement: str) -> None:
@@ -501,10 +557,10 @@ async def run_config(config: Config, args: argparse.Namespace, workdir: Path) ->
         engine = create_engine(url, pool_size=max(PG_POOL_SIZE, config.workers))
         try:
             await upgrade_schema(engine)
-            await bench_ledger(engine, config, args, result)
+            await bench_ledger(engine, config, args, result, _backend_probe(name))
         finally:
             await engine.dispose()
-        await postgres_floor(dsn, config, args, result)
+        await postgres_floor(dsn, config, args, result, _backend_probe(name))
     finally:
         await _pg_admin(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")
     return result
@@ -547,6 +603,11 @@ def print_table(results: list[Result]) -> None:
                 f" {r.floor_process_cpu / fn * 1000:.2f} ms this process,"
                 f" {r.floor_machine_cpu / fn * 1000:.2f} ms whole machine"
             )
+            if r.server_cpu is not None and r.floor_server_cpu is not None:
+                print(
+                    f"    PostgreSQL backends' CPU: {r.server_cpu / n * 1000:.2f} ms per purchase,"
+                    f" {r.floor_server_cpu / fn * 1000:.2f} ms per floor transaction"
+                )
         for line in (r.violations + r.errors)[:5]:
             print(f"    {line}")
         census = r.census

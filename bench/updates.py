@@ -73,6 +73,7 @@ KINDS = tuple(kind for kind, _ in MIX)
 TARGET_RATE = 300.0
 TARGET_P99_MS = 100.0
 TARGET_RATIO = 0.3
+CENSUS_UPDATES = 20  # per kind, one at a time after the timed phase, to count SQL per update
 
 Checker = Callable[[str, "SimUser", BotMessage, int], "str | None"]
 
@@ -128,6 +129,7 @@ class Run:
     api_calls: Counter[str] = field(default_factory=Counter)
     sql: Counter[str] = field(default_factory=Counter)
     sql_seconds: dict[str, list[float]] = field(default_factory=dict)  # per verb, each statement
+    census: dict[str, Counter[str]] = field(default_factory=dict)  # SQL by update kind, serial
     notes: list[str] = field(default_factory=list)
 
     @property
@@ -171,9 +173,7 @@ def make_users(emu: BotAPIEmulator, token: str, count: int) -> list[SimUser]:
     return sims
 
 
-async def step(
-    sim: SimUser, kind: str, wait_s: float, check: Checker
-) -> tuple[float, str | None]:
+async def step(sim: SimUser, kind: str, wait_s: float, check: Checker) -> tuple[float, str | None]:
     """Send one update and wait for its answer: (latency in seconds or -1, problem or None)."""
     user = sim.handle
     messages = user.chat.bot_messages
@@ -261,7 +261,10 @@ async def drive(
 
 
 async def first_answers(
-    sims: Sequence[SimUser], text: str, concurrency: int, wait_s: float,
+    sims: Sequence[SimUser],
+    text: str,
+    concurrency: int,
+    wait_s: float,
     keep: Callable[[SimUser, BotMessage], None] | None = None,
 ) -> None:
     """Every user sends `text` once and waits for the answer (warm-up)."""
@@ -284,8 +287,12 @@ def keep_history(sim: SimUser, answer: BotMessage) -> None:
 
 
 async def timed(
-    run: Run, sims: Sequence[SimUser], args: argparse.Namespace, check: Checker,
-    emu: BotAPIEmulator, profiler: cProfile.Profile | None = None,
+    run: Run,
+    sims: Sequence[SimUser],
+    args: argparse.Namespace,
+    check: Checker,
+    emu: BotAPIEmulator,
+    profiler: cProfile.Profile | None = None,
 ) -> None:
     kinds = mixed_kinds(args.updates, args.seed)
     calls_before = Counter(emu.stats.calls)
@@ -350,7 +357,8 @@ async def bench_loyalty(emu: BotAPIEmulator, args: argparse.Namespace, tmp: Path
             assert member is not None
             for k in range(args.purchases):
                 await ledger.purchase(
-                    receipt_id=f"S-{sim.handle.id}-{k}", member_id=member.member_id,
+                    receipt_id=f"S-{sim.handle.id}-{k}",
+                    member_id=member.member_id,
                     amount_kopecks=rng.randint(100_00, 5_000_00),
                 )
         setup = time.perf_counter() - started
@@ -369,8 +377,12 @@ async def bench_loyalty(emu: BotAPIEmulator, args: argparse.Namespace, tmp: Path
             if not any(b.callback_data == "hist:1" for b in sim.history.inline_buttons):
                 raise RuntimeError(f"user {sim.handle.id}: history has one page only: {text!r}")
         await drive(
-            sims, mixed_kinds(args.warmup, args.seed + 1), args.concurrency, args.timeout,
-            loyalty_check, None,
+            sims,
+            mixed_kinds(args.warmup, args.seed + 1),
+            args.concurrency,
+            args.timeout,
+            loyalty_check,
+            None,
         )
         run.notes.append(
             f"warm-up: {args.users} card uploads, {args.users} history pages and"
@@ -378,9 +390,10 @@ async def bench_loyalty(emu: BotAPIEmulator, args: argparse.Namespace, tmp: Path
         )
 
         began: dict[int, float] = {}
+        sink = [run.sql]  # where statements are counted: the timed phase, then the census
 
         def before(_conn: Any, cursor: Any, statement: str, *_args: Any) -> None:
-            run.sql[_verb(statement)] += 1
+            sink[0][_verb(statement)] += 1
             began[id(cursor)] = time.perf_counter()
 
         def after(_conn: Any, cursor: Any, statement: str, *_args: Any) -> None:
@@ -396,6 +409,9 @@ async def bench_loyalty(emu: BotAPIEmulator, args: argparse.Namespace, tmp: Path
         wall_start = time.time()
         try:
             await timed(run, sims, args, loyalty_check, emu, profiler)
+            for kind in KINDS:  # one at a time, so every statement belongs to that update
+                sink[0] = run.census[kind] = Counter()
+                await drive(sims, [kind] * CENSUS_UPDATES, 1, args.timeout, loyalty_check, None)
         finally:
             event.remove(sync_engine, "before_cursor_execute", before)
             event.remove(sync_engine, "after_cursor_execute", after)
@@ -406,7 +422,8 @@ async def bench_loyalty(emu: BotAPIEmulator, args: argparse.Namespace, tmp: Path
 
         app_bot = emu.bot(APP_TOKEN).id
         photos = [
-            c for c in emu.calls
+            c
+            for c in emu.calls
             if c.method == "sendPhoto" and c.bot_id == app_bot and c.time >= wall_start
         ]
         uploads = sum(isinstance(c.params.get("photo"), UploadedFile) for c in photos)
@@ -458,8 +475,12 @@ async def bench_echo(emu: BotAPIEmulator, args: argparse.Namespace) -> Run:
     ):
         await first_answers(sims, HISTORY, args.concurrency, args.timeout, keep_history)
         await drive(
-            sims, mixed_kinds(args.warmup, args.seed + 1), args.concurrency, args.timeout,
-            echo_check, None,
+            sims,
+            mixed_kinds(args.warmup, args.seed + 1),
+            args.concurrency,
+            args.timeout,
+            echo_check,
+            None,
         )
         await timed(run, sims, args, echo_check, emu)
     return run
@@ -573,8 +594,9 @@ def print_report(app: Run, echo: Run | None, args: argparse.Namespace) -> bool:
             continue
         calls = ", ".join(f"{m} {n}" for m, n in sorted(run.api_calls.items()) if n)
         print(f"{run.name}: Bot API calls in the timed phase: {calls}")
-        updates_per_poll = run.count / run.api_calls["getUpdates"] if run.api_calls[
-            "getUpdates"] else 0.0
+        updates_per_poll = (
+            run.count / run.api_calls["getUpdates"] if run.api_calls["getUpdates"] else 0.0
+        )
         cpu_share = run.process_cpu / run.seconds if run.seconds else 0.0
         print(
             f"  {updates_per_poll:.1f} updates per getUpdates; process CPU {cpu_share:.0%} of"
@@ -584,6 +606,11 @@ def print_report(app: Run, echo: Run | None, args: argparse.Namespace) -> bool:
             total = sum(run.sql.values())
             verbs = ", ".join(f"{v} {n / run.count:.1f}" for v, n in run.sql.most_common())
             print(f"  SQL statements per update: {total / run.count:.1f} ({verbs})")
+            for kind, counted in run.census.items():
+                verbs = ", ".join(
+                    f"{v} {n / CENSUS_UPDATES:.1f}" for v, n in counted.most_common()
+                )
+                print(f"    {kind:<8} {sum(counted.values()) / CENSUS_UPDATES:.1f} ({verbs})")
             print("  SQL statement time, from the loop's side (queue + lock wait + execution):")
             for verb, spent in sorted(run.sql_seconds.items(), key=lambda item: -sum(item[1])):
                 p50, p99 = 1000 * _percentile(spent, 0.5), 1000 * _percentile(spent, 0.99)
@@ -631,26 +658,44 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         prog="python -m bench.updates", description=(__doc__ or "").split("\n")[0]
     )
     parser.add_argument("--users", type=int, default=200, help="simulated users (default 200)")
-    parser.add_argument("--updates", type=int, default=3_000,
-                        help="timed updates per bot (default 3000)")
-    parser.add_argument("--concurrency", type=int, default=20,
-                        help="updates in flight at most: workers, each owning some users"
-                             " (default 20)")
-    parser.add_argument("--warmup", type=int, default=300,
-                        help="untimed mixed updates after the first card/history (default 300)")
-    parser.add_argument("--purchases", type=int, default=15,
-                        help="seeded purchases per member; 10+ gives 2 history pages"
-                             " (default 15)")
-    parser.add_argument("--timeout", type=float, default=10.0,
-                        help="seconds to wait for one answer (default 10)")
+    parser.add_argument(
+        "--updates", type=int, default=3_000, help="timed updates per bot (default 3000)"
+    )
+    parser.add_argument(
+        "--concurrency",
+        type=int,
+        default=20,
+        help="updates in flight at most: workers, each owning some users (default 20)",
+    )
+    parser.add_argument(
+        "--warmup",
+        type=int,
+        default=300,
+        help="untimed mixed updates after the first card/history (default 300)",
+    )
+    parser.add_argument(
+        "--purchases",
+        type=int,
+        default=15,
+        help="seeded purchases per member; 10+ gives 2 history pages (default 15)",
+    )
+    parser.add_argument(
+        "--timeout", type=float, default=10.0, help="seconds to wait for one answer (default 10)"
+    )
     parser.add_argument("--seed", type=int, default=1)
     parser.add_argument("--skip-echo", action="store_true", help="no echo floor")
     parser.add_argument("--strict", action="store_true", help="exit 1 when a target is missed")
-    parser.add_argument("--profile", metavar="PATH",
-                        help="cProfile the bot's timed phase (the whole event loop) into PATH")
+    parser.add_argument(
+        "--profile",
+        metavar="PATH",
+        help="cProfile the bot's timed phase (the whole event loop) into PATH",
+    )
     parser.add_argument("--profile-top", type=int, default=25, help="functions to list")
-    parser.add_argument("--log-level", default="WARNING",
-                        help="logging level for the bot and aiogram (default WARNING)")
+    parser.add_argument(
+        "--log-level",
+        default="WARNING",
+        help="logging level for the bot and aiogram (default WARNING)",
+    )
     args = parser.parse_args(argv)
     if args.users < 1 or args.updates < 1 or args.concurrency < 1:
         parser.error("--users, --updates and --concurrency must be positive")

@@ -35,6 +35,7 @@ from handlers.onboarding import build_onboarding_router
 from ledger.clock import Clock, SystemClock
 from ledger.rules import Rules, load_rules
 from ledger.service import LedgerService
+from scheduler.jobs import Jobs, Leadership, SchedulerRunner, new_runner_id
 from scheduler.outbox import Outbox, Sender
 from staff.audit import AuditLog
 from staff.roles import StaffService
@@ -78,8 +79,9 @@ class Application:
     api_url: str = ""
     sender: Sender | None = None
     notifier: Notifier | None = None
+    scheduler: SchedulerRunner | None = None
+    jobs: Jobs | None = None
     _polling: asyncio.Task[None] | None = None
-    _sending: asyncio.Task[None] | None = None
     _api_runner: web.AppRunner | None = None
 
     async def start(self) -> None:
@@ -125,7 +127,9 @@ class Application:
             rate_per_second=settings.send_rate_per_second,
             per_chat_interval=settings.send_per_chat_interval,
         )
-        self._sending = asyncio.create_task(self.sender.run(), name="outbox-sender")
+        self.jobs = Jobs(self.services.ledger, self.notifier, new_runner_id())
+        self.scheduler = SchedulerRunner(self.jobs, self.sender, Leadership(self.engine))
+        await self.scheduler.start()
         await self._start_api(settings)
 
     async def _start_api(self, settings: Settings) -> None:
@@ -201,10 +205,8 @@ class Application:
     async def stop(self) -> None:
         if self._api_runner is not None:
             await self._api_runner.cleanup()
-        if self.sender is not None and self._sending is not None:
-            self.sender.stop()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._sending
+        if self.scheduler is not None:
+            await self.scheduler.stop()
         if self.dispatcher is not None and self._polling is not None:
             with contextlib.suppress(RuntimeError):  # polling already stopped
                 await self.dispatcher.stop_polling()

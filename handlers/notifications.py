@@ -3,12 +3,16 @@ outbox (scheduler.outbox), the one delivery path. Receipts are transactional: ne
 
 from __future__ import annotations
 
+from datetime import datetime
+
 from aiogram.utils.i18n import I18n
 from aiogram.utils.i18n import gettext as _
+from sqlalchemy.ext.asyncio import AsyncConnection
 
-from handlers.common import points_text, roubles_text, tier_text
+from handlers.common import date_text, points_text, roubles_text, tier_text
 from ledger.service import LedgerService
 from ledger.views import MemberView, PurchaseResult, RefundResult
+from scheduler.due import BurnWarning, Recipient, TierNews
 from scheduler.outbox import TRANSACTIONAL, Outbox
 
 
@@ -67,10 +71,63 @@ class Notifier:
             category=TRANSACTIONAL,
         )
 
+    async def burn_warning(self, warning: BurnWarning) -> bool:
+        """Queue "N points burn on DATE"; a warning already queued for this date and threshold
+        is not queued again."""
+        recipient = warning.recipient
+        if recipient.telegram_id is None:
+            return False
+        with self.i18n.context(), self.i18n.use_locale(recipient.language):
+            text = _("burn-warning").format(
+                points=points_text(warning.points),
+                date=date_text(warning.burns_at, recipient.timezone),
+            )
+        return await self.outbox.enqueue(
+            dedup_key=warning.dedup_key,
+            chat_id=recipient.telegram_id,
+            member_id=recipient.member_id,
+            text=text,
+            category="reminder",
+            expires_at=warning.relevant_until,
+        )
+
+    async def tier_up(self, news: TierNews, conn: AsyncConnection, today: str) -> bool:
+        recipient = news.recipient
+        if recipient.telegram_id is None:
+            return False
+        tier = self.ledger.rules.tier(news.tier)
+        with self.i18n.context(), self.i18n.use_locale(recipient.language):
+            text = _("tier-up").format(tier=tier_text(news.tier), rate=tier.rub_per_point)
+        return await self.outbox.enqueue(
+            dedup_key=f"tier:{recipient.member_id}:{news.tier}:{today}",
+            chat_id=recipient.telegram_id,
+            member_id=recipient.member_id,
+            text=text,
+            category="tier",
+            conn=conn,
+        )
+
+    async def birthday(
+        self, recipient: Recipient, points: int, valid_until: datetime, year: int
+    ) -> bool:
+        if recipient.telegram_id is None:
+            return False
+        with self.i18n.context(), self.i18n.use_locale(recipient.language):
+            text = _("birthday-greeting").format(
+                points=points_text(points), date=date_text(valid_until, recipient.timezone)
+            )
+        return await self.outbox.enqueue(
+            dedup_key=f"birthday:{recipient.member_id}:{year}",
+            chat_id=recipient.telegram_id,
+            member_id=recipient.member_id,
+            text=text,
+            category="birthday",
+            expires_at=valid_until,
+        )
+
     async def _tier_lines(self, member: MemberView, tier: str, previous: str) -> list[str]:
+        """Progress to the next tier; reaching a tier is announced separately as tier news."""
         lines = []
-        if tier != previous and _rank(self.ledger, tier) > _rank(self.ledger, previous):
-            lines.append(_("receipt-tier-up").format(tier=tier_text(tier)))
         view = await self.ledger.balance(member.member_id)
         if view.next_tier:
             lines.append(
@@ -79,8 +136,3 @@ class Notifier:
                 )
             )
         return lines
-
-
-def _rank(ledger: LedgerService, tier: str) -> int:
-    names = [t.name for t in ledger.rules.tiers]
-    return names.index(tier) if tier in names else 0

@@ -799,6 +799,24 @@ class LedgerService:
             return 0
         return 0 if replayed else points
 
+    def birthday_year(self, member: MemberView) -> int | None:
+        """The year whose birthday it is today in the member's time zone, if it is today."""
+        if member.birthday is None:
+            return None
+        local_today = self.clock.now().astimezone(ZoneInfo(member.timezone)).date()
+        return local_today.year if _is_birthday(member.birthday, local_today) else None
+
+    async def has_birthday_bonus(self, member_id: int, year: int) -> bool:
+        async with self.engine.connect() as conn:
+            found = (
+                await conn.execute(
+                    select(operations.c.id).where(
+                        operations.c.key == f"birthday:{member_id}:{year}"
+                    )
+                )
+            ).first()
+        return found is not None
+
     async def birthday_candidates(self) -> list[int]:
         """Active members whose birthday is today or tomorrow in UTC (time zones differ)."""
         today = self.clock.now().date()

@@ -51,7 +51,7 @@ from storage.schema import members, outbox
 log = logging.getLogger("loyalty.outbox")
 
 TRANSACTIONAL = "transactional"
-PRIORITY = {TRANSACTIONAL: 100, "reminder": 30, "tier": 20, "offer": 10}
+PRIORITY = {TRANSACTIONAL: 100, "birthday": 40, "reminder": 30, "tier": 20, "offer": 10}
 OPT_OUT_FIELD = {"reminder": "notify_reminders", "tier": "notify_tier", "offer": "notify_offers"}
 CAP_WINDOW = timedelta(days=7)
 MAX_ATTEMPTS = 8
@@ -294,7 +294,12 @@ class Sender:
             wake.cancel()
 
     def stop(self) -> None:
+        """Finish the messages in flight, put the rest of the batch back, then return from
+        `run()`."""
         self._stopping.set()
+
+    def restart(self) -> None:
+        self._stopping = asyncio.Event()
 
     async def drain(self) -> int:
         """Send everything due now (used by tests and jobs); returns how many were handled."""

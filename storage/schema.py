@@ -90,6 +90,8 @@ members = Table(
     Column("pending", Integer, nullable=False, server_default="0"),
     Column("debt", Integer, nullable=False, server_default="0"),
     Column("tier", String(16), nullable=False, server_default="base"),
+    # The highest tier the member has been told about; tier news goes out when tier passes it.
+    Column("tier_announced", String(16), nullable=False, server_default="base"),
     CheckConstraint("balance >= 0", name="balance_not_negative"),
     CheckConstraint("pending >= 0", name="pending_not_negative"),
     CheckConstraint("debt >= 0", name="debt_not_negative"),
@@ -292,4 +294,17 @@ outbox = Table(
     Column("message_id", BigInteger, nullable=True),
     Index("ix_outbox_due", "status", "not_before"),
     Index("ix_outbox_member_sent", "member_id", "sent_at"),
+)
+
+# Each run of a scheduled job: which process ran it and what it did (for operators, and for
+# the test that two processes never run the same job).
+job_runs = Table(
+    "job_runs",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("job", String(32), nullable=False),
+    Column("runner", String(64), nullable=False),
+    Column("started_at", UTCDateTime, nullable=False),
+    Column("finished_at", UTCDateTime, nullable=True),
+    Column("result", Text, nullable=True),
 )

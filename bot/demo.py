@@ -1,0 +1,509 @@
+"""`python -m bot demo` (or `make demo`): the whole story offline, in one process, no token.
+
+It starts the Bot API emulator on a free local port and the real application against it (a
+throwaway SQLite database in a temporary directory, a random SECRET_KEY, a demo admin), then
+plays the people and prints the chat as a transcript while it happens:
+
+1. Anna opens the bot, agrees to the terms, shares her own phone and gets the welcome bonus
+   (and Boris, whose Telegram is in Russian, is greeted in Russian);
+2. the shop's till, with an API key made for it, posts two purchases to the HTTP API over real
+   HTTP; Anna gets a receipt in the chat for each;
+3. a third purchase pays part with points: first more than the cap allows (refused), then
+   within it;
+4. Anna checks her balance and history and asks for her card; the PNG is saved to
+   `data/demo-card.png` under the current directory;
+5. the owner makes Kate a cashier; Kate scans the QR on Anna's card and records a purchase in
+   the bot; Anna gets that receipt too.
+
+Exit status 0 when every step got the answer it waited for, 1 (with the step and the reason)
+otherwise. The narration is this developer tool's own English; everything the bot says comes
+from the bot, and button labels are looked up in the bot's own translations.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import io
+import json
+import logging
+import os
+import secrets
+import shutil
+import signal
+import sys
+import tempfile
+import textwrap
+import time
+import traceback
+from pathlib import Path
+from typing import Any
+from urllib.parse import quote
+
+import aiohttp
+from PIL import Image
+
+from api.keys import ApiKeyService
+from bot.app import Application
+from bot.settings import Settings
+from cards.render import format_card_number
+from emulator import BotAPIEmulator, BotMessage, EmulatedUser
+from ledger.invariants import check_ledger
+from ledger.rules import load_rules
+from ledger.service import LedgerService
+from ledger.views import MemberView
+
+ROOT = Path(__file__).resolve().parent.parent
+CARD_PATH = Path("data") / "demo-card.png"  # relative to the current directory
+TOKEN = "424242:DEMO-OFFLINE-TOKEN"
+BOT_USERNAME = "bonus_club_demo_bot"
+API_KEY_NAME = "demo-till"
+
+ANNA_ID, ANNA_PHONE = 1001, "+79991234567"
+BORIS_ID = 1002
+OWNER_ID = 9001
+KATE_ID = 7001
+
+WAIT = 10.0  # seconds to wait for any one answer
+TOTAL_TIMEOUT = 60.0  # the whole demo normally takes a few seconds
+WIDTH = 100
+QUIET_LOGGERS = ("aiogram", "aiohttp", "alembic", "sqlalchemy", "asyncio", "loyalty", "emulator")
+
+
+class DemoFailed(Exception):
+    """A step did not get the answer it expected."""
+
+
+# ------------------------------------------------------------------------ transcript
+
+
+class Transcript:
+    """Prints the chat as it happens: who speaks, what the bot says, its buttons."""
+
+    def __init__(self, color: bool) -> None:
+        self.color = color
+        self.width = max(60, min(shutil.get_terminal_size((WIDTH, 24)).columns, WIDTH))
+        self._keyboards: dict[int, list[list[str]]] = {}
+
+    @classmethod
+    def for_stdout(cls) -> Transcript:
+        color = sys.stdout.isatty() and "NO_COLOR" not in os.environ and os.environ.get(
+            "TERM"
+        ) not in (None, "dumb")
+        return cls(color)
+
+    def _style(self, text: str, code: str) -> str:
+        return f"\033[{code}m{text}\033[0m" if self.color else text
+
+    def bold(self, text: str) -> str:
+        return self._style(text, "1")
+
+    def dim(self, text: str) -> str:
+        return self._style(text, "2")
+
+    def line(self, text: str = "") -> None:
+        print(text, flush=True)
+
+    def section(self, title: str) -> None:
+        self.line()
+        self.line(self.bold(f"── {title} " + "─" * max(3, self.width - len(title) - 4)))
+
+    def note(self, text: str) -> None:
+        for index, part in enumerate(self._wrap(text, self.width - 3)):
+            self.line(self.dim(("ℹ  " if index == 0 else "   ") + part))
+
+    def person(self, name: str, action: str) -> None:
+        """A person's message or tap: `👤 Anna: /start`, `👤 Anna taps [✅ I agree]`."""
+        separator = ": " if not action.startswith(("taps", "shares", "scans", "opens")) else " "
+        self.line(f"👤 {self.bold(name)}{separator}{action}")
+
+    def bot(self, to: str, message: BotMessage, saved: str | None = None) -> None:
+        self.line(f"🤖 {self.bold('Bot')} → {to}:")
+        gutter = "   │ "
+        body_width = self.width - len(gutter)
+        if message.kind == "photo" and message.photo is not None:
+            self.line(gutter + _photo_summary(message.photo, saved))
+        for raw_line in (message.text if message.text is not None else message.caption or "").split(
+            "\n"
+        ):
+            for part in self._wrap(raw_line, body_width) or [""]:
+                self.line((gutter + part).rstrip())
+        for row in message.inline_keyboard:
+            self.line(gutter + " ".join(f"[{button.text}]" for button in row))
+        rows = [[button.text for button in row] for row in message.keyboard]
+        if rows and rows != self._keyboards.get(message.chat_id):
+            self._keyboards[message.chat_id] = rows
+            for row in rows:
+                self.line(gutter + "⌨ " + " ".join(f"[{text}]" for text in row))
+        elif message.removes_keyboard:
+            self._keyboards.pop(message.chat_id, None)
+            self.line(gutter + self.dim("⌨ (keyboard removed)"))
+
+    def http(
+        self, who: str, method: str, path: str, body: Any, status: int, answer: Any
+    ) -> None:
+        self.line(f"🧾 {self.bold(who)} → {method} {path}")
+        if body is not None:
+            self._json("   → ", body)
+        self._json(f"   ← {status} ", answer)
+
+    def _json(self, prefix: str, value: Any) -> None:
+        text = json.dumps(value, ensure_ascii=False)
+        parts = self._wrap(text, self.width - len(prefix))
+        for index, part in enumerate(parts):
+            self.line((prefix if index == 0 else " " * len(prefix)) + self.dim(part))
+
+    @staticmethod
+    def _wrap(text: str, width: int) -> list[str]:
+        return textwrap.wrap(
+            text, width, break_long_words=False, break_on_hyphens=False, replace_whitespace=False
+        )
+
+
+def _photo_summary(png: bytes, saved: str | None) -> str:
+    try:
+        with Image.open(io.BytesIO(png)) as image:
+            size = f"{image.width}×{image.height} {image.format or 'image'}, "
+    except OSError:
+        size = ""
+    where = f", saved to {saved}" if saved else ""
+    return f"📷 photo (card, {size}{len(png) / 1024:.0f} KB){where}"
+
+
+# ------------------------------------------------------------------------ the story
+
+
+class Demo:
+    def __init__(self, out: Transcript, workdir: Path) -> None:
+        self.out = out
+        self.workdir = workdir
+        self.emu = BotAPIEmulator()
+        self.app: Application | None = None
+        self.http: aiohttp.ClientSession | None = None
+        self.step = "starting the emulator and the bot"
+        self.card_number = ""
+        self.purchases = 0
+
+    # -- plumbing -------------------------------------------------------------------
+
+    @property
+    def application(self) -> Application:
+        assert self.app is not None, "the application is not running"
+        return self.app
+
+    @property
+    def ledger(self) -> LedgerService:
+        services = self.application.services
+        assert services is not None
+        return services.ledger
+
+    def t(self, key: str) -> str:
+        """A label exactly as the bot draws it for an English-speaking member."""
+        i18n = self.application.i18n
+        assert i18n is not None
+        return i18n.gettext(key, locale="en")
+
+    async def start(self) -> None:
+        rules_file = ROOT / "rules.toml"
+        if not rules_file.exists():  # not run from a checkout: the current directory's
+            rules_file = Path("rules.toml")
+        rules = load_rules(rules_file)
+        self.emu.add_bot(TOKEN, username=BOT_USERNAME, first_name=rules.program_name)
+        base_url = await self.emu.start()
+        settings = Settings(
+            _env_file=None,  # type: ignore[call-arg]
+            bot_token=TOKEN,
+            telegram_api_url=base_url,
+            database_url=f"sqlite+aiosqlite:///{self.workdir / 'demo.db'}",
+            admin_ids=(OWNER_ID,),
+            api_host="127.0.0.1",
+            api_port=0,
+            secret_key=secrets.token_urlsafe(32),
+            redis_url=None,
+            rules_file=rules_file,
+            log_level="WARNING",
+        )
+        self.app = Application(settings)
+        await self.app.start()
+        self.http = aiohttp.ClientSession(base_url=self.app.api_url)
+        out = self.out
+        out.line(out.bold(f"{rules.program_name}: a loyalty program in Telegram, offline demo"))
+        out.note(f"Telegram   a Bot API emulator at {base_url}, bot @{BOT_USERNAME}, no token")
+        out.note("Bot        the real application, long-polling the emulator")
+        out.note(f"HTTP API   {self.app.api_url}, for tills and online shops")
+        out.note("Database   SQLite in a temporary directory, deleted at the end")
+
+    async def close(self) -> None:
+        if self.http is not None:
+            await self.http.close()
+        if self.app is not None:
+            await self.app.stop()
+        await self.emu.stop()
+
+    def section(self, title: str) -> None:
+        self.step = title
+        self.out.section(title)
+
+    async def replies(
+        self, user: EmulatedUser, name: str, n: int = 1, saved: str | None = None
+    ) -> list[BotMessage]:
+        messages = await user.wait_messages(n, timeout=WAIT)
+        for message in messages:
+            self.out.bot(name, message, saved)
+        return messages
+
+    async def reply(self, user: EmulatedUser, name: str) -> BotMessage:
+        return (await self.replies(user, name))[0]
+
+    async def say(self, user: EmulatedUser, name: str, text: str) -> None:
+        self.out.person(name, text)
+        if text.startswith("/"):
+            await user.send_command(text)
+        else:
+            await user.send_text(text)
+
+    async def tap(self, user: EmulatedUser, name: str, message: BotMessage, label: str) -> None:
+        self.out.person(name, f"taps [{label}]")
+        await user.press_button(message, label)
+
+    async def tap_menu(self, user: EmulatedUser, name: str, label: str) -> None:
+        self.out.person(name, f"taps ⌨ [{label}]")
+        await user.press_reply_button(label)
+
+    async def call_api(
+        self, method: str, path: str, body: dict[str, Any] | None, key: str, expect: int
+    ) -> dict[str, Any]:
+        assert self.http is not None
+        async with self.http.request(
+            method, path, json=body, headers={"Authorization": f"Bearer {key}"}
+        ) as response:
+            answer = await response.json()
+            status = response.status
+        self.out.http("Till", method, path, body, status, answer)
+        if status != expect:
+            raise DemoFailed(f"{method} {path} answered {status}, expected {expect}: {answer}")
+        if not isinstance(answer, dict):
+            raise DemoFailed(f"{method} {path} answered {answer!r}, expected a JSON object")
+        return answer
+
+    async def member(self, telegram_id: int) -> MemberView:
+        member = await self.ledger.member_by_telegram(telegram_id)
+        if member is None:
+            raise DemoFailed(f"user {telegram_id} is not a member")
+        return member
+
+    # -- the story ------------------------------------------------------------------
+
+    async def run(self) -> None:
+        await self.start()
+        anna = self.emu.user(ANNA_ID, "Anna", language_code="en")
+        await self.join(anna)
+        await self.russian_greeting()
+        key = await self.till_purchases(anna)
+        await self.pay_with_points(anna, key)
+        await self.look_around(anna)
+        await self.cashier_sale(anna)
+        await self.summary(key)
+
+    async def join(self, anna: EmulatedUser) -> None:
+        self.section("1. Anna joins the program")
+        await self.say(anna, "Anna", "/start")
+        greeting = await self.reply(anna, "Anna")
+        await self.tap(anna, "Anna", greeting, self.t("consent-button"))
+        share = await self.reply(anna, "Anna")
+        label = self.t("share-phone-button")
+        if not any(b.text == label and b.request_contact for row in share.keyboard for b in row):
+            raise DemoFailed(f"no [{label}] button after the consent")
+        self.out.person("Anna", f"taps ⌨ [{label}] and shares her own contact, {ANNA_PHONE}")
+        await anna.press_reply_button(label, phone_number=ANNA_PHONE)
+        await self.reply(anna, "Anna")
+        member = await self.member(ANNA_ID)
+        welcome = self.application.services.rules.welcome_bonus  # type: ignore[union-attr]
+        if member.balance != welcome:
+            raise DemoFailed(f"Anna has {member.balance} points, expected the {welcome} bonus")
+        self.card_number = member.card_number
+        self.out.note(f"Anna is member #{member.member_id}, card {format_card_number(member.card_number)}.")
+
+    async def russian_greeting(self) -> None:
+        self.out.line()
+        self.out.note("Meanwhile Boris, whose Telegram is set to Russian, opens the bot too:")
+        boris = self.emu.user(BORIS_ID, "Борис", language_code="ru")
+        await self.say(boris, "Борис", "/start")
+        greeting = await boris.wait_message(timeout=WAIT)
+        first_line = (greeting.text or "").split("\n", 1)[0]
+        self.out.line(f"🤖 {self.out.bold('Bot')} → Борис:")
+        self.out.line(f"   │ {first_line} …")
+        self.out.note("(he is greeted in Russian; the rest of the demo follows Anna, in English)")
+
+    async def till_purchases(self, anna: EmulatedUser) -> str:
+        self.section("2. The shop's till posts purchases over HTTP")
+        api_key, secret = await ApiKeyService(self.application.engine).create(API_KEY_NAME)  # type: ignore[arg-type]
+        self.out.note(
+            f"API key #{api_key.key_id} '{api_key.name}' created "
+            f"(as `python -m bot api-key create --name {API_KEY_NAME}` does): "
+            f"{secret[:10]}…, sent as 'Authorization: Bearer <key>'."
+        )
+        self.out.note("At the till Anna gives her phone number; the till looks her card up:")
+        found = await self.call_api(
+            "GET", f"/api/v1/members/{quote(ANNA_PHONE, safe='')}", None, secret, 200
+        )
+        if found.get("card_number") != self.card_number:
+            raise DemoFailed(f"the API found card {found.get('card_number')}, not Anna's")
+        for receipt_id, amount in (("R-1001", "1500.00"), ("R-1002", "8600.00")):
+            body = {
+                "receipt_id": receipt_id,
+                "customer": self.card_number,
+                "amount": amount,
+                "redeem_points": 0,
+            }
+            await self.call_api("POST", "/api/v1/purchases", body, secret, 201)
+            self.purchases += 1
+            await self.reply(anna, "Anna")
+        return secret
+
+    async def pay_with_points(self, anna: EmulatedUser, key: str) -> None:
+        self.section("3. Paying part of a purchase with points")
+        rules = self.application.services.rules  # type: ignore[union-attr]
+        amount = "2000.00"
+        member = await self.member(ANNA_ID)
+        self.out.note(
+            f"Anna has {member.balance} points and wants to spend them all on a {amount} ₽ "
+            f"purchase; points may pay at most {rules.max_redeem_percent}% of it."
+        )
+        body: dict[str, Any] = {
+            "receipt_id": "R-1003",
+            "customer": self.card_number,
+            "amount": amount,
+            "redeem_points": member.balance,
+        }
+        refused = await self.call_api("POST", "/api/v1/purchases", body, key, 422)
+        allowed = refused.get("error", {}).get("allowed")
+        if not isinstance(allowed, int) or allowed <= 0:
+            raise DemoFailed(f"the refusal did not say how many points are allowed: {refused}")
+        self.out.note(f"Refused, nothing recorded. The till retries with the allowed {allowed}:")
+        body["redeem_points"] = allowed
+        result = await self.call_api("POST", "/api/v1/purchases", body, key, 201)
+        if result.get("redeemed") != allowed:
+            raise DemoFailed(f"expected {allowed} points redeemed, got {result}")
+        self.purchases += 1
+        await self.reply(anna, "Anna")
+
+    async def look_around(self, anna: EmulatedUser) -> None:
+        self.section("4. Anna checks her balance, history and card")
+        await self.tap_menu(anna, "Anna", self.t("menu-balance"))
+        await self.reply(anna, "Anna")
+        await self.tap_menu(anna, "Anna", self.t("menu-history"))
+        await self.reply(anna, "Anna")
+        await self.tap_menu(anna, "Anna", self.t("menu-card"))
+        card = await anna.wait_message(timeout=WAIT)
+        if card.photo is None:
+            raise DemoFailed(f"expected the card picture, got: {card.content!r}")
+        CARD_PATH.parent.mkdir(parents=True, exist_ok=True)
+        CARD_PATH.write_bytes(card.photo)
+        self.out.bot("Anna", card, saved=str(CARD_PATH))
+
+    async def cashier_sale(self, anna: EmulatedUser) -> None:
+        self.section("5. In the shop: a cashier scans Anna's card")
+        owner = self.emu.user(OWNER_ID, "Oleg", language_code="en")
+        kate = self.emu.user(KATE_ID, "Kate", language_code="en")
+        self.out.note(f"Oleg owns the shop (his id {OWNER_ID} is in ADMIN_IDS); Kate is at the till.")
+        await self.say(owner, "Oleg", f"/staff add {KATE_ID} cashier")
+        await self.reply(owner, "Oleg")
+        await self.reply(kate, "Kate")
+
+        link = self.scan_card()
+        payload = link.split("start=", 1)[-1]
+        self.out.person("Kate", f"scans the QR on Anna's card → {link}")
+        self.out.note("Her phone opens the bot, which sends /start with the card's signed token:")
+        await self.say(kate, "Kate", f"/start {payload}")
+        panel = await self.reply(kate, "Kate")
+        await self.tap(kate, "Kate", panel, self.t("cashier-record"))
+        await self.reply(kate, "Kate")
+        await self.say(kate, "Kate", "640")
+        offer = await self.reply(kate, "Kate")
+        if any(b.text == self.t("cashier-redeem-none") for b in offer.inline_buttons):
+            await self.tap(kate, "Kate", offer, self.t("cashier-redeem-none"))
+            offer = await self.reply(kate, "Kate")
+        await self.tap(kate, "Kate", offer, self.t("cashier-confirm-button"))
+        await self.reply(kate, "Kate")
+        self.purchases += 1
+        await self.reply(anna, "Anna")
+
+    def scan_card(self) -> str:
+        """What a phone camera reads from the saved card: the QR's deep link."""
+        try:
+            import zxingcpp
+        except ImportError:  # a runtime-only install: make the same kind of link directly
+            services = self.application.services
+            assert services is not None
+            return services.cards.deep_link(BOT_USERNAME, self.card_number)
+        with Image.open(CARD_PATH) as image:
+            found = zxingcpp.read_barcodes(image)
+        if len(found) != 1 or "start=c_" not in found[0].text:
+            raise DemoFailed(f"could not read the QR code on {CARD_PATH}")
+        return str(found[0].text)
+
+    async def summary(self, key: str) -> None:
+        self.section("Summary")
+        answer = await self.call_api("GET", f"/api/v1/members/{self.card_number}", None, key, 200)
+        problems = await check_ledger(self.ledger.engine)
+        if problems:
+            raise DemoFailed(f"the ledger does not add up: {problems}")
+        tier = self.t(f"tier-{answer.get('tier')}")
+        self.out.line(
+            f"Anna: card {format_card_number(self.card_number)} · {tier} tier · "
+            f"{answer.get('balance')} points"
+        )
+        self.out.line(
+            f"{self.purchases} purchases (3 from the till over HTTP, 1 by the cashier in the bot); "
+            "ledger check: balances, lots and journal agree."
+        )
+        self.out.line(f"Card picture: {CARD_PATH} (that is {CARD_PATH.resolve()})")
+
+
+# --------------------------------------------------------------------------- entry
+
+
+def _quiet_logs() -> None:
+    logging.basicConfig(level=logging.WARNING, format="⚠ %(name)s: %(message)s")
+    for name in QUIET_LOGGERS:
+        logging.getLogger(name).setLevel(logging.WARNING)
+
+
+async def run_demo() -> int:
+    """Play the whole story; 0 when every step got its answer, 1 otherwise."""
+    _quiet_logs()
+    out = Transcript.for_stdout()
+    started = time.monotonic()
+    task = asyncio.current_task()
+    if task is not None:
+        with contextlib.suppress(NotImplementedError, RuntimeError):
+            asyncio.get_running_loop().add_signal_handler(signal.SIGINT, task.cancel)
+    step = "starting"
+    try:
+        with tempfile.TemporaryDirectory(prefix="loyalty-demo-") as workdir:
+            demo = Demo(out, Path(workdir))
+            try:
+                async with asyncio.timeout(TOTAL_TIMEOUT):
+                    await demo.run()
+            finally:
+                step = demo.step
+                await demo.close()
+    except asyncio.CancelledError:
+        print("\ninterrupted", file=sys.stderr)
+        return 130
+    except TimeoutError:
+        return _failed(step, f"the demo took longer than {TOTAL_TIMEOUT:.0f} s")
+    except (DemoFailed, AssertionError) as error:
+        return _failed(step, str(error))
+    except Exception as error:
+        traceback.print_exc()
+        return _failed(step, f"{type(error).__name__}: {error}")
+    out.line()
+    out.line(f"✅ Demo finished in {time.monotonic() - started:.1f} s. Nothing went to Telegram.")
+    return 0
+
+
+def _failed(step: str, reason: str) -> int:
+    print(f"\n❌ The demo failed at “{step}”:\n{reason}", file=sys.stderr, flush=True)
+    return 1

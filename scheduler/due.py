@@ -1,0 +1,151 @@
+"""What is due: pure queries over the ledger, no sending. The jobs turn these into messages.
+
+Burn warnings: for each member and each local date on which points burn, one warning per
+threshold of `rules.messages.burn_warning_days` (default 7 and 3 days before). A run that comes
+late (the bot was off) still sends the warning of the threshold it is in, once; a threshold
+already passed is not sent after a later one has become due.
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from dataclasses import dataclass
+from datetime import date, datetime, time, timedelta
+from zoneinfo import ZoneInfo
+
+from sqlalchemy import and_, select
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from ledger.rules import Rules
+from storage.schema import lots, members
+
+
+@dataclass(frozen=True, slots=True)
+class Recipient:
+    member_id: int
+    telegram_id: int | None  # None: nobody to tell (imported, or left Telegram)
+    language: str
+    timezone: str
+
+
+@dataclass(frozen=True, slots=True)
+class BurnWarning:
+    recipient: Recipient
+    points: int
+    burns_at: datetime  # the first moment on that date when points burn
+    burn_date: date  # in the member's time zone
+    days_before: int  # the threshold this warning is for (7, 3, ...)
+    relevant_until: datetime  # after this, a later warning or the burn itself replaces it
+
+    @property
+    def dedup_key(self) -> str:
+        return f"burn:{self.recipient.member_id}:{self.burn_date.isoformat()}:{self.days_before}"
+
+
+@dataclass(frozen=True, slots=True)
+class TierNews:
+    recipient: Recipient
+    tier: str
+    announced: str  # the tier the member was last told about
+
+
+def _zone(name: str) -> ZoneInfo:
+    try:
+        return ZoneInfo(name)
+    except (KeyError, ValueError):
+        return ZoneInfo("UTC")
+
+
+def warning_threshold(days_left: int, thresholds: tuple[int, ...]) -> int | None:
+    """The threshold a burn `days_left` days away falls under: the smallest one that is not
+    smaller than days_left. None when it is further away than every threshold."""
+    fitting = [days for days in thresholds if days >= days_left]
+    return min(fitting) if fitting and days_left >= 0 else None
+
+
+async def burn_warnings_due(engine: AsyncEngine, rules: Rules, now: datetime) -> list[BurnWarning]:
+    thresholds = rules.messages.burn_warning_days
+    if not thresholds:
+        return []
+    horizon = now + timedelta(days=max(thresholds) + 1)
+    query = (
+        select(
+            lots.c.member_id,
+            lots.c.expires_at,
+            lots.c.remaining,
+            members.c.telegram_id,
+            members.c.language,
+            members.c.timezone,
+        )
+        .join(members, members.c.id == lots.c.member_id)
+        .where(
+            lots.c.status == "active",
+            lots.c.remaining > 0,
+            lots.c.expires_at > now,
+            lots.c.expires_at <= horizon,
+            members.c.status == "active",
+            members.c.telegram_id.is_not(None),
+        )
+    )
+    burning: dict[tuple[int, date], list[tuple[datetime, int]]] = defaultdict(list)
+    recipients: dict[int, Recipient] = {}
+    async with engine.connect() as conn:
+        for row in (await conn.execute(query)).all():
+            zone = _zone(row.timezone)
+            burn_date = row.expires_at.astimezone(zone).date()
+            burning[(row.member_id, burn_date)].append((row.expires_at, row.remaining))
+            recipients[row.member_id] = Recipient(
+                row.member_id, row.telegram_id, row.language, row.timezone
+            )
+    warnings = []
+    for (member_id, burn_date), parts in sorted(burning.items()):
+        recipient = recipients[member_id]
+        zone = _zone(recipient.timezone)
+        days_left = (burn_date - now.astimezone(zone).date()).days
+        threshold = warning_threshold(days_left, thresholds)
+        if threshold is None:
+            continue
+        burns_at = min(moment for moment, _ in parts)
+        lower = [days for days in thresholds if days < threshold]
+        relevant_until = burns_at
+        if lower:
+            next_warning_day = burn_date - timedelta(days=max(lower))
+            relevant_until = min(burns_at, datetime.combine(next_warning_day, time(), tzinfo=zone))
+        warnings.append(
+            BurnWarning(
+                recipient,
+                sum(points for _, points in parts),
+                burns_at,
+                burn_date,
+                threshold,
+                relevant_until,
+            )
+        )
+    return warnings
+
+
+async def tier_news_due(engine: AsyncEngine, rules: Rules) -> list[TierNews]:
+    """Members whose tier differs from the one they were last told about."""
+    query = select(
+        members.c.id,
+        members.c.telegram_id,
+        members.c.language,
+        members.c.timezone,
+        members.c.tier,
+        members.c.tier_announced,
+    ).where(and_(members.c.status == "active", members.c.tier != members.c.tier_announced))
+    async with engine.connect() as conn:
+        rows = (await conn.execute(query)).all()
+    return [
+        TierNews(
+            Recipient(row.id, row.telegram_id, row.language, row.timezone),
+            row.tier,
+            row.tier_announced,
+        )
+        for row in rows
+    ]
+
+
+def tier_rank(rules: Rules, tier: str) -> int:
+    names = [t.name for t in rules.tiers]
+    return names.index(tier) if tier in names else 0

@@ -1,0 +1,287 @@
+"""The scheduled jobs and who runs them.
+
+Every job is idempotent and state-based (it looks at what is due *now*, not at what happened
+since its last run), so a job that runs twice does nothing the second time, and a bot that was
+off for a day catches up on its first run. With several processes on one PostgreSQL, only the
+holder of an advisory lock runs jobs and drains the outbox; when it dies, its connection closes,
+the lock is released, and another process takes over at its next attempt. SQLite is single-
+process: the one process always leads.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import logging
+import os
+import secrets
+import socket
+from collections.abc import Awaitable, Callable
+from datetime import timedelta
+from typing import Any
+
+from apscheduler.schedulers.asyncio import AsyncIOScheduler
+from sqlalchemy import text, update
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
+
+from handlers.notifications import Notifier
+from ledger.service import LedgerService
+from scheduler.due import Recipient, burn_warnings_due, tier_news_due, tier_rank
+from scheduler.outbox import Sender
+from storage.schema import job_runs, members
+
+log = logging.getLogger("loyalty.scheduler")
+
+LEADER_LOCK_KEY = 7_340_002
+
+# name -> seconds between runs
+JOB_INTERVALS: dict[str, int] = {
+    "activate": 600,
+    "burn": 600,
+    "warn": 1800,
+    "tiers": 60,
+    "birthdays": 3600,
+}
+
+
+class Jobs:
+    """The jobs themselves; each returns a small summary for the job log."""
+
+    def __init__(self, ledger: LedgerService, notifier: Notifier, runner_id: str) -> None:
+        self.ledger = ledger
+        self.notifier = notifier
+        self.runner_id = runner_id
+
+    @property
+    def engine(self) -> AsyncEngine:
+        return self.ledger.engine
+
+    async def activate(self) -> dict[str, Any]:
+        return {"points": await self.ledger.activate_due()}
+
+    async def burn(self) -> dict[str, Any]:
+        return {"points": await self.ledger.expire_due()}
+
+    async def warn(self) -> dict[str, Any]:
+        warnings = await burn_warnings_due(self.engine, self.ledger.rules, self.ledger.clock.now())
+        queued = 0
+        for warning in warnings:
+            queued += await self.notifier.burn_warning(warning)
+        return {"due": len(warnings), "queued": queued}
+
+    async def tiers(self) -> dict[str, Any]:
+        """Recompute tiers as purchases leave the window, then tell members who went up."""
+        changed = await self.ledger.recompute_tiers()
+        news = await tier_news_due(self.engine, self.ledger.rules)
+        today = self.ledger.clock.now().date().isoformat()
+        told = 0
+        rules = self.ledger.rules
+        for item in news:
+            async with self.engine.begin() as conn:
+                if tier_rank(rules, item.tier) > tier_rank(rules, item.announced):
+                    told += await self.notifier.tier_up(item, conn, today)
+                # A fall is not news; remember it so the next rise is.
+                await conn.execute(
+                    update(members)
+                    .where(members.c.id == item.recipient.member_id, members.c.tier == item.tier)
+                    .values(tier_announced=item.tier)
+                )
+        return {"recomputed": len(changed), "told": told}
+
+    async def birthdays(self) -> dict[str, Any]:
+        credited = 0
+        for member_id in await self.ledger.birthday_candidates():
+            points = await self.ledger.credit_birthday(member_id)
+            member = await self.ledger.get_member(member_id)
+            year = self.ledger.birthday_year(member)
+            if year is None or not await self.ledger.has_birthday_bonus(member_id, year):
+                continue
+            credited += points
+            valid_until = self.ledger.clock.now() + timedelta(
+                days=self.ledger.rules.birthday.valid_days
+            )
+            recipient = Recipient(
+                member.member_id, member.telegram_id, member.language, member.timezone
+            )
+            await self.notifier.birthday(
+                recipient, self.ledger.rules.birthday.points, valid_until, year
+            )
+        return {"credited": credited}
+
+    def all(self) -> dict[str, Callable[[], Awaitable[dict[str, Any]]]]:
+        """In the order a catch-up run should take them: activate before burning and warning,
+        tiers after the day's changes."""
+        return {
+            "activate": self.activate,
+            "burn": self.burn,
+            "warn": self.warn,
+            "tiers": self.tiers,
+            "birthdays": self.birthdays,
+        }
+
+    async def run(self, name: str) -> dict[str, Any]:
+        """Run one job and record it in job_runs."""
+        clock = self.ledger.clock
+        async with self.engine.begin() as conn:
+            run_id = (
+                await conn.execute(
+                    job_runs.insert()
+                    .values(job=name, runner=self.runner_id, started_at=clock.now())
+                    .returning(job_runs.c.id)
+                )
+            ).scalar_one()
+        result = await self.all()[name]()
+        async with self.engine.begin() as conn:
+            await conn.execute(
+                update(job_runs)
+                .where(job_runs.c.id == run_id)
+                .values(finished_at=clock.now(), result=json.dumps(result))
+            )
+        return result
+
+    async def run_all(self) -> dict[str, dict[str, Any]]:
+        return {name: await self.run(name) for name in self.all()}
+
+
+class Leadership:
+    """Who runs the jobs: the holder of a PostgreSQL advisory lock, kept on its own
+    connection for as long as the process lives; on SQLite, always this process."""
+
+    def __init__(self, engine: AsyncEngine) -> None:
+        self.engine = engine
+        self._conn: AsyncConnection | None = None
+        self._always = engine.dialect.name != "postgresql"
+
+    @property
+    def is_leader(self) -> bool:
+        return self._always or self._conn is not None
+
+    async def try_lead(self) -> bool:
+        """Take the lock if free; check that a held one is still held."""
+        if self._always:
+            return True
+        if self._conn is not None:
+            try:
+                await self._conn.execute(text("SELECT 1"))
+                return True
+            except Exception:  # the connection died: so did the lock
+                log.warning("lost the scheduler lock")
+                await self._drop()
+        conn = await self.engine.connect()
+        try:
+            got = (
+                await conn.execute(
+                    text("SELECT pg_try_advisory_lock(:key)"), {"key": LEADER_LOCK_KEY}
+                )
+            ).scalar_one()
+            await conn.commit()
+        except Exception:
+            await conn.close()
+            raise
+        if got:
+            self._conn = conn
+            log.info("this process runs the scheduled jobs")
+            return True
+        await conn.close()
+        return False
+
+    async def resign(self) -> None:
+        if self._conn is not None:
+            with contextlib.suppress(Exception):
+                await self._conn.execute(
+                    text("SELECT pg_advisory_unlock(:key)"), {"key": LEADER_LOCK_KEY}
+                )
+                await self._conn.commit()
+            await self._drop()
+
+    async def _drop(self) -> None:
+        conn, self._conn = self._conn, None
+        if conn is not None:
+            with contextlib.suppress(Exception):
+                await conn.close()
+
+
+def new_runner_id() -> str:
+    return f"{socket.gethostname()}:{os.getpid()}:{secrets.token_hex(3)}"[:64]
+
+
+class SchedulerRunner:
+    """APScheduler in the bot's event loop: tries to lead every `lead_interval` seconds;
+    the leader runs each job on its interval and drains the outbox."""
+
+    def __init__(
+        self,
+        jobs: Jobs,
+        sender: Sender,
+        leadership: Leadership,
+        *,
+        lead_interval: int = 15,
+        intervals: dict[str, int] | None = None,
+    ) -> None:
+        self.jobs = jobs
+        self.sender = sender
+        self.leadership = leadership
+        self.lead_interval = lead_interval
+        self.intervals = intervals or JOB_INTERVALS
+        self.scheduler = AsyncIOScheduler(timezone="UTC")
+        self._sending: asyncio.Task[None] | None = None
+
+    async def start(self) -> None:
+        self.scheduler.add_job(
+            self._lead,
+            "interval",
+            seconds=self.lead_interval,
+            id="lead",
+            max_instances=1,
+            coalesce=True,
+        )
+        for name, seconds in self.intervals.items():
+            self.scheduler.add_job(
+                self._run_job,
+                "interval",
+                seconds=seconds,
+                args=[name],
+                id=name,
+                max_instances=1,
+                coalesce=True,
+            )
+        self.scheduler.start()
+        await self._lead()
+        if self.leadership.is_leader:
+            # Catch up at once after downtime instead of waiting for the first interval.
+            self.scheduler.add_job(self.jobs.run_all, id="catch-up")
+
+    async def _lead(self) -> None:
+        try:
+            leading = await self.leadership.try_lead()
+        except Exception:
+            log.exception("could not reach the database to take the scheduler lock")
+            leading = False
+        if leading and self._sending is None:
+            self._sending = asyncio.create_task(self.sender.run(), name="outbox-sender")
+        elif not leading and self._sending is not None:
+            await self._stop_sending()
+
+    async def _run_job(self, name: str) -> None:
+        if not self.leadership.is_leader:
+            return
+        try:
+            result = await self.jobs.run(name)
+        except Exception:
+            log.exception("job %s failed", name)
+            return
+        log.info("job %s: %s", name, result)
+
+    async def _stop_sending(self) -> None:
+        if self._sending is not None:
+            self.sender.stop()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._sending
+            self._sending = None
+            self.sender.restart()
+
+    async def stop(self) -> None:
+        self.scheduler.shutdown(wait=False)
+        await self._stop_sending()
+        await self.leadership.resign()
