@@ -120,6 +120,7 @@ class ServerStats:
     statements: int = 0
     by_verb: Counter[str] = field(default_factory=Counter)
     checkouts: int = 0
+    connects: int = 0  # new DBAPI connections (pool overflow churn)
 
     def listen(self, engine: AsyncEngine) -> None:
         def count(_conn: Any, _cursor: Any, statement: str, *_args: Any) -> None:
@@ -129,11 +130,15 @@ class ServerStats:
         def checkout(*_args: Any) -> None:
             self.checkouts += 1
 
+        def connect(*_args: Any) -> None:
+            self.connects += 1
+
         event.listen(engine.sync_engine, "before_cursor_execute", count)
         event.listen(engine.sync_engine.pool, "checkout", checkout)
+        event.listen(engine.sync_engine.pool, "connect", connect)
 
     def reset(self) -> None:
-        self.statements, self.checkouts = 0, 0
+        self.statements, self.checkouts, self.connects = 0, 0, 0
         self.by_verb.clear()
 
     def to_json(self) -> dict[str, Any]:
@@ -141,6 +146,7 @@ class ServerStats:
             "statements": self.statements,
             "by_verb": dict(self.by_verb),
             "checkouts": self.checkouts,
+            "connects": self.connects,
         }
 
 
@@ -532,7 +538,8 @@ def print_table(results: list[Result], clients: int) -> None:
             )
             print(
                 f"    server SQL per purchase: {stats['statements'] / n:.2f} statements"
-                f" ({verbs}), {stats['checkouts'] / n:.2f} pool checkouts"
+                f" ({verbs}), {stats['checkouts'] / n:.2f} pool checkouts;"
+                f" {stats['connects']:,} new database connections opened in the timed phase"
             )
 
 

@@ -179,26 +179,23 @@ class Outbox:
         async with self.engine.begin() as conn:
             await conn.execute(update(outbox).where(outbox.c.id == message_id).values(**values))
 
-    async def capped_sent_since(self, member_id: int, since: datetime) -> list[datetime]:
-        """When the member got capped (non-transactional) messages since `since`, oldest first."""
-        async with self.engine.connect() as conn:
-            sent = (
-                (
-                    await conn.execute(
-                        select(outbox.c.sent_at)
-                        .where(
-                            outbox.c.member_id == member_id,
-                            outbox.c.status == "sent",
-                            outbox.c.category != TRANSACTIONAL,
-                            outbox.c.sent_at > since,
-                        )
-                        .order_by(outbox.c.sent_at)
-                    )
-                )
-                .scalars()
-                .all()
+    async def capped_sent_since(
+        self, member_id: int, since: datetime
+    ) -> list[tuple[int, datetime]]:
+        """(id, sent_at) of the capped (non-transactional) messages the member got since
+        `since`, oldest first."""
+        query = (
+            select(outbox.c.id, outbox.c.sent_at)
+            .where(
+                outbox.c.member_id == member_id,
+                outbox.c.status == "sent",
+                outbox.c.category != TRANSACTIONAL,
+                outbox.c.sent_at > since,
             )
-        return list(sent)
+            .order_by(outbox.c.sent_at)
+        )
+        async with self.engine.connect() as conn:
+            return [(row.id, row.sent_at) for row in (await conn.execute(query)).all()]
 
     async def counts(self, broadcast_id: int | None = None) -> dict[str, int]:
         """How many messages are in each status (for one broadcast, if given)."""
@@ -314,7 +311,7 @@ class Sender:
         messages = await self.outbox.claim_due()
         recipients = await self._recipients({m.member_id for m in messages if m.member_id})
         sending: list[asyncio.Task[None]] = []
-        granted: dict[int, int] = {}  # capped messages let through in this batch, per member
+        granted: dict[int, set[int]] = {}  # capped messages let through in this batch
         for message in messages:
             if self._stopping.is_set():
                 await self.outbox.record(message.message_id, "queued")
@@ -323,7 +320,7 @@ class Sender:
             if not await self._allowed_now(message, recipient, granted):
                 continue
             if message.category != TRANSACTIONAL and message.member_id is not None:
-                granted[message.member_id] = granted.get(message.member_id, 0) + 1
+                granted.setdefault(message.member_id, set()).add(message.message_id)
             await self.limiter.acquire(message.chat_id)
             sending.append(asyncio.create_task(self._send(message)))
             if len(sending) >= 32:
@@ -349,7 +346,7 @@ class Sender:
         }
 
     async def _allowed_now(
-        self, message: OutboxMessage, recipient: _Recipient | None, granted: dict[int, int]
+        self, message: OutboxMessage, recipient: _Recipient | None, granted: dict[int, set[int]]
     ) -> bool:
         """Apply opt-outs, expiry, quiet hours and the weekly cap; record why not."""
         now = self.clock.now()
@@ -376,8 +373,9 @@ class Sender:
             await self._defer(message, quiet_end, "quiet hours")
             return False
         if message.member_id is not None and self.rules.weekly_cap >= 0:
-            sent = await self.outbox.capped_sent_since(message.member_id, now - CAP_WINDOW)
-            sent += [now] * granted.get(message.member_id, 0)
+            recorded = await self.outbox.capped_sent_since(message.member_id, now - CAP_WINDOW)
+            in_batch = granted.get(message.member_id, set()) - {id_ for id_, _ in recorded}
+            sent = [moment for _, moment in recorded] + [now] * len(in_batch)
             if len(sent) >= self.rules.weekly_cap:
                 # The window frees a slot when the oldest counted message leaves it.
                 frees_at = sent[len(sent) - self.rules.weekly_cap] + CAP_WINDOW

@@ -282,7 +282,7 @@ outbox = Table(
     Column("priority", Integer, nullable=False, server_default="0"),  # higher wins the cap
     Column("text", Text, nullable=False),
     Column("reply_markup", Text, nullable=True),  # JSON
-    Column("status", String(16), nullable=False, server_default="queued"),
+    Column("status", String(24), nullable=False, server_default="queued"),
     # queued -> sent | skipped_cap | skipped_optout | skipped_unreachable | dropped | failed
     Column("reason", String(200), nullable=True),
     Column("not_before", UTCDateTime, nullable=False),

@@ -62,7 +62,7 @@ def upgrade() -> None:
         sa.Column("priority", sa.Integer(), server_default="0", nullable=False),
         sa.Column("text", sa.Text(), nullable=False),
         sa.Column("reply_markup", sa.Text(), nullable=True),
-        sa.Column("status", sa.String(length=16), server_default="queued", nullable=False),
+        sa.Column("status", sa.String(length=24), server_default="queued", nullable=False),
         sa.Column("reason", sa.String(length=200), nullable=True),
         sa.Column("not_before", sa.DateTime(), nullable=False),
         sa.Column("expires_at", sa.DateTime(), nullable=True),

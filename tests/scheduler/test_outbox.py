@@ -1,0 +1,242 @@
+"""The one delivery path: dedup, opt-outs, quiet hours, the weekly cap, Telegram's errors."""
+
+from __future__ import annotations
+
+import asyncio
+from datetime import UTC, datetime, timedelta
+
+from sqlalchemy import select
+
+from emulator import FaultKind
+from ledger.clock import ManualClock
+from scheduler.outbox import Outbox, Sender
+from storage.schema import members, outbox
+from tests.conftest import Phones
+from tests.scheduler.conftest import Delivery
+
+NOON_MSK = datetime(2026, 3, 2, 9, 0, tzinfo=UTC)
+
+
+async def _member(delivery: Delivery, phones: Phones, telegram_id: int) -> int:
+    delivery.emulator.user(telegram_id, "Test")
+    registration = await delivery.ledger.register_member(phones.next(), telegram_id=telegram_id)
+    return registration.member.member_id
+
+
+async def _statuses(out: Outbox) -> dict[str, str]:
+    async with out.engine.connect() as conn:
+        rows = (await conn.execute(select(outbox.c.dedup_key, outbox.c.status))).all()
+    return {row.dedup_key: row.status for row in rows}
+
+
+async def test_a_message_is_queued_once_per_dedup_key_and_sent_once(
+    delivery: Delivery, phones: Phones
+) -> None:
+    member_id = await _member(delivery, phones, 501)
+    for _ in range(3):
+        await delivery.outbox.enqueue(
+            dedup_key="receipt:R-1", chat_id=501, member_id=member_id, text="Receipt R-1"
+        )
+    assert await delivery.sender.drain() == 1
+    assert await delivery.sender.drain() == 0
+    assert [m.text for m in delivery.emulator.user(501).messages] == ["Receipt R-1"]
+    assert await _statuses(delivery.outbox) == {"receipt:R-1": "sent"}
+
+
+async def test_opted_out_category_is_skipped_and_recorded(
+    delivery: Delivery, phones: Phones
+) -> None:
+    member_id = await _member(delivery, phones, 502)
+    await delivery.ledger.update_profile(member_id, notify_offers=False)
+    await delivery.outbox.enqueue(
+        dedup_key="offer:1", chat_id=502, member_id=member_id, text="Offer", category="offer"
+    )
+    await delivery.outbox.enqueue(
+        dedup_key="warn:1", chat_id=502, member_id=member_id, text="Burn", category="reminder"
+    )
+    await delivery.sender.drain()
+    assert await _statuses(delivery.outbox) == {"offer:1": "skipped_optout", "warn:1": "sent"}
+    assert [m.text for m in delivery.emulator.user(502).messages] == ["Burn"]
+
+
+async def test_nothing_capped_is_sent_in_quiet_hours_but_receipts_are(
+    delivery: Delivery, phones: Phones, clock: ManualClock
+) -> None:
+    member_id = await _member(delivery, phones, 503)
+    clock.set(datetime(2026, 3, 2, 19, 30, tzinfo=UTC))  # 22:30 in Moscow
+    await delivery.outbox.enqueue(
+        dedup_key="warn", chat_id=503, member_id=member_id, text="Burn", category="reminder"
+    )
+    await delivery.outbox.enqueue(
+        dedup_key="receipt", chat_id=503, member_id=member_id, text="Receipt"
+    )
+    await delivery.sender.drain()
+    assert [m.text for m in delivery.emulator.user(503).messages] == ["Receipt"]
+    clock.set(datetime(2026, 3, 3, 6, 59, tzinfo=UTC))  # 09:59 in Moscow
+    await delivery.sender.drain()
+    assert len(delivery.emulator.user(503).messages) == 1
+    clock.set(datetime(2026, 3, 3, 7, 0, tzinfo=UTC))  # 10:00 in Moscow
+    await delivery.sender.drain()
+    assert [m.text for m in delivery.emulator.user(503).messages] == ["Receipt", "Burn"]
+
+
+async def test_quiet_hours_follow_the_members_time_zone(
+    delivery: Delivery, phones: Phones, clock: ManualClock
+) -> None:
+    member_id = await _member(delivery, phones, 504)
+    await delivery.ledger.update_profile(member_id, timezone="Asia/Vladivostok")  # UTC+10
+    clock.set(NOON_MSK)  # 19:00 in Vladivostok: fine
+    await delivery.outbox.enqueue(
+        dedup_key="a", chat_id=504, member_id=member_id, text="A", category="tier"
+    )
+    await delivery.sender.drain()
+    clock.set(datetime(2026, 3, 2, 12, 0, tzinfo=UTC))  # 22:00 in Vladivostok: quiet
+    await delivery.outbox.enqueue(
+        dedup_key="b", chat_id=504, member_id=member_id, text="B", category="tier"
+    )
+    await delivery.sender.drain()
+    assert [m.text for m in delivery.emulator.user(504).messages] == ["A"]
+
+
+async def test_weekly_cap_lets_burn_warnings_win_over_tier_news_and_offers(
+    delivery: Delivery, phones: Phones, clock: ManualClock
+) -> None:
+    member_id = await _member(delivery, phones, 505)
+    clock.set(NOON_MSK)
+    for key, category in [
+        ("offer", "offer"),
+        ("tier", "tier"),
+        ("warn1", "reminder"),
+        ("warn2", "reminder"),
+    ]:
+        await delivery.outbox.enqueue(
+            dedup_key=key, chat_id=505, member_id=member_id, text=key, category=category
+        )
+    for i in range(3):
+        await delivery.outbox.enqueue(
+            dedup_key=f"receipt{i}", chat_id=505, member_id=member_id, text=f"receipt{i}"
+        )
+    await delivery.sender.drain()
+    texts = [m.text for m in delivery.emulator.user(505).messages]
+    assert sorted(t for t in texts if not t.startswith("receipt")) == ["tier", "warn1", "warn2"]
+    assert len([t for t in texts if t.startswith("receipt")]) == 3  # never capped
+    statuses = await _statuses(delivery.outbox)
+    assert statuses["offer"] == "queued"  # deferred until the window frees a slot
+    clock.advance(timedelta(days=7, minutes=1))
+    await delivery.sender.drain()
+    assert (await _statuses(delivery.outbox))["offer"] == "sent"
+
+
+async def test_a_deferred_message_past_its_relevance_is_dropped_with_a_reason(
+    delivery: Delivery, phones: Phones, clock: ManualClock
+) -> None:
+    member_id = await _member(delivery, phones, 506)
+    clock.set(datetime(2026, 3, 2, 19, 0, tzinfo=UTC))  # 22:00 Moscow
+    await delivery.outbox.enqueue(
+        dedup_key="warn",
+        chat_id=506,
+        member_id=member_id,
+        text="burns at midnight",
+        category="reminder",
+        expires_at=datetime(2026, 3, 2, 21, 0, tzinfo=UTC),
+    )
+    await delivery.sender.drain()
+    async with delivery.outbox.engine.connect() as conn:
+        row = (await conn.execute(select(outbox.c.status, outbox.c.reason))).one()
+    assert row.status == "dropped" and "too late" in row.reason
+    assert delivery.emulator.user(506).messages == []
+
+
+async def test_429_is_honoured_and_the_message_still_arrives_once(
+    delivery: Delivery, phones: Phones, clock: ManualClock
+) -> None:
+    member_id = await _member(delivery, phones, 507)
+    delivery.emulator.add_fault(FaultKind.RETRY_AFTER, method="sendMessage", retry_after=1, times=1)
+    await delivery.outbox.enqueue(dedup_key="r", chat_id=507, member_id=member_id, text="Hi")
+    await delivery.sender.drain()
+    assert delivery.emulator.user(507).messages == []
+    assert delivery.sender.retry_after_seen == 1
+    clock.advance(timedelta(seconds=1))
+    started = asyncio.get_running_loop().time()
+    await delivery.sender.drain()
+    assert asyncio.get_running_loop().time() - started >= 0.5  # waited out retry_after
+    assert [m.text for m in delivery.emulator.user(507).messages] == ["Hi"]
+
+
+async def test_a_member_who_blocked_the_bot_is_marked_unreachable_and_not_retried(
+    delivery: Delivery, phones: Phones
+) -> None:
+    member_id = await _member(delivery, phones, 508)
+    delivery.emulator.user(508).block_bot()
+    await delivery.outbox.enqueue(dedup_key="a", chat_id=508, member_id=member_id, text="A")
+    await delivery.sender.drain()
+    await delivery.outbox.enqueue(
+        dedup_key="b", chat_id=508, member_id=member_id, text="B", category="offer"
+    )
+    await delivery.sender.drain()
+    assert await _statuses(delivery.outbox) == {
+        "a": "skipped_unreachable",
+        "b": "skipped_unreachable",
+    }
+    sends = [
+        c
+        for c in delivery.emulator.calls_to("sendMessage")
+        if str(c.params.get("chat_id")) == "508"
+    ]
+    assert len(sends) == 1  # B was never tried
+    async with delivery.outbox.engine.connect() as conn:
+        assert (
+            await conn.execute(select(members.c.unreachable).where(members.c.id == member_id))
+        ).scalar_one()
+
+
+async def test_server_errors_back_off_and_then_deliver(
+    delivery: Delivery, phones: Phones, clock: ManualClock
+) -> None:
+    member_id = await _member(delivery, phones, 509)
+    delivery.emulator.add_fault(FaultKind.SERVER_ERROR, method="sendMessage", times=2)
+    await delivery.outbox.enqueue(dedup_key="a", chat_id=509, member_id=member_id, text="A")
+    await delivery.sender.drain()
+    clock.advance(timedelta(seconds=1))
+    await delivery.sender.drain()
+    clock.advance(timedelta(seconds=2))
+    await delivery.sender.drain()
+    assert [m.text for m in delivery.emulator.user(509).messages] == ["A"]
+    async with delivery.outbox.engine.connect() as conn:
+        assert (await conn.execute(select(outbox.c.attempts))).scalar_one() == 3
+
+
+async def test_stopping_mid_delivery_and_restarting_sends_each_message_once(
+    delivery: Delivery, phones: Phones, rules: object
+) -> None:
+    ids = [await _member(delivery, phones, 600 + i) for i in range(40)]
+    for i, member_id in enumerate(ids):
+        await delivery.outbox.enqueue(
+            dedup_key=f"m{i}", chat_id=600 + i, member_id=member_id, text=f"message {i}"
+        )
+    delivery.emulator.add_fault(FaultKind.LATENCY, method="sendMessage", latency_ms=20)
+    slow = Sender(
+        delivery.outbox,
+        delivery.bot,
+        delivery.sender.rules,
+        rate_per_second=50,
+        per_chat_interval=0.0,
+    )
+    task = asyncio.create_task(slow.run())
+    while sum(len(delivery.emulator.user(600 + i).messages) for i in range(40)) < 10:
+        await asyncio.sleep(0.01)
+    slow.stop()  # SIGTERM: what is in flight finishes, the rest goes back to the queue
+    await task
+    delivered = sum(len(delivery.emulator.user(600 + i).messages) for i in range(40))
+    assert 10 <= delivered < 40
+    again = Sender(
+        delivery.outbox,
+        delivery.bot,
+        delivery.sender.rules,
+        rate_per_second=200,
+        per_chat_interval=0.0,
+    )
+    await again.drain()
+    counts = [len(delivery.emulator.user(600 + i).messages) for i in range(40)]
+    assert counts == [1] * 40
+    assert set((await _statuses(delivery.outbox)).values()) == {"sent"}
