@@ -130,6 +130,7 @@ class Run:
     sql: Counter[str] = field(default_factory=Counter)
     sql_seconds: dict[str, list[float]] = field(default_factory=dict)  # per verb, each statement
     census: dict[str, Counter[str]] = field(default_factory=dict)  # SQL by update kind, serial
+    connections_opened: int = 0  # new DB connections (pool overflow churn) in the timed phase
     notes: list[str] = field(default_factory=list)
 
     @property
@@ -398,11 +399,16 @@ async def bench_loyalty(emu: BotAPIEmulator, args: argparse.Namespace, tmp: Path
 
         def after(_conn: Any, cursor: Any, statement: str, *_args: Any) -> None:
             started = began.pop(id(cursor), None)
-            if started is not None:
+            if started is not None and sink[0] is run.sql:
                 spent = time.perf_counter() - started
                 run.sql_seconds.setdefault(_verb(statement), []).append(spent)
 
+        def opened(*_args: Any) -> None:
+            if sink[0] is run.sql:
+                run.connections_opened += 1
+
         sync_engine = app.engine.sync_engine
+        event.listen(sync_engine, "connect", opened)
         event.listen(sync_engine, "before_cursor_execute", before)
         event.listen(sync_engine, "after_cursor_execute", after)
         profiler = cProfile.Profile() if args.profile else None
@@ -413,6 +419,7 @@ async def bench_loyalty(emu: BotAPIEmulator, args: argparse.Namespace, tmp: Path
                 sink[0] = run.census[kind] = Counter()
                 await drive(sims, [kind] * CENSUS_UPDATES, 1, args.timeout, loyalty_check, None)
         finally:
+            event.remove(sync_engine, "connect", opened)
             event.remove(sync_engine, "before_cursor_execute", before)
             event.remove(sync_engine, "after_cursor_execute", after)
         if profiler is not None:
@@ -606,6 +613,8 @@ def print_report(app: Run, echo: Run | None, args: argparse.Namespace) -> bool:
             total = sum(run.sql.values())
             verbs = ", ".join(f"{v} {n / run.count:.1f}" for v, n in run.sql.most_common())
             print(f"  SQL statements per update: {total / run.count:.1f} ({verbs})")
+            print(f"  new DB connections opened in the timed phase: {run.connections_opened}")
+            print(f"  SQL per update by kind (one at a time, {CENSUS_UPDATES} each):")
             for kind, counted in run.census.items():
                 verbs = ", ".join(
                     f"{v} {n / CENSUS_UPDATES:.1f}" for v, n in counted.most_common()
