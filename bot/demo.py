@@ -51,7 +51,7 @@ from bot.settings import Settings
 from cards.render import format_card_number
 from emulator import BotAPIEmulator, BotMessage, EmulatedUser
 from ledger.invariants import check_ledger
-from ledger.rules import load_rules
+from ledger.rules import RulesError, load_rules
 from ledger.service import LedgerService
 from ledger.views import MemberView
 
@@ -199,7 +199,7 @@ class Demo:
         self.http: aiohttp.ClientSession | None = None
         self.step = "starting the emulator and the bot"
         self.card_number = ""
-        self.purchases = 0
+        self.sales = {"till": 0, "cashier": 0}
 
     # -- plumbing -------------------------------------------------------------------
 
@@ -280,7 +280,14 @@ class Demo:
         """Wait for the bot's next message to `user`, or for the first one that is `wanted`;
         print everything that arrived up to it (news the bot sends on its own included)."""
         match = wanted or (lambda message: True)
-        await user.wait_for(lambda: any(match(m) for m in user.unread), WAIT, f"{what} to {name}")
+        try:
+            await user.wait_for(lambda: any(match(m) for m in user.unread), WAIT, what)
+        except AssertionError:
+            got = [m.content.split("\n", 1)[0] or m.kind for m in user.unread]
+            instead = "; instead: " + " | ".join(got) if got else "; nothing arrived"
+            raise DemoFailed(
+                f"the bot did not send {what} to {name} within {WAIT:.0f} s{instead}"
+            ) from None
         index = next(i for i, message in enumerate(user.unread) if match(message))
         messages = await user.wait_messages(index + 1, timeout=WAIT)
         found = messages[-1]
@@ -399,7 +406,7 @@ class Demo:
                 "redeem_points": 0,
             }
             await self.call_api("POST", "/api/v1/purchases", body, secret, {201})
-            self.purchases += 1
+            self.sales["till"] += 1
             await self.receipt(anna, receipt_id)
         return secret
 
@@ -433,7 +440,7 @@ class Demo:
             answer = await self.call_api("POST", "/api/v1/purchases", body, key, {201})
         if answer.get("redeemed") != body["redeem_points"]:
             raise DemoFailed(f"expected {body['redeem_points']} points redeemed: {answer}")
-        self.purchases += 1
+        self.sales["till"] += 1
         await self.receipt(anna, "R-1003")
 
     async def look_around(self, anna: EmulatedUser) -> None:
@@ -473,7 +480,7 @@ class Demo:
             step = await self.reply(kate, "Kate")
         await self.tap(kate, "Kate", step, self.t("cashier-confirm-button"))
         await self.reply(kate, "Kate")
-        self.purchases += 1
+        self.sales["cashier"] += 1
         await self.receipt(anna, f"tg-{KATE_ID}-")
 
     def scan_card(self) -> str:
@@ -503,8 +510,8 @@ class Demo:
             f"{answer.get('balance')} points · {len(anna.messages)} messages from the bot"
         )
         out.line(
-            f"{self.purchases} purchases: 3 posted by the till over HTTP, 1 recorded by the "
-            "cashier in the bot."
+            f"{sum(self.sales.values())} purchases: {self.sales['till']} posted by the till over "
+            f"HTTP, {self.sales['cashier']} recorded by the cashier in the bot."
         )
         out.line("Ledger check: every balance equals its lots and its journal.")
         out.line(f"Her card: {CARD_PATH} (in {Path.cwd()}); its QR opens the bot on her card.")
@@ -543,7 +550,7 @@ async def run_demo() -> int:
         return 130
     except TimeoutError:
         return _failed(step, f"the demo took longer than {TOTAL_TIMEOUT:.0f} s")
-    except (DemoFailed, AssertionError) as error:
+    except (DemoFailed, AssertionError, RulesError) as error:
         return _failed(step, str(error))
     except Exception as error:
         traceback.print_exc()

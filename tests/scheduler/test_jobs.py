@@ -1,0 +1,116 @@
+"""The jobs catch up after downtime and do everything once, on both backends."""
+
+from __future__ import annotations
+
+from datetime import date, timedelta
+
+from sqlalchemy import select
+
+from bot.i18n import build_i18n
+from handlers.notifications import Notifier
+from ledger.clock import ManualClock
+from ledger.invariants import check_ledger
+from ledger.service import LedgerService
+from scheduler.due import warning_threshold
+from scheduler.jobs import Jobs
+from scheduler.outbox import Outbox
+from storage.schema import outbox
+from tests.conftest import Phones
+
+RUB = 100
+
+
+def make_jobs(ledger: LedgerService) -> Jobs:
+    return Jobs(ledger, Notifier(build_i18n(), ledger, Outbox(ledger.engine, ledger.clock)),
+                "test")
+
+
+async def queued(ledger: LedgerService) -> list[tuple[str, str]]:
+    async with ledger.engine.connect() as conn:
+        rows = (await conn.execute(select(outbox.c.dedup_key, outbox.c.text)
+                                   .order_by(outbox.c.id))).all()
+    return [(row.dedup_key, row.text) for row in rows]
+
+
+def test_a_late_run_warns_for_the_threshold_it_is_in() -> None:
+    thresholds = (7, 3)
+    assert [warning_threshold(d, thresholds) for d in (9, 8, 7, 6, 4, 3, 2, 0, -1)] == [
+        None, None, 7, 7, 7, 3, 3, 3, None]
+
+
+async def test_after_downtime_warnings_and_burns_happen_once(
+    ledger: LedgerService, phones: Phones, clock: ManualClock
+) -> None:
+    member = (await ledger.register_member(phones.next(), telegram_id=77, language="en")).member
+    jobs = make_jobs(ledger)
+    clock.advance(timedelta(days=170))  # off for months; 10 days before the welcome burns
+    await jobs.run_all()
+    assert await queued(ledger) == []
+    clock.advance(timedelta(days=4))  # 6 days before: the 7-day warning, late but once
+    await jobs.run_all()
+    await jobs.run_all()
+    first = await queued(ledger)
+    assert len(first) == 1 and first[0][0].endswith(":7")
+    assert first[0][1].startswith("🔥 100 points burn on 29 August")
+    clock.advance(timedelta(days=5))  # 1 day before: the 3-day warning (the 3rd day was missed)
+    await jobs.run_all()
+    second = await queued(ledger)
+    assert len(second) == 2 and second[1][0].endswith(":3")
+    clock.advance(timedelta(days=3))  # past the burn, the bot was off again
+    burns = [await jobs.burn(), await jobs.burn()]
+    assert [b["points"] for b in burns] == [100, 0]
+    assert (await ledger.balance(member.member_id)).balance == 0
+    await jobs.run_all()
+    assert len(await queued(ledger)) == 2
+    assert await check_ledger(ledger.engine) == []
+
+
+async def test_tier_up_is_told_once_and_a_fall_is_silent(
+    ledger: LedgerService, phones: Phones, clock: ManualClock
+) -> None:
+    member = (await ledger.register_member(phones.next(), telegram_id=78, language="en")).member
+    jobs = make_jobs(ledger)
+    await ledger.purchase(receipt_id="R-1", member_id=member.member_id,
+                          amount_kopecks=10_000 * RUB)
+    await jobs.tiers()
+    await jobs.tiers()
+    assert [text for _, text in await queued(ledger)] == [
+        "🎉 You've reached the Silver tier! From now on you earn 1 point for every 40 ₽."]
+    clock.advance(timedelta(days=366))
+    assert (await jobs.tiers())["recomputed"] == 1  # back to base, nobody told
+    assert len(await queued(ledger)) == 1
+    await ledger.purchase(receipt_id="R-2", member_id=member.member_id,
+                          amount_kopecks=30_000 * RUB)
+    await jobs.tiers()
+    assert "Gold tier" in (await queued(ledger))[-1][1]
+
+
+async def test_birthday_bonus_and_greeting_once(
+    ledger: LedgerService, phones: Phones, clock: ManualClock
+) -> None:
+    member = (await ledger.register_member(phones.next(), telegram_id=79, language="ru")).member
+    today = clock.now().date()
+    await ledger.set_birthday(member.member_id, date(1990, today.month, today.day)
+                              + timedelta(days=10))
+    jobs = make_jobs(ledger)
+    clock.advance(timedelta(days=10))
+    results = [await jobs.birthdays(), await jobs.birthdays()]
+    assert [r["credited"] for r in results] == [300, 0]
+    greetings = await queued(ledger)
+    assert len(greetings) == 1 and greetings[0][1].startswith("🎂 С днём рождения! На ваш счёт "
+                                                              "начислено 300 баллов")
+    assert (await ledger.balance(member.member_id)).balance == 400
+
+
+async def test_held_points_are_activated_by_the_job(
+    engine: object, rules: object, clock: ManualClock, phones: Phones
+) -> None:
+    held = LedgerService(engine, rules.model_copy(update={"hold_days": 7}), clock)  # type: ignore[arg-type, attr-defined]
+    member = (await held.register_member(phones.next())).member
+    await held.purchase(receipt_id="R-1", member_id=member.member_id, amount_kopecks=500 * RUB)
+    jobs = make_jobs(held)
+    assert (await jobs.activate())["points"] == 0
+    clock.advance(timedelta(days=7))
+    assert (await jobs.activate())["points"] == 10
+    assert (await jobs.activate())["points"] == 0
+    assert (await held.balance(member.member_id)).balance == 110
