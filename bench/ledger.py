@@ -540,14 +540,15 @@ async def run_config(config: Config, args: argparse.Namespace, workdir: Path) ->
         file=sys.stderr,
     )
     if config.backend == "sqlite":
-        url = f"sqlite+aiosqlite:///{workdir / f'{config.name}.db'}"
+        workdir = Path(tempfile.mkdtemp(prefix=f"{config.name}-", dir=workdir))
+        url = f"sqlite+aiosqlite:///{workdir / 'ledger.db'}"
         engine = create_engine(url)
         try:
             await upgrade_schema(engine)
             await bench_ledger(engine, config, args, result)
         finally:
             await engine.dispose()
-        await sqlite_floor(workdir / f"{config.name}-floor.db", config, args, result)
+        await sqlite_floor(workdir / "floor.db", config, args, result)
         return result
 
     name = f"loyalty_bench_{os.getpid()}"
