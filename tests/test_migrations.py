@@ -59,3 +59,49 @@ async def test_migrations_match_the_declared_schema_and_roll_back(empty_url: str
             assert await conn.run_sync(_differences) == []
     finally:
         await engine.dispose()
+
+
+async def test_upgrading_a_database_with_data_keeps_it(empty_url: str) -> None:
+    from datetime import UTC, datetime
+
+    from sqlalchemy import text
+
+    from ledger.invariants import check_ledger
+
+    engine = create_engine(empty_url)
+    try:
+        await upgrade_schema(engine, "0003")
+        now = datetime(2026, 1, 1, tzinfo=UTC).replace(tzinfo=None)
+        async with engine.begin() as conn:
+            await conn.execute(
+                text(
+                    "INSERT INTO members (card_number, phone, referral_code, created_at, "
+                    "balance, tier) VALUES ('123456789012', '+79990000001', 'abc', :now, 5, "
+                    "'silver')"
+                ),
+                {"now": now},
+            )
+            await conn.execute(
+                text(
+                    "INSERT INTO entries (member_id, kind, points, pending, debt, created_at) "
+                    "VALUES (1, 'adjustment', 5, 0, 0, :now)"
+                ),
+                {"now": now},
+            )
+            await conn.execute(
+                text(
+                    "INSERT INTO lots (member_id, entry_id, points, remaining, status, "
+                    "available_at, expires_at, created_at) VALUES (1, 1, 5, 5, 'active', "
+                    ":now, :now, :now)"
+                ),
+                {"now": now},
+            )
+        await upgrade_schema(engine)
+        async with engine.connect() as conn:
+            row = (
+                await conn.execute(text("SELECT balance, tier, tier_announced FROM members"))
+            ).one()
+        assert tuple(row) == (5, "silver", "silver")  # nobody gets stale tier news
+        assert await check_ledger(engine) == []
+    finally:
+        await engine.dispose()

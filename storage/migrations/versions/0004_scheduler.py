@@ -32,6 +32,8 @@ def upgrade() -> None:
         batch_op.add_column(
             sa.Column("tier_announced", sa.String(length=16), server_default="base", nullable=False)
         )
+    # Members who reached a tier before this version were told by their receipts: no news.
+    op.execute("UPDATE members SET tier_announced = tier")
 
 
 def downgrade() -> None:

@@ -1,0 +1,32 @@
+"""Settings: the contract's variables, and .env.example documents every one of them."""
+
+from __future__ import annotations
+
+import re
+
+import pytest
+from pydantic import ValidationError
+
+from bot.settings import Settings
+from tests.conftest import ROOT
+
+
+def test_env_example_lists_every_setting() -> None:
+    listed = set(re.findall(r"^#?\s*([A-Z_]+)=", (ROOT / ".env.example").read_text(), re.M))
+    assert {name.upper() for name in Settings.model_fields} <= listed
+
+
+def test_contract_defaults() -> None:
+    settings = Settings(_env_file=None)  # type: ignore[call-arg]
+    assert settings.telegram_api_url == "https://api.telegram.org"
+    assert settings.database_url == "sqlite+aiosqlite:///./data/loyalty.db"
+    assert (settings.api_host, settings.api_port) == ("127.0.0.1", 8080)
+    assert settings.admin_ids == ()
+
+
+def test_admin_ids_are_comma_separated(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("ADMIN_IDS", "1, 22,333")
+    assert Settings(_env_file=None).admin_ids == (1, 22, 333)  # type: ignore[call-arg]
+    monkeypatch.setenv("ADMIN_IDS", "1,abc")
+    with pytest.raises(ValidationError, match="comma-separated"):
+        Settings(_env_file=None)  # type: ignore[call-arg]
