@@ -24,9 +24,8 @@ DEFAULT_LANGUAGE = "en"
 DOMAIN = "messages"
 
 
-def compile_locales(source: Path = LOCALES_DIR) -> Path:
-    """Compile every `.po` under `source` into a fresh folder; returns that folder."""
-    target = Path(tempfile.mkdtemp(prefix="loyalty-locales-"))
+def compile_locales(source: Path, target: Path) -> Path:
+    """Compile every `.po` under `source` into `target`; returns `target`."""
     for po_path in sorted(source.glob(f"*/LC_MESSAGES/{DOMAIN}.po")):
         language = po_path.parent.parent.name
         with po_path.open("rb") as po_file:
@@ -39,7 +38,10 @@ def compile_locales(source: Path = LOCALES_DIR) -> Path:
 
 
 def build_i18n() -> I18n:
-    return I18n(path=compile_locales(), default_locale=DEFAULT_LANGUAGE, domain=DOMAIN)
+    """Translations loaded into memory (the compiled files are not needed afterwards)."""
+    with tempfile.TemporaryDirectory(prefix="loyalty-locales-") as folder:
+        compiled = compile_locales(LOCALES_DIR, Path(folder))
+        return I18n(path=compiled, default_locale=DEFAULT_LANGUAGE, domain=DOMAIN)
 
 
 class MemberLanguageMiddleware(I18nMiddleware):

@@ -313,9 +313,10 @@ async def _record(
         redeemed=redeem,
         accrued=result.accrued,
     )
+    key = "cashier-done" if result.redeemed else "cashier-done-no-points"
     await bot.send_message(
         chat_id,
-        _("cashier-done").format(
+        _(key).format(
             earn=points_text(result.accrued),
             redeem=points_text(result.redeemed),
             balance=points_text(result.balance),

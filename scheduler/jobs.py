@@ -226,6 +226,7 @@ class SchedulerRunner:
         self.intervals = intervals or JOB_INTERVALS
         self.scheduler = AsyncIOScheduler(timezone="UTC")
         self._sending: asyncio.Task[None] | None = None
+        self._running: set[asyncio.Task[Any]] = set()
 
     async def start(self) -> None:
         self.scheduler.add_job(
@@ -250,7 +251,11 @@ class SchedulerRunner:
         await self._lead()
         if self.leadership.is_leader:
             # Catch up at once after downtime instead of waiting for the first interval.
-            self.scheduler.add_job(self.jobs.run_all, id="catch-up")
+            self.scheduler.add_job(self._catch_up, id="catch-up")
+
+    async def _catch_up(self) -> None:
+        for name in self.jobs.all():
+            await self._run_job(name)
 
     async def _lead(self) -> None:
         try:
@@ -266,11 +271,17 @@ class SchedulerRunner:
     async def _run_job(self, name: str) -> None:
         if not self.leadership.is_leader:
             return
+        task = asyncio.current_task()
+        if task is not None:
+            self._running.add(task)
         try:
             result = await self.jobs.run(name)
         except Exception:
             log.exception("job %s failed", name)
             return
+        finally:
+            if task is not None:
+                self._running.discard(task)
         log.info("job %s: %s", name, result)
 
     async def _stop_sending(self) -> None:
@@ -282,6 +293,11 @@ class SchedulerRunner:
             self.sender.restart()
 
     async def stop(self) -> None:
+        """Stop scheduling, let running jobs finish (they are short and idempotent), stop the
+        sender, give up the lock."""
         self.scheduler.shutdown(wait=False)
+        running = [task for task in self._running if task is not asyncio.current_task()]
+        if running:
+            await asyncio.wait(running, timeout=30)
         await self._stop_sending()
         await self.leadership.resign()
