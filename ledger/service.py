@@ -395,7 +395,10 @@ class LedgerService:
                     strict=True,
                 )
             money = policy.money_paid(self.rules, amount_kopecks, redeem_points)
-            accrued = policy.earned_points(money, self.rules.tier(row.tier))
+            # The tier of the window as it is now, even if the tier job has not caught up.
+            spend_before = await self._qualifying_spend(conn, member_id, now)
+            earning_tier = policy.tier_for_spend(self.rules, spend_before)
+            accrued = policy.earned_points(money, earning_tier)
             earn_entry = None
             if accrued:
                 earn_entry = await self._credit(
@@ -425,10 +428,8 @@ class LedgerService:
             )
             if row.last_purchase_at is None and row.referred_by is not None:
                 await self._reward_referral(conn, row, now, op_id)
-            tier = await self._recompute_tier(conn, member_id, row.tier, now)
-            await self._store_totals(
-                conn, member_id, totals, tier=tier.new_tier if tier else None, last_purchase_at=now
-            )
+            new_tier = policy.tier_for_spend(self.rules, spend_before + money).name
+            await self._store_totals(conn, member_id, totals, tier=new_tier, last_purchase_at=now)
             return {
                 "receipt_id": receipt_id,
                 "member_id": member_id,
@@ -437,7 +438,7 @@ class LedgerService:
                 "redeemed": redeem_points,
                 "balance": totals.balance,
                 "pending": totals.pending,
-                "tier": tier.new_tier if tier else row.tier,
+                "tier": new_tier,
                 "previous_tier": row.tier,
             }
 
