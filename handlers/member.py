@@ -8,12 +8,20 @@ from datetime import date
 
 from aiogram import F, Router
 from aiogram.exceptions import TelegramBadRequest
-from aiogram.filters import Command, CommandObject, CommandStart
+from aiogram.filters import (
+    KICKED,
+    MEMBER,
+    ChatMemberUpdatedFilter,
+    Command,
+    CommandObject,
+    CommandStart,
+)
 from aiogram.fsm.context import FSMContext
 from aiogram.fsm.state import State, StatesGroup
 from aiogram.types import (
     BufferedInputFile,
     CallbackQuery,
+    ChatMemberUpdated,
     InlineKeyboardButton,
     InlineKeyboardMarkup,
     Message,
@@ -87,7 +95,27 @@ def build_member_router() -> Router:
     router.callback_query.register(list_disputable, DisputeListCb.filter())
     router.callback_query.register(ask_dispute, DisputeEntryCb.filter())
     router.callback_query.register(settings_action, SettingsCb.filter())
+    router.my_chat_member.register(blocked_the_bot, ChatMemberUpdatedFilter(KICKED))
+    router.my_chat_member.register(unblocked_the_bot, ChatMemberUpdatedFilter(MEMBER))
     return router
+
+
+# ------------------------------------------------------------- blocking and unblocking
+
+
+async def blocked_the_bot(
+    event: ChatMemberUpdated, ledger: LedgerService, member: MemberView | None = None
+) -> None:
+    """Stop writing to someone who blocked the bot (the outbox skips unreachable members)."""
+    if member is not None:
+        await ledger.update_profile(member.member_id, unreachable=True)
+
+
+async def unblocked_the_bot(
+    event: ChatMemberUpdated, ledger: LedgerService, member: MemberView | None = None
+) -> None:
+    if member is not None and member.unreachable:
+        await ledger.update_profile(member.member_id, unreachable=False)
 
 
 # -------------------------------------------------------------------- start, help
