@@ -14,7 +14,6 @@ import json
 import secrets
 import string
 from collections.abc import Awaitable, Callable, Mapping, Sequence
-from dataclasses import dataclass
 from datetime import date, datetime, timedelta
 from typing import Any, TypeVar
 from zoneinfo import ZoneInfo
@@ -44,6 +43,7 @@ from ledger.errors import (
     RedeemAboveLimit,
     RefundExceedsPurchase,
 )
+from ledger.journal import Journal, Totals
 from ledger.phones import normalize_phone
 from ledger.rules import Rules
 from ledger.views import (
@@ -65,7 +65,6 @@ from storage.schema import (
     operations,
     purchases,
     referral_rewards,
-    spends,
     tickets,
 )
 
@@ -80,15 +79,6 @@ MAX_REFERENCE_LENGTH = 100
 BATCH_MEMBERS = 500
 
 
-@dataclass(slots=True)
-class _Totals:
-    """A member's running totals inside one transaction."""
-
-    balance: int
-    pending: int
-    debt: int
-
-
 class LedgerService:
     """Owns every change to members' points."""
 
@@ -97,6 +87,7 @@ class LedgerService:
         self.rules = rules
         self.clock: Clock = clock or SystemClock()
         self._is_postgres = engine.dialect.name == "postgresql"
+        self.journal = Journal(rules, self._is_postgres)
 
     # ------------------------------------------------------------------ members
 
@@ -182,15 +173,15 @@ class LedgerService:
                     )
                 ).scalar_one()
                 created = True
-            await self._lock_member(conn, member_id)
+            await self.journal.lock_member(conn, member_id)
             welcome = 0
             if self.rules.welcome_bonus > 0:
                 op_id = await self._claim_operation(
                     conn, f"welcome:{member_id}", "welcome", member_id, {}, None
                 )
                 if op_id is not None:
-                    totals = await self._lock_totals(conn, member_id)
-                    await self._credit(
+                    totals = await self.journal.lock_totals(conn, member_id)
+                    await self.journal.credit(
                         conn,
                         member_id,
                         totals,
@@ -199,10 +190,10 @@ class LedgerService:
                         now,
                         operation_id=op_id,
                     )
-                    await self._store_totals(conn, member_id, totals)
+                    await self.journal.store_totals(conn, member_id, totals)
                     await self._finish_operation(conn, op_id, {"points": self.rules.welcome_bonus})
                     welcome = self.rules.welcome_bonus
-            member = await self._member_row(conn, member_id)
+            member = await self.journal.member_row(conn, member_id)
         return Registration(member=_member_view(member), created=created, welcome_points=welcome)
 
     async def _inviter_id(self, conn: AsyncConnection, referral_code: str | None) -> int | None:
@@ -219,7 +210,7 @@ class LedgerService:
     async def get_member(self, member_id: int) -> MemberView:
         """The member with this id (also erased ones, anonymised)."""
         async with self.engine.connect() as conn:
-            return _member_view(await self._member_row(conn, member_id))
+            return _member_view(await self.journal.member_row(conn, member_id))
 
     async def find_member(self, customer: str) -> MemberView:
         """An active member by card number or phone in any common format."""
@@ -297,7 +288,7 @@ class LedgerService:
             raise ValueError(f"not a profile field: {sorted(unknown)}")
         async with self.engine.begin() as conn:
             await conn.execute(update(members).where(members.c.id == member_id).values(**values))
-            return _member_view(await self._member_row(conn, member_id))
+            return _member_view(await self.journal.member_row(conn, member_id))
 
     async def set_birthday(self, member_id: int, birthday: date) -> MemberView:
         """Set the birthday once; a second attempt is refused."""
@@ -314,12 +305,12 @@ class LedgerService:
             ).rowcount
             if changed != 1:
                 raise BirthdayAlreadySet("the birthday is already set")
-            return _member_view(await self._member_row(conn, member_id))
+            return _member_view(await self.journal.member_row(conn, member_id))
 
     async def erase_member(self, member_id: int) -> None:
         """Erase personal data; the ledger stays, tied to an anonymous member id."""
         async with self.engine.begin() as conn:
-            await self._lock_member(conn, member_id)
+            await self.journal.lock_member(conn, member_id)
             await conn.execute(
                 update(members)
                 .where(members.c.id == member_id)
@@ -370,7 +361,7 @@ class LedgerService:
         request = {"member_id": member_id, "amount": amount_kopecks, "redeem": redeem_points}
 
         async def body(
-            conn: AsyncConnection, op_id: int, totals: _Totals, row: Row[Any]
+            conn: AsyncConnection, op_id: int, totals: Totals, row: Row[Any]
         ) -> dict[str, Any]:
             if row.status != "active":
                 raise MemberNotFound("no such member")
@@ -382,7 +373,7 @@ class LedgerService:
             now = self.clock.now()
             redeem_entry = None
             if redeem_points:
-                redeem_entry = await self._debit(
+                redeem_entry = await self.journal.debit(
                     conn,
                     member_id,
                     totals,
@@ -401,7 +392,7 @@ class LedgerService:
             accrued = policy.earned_points(money, earning_tier)
             earn_entry = None
             if accrued:
-                earn_entry = await self._credit(
+                earn_entry = await self.journal.credit(
                     conn,
                     member_id,
                     totals,
@@ -429,7 +420,9 @@ class LedgerService:
             if row.last_purchase_at is None and row.referred_by is not None:
                 await self._reward_referral(conn, row, now, op_id)
             new_tier = policy.tier_for_spend(self.rules, spend_before + money).name
-            await self._store_totals(conn, member_id, totals, tier=new_tier, last_purchase_at=now)
+            await self.journal.store_totals(
+                conn, member_id, totals, tier=new_tier, last_purchase_at=now
+            )
             return {
                 "receipt_id": receipt_id,
                 "member_id": member_id,
@@ -467,7 +460,7 @@ class LedgerService:
         request = {"receipt_id": receipt_id, "amount": amount_kopecks}
 
         async def body(
-            conn: AsyncConnection, op_id: int, totals: _Totals, locked: Row[Any]
+            conn: AsyncConnection, op_id: int, totals: Totals, locked: Row[Any]
         ) -> dict[str, Any]:
             purchase = (
                 await conn.execute(select(purchases).where(purchases.c.receipt_id == receipt_id))
@@ -485,7 +478,7 @@ class LedgerService:
             money = policy.money_paid(self.rules, purchase.amount, purchase.redeemed)
             qualifying_cut = policy.pro_rata(money, before, amount_kopecks, purchase.amount)
             if give_back:
-                await self._give_back(
+                await self.journal.give_back(
                     conn,
                     member_id,
                     totals,
@@ -498,7 +491,7 @@ class LedgerService:
                     actor=actor,
                 )
             if reverse:
-                await self._debit(
+                await self.journal.debit(
                     conn,
                     member_id,
                     totals,
@@ -522,7 +515,9 @@ class LedgerService:
                 )
             )
             tier = await self._recompute_tier(conn, member_id, locked.tier, now)
-            await self._store_totals(conn, member_id, totals, tier=tier.new_tier if tier else None)
+            await self.journal.store_totals(
+                conn, member_id, totals, tier=tier.new_tier if tier else None
+            )
             return {
                 "refund_id": refund_id,
                 "receipt_id": receipt_id,
@@ -561,11 +556,11 @@ class LedgerService:
         request = {"member_id": member_id, "points": points, "reason": reason}
 
         async def body(
-            conn: AsyncConnection, op_id: int, totals: _Totals, _: Row[Any]
+            conn: AsyncConnection, op_id: int, totals: Totals, _: Row[Any]
         ) -> dict[str, Any]:
             now = self.clock.now()
             if points > 0:
-                entry_id = await self._credit(
+                entry_id = await self.journal.credit(
                     conn,
                     member_id,
                     totals,
@@ -581,7 +576,7 @@ class LedgerService:
                     raise InsufficientPoints(
                         f"the member has only {totals.balance} points", balance=totals.balance
                     )
-                entry_id = await self._debit(
+                entry_id = await self.journal.debit(
                     conn,
                     member_id,
                     totals,
@@ -593,7 +588,7 @@ class LedgerService:
                     actor=actor,
                     strict=True,
                 )
-            await self._store_totals(conn, member_id, totals)
+            await self.journal.store_totals(conn, member_id, totals)
             return {"entry_id": entry_id}
 
         result, _ = await self._run_operation(key, "adjust", member_id, request, actor, body)
@@ -612,7 +607,7 @@ class LedgerService:
         request = {"entry_id": entry_id}
 
         async def body(
-            conn: AsyncConnection, op_id: int, totals: _Totals, _: Row[Any]
+            conn: AsyncConnection, op_id: int, totals: Totals, _: Row[Any]
         ) -> dict[str, Any]:
             current = (await conn.execute(select(entries).where(entries.c.id == entry_id))).one()
             if current.reversed_by is not None:
@@ -620,7 +615,7 @@ class LedgerService:
             now = self.clock.now()
             amount = current.points + current.pending
             if amount > 0:
-                new_id = await self._debit(
+                new_id = await self.journal.debit(
                     conn,
                     current.member_id,
                     totals,
@@ -635,7 +630,7 @@ class LedgerService:
                     first_lot_entry=entry_id,
                 )
             else:
-                new_id = await self._give_back(
+                new_id = await self.journal.give_back(
                     conn,
                     current.member_id,
                     totals,
@@ -651,7 +646,7 @@ class LedgerService:
             await conn.execute(
                 update(entries).where(entries.c.id == entry_id).values(reversed_by=new_id)
             )
-            await self._store_totals(conn, current.member_id, totals)
+            await self.journal.store_totals(conn, current.member_id, totals)
             return {"entry_id": new_id}
 
         result, _ = await self._run_operation(
@@ -706,7 +701,7 @@ class LedgerService:
     async def _burn(self, conn: AsyncConnection, member_ids: Sequence[int], now: datetime) -> int:
         burnt = 0
         for member_id in member_ids:
-            totals = await self._lock_totals(conn, member_id)
+            totals = await self.journal.lock_totals(conn, member_id)
             due = (
                 await conn.execute(
                     select(lots.c.id, lots.c.remaining)
@@ -722,10 +717,14 @@ class LedgerService:
             points = sum(lot.remaining for lot in due)
             if not points:
                 continue
-            entry_id = await self._insert_entry(conn, member_id, "expiry", -points, 0, 0, now)
-            await self._take_from_lots(conn, entry_id, [(lot.id, lot.remaining) for lot in due])
+            entry_id = await self.journal.insert_entry(
+                conn, member_id, "expiry", -points, 0, 0, now
+            )
+            await self.journal.take_from_lots(
+                conn, entry_id, [(lot.id, lot.remaining) for lot in due]
+            )
             totals.balance -= points
-            await self._store_totals(conn, member_id, totals)
+            await self.journal.store_totals(conn, member_id, totals)
             burnt += points
         return burnt
 
@@ -734,7 +733,7 @@ class LedgerService:
     ) -> int:
         activated = 0
         for member_id in member_ids:
-            totals = await self._lock_totals(conn, member_id)
+            totals = await self.journal.lock_totals(conn, member_id)
             due = (
                 await conn.execute(
                     select(lots.c.id, lots.c.remaining).where(
@@ -751,11 +750,13 @@ class LedgerService:
                 update(lots).where(lots.c.id.in_([lot.id for lot in due])).values(status="active")
             )
             if points:
-                await self._insert_entry(conn, member_id, "activation", points, -points, 0, now)
+                await self.journal.insert_entry(
+                    conn, member_id, "activation", points, -points, 0, now
+                )
                 totals.balance += points
                 totals.pending -= points
-                await self._pay_debt(conn, member_id, totals, now, None)
-            await self._store_totals(conn, member_id, totals)
+                await self.journal.pay_debt(conn, member_id, totals, now, None)
+            await self.journal.store_totals(conn, member_id, totals)
             activated += points
         return activated
 
@@ -777,9 +778,9 @@ class LedgerService:
         valid = timedelta(days=self.rules.birthday.valid_days)
 
         async def body(
-            conn: AsyncConnection, op_id: int, totals: _Totals, _: Row[Any]
+            conn: AsyncConnection, op_id: int, totals: Totals, _: Row[Any]
         ) -> dict[str, Any]:
-            await self._credit(
+            await self.journal.credit(
                 conn,
                 member_id,
                 totals,
@@ -789,7 +790,7 @@ class LedgerService:
                 operation_id=op_id,
                 expires_at=now + valid,
             )
-            await self._store_totals(conn, member_id, totals)
+            await self.journal.store_totals(conn, member_id, totals)
             return {"points": points}
 
         try:
@@ -856,7 +857,7 @@ class LedgerService:
         for start in range(0, len(ids), BATCH_MEMBERS):
             async with self.engine.begin() as conn:
                 for member_id in ids[start : start + BATCH_MEMBERS]:
-                    locked = await self._lock_member(conn, member_id)
+                    locked = await self.journal.lock_member(conn, member_id)
                     change = await self._recompute_tier(conn, member_id, locked.tier, now)
                     if change:
                         await conn.execute(
@@ -873,7 +874,7 @@ class LedgerService:
         """Usable and pending points, debt, tier progress and the nearest burn."""
         now = self.clock.now()
         async with self.engine.connect() as conn:
-            row = await self._member_row(conn, member_id)
+            row = await self.journal.member_row(conn, member_id)
             spend = await self._qualifying_spend(conn, member_id, now)
             first_burn = (
                 await conn.execute(
@@ -964,14 +965,14 @@ class LedgerService:
         member_id: int,
         request: Mapping[str, Any],
         actor: str | None,
-        body: Callable[[AsyncConnection, int, _Totals, Row[Any]], Awaitable[dict[str, Any]]],
+        body: Callable[[AsyncConnection, int, Totals, Row[Any]], Awaitable[dict[str, Any]]],
     ) -> tuple[dict[str, Any], bool]:
         """Run `body` once per key in one transaction; a retry gets the first result back."""
         request_hash = _hash_request(request)
         try:
             async with self.engine.begin() as conn:
-                locked = await self._lock_member(conn, member_id)
-                totals = _Totals(balance=locked.balance, pending=locked.pending, debt=locked.debt)
+                locked = await self.journal.lock_member(conn, member_id)
+                totals = Totals(balance=locked.balance, pending=locked.pending, debt=locked.debt)
                 op_id = await self._claim_operation(conn, key, kind, member_id, request, actor)
                 if op_id is None:
                     return await self._replay(conn, key, request_hash), True
@@ -1034,298 +1035,6 @@ class LedgerService:
         result: dict[str, Any] = json.loads(row.result)
         return result
 
-    async def _lock_member(self, conn: AsyncConnection, member_id: int) -> Row[Any]:
-        statement = select(members).where(members.c.id == member_id)
-        if self._is_postgres:
-            statement = statement.with_for_update()
-        row = (await conn.execute(statement)).first()
-        if row is None:
-            raise MemberNotFound("no such member")
-        return row
-
-    async def _lock_totals(self, conn: AsyncConnection, member_id: int) -> _Totals:
-        row = await self._lock_member(conn, member_id)
-        return _Totals(balance=row.balance, pending=row.pending, debt=row.debt)
-
-    async def _store_totals(
-        self, conn: AsyncConnection, member_id: int, totals: _Totals, **extra: Any
-    ) -> None:
-        """Write the running totals; refuses (by the WHERE) any negative value."""
-        if min(totals.balance, totals.pending, totals.debt) < 0:
-            # Unreachable unless a rule above is wrong; the CHECK constraints back this up.
-            raise LedgerError("the operation would make a total negative; nothing was changed")
-        values = {k: v for k, v in extra.items() if v is not None}
-        await conn.execute(
-            update(members)
-            .where(members.c.id == member_id)
-            .values(balance=totals.balance, pending=totals.pending, debt=totals.debt, **values)
-        )
-
-    async def _member_row(self, conn: AsyncConnection, member_id: int) -> Row[Any]:
-        row = (await conn.execute(select(members).where(members.c.id == member_id))).first()
-        if row is None:
-            raise MemberNotFound("no such member")
-        return row
-
-    # ------------------------------------------------------ lots and the journal
-
-    async def _insert_entry(
-        self,
-        conn: AsyncConnection,
-        member_id: int,
-        kind: str,
-        points: int,
-        pending: int,
-        debt: int,
-        now: datetime,
-        *,
-        operation_id: int | None = None,
-        reference: str | None = None,
-        reason: str | None = None,
-        actor: str | None = None,
-    ) -> int:
-        entry_id: int = (
-            await conn.execute(
-                entries.insert()
-                .values(
-                    member_id=member_id,
-                    operation_id=operation_id,
-                    kind=kind,
-                    points=points,
-                    pending=pending,
-                    debt=debt,
-                    reference=reference,
-                    reason=reason,
-                    actor=actor,
-                    created_at=now,
-                )
-                .returning(entries.c.id)
-            )
-        ).scalar_one()
-        return entry_id
-
-    async def _credit(
-        self,
-        conn: AsyncConnection,
-        member_id: int,
-        totals: _Totals,
-        points: int,
-        kind: str,
-        now: datetime,
-        *,
-        operation_id: int | None = None,
-        reference: str | None = None,
-        reason: str | None = None,
-        actor: str | None = None,
-        hold: bool = False,
-        expires_at: datetime | None = None,
-    ) -> int:
-        """Add a lot of points; held ones are pending until the hold is over."""
-        held = hold and self.rules.hold_days > 0
-        available_at = now + timedelta(days=self.rules.hold_days) if held else now
-        expires = expires_at or available_at + timedelta(days=self.rules.points_lifetime_days)
-        entry_id = await self._insert_entry(
-            conn,
-            member_id,
-            kind,
-            0 if held else points,
-            points if held else 0,
-            0,
-            now,
-            operation_id=operation_id,
-            reference=reference,
-            reason=reason,
-            actor=actor,
-        )
-        await conn.execute(
-            lots.insert().values(
-                member_id=member_id,
-                entry_id=entry_id,
-                points=points,
-                remaining=points,
-                status="pending" if held else "active",
-                available_at=available_at,
-                expires_at=expires,
-                created_at=now,
-            )
-        )
-        if held:
-            totals.pending += points
-        else:
-            totals.balance += points
-            await self._pay_debt(conn, member_id, totals, now, operation_id)
-        return entry_id
-
-    async def _pay_debt(
-        self,
-        conn: AsyncConnection,
-        member_id: int,
-        totals: _Totals,
-        now: datetime,
-        operation_id: int | None,
-    ) -> None:
-        """New usable points pay off a debt first."""
-        payoff = min(totals.debt, totals.balance)
-        if payoff <= 0:
-            return
-        open_lots = await self._open_lots(conn, member_id)
-        allocation = policy.allocate_fifo(open_lots, payoff)
-        entry_id = await self._insert_entry(
-            conn, member_id, "debt_payoff", -payoff, 0, -payoff, now, operation_id=operation_id
-        )
-        await self._take_from_lots(conn, entry_id, allocation.takes)
-        totals.balance -= payoff
-        totals.debt -= payoff
-
-    async def _debit(
-        self,
-        conn: AsyncConnection,
-        member_id: int,
-        totals: _Totals,
-        points: int,
-        kind: str,
-        now: datetime,
-        *,
-        strict: bool,
-        operation_id: int | None = None,
-        reference: str | None = None,
-        reason: str | None = None,
-        actor: str | None = None,
-        first_lot_entry: int | None = None,
-    ) -> int:
-        """Take points oldest-expiry first (from one entry's own lot first, if given).
-
-        strict: refuse a shortfall; otherwise the shortfall becomes debt.
-        """
-        from_active: list[tuple[int, int]] = []
-        from_pending: list[tuple[int, int]] = []
-        left = points
-        if first_lot_entry is not None:
-            own = (
-                await conn.execute(
-                    select(lots.c.id, lots.c.remaining, lots.c.status).where(
-                        lots.c.entry_id == first_lot_entry, lots.c.remaining > 0
-                    )
-                )
-            ).first()
-            if own is not None:
-                take = min(own.remaining, left)
-                (from_pending if own.status == "pending" else from_active).append((own.id, take))
-                left -= take
-        if left:
-            taken = {lot_id for lot_id, _ in from_active}
-            open_lots = [
-                lot for lot in await self._open_lots(conn, member_id) if lot.lot_id not in taken
-            ]
-            allocation = policy.allocate_fifo(open_lots, left)
-            from_active.extend(allocation.takes)
-            left = allocation.shortfall
-        if left and strict:
-            raise InsufficientPoints("not enough points", balance=totals.balance)
-        active_points = sum(take for _, take in from_active)
-        pending_points = sum(take for _, take in from_pending)
-        entry_id = await self._insert_entry(
-            conn,
-            member_id,
-            kind,
-            -active_points,
-            -pending_points,
-            left,
-            now,
-            operation_id=operation_id,
-            reference=reference,
-            reason=reason,
-            actor=actor,
-        )
-        await self._take_from_lots(conn, entry_id, from_active + from_pending)
-        totals.balance -= active_points
-        totals.pending -= pending_points
-        totals.debt += left
-        return entry_id
-
-    async def _give_back(
-        self,
-        conn: AsyncConnection,
-        member_id: int,
-        totals: _Totals,
-        spent_entry_id: int | None,
-        points: int,
-        kind: str,
-        now: datetime,
-        *,
-        operation_id: int | None = None,
-        reference: str | None = None,
-        reason: str | None = None,
-        actor: str | None = None,
-    ) -> int:
-        """Return points that an entry took, into the lots they came from (with their original
-        expiry: points past it burn at the next expiry run)."""
-        rows = (
-            await conn.execute(
-                select(spends.c.id, spends.c.lot_id, spends.c.points, spends.c.returned)
-                .join(lots, lots.c.id == spends.c.lot_id)
-                .where(spends.c.entry_id == spent_entry_id)
-                .order_by(lots.c.expires_at.desc(), lots.c.id.desc())
-            )
-        ).all()
-        left = points
-        returns: list[tuple[int, int, int]] = []  # spend id, lot id, points
-        for row in rows:
-            give = min(row.points - row.returned, left)
-            if give > 0:
-                returns.append((row.id, row.lot_id, give))
-                left -= give
-        if left:
-            raise LedgerError("more points to give back than were taken")
-        entry_id = await self._insert_entry(
-            conn,
-            member_id,
-            kind,
-            points,
-            0,
-            0,
-            now,
-            operation_id=operation_id,
-            reference=reference,
-            reason=reason,
-            actor=actor,
-        )
-        for spend_id, lot_id, give in returns:
-            await conn.execute(
-                update(spends)
-                .where(spends.c.id == spend_id)
-                .values(returned=spends.c.returned + give)
-            )
-            await conn.execute(
-                update(lots).where(lots.c.id == lot_id).values(remaining=lots.c.remaining + give)
-            )
-        totals.balance += points
-        await self._pay_debt(conn, member_id, totals, now, operation_id)
-        return entry_id
-
-    async def _open_lots(self, conn: AsyncConnection, member_id: int) -> list[policy.OpenLot]:
-        rows = (
-            await conn.execute(
-                select(lots.c.id, lots.c.remaining, lots.c.expires_at).where(
-                    lots.c.member_id == member_id, lots.c.status == "active", lots.c.remaining > 0
-                )
-            )
-        ).all()
-        return [policy.OpenLot(row.id, row.remaining, row.expires_at) for row in rows]
-
-    async def _take_from_lots(
-        self, conn: AsyncConnection, entry_id: int, takes: Sequence[tuple[int, int]]
-    ) -> None:
-        for lot_id, take in takes:
-            await conn.execute(
-                update(lots).where(lots.c.id == lot_id).values(remaining=lots.c.remaining - take)
-            )
-        if takes:
-            await conn.execute(
-                spends.insert(),
-                [{"entry_id": entry_id, "lot_id": lot, "points": take} for lot, take in takes],
-            )
-
     # ------------------------------------------------------------ tiers, referral
 
     async def _qualifying_spend(self, conn: AsyncConnection, member_id: int, now: datetime) -> int:
@@ -1372,11 +1081,11 @@ class LedgerService:
         ).scalar_one_or_none()
         if claimed is None:
             return
-        inviter = await self._member_row(conn, inviter_id)
+        inviter = await self.journal.member_row(conn, inviter_id)
         if inviter.status != "active":
             return
-        totals = await self._lock_totals(conn, inviter_id)
-        await self._credit(
+        totals = await self.journal.lock_totals(conn, inviter_id)
+        await self.journal.credit(
             conn,
             inviter_id,
             totals,
@@ -1386,7 +1095,7 @@ class LedgerService:
             operation_id=op_id,
             reference=invited.card_number,
         )
-        await self._store_totals(conn, inviter_id, totals)
+        await self.journal.store_totals(conn, inviter_id, totals)
 
 
 # ---------------------------------------------------------------------- helpers

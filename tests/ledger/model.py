@@ -20,6 +20,9 @@ What it models, per member:
 Details the rules leave open follow the service's documented choices: a purchase exactly one
 window ago no longer counts; points given back into a lot past its expiry stay usable until the
 next expiry run.
+
+Not modelled: held (pending) points, referral and birthday bonuses, support's reversal of
+entries, erased members.
 """
 
 from __future__ import annotations
