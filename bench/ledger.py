@@ -19,8 +19,10 @@ members (random 100-5,000 RUB, about 20% also redeem points within the allowed c
 balance the previous purchase returned without ever being refused.
 
 The floor is the bare driver doing, per transaction, one INSERT and one UPDATE with the same
-worker count: aiosqlite with the ledger's pragmas and BEGIN IMMEDIATE; asyncpg with a pool.
-The ratio is purchases/s divided by floor transactions/s.
+worker count: aiosqlite with the ledger's pragmas and BEGIN IMMEDIATE; asyncpg with a pool of
+connections. The ratio is purchases/s divided by floor transactions/s. The timed purchases and
+the floor's transactions run in alternating chunks (`--chunks`), so that both see the same load
+on a shared machine.
 
 Below the table, per configuration: CPU per purchase (event loop thread, whole process, whole
 machine, and the PostgreSQL backends serving the run when the server is local), and the SQL
@@ -41,11 +43,12 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import cProfile
-import dataclasses
 import os
 import platform
 import random
+import signal
 import sqlite3
 import sys
 import tempfile
@@ -63,7 +66,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from ledger import policy
 from ledger.invariants import check_ledger
-from ledger.rules import Rules, load_rules
+from ledger.rules import load_rules
 from ledger.service import LedgerService
 from storage.engine import SQLITE_BUSY_TIMEOUT_MS, create_engine
 from storage.migrate import upgrade_schema
@@ -81,7 +84,9 @@ TARGET_PG16 = 1_500
 TARGET_RATIO = 0.3
 PG_POOL_SIZE = 16
 CONFIGS = ("sqlite", "pg1", "pg16")
+
 Probe = Callable[[], Awaitable[dict[int, float]]]
+Transaction = Callable[[int, int], Awaitable[None]]
 
 
 @dataclass(frozen=True)
@@ -90,6 +95,27 @@ class Config:
     backend: str  # "sqlite" | "postgresql"
     workers: int
     purchases: int
+
+
+@dataclass
+class Side:
+    """The timed part of one side (the ledger or the floor), summed over the chunks."""
+
+    seconds: float = 0.0
+    latencies: list[float] = field(default_factory=list)
+    loop_cpu: float = 0.0  # CPU seconds of the event loop's thread
+    process_cpu: float = 0.0  # of this whole process (with aiosqlite's threads)
+    machine_cpu: float = 0.0  # of every process on the machine (PostgreSQL, other users)
+    server_cpu: float | None = None  # of the PostgreSQL backends serving the run, if local
+
+    @property
+    def rate(self) -> float:
+        return len(self.latencies) / self.seconds if self.seconds else 0.0
+
+    def per_op_ms(self, seconds: float | None) -> str:
+        if seconds is None or not self.latencies:
+            return "n/a"
+        return f"{seconds / len(self.latencies) * 1000:.2f}"
 
 
 @dataclass
@@ -110,13 +136,14 @@ class Census:
         def checkout(*_args: Any) -> None:
             self.checkouts += 1
 
-        self.pre_ping = bool(getattr(engine.sync_engine.pool, "_pre_ping", False))
+        pool = engine.sync_engine.pool
+        self.pre_ping = bool(getattr(pool, "_pre_ping", False))
         event.listen(engine.sync_engine, "before_cursor_execute", count)
-        event.listen(engine.sync_engine.pool, "checkout", checkout)
+        event.listen(pool, "checkout", checkout)
 
         def stop() -> None:
             event.remove(engine.sync_engine, "before_cursor_execute", count)
-            event.remove(engine.sync_engine.pool, "checkout", checkout)
+            event.remove(pool, "checkout", checkout)
 
         return stop
 
@@ -124,53 +151,24 @@ class Census:
 @dataclass
 class Result:
     config: Config
-    seconds: float = 0.0
-    latencies: list[float] = field(default_factory=list)
+    ledger: Side = field(default_factory=Side)
+    floor: Side = field(default_factory=Side)
     redeemed: int = 0
     errors: list[str] = field(default_factory=list)
     violations: list[str] = field(default_factory=list)
     census: Census = field(default_factory=Census)
-    loop_cpu: float = 0.0  # CPU seconds of the event loop's thread during the timed purchases
-    process_cpu: float = 0.0  # CPU seconds of this whole process (incl. aiosqlite's threads)
-    machine_cpu: float = 0.0  # CPU seconds of every process (this one, PostgreSQL, others)
-    server_cpu: float | None = None  # CPU seconds of the PostgreSQL backends serving the run
-    floor_seconds: float = 0.0
-    floor_process_cpu: float = 0.0
-    floor_machine_cpu: float = 0.0
-    floor_server_cpu: float | None = None
-    floor_latencies: list[float] = field(default_factory=list)
-
-    @property
-    def rate(self) -> float:
-        return len(self.latencies) / self.seconds if self.seconds else 0.0
-
-    @property
-    def floor_rate(self) -> float:
-        return len(self.floor_latencies) / self.floor_seconds if self.floor_seconds else 0.0
 
     @property
     def ratio(self) -> float:
-        return self.rate / self.floor_rate if self.floor_rate else 0.0
+        return self.ledger.rate / self.floor.rate if self.floor.rate else 0.0
 
     def checks(self) -> list[tuple[str, bool]]:
         found = [(f"ratio >= {TARGET_RATIO}", self.ratio >= TARGET_RATIO)]
         if self.config.backend == "sqlite":
-            found.insert(0, (f">= {TARGET_SQLITE:,}/s", self.rate >= TARGET_SQLITE))
+            found.insert(0, (f">= {TARGET_SQLITE:,}/s", self.ledger.rate >= TARGET_SQLITE))
         elif self.config.workers >= 16:
-            found.insert(0, (f">= {TARGET_PG16:,}/s", self.rate >= TARGET_PG16))
+            found.insert(0, (f">= {TARGET_PG16:,}/s", self.ledger.rate >= TARGET_PG16))
         return found
-
-
-def _machine_busy() -> float:
-    """CPU seconds all processes on this machine have used (Linux /proc/stat; 0 elsewhere)."""
-    try:
-        with open("/proc/stat", encoding="ascii") as stat:
-            fields = [int(v) for v in stat.readline().split()[1:]]
-    except (OSError, ValueError):
-        return 0.0
-    # user nice system idle iowait irq softirq steal ...: everything but idle and iowait
-    busy = sum(fields[:3]) + sum(fields[5:8])
-    return busy / os.sysconf("SC_CLK_TCK")
 
 
 def _verb(statement: str) -> str:
@@ -188,167 +186,129 @@ def _split(total: int, parts: int) -> list[int]:
     return [total // parts + (1 if i < total % parts else 0) for i in range(parts)]
 
 
+def _machine_busy() -> float:
+    """CPU seconds all processes on this machine have used (Linux /proc/stat; 0 elsewhere)."""
+    try:
+        with open("/proc/stat", encoding="ascii") as stat:
+            fields = [int(v) for v in stat.readline().split()[1:]]
+    except (OSError, ValueError):
+        return 0.0
+    # user nice system idle iowait irq softirq steal ...: everything but idle and iowait
+    busy = sum(fields[:3]) + sum(fields[5:8])
+    return busy / os.sysconf("SC_CLK_TCK")
+
+
+async def _measured(side: Side, probe: Probe | None, work: Callable[[], Awaitable[None]]) -> None:
+    """Run `work`, adding its wall time and CPU use to `side`."""
+    server_before = await probe() if probe is not None else None
+    wall, loop_cpu = time.perf_counter(), time.thread_time()
+    process_cpu, machine_cpu = time.process_time(), _machine_busy()
+    await work()
+    side.seconds += time.perf_counter() - wall
+    side.loop_cpu += time.thread_time() - loop_cpu
+    side.process_cpu += time.process_time() - process_cpu
+    side.machine_cpu += _machine_busy() - machine_cpu
+    if probe is not None and server_before is not None:
+        delta = _cpu_delta(server_before, await probe())
+        if delta is not None:
+            side.server_cpu = (side.server_cpu or 0.0) + delta
+
+
 # ------------------------------------------------------------------------------ the ledger
 
 
-async def _register(
-    ledger: LedgerService, count: int, concurrency: int
-) -> tuple[list[int], dict[int, int]]:
-    """Register `count` members; their ids in order and their balances (the welcome bonus)."""
-    ids: list[int] = [0] * count
-    balances: dict[int, int] = {}
+class LedgerWorkload:
+    """Members registered up front, then purchases from `workers` asyncio tasks."""
 
-    async def worker(start: int) -> None:
-        for i in range(start, count, concurrency):
-            registration = await ledger.register_member(f"+7999{i + 1:07d}", first_name="Bench")
-            ids[i] = registration.member.member_id
-            balances[ids[i]] = registration.member.balance
+    def __init__(self, engine: AsyncEngine, config: Config, args: argparse.Namespace) -> None:
+        self.engine = engine
+        self.config = config
+        self.args = args
+        self.rules = load_rules(ROOT / "rules.toml")
+        self.ledger = LedgerService(engine, self.rules)
+        self.partitions: list[list[int]] = []
+        self.balances: dict[int, int] = {}
 
-    await asyncio.gather(*(worker(w) for w in range(concurrency)))
-    return ids, balances
+    async def prepare(self) -> None:
+        """Register the members (each worker gets its own) and warm up; nothing is timed."""
+        count = self.args.members
+        concurrency = 1 if self.config.backend == "sqlite" else 8
+        ids: list[int] = [0] * count
 
+        async def register(start: int) -> None:
+            for i in range(start, count, concurrency):
+                done = await self.ledger.register_member(f"+7999{i + 1:07d}", first_name="Bench")
+                ids[i] = done.member.member_id
+                self.balances[ids[i]] = done.member.balance
 
-async def _purchase_worker(
-    ledger: LedgerService,
-    rules: Rules,
-    members: list[int],
-    balances: dict[int, int],
-    count: int,
-    prefix: str,
-    rng: random.Random,
-    result: Result | None,
-    census: Census | None,
-) -> None:
-    for i in range(count):
-        member_id = rng.choice(members)
-        amount = rng.randint(MIN_AMOUNT_KOPECKS, MAX_AMOUNT_KOPECKS)
-        redeem = 0
-        if rng.random() < REDEEM_SHARE:
-            cap = policy.redeemable_points(rules, amount, balances[member_id])
-            if cap > 0:
-                redeem = rng.randint(1, cap)
-        before = census.total if census is not None else 0
-        started = time.perf_counter()
-        try:
-            outcome = await ledger.purchase(
-                receipt_id=f"{prefix}-{i}",
-                member_id=member_id,
-                amount_kopecks=amount,
-                redeem_points=redeem,
+        await asyncio.gather(*(register(w) for w in range(concurrency)))
+        workers = self.config.workers
+        self.partitions = [ids[w::workers] for w in range(workers)]
+        await self.run(self.args.warmup, "warm", self.args.seed + 7919, None)
+
+    async def run(self, count: int, tag: str, seed: int, result: Result | None) -> None:
+        workers = len(self.partitions)
+        census = result.census if result is not None and workers == 1 else None
+        await asyncio.gather(
+            *(
+                self._worker(w, n, f"{tag}-w{w}", random.Random(seed * 1000 + w), result, census)
+                for w, n in enumerate(_split(count, workers))
             )
-        except Exception as exc:
-            if result is None:
-                raise
-            result.errors.append(f"{type(exc).__name__}: {exc}")
-            continue
-        elapsed = time.perf_counter() - started
-        balances[member_id] = outcome.balance
-        if result is not None:
-            result.latencies.append(elapsed)
-            result.redeemed += 1 if redeem else 0
-        if census is not None:
-            census.per_purchase[bool(redeem)].append(census.total - before)
-
-
-async def _run_purchases(
-    ledger: LedgerService,
-    rules: Rules,
-    partitions: list[list[int]],
-    balances: dict[int, int],
-    count: int,
-    prefix: str,
-    seed: int,
-    result: Result | None,
-    census: Census | None,
-) -> float:
-    workers = len(partitions)
-    started = time.perf_counter()
-    await asyncio.gather(
-        *(
-            _purchase_worker(
-                ledger,
-                rules,
-                partitions[w],
-                balances,
-                n,
-                f"{prefix}-w{w}",
-                random.Random(seed * 1000 + w),
-                result,
-                census if workers == 1 else None,
-            )
-            for w, n in enumerate(_split(count, workers))
         )
-    )
-    return time.perf_counter() - started
 
-
-async def bench_ledger(
-    engine: AsyncEngine,
-    config: Config,
-    args: argparse.Namespace,
-    result: Result,
-    probe: Probe | None = None,
-) -> None:
-    rules = load_rules(ROOT / "rules.toml")
-    ledger = LedgerService(engine, rules)
-    concurrency = 1 if config.backend == "sqlite" else 8
-    member_ids, balances = await _register(ledger, args.members, concurrency)
-    partitions = [member_ids[w :: config.workers] for w in range(config.workers)]
-
-    await _run_purchases(
-        ledger, rules, partitions, balances, args.warmup, "warm", args.seed + 1, None, None
-    )
-    stop_counting = result.census.listen(engine)
-    server_before = await probe() if probe is not None else None
-    profiler = cProfile.Profile() if args.profile else None
-    try:
-        if profiler is not None:
-            profiler.enable()
-        loop_cpu, process_cpu, machine_cpu = (
-            time.thread_time(),
-            time.process_time(),
-            _machine_busy(),
-        )
-        result.seconds = await _run_purchases(
-            ledger,
-            rules,
-            partitions,
-            balances,
-            config.purchases,
-            "bench",
-            args.seed,
-            result,
-            result.census,
-        )
-        result.loop_cpu = time.thread_time() - loop_cpu
-        result.process_cpu = time.process_time() - process_cpu
-        result.machine_cpu = _machine_busy() - machine_cpu
-    finally:
-        if profiler is not None:
-            profiler.disable()
-            path = f"{args.profile}.{config.name}"
-            profiler.dump_stats(path)
-            print(f"  cProfile of the timed purchases written to {path}", file=sys.stderr)
-        stop_counting()
-    if probe is not None and server_before is not None:
-        result.server_cpu = _cpu_delta(server_before, await probe())
-    result.violations = [str(v) for v in await check_ledger(engine)]
+    async def _worker(
+        self,
+        w: int,
+        count: int,
+        prefix: str,
+        rng: random.Random,
+        result: Result | None,
+        census: Census | None,
+    ) -> None:
+        members = self.partitions[w]
+        for i in range(count):
+            member_id = rng.choice(members)
+            amount = rng.randint(MIN_AMOUNT_KOPECKS, MAX_AMOUNT_KOPECKS)
+            redeem = 0
+            if rng.random() < REDEEM_SHARE:
+                cap = policy.redeemable_points(self.rules, amount, self.balances[member_id])
+                if cap > 0:
+                    redeem = rng.randint(1, cap)
+            before = census.total if census is not None else 0
+            started = time.perf_counter()
+            try:
+                outcome = await self.ledger.purchase(
+                    receipt_id=f"{prefix}-{i}",
+                    member_id=member_id,
+                    amount_kopecks=amount,
+                    redeem_points=redeem,
+                )
+            except Exception as exc:
+                if result is None:
+                    raise
+                result.errors.append(f"{type(exc).__name__}: {exc}")
+                continue
+            elapsed = time.perf_counter() - started
+            self.balances[member_id] = outcome.balance
+            if result is not None:
+                result.ledger.latencies.append(elapsed)
+                result.redeemed += 1 if redeem else 0
+            if census is not None:
+                census.per_purchase[bool(redeem)].append(census.total - before)
 
 
 # ------------------------------------------------------------------------------- the floor
 
 
-async def _floor_workers(
+async def _floor_run(
+    transaction: Transaction,
     workers: int,
-    count: int,
     members: int,
+    count: int,
     seed: int,
-    transaction: Callable[[int, int], Awaitable[None]],
-    result: Result | None,
-    probe: Probe | None = None,
-) -> float:
-    latencies = result.floor_latencies if result is not None else None
-    server_before = await probe() if probe is not None and result is not None else None
+    latencies: list[float] | None,
+) -> None:
+    """`count` floor transactions from `workers` tasks, each on its own members."""
 
     async def worker(w: int, n: int) -> None:
         rng = random.Random(seed * 1000 + w)
@@ -360,27 +320,22 @@ async def _floor_workers(
             if latencies is not None:
                 latencies.append(time.perf_counter() - started)
 
-    started, cpu, machine = time.perf_counter(), time.process_time(), _machine_busy()
     await asyncio.gather(*(worker(w, n) for w, n in enumerate(_split(count, workers))))
-    if result is not None:
-        result.floor_process_cpu = time.process_time() - cpu
-        result.floor_machine_cpu = _machine_busy() - machine
-    elapsed = time.perf_counter() - started
-    if result is not None and probe is not None and server_before is not None:
-        result.floor_server_cpu = _cpu_delta(server_before, await probe())
-    return elapsed
 
 
-async def sqlite_floor(
-    path: Path, config: Config, args: argparse.Namespace, result: Result
-) -> None:
+class SqliteFloor:
     """aiosqlite, the ledger engine's pragmas, BEGIN IMMEDIATE; one INSERT + one UPDATE."""
-    import aiosqlite
 
-    conn = await aiosqlite.connect(
-        path, timeout=SQLITE_BUSY_TIMEOUT_MS / 1000, isolation_level=None
-    )
-    try:
+    def __init__(self, conn: Any) -> None:
+        self.conn = conn
+
+    @classmethod
+    async def open(cls, path: Path, members: int) -> SqliteFloor:
+        import aiosqlite
+
+        conn = await aiosqlite.connect(
+            path, timeout=SQLITE_BUSY_TIMEOUT_MS / 1000, isolation_level=None
+        )
         for pragma in (
             "PRAGMA journal_mode=WAL",
             f"PRAGMA busy_timeout={SQLITE_BUSY_TIMEOUT_MS}",
@@ -399,41 +354,37 @@ async def sqlite_floor(
         await conn.execute("BEGIN IMMEDIATE")
         await conn.executemany(
             "INSERT INTO floor_members (id, balance) VALUES (?, 0)",
-            [(i,) for i in range(1, args.members + 1)],
+            [(i,) for i in range(1, members + 1)],
         )
         await conn.commit()
+        return cls(conn)
 
-        async def transaction(member_id: int, points: int) -> None:
-            await conn.execute("BEGIN IMMEDIATE")
-            await conn.execute(
-                "INSERT INTO floor_entries (member_id, points, created_at) VALUES (?, ?, ?)",
-                (member_id, points, datetime.now(UTC).replace(tzinfo=None).isoformat(" ")),
-            )
-            await conn.execute(
-                "UPDATE floor_members SET balance = balance + ? WHERE id = ?", (points, member_id)
-            )
-            await conn.commit()
-
-        await _floor_workers(1, args.warmup, args.members, args.seed + 1, transaction, None)
-        result.floor_seconds = await _floor_workers(
-            1, config.purchases, args.members, args.seed, transaction, result
+    async def transaction(self, member_id: int, points: int) -> None:
+        await self.conn.execute("BEGIN IMMEDIATE")
+        await self.conn.execute(
+            "INSERT INTO floor_entries (member_id, points, created_at) VALUES (?, ?, ?)",
+            (member_id, points, datetime.now(UTC).replace(tzinfo=None).isoformat(" ")),
         )
-    finally:
-        await conn.close()
+        await self.conn.execute(
+            "UPDATE floor_members SET balance = balance + ? WHERE id = ?", (points, member_id)
+        )
+        await self.conn.commit()
+
+    async def close(self) -> None:
+        await self.conn.close()
 
 
-async def postgres_floor(
-    dsn: str,
-    config: Config,
-    args: argparse.Namespace,
-    result: Result,
-    probe: Probe | None = None,
-) -> None:
+class PostgresFloor:
     """asyncpg with a pool of `workers` connections; one INSERT + one UPDATE per transaction."""
-    import asyncpg
 
-    pool = await asyncpg.create_pool(dsn, min_size=config.workers, max_size=config.workers)
-    try:
+    def __init__(self, pool: Any) -> None:
+        self.pool = pool
+
+    @classmethod
+    async def open(cls, dsn: str, workers: int, members: int) -> PostgresFloor:
+        import asyncpg
+
+        pool = await asyncpg.create_pool(dsn, min_size=workers, max_size=workers)
         async with pool.acquire() as conn:
             await conn.execute(
                 "CREATE TABLE floor_members (id integer PRIMARY KEY, balance bigint NOT NULL);"
@@ -443,34 +394,55 @@ async def postgres_floor(
             )
             await conn.execute(
                 "INSERT INTO floor_members (id, balance) SELECT g, 0 FROM generate_series(1, $1) g",
-                args.members,
+                members,
+            )
+        return cls(pool)
+
+    async def transaction(self, member_id: int, points: int) -> None:
+        async with self.pool.acquire() as conn, conn.transaction():
+            await conn.execute(
+                "INSERT INTO floor_entries (member_id, points, created_at) VALUES ($1, $2, $3)",
+                member_id,
+                points,
+                datetime.now(UTC).replace(tzinfo=None),
+            )
+            await conn.execute(
+                "UPDATE floor_members SET balance = balance + $1 WHERE id = $2",
+                points,
+                member_id,
             )
 
-        async def transaction(member_id: int, points: int) -> None:
-            async with pool.acquire() as conn, conn.transaction():
-                await conn.execute(
-                    "INSERT INTO floor_entries (member_id, points, created_at) VALUES ($1, $2, $3)",
-                    member_id,
-                    points,
-                    datetime.now(UTC).replace(tzinfo=None),
-                )
-                await conn.execute(
-                    "UPDATE floor_members SET balance = balance + $1 WHERE id = $2",
-                    points,
-                    member_id,
-                )
-
-        await _floor_workers(
-            config.workers, args.warmup, args.members, args.seed + 1, transaction, None
-        )
-        result.floor_seconds = await _floor_workers(
-            config.workers, config.purchases, args.members, args.seed, transaction, result, probe
-        )
-    finally:
-        await pool.close()
+    async def close(self) -> None:
+        await self.pool.close()
 
 
 # ---------------------------------------------------------------------------- PostgreSQL
+
+
+async def _pg_fetch(query: str, *params: Any) -> list[Any]:
+    import asyncpg
+
+    conn = await asyncpg.connect(PG_ADMIN_URL, timeout=3)
+    try:
+        return list(await conn.fetch(query, *params))
+    finally:
+        await conn.close()
+
+
+async def _pg_admin(statement: str) -> None:
+    import asyncpg
+
+    conn = await asyncpg.connect(PG_ADMIN_URL, timeout=3)
+    try:
+        await conn.execute(statement)
+    finally:
+        await conn.close()
+
+
+def _pg_urls(name: str) -> tuple[str, str]:
+    """(SQLAlchemy URL, plain asyncpg DSN) of the scratch database `name`."""
+    dsn = PG_ADMIN_URL.rsplit("/", 1)[0] + f"/{name}"
+    return dsn.replace("postgresql://", "postgresql+asyncpg://", 1), dsn
 
 
 def _backend_probe(dbname: str) -> Probe:
@@ -481,14 +453,8 @@ def _backend_probe(dbname: str) -> Probe:
     """
 
     async def probe() -> dict[int, float]:
-        import asyncpg
-
-        conn = await asyncpg.connect(PG_ADMIN_URL, timeout=3)
-        try:
-            rows = await conn.fetch("SELECT pid FROM pg_stat_activity WHERE datname = $1", dbname)
-        finally:
-            await conn.close()
-        tick = os.sysconf("SC_CLK_TCK") if hasattr(os, "sysconf") else 100
+        rows = await _pg_fetch("SELECT pid FROM pg_stat_activity WHERE datname = $1", dbname)
+        tick = os.sysconf("SC_CLK_TCK")
         found: dict[int, float] = {}
         for (pid,) in rows:
             try:
@@ -510,53 +476,78 @@ def _cpu_delta(before: dict[int, float], after: dict[int, float]) -> float | Non
     return sum(cpu - before.get(pid, 0.0) for pid, cpu in after.items())
 
 
-async def _pg_admin(statement: str) -> None:
-    import asyncpg
-
-    conn = await asyncpg.connect(PG_ADMIN_URL, timeout=3)
-    try:
-        await conn.execute(statement)
-    finally:
-        await conn.close()
-
-
-async def _pg_scalar(query: str) -> Any:
-    import asyncpg
-
-    conn = await asyncpg.connect(PG_ADMIN_URL, timeout=3)
-    try:
-        return await conn.fetchval(query)
-    finally:
-        await conn.close()
-
-
-def _pg_urls(name: str) -> tuple[str, str]:
-    """(SQLAlchemy URL, plain asyncpg DSN) of the scratch database `name`."""
-    dsn = PG_ADMIN_URL.rsplit("/", 1)[0] + f"/{name}"
-    return dsn.replace("postgresql://", "postgresql+asyncpg://", 1), dsn
-
-
 # -------------------------------------------------------------------------------- running
 
 
-async def run_config(config: Config, args: argparse.Namespace, workdir: Path) -> Result:
+async def _timed(
+    config: Config,
+    args: argparse.Namespace,
+    engine: AsyncEngine,
+    floor: SqliteFloor | PostgresFloor,
+    probe: Probe | None,
+) -> Result:
+    """Warm both sides up, then alternate chunks of purchases and of floor transactions."""
     result = Result(config)
+    workload = LedgerWorkload(engine, config, args)
+    await workload.prepare()
+    await _floor_run(
+        floor.transaction, config.workers, args.members, args.warmup, args.seed + 7919, None
+    )
+    stop_counting = result.census.listen(engine)
+    profiler = cProfile.Profile() if args.profile else None
+    try:
+        for chunk, count in enumerate(_split(config.purchases, args.chunks)):
+            seed = args.seed * 100 + chunk
+
+            async def purchases(count: int = count, chunk: int = chunk, seed: int = seed) -> None:
+                if profiler is not None:
+                    profiler.enable()
+                try:
+                    await workload.run(count, f"bench{chunk}", seed, result)
+                finally:
+                    if profiler is not None:
+                        profiler.disable()
+
+            async def floor_transactions(count: int = count, seed: int = seed) -> None:
+                await _floor_run(
+                    floor.transaction,
+                    config.workers,
+                    args.members,
+                    count,
+                    seed,
+                    result.floor.latencies,
+                )
+
+            await _measured(result.ledger, probe, purchases)
+            await _measured(result.floor, probe, floor_transactions)
+    finally:
+        stop_counting()
+        if profiler is not None:
+            path = f"{args.profile}.{config.name}"
+            profiler.dump_stats(path)
+            print(f"  cProfile of the timed purchases written to {path}", file=sys.stderr)
+    result.violations = [str(v) for v in await check_ledger(engine)]
+    return result
+
+
+async def run_config(config: Config, args: argparse.Namespace, workdir: Path) -> Result:
     print(
         f"- {config.name}: {args.members:,} members, {args.warmup} warm-up + "
-        f"{config.purchases:,} purchases, {config.workers} worker(s)",
+        f"{config.purchases:,} purchases in {args.chunks} chunks, {config.workers} worker(s)",
         file=sys.stderr,
     )
     if config.backend == "sqlite":
         workdir = Path(tempfile.mkdtemp(prefix=f"{config.name}-", dir=workdir))
-        url = f"sqlite+aiosqlite:///{workdir / 'ledger.db'}"
-        engine = create_engine(url)
+        engine = create_engine(f"sqlite+aiosqlite:///{workdir / 'ledger.db'}")
         try:
             await upgrade_schema(engine)
-            await bench_ledger(engine, config, args, result)
+            floor = await SqliteFloor.open(workdir / "floor.db", args.members)
+            try:
+                return await _timed(config, args, engine, floor, None)
+            finally:
+                await floor.close()
         finally:
             await engine.dispose()
-        await sqlite_floor(workdir / "floor.db", config, args, result)
-        return result
 
     name = f"loyalty_bench_{os.getpid()}"
     url, dsn = _pg_urls(name)
@@ -566,35 +557,26 @@ async def run_config(config: Config, args: argparse.Namespace, workdir: Path) ->
         engine = create_engine(url, pool_size=max(PG_POOL_SIZE, config.workers))
         try:
             await upgrade_schema(engine)
-            await bench_ledger(engine, config, args, result, _backend_probe(name))
+            pg_floor = await PostgresFloor.open(dsn, config.workers, args.members)
+            try:
+                return await _timed(config, args, engine, pg_floor, _backend_probe(name))
+            finally:
+                await pg_floor.close()
         finally:
             await engine.dispose()
-        await postgres_floor(dsn, config, args, result, _backend_probe(name))
     finally:
         await _pg_admin(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")
-    return result
 
 
 def _best(runs: list[Result]) -> Result:
-    """The fastest ledger run, with the fastest floor of all runs; violations of every run."""
-    if len(runs) == 1:
-        return runs[0]
-    best = max(runs, key=lambda r: r.rate)
-    floor = max(runs, key=lambda r: r.floor_rate)
-    merged = dataclasses.replace(
-        best,
-        floor_seconds=floor.floor_seconds,
-        floor_latencies=floor.floor_latencies,
-        floor_process_cpu=floor.floor_process_cpu,
-        floor_machine_cpu=floor.floor_machine_cpu,
-        floor_server_cpu=floor.floor_server_cpu,
-        violations=[v for r in runs for v in r.violations],
-        errors=[e for r in runs for e in r.errors],
-    )
-    rates = ", ".join(f"{r.rate:,.0f}" for r in runs)
-    floors = ", ".join(f"{r.floor_rate:,.0f}" for r in runs)
-    print(f"  {best.config.name}: purchases/s per run {rates}; floor tx/s per run {floors}")
-    return merged
+    """The run with the fastest ledger; its floor ran alongside it. Errors of every run."""
+    best = max(runs, key=lambda r: r.ledger.rate)
+    if len(runs) > 1:
+        rates = ", ".join(f"{r.ledger.rate:,.0f} ({r.ratio:.2f})" for r in runs)
+        print(f"  {best.config.name}: purchases/s (ratio) per run: {rates}", file=sys.stderr)
+        best.violations = [v for r in runs for v in r.violations]
+        best.errors = [e for r in runs for e in r.errors]
+    return best
 
 
 def print_table(results: list[Result]) -> None:
@@ -605,85 +587,86 @@ def print_table(results: list[Result]) -> None:
     print(header)
     print("-" * (len(header) + 30))
     for r in results:
+        lat = r.ledger.latencies
         targets = ", ".join(f"{label}: {'met' if ok else 'MISSED'}" for label, ok in r.checks())
         print(
-            f"{r.config.backend:<11}{r.config.workers:>8}{len(r.latencies):>11,}"
-            f"{r.rate:>10,.0f}{_percentile(r.latencies, 0.5) * 1000:>9.2f}"
-            f"{_percentile(r.latencies, 0.99) * 1000:>9.2f}{r.floor_rate:>12,.0f}"
+            f"{r.config.backend:<11}{r.config.workers:>8}{len(lat):>11,}"
+            f"{r.ledger.rate:>10,.0f}{_percentile(lat, 0.5) * 1000:>9.2f}"
+            f"{_percentile(lat, 0.99) * 1000:>9.2f}{r.floor.rate:>12,.0f}"
             f"{r.ratio:>7.2f}  {targets}"
         )
     print()
     for r in results:
-        floor = (
-            f"floor p50 {_percentile(r.floor_latencies, 0.5) * 1000:.2f} ms, "
-            f"p99 {_percentile(r.floor_latencies, 0.99) * 1000:.2f} ms"
-        )
+        led, flo = r.ledger, r.floor
         ledger = "no violations" if not r.violations else f"{len(r.violations)} VIOLATIONS"
         errors = f", {len(r.errors)} purchase ERRORS" if r.errors else ""
         print(
-            f"{r.config.name}: check_ledger: {ledger}{errors}; "
-            f"{r.redeemed:,} of {len(r.latencies):,} purchases redeemed points; {floor}"
+            f"{r.config.name}: check_ledger: {ledger}{errors}; {r.redeemed:,} of"
+            f" {len(led.latencies):,} purchases redeemed points; floor p50"
+            f" {_percentile(flo.latencies, 0.5) * 1000:.2f} ms, p99"
+            f" {_percentile(flo.latencies, 0.99) * 1000:.2f} ms"
         )
-        if r.latencies:
-            n, fn = len(r.latencies), max(1, len(r.floor_latencies))
-            print(
-                f"    CPU per purchase: {r.loop_cpu / n * 1000:.2f} ms event loop thread,"
-                f" {r.process_cpu / n * 1000:.2f} ms this process,"
-                f" {r.machine_cpu / n * 1000:.2f} ms whole machine"
-                f" (wall {r.seconds / n * 1000:.2f} ms); floor per transaction:"
-                f" {r.floor_process_cpu / fn * 1000:.2f} ms this process,"
-                f" {r.floor_machine_cpu / fn * 1000:.2f} ms whole machine"
-            )
-            if r.server_cpu is not None and r.floor_server_cpu is not None:
-                print(
-                    f"    PostgreSQL backends' CPU: {r.server_cpu / n * 1000:.2f} ms per purchase,"
-                    f" {r.floor_server_cpu / fn * 1000:.2f} ms per floor transaction"
-                )
         for line in (r.violations + r.errors)[:5]:
             print(f"    {line}")
-        census = r.census
-        if census.total and r.latencies:
-            verbs = ", ".join(
-                f"{verb} {n / len(r.latencies):.2f}" for verb, n in census.by_verb.most_common()
-            )
-            split = ""
-            plain, redeeming = census.per_purchase[False], census.per_purchase[True]
-            if plain:
-                split = f" (without redeem {sum(plain) / len(plain):.2f}"
-                if redeeming:
-                    split += f", with redeem {sum(redeeming) / len(redeeming):.2f}"
-                split += ")"
-            n = len(r.latencies)
-            if r.config.backend == "sqlite":
-                extra = "COMMIT not counted (BEGIN IMMEDIATE is)"
-            else:
-                extra = "BEGIN and COMMIT not counted"
-            extra += f"; {census.checkouts / n:.2f} pool checkouts per purchase"
-            if census.pre_ping:
-                extra += " (each with a pre-ping round trip)"
-            print(
-                f"    statements per purchase: {census.total / n:.2f}{split};"
-                f" by verb: {verbs}; {extra}"
-            )
+        if not led.latencies:
+            continue
+        print(
+            f"    CPU ms per purchase: event loop thread {led.per_op_ms(led.loop_cpu)},"
+            f" this process {led.per_op_ms(led.process_cpu)},"
+            f" PostgreSQL backends {led.per_op_ms(led.server_cpu)},"
+            f" whole machine {led.per_op_ms(led.machine_cpu)}"
+            f" (wall {led.per_op_ms(led.seconds)})"
+        )
+        print(
+            f"    CPU ms per floor transaction: this process {flo.per_op_ms(flo.process_cpu)},"
+            f" PostgreSQL backends {flo.per_op_ms(flo.server_cpu)},"
+            f" whole machine {flo.per_op_ms(flo.machine_cpu)}"
+            f" (wall {flo.per_op_ms(flo.seconds)})"
+        )
+        census, n = r.census, len(led.latencies)
+        if not census.total:
+            continue
+        verbs = ", ".join(f"{verb} {k / n:.2f}" for verb, k in census.by_verb.most_common())
+        split = ""
+        plain, redeeming = census.per_purchase[False], census.per_purchase[True]
+        if plain:
+            split = f" (without redeem {sum(plain) / len(plain):.2f}"
+            if redeeming:
+                split += f", with redeem {sum(redeeming) / len(redeeming):.2f}"
+            split += ")"
+        if r.config.backend == "sqlite":
+            extra = "COMMIT not counted (BEGIN IMMEDIATE is)"
+        else:
+            extra = "BEGIN and COMMIT not counted"
+        extra += f"; {census.checkouts / n:.2f} pool checkouts per purchase"
+        if census.pre_ping:
+            extra += " (each with a pre-ping round trip)"
+        print(f"    statements per purchase: {census.total / n:.2f}{split}; by verb: {verbs}")
+        print(f"    ({extra})")
 
 
 async def machine_info(with_postgres: bool) -> list[str]:
     load = os.getloadavg() if hasattr(os, "getloadavg") else (0.0, 0.0, 0.0)
+    busy = load[0] > 0.5 * (os.cpu_count() or 1)
     lines = [
         f"cpus (nproc): {os.cpu_count()}, {platform.machine()}, {platform.platform()}",
         f"python {platform.python_version()}, SQLite {sqlite3.sqlite_version},"
         f" SQLAlchemy {sqlalchemy.__version__}",
         f"load average at start: {load[0]:.2f} {load[1]:.2f} {load[2]:.2f}"
-        + (
-            "  (busy machine: figures will be low)" if load[0] > 0.5 * (os.cpu_count() or 1) else ""
-        ),
+        + ("  (busy machine: figures will be low)" if busy else ""),
     ]
     if with_postgres:
-        lines.append(f"PostgreSQL: {await _pg_scalar('SHOW server_version')}")
+        version = (await _pg_fetch("SHOW server_version"))[0][0]
+        lines.append(f"PostgreSQL {version} at {PG_ADMIN_URL.rsplit('/', 1)[0]}")
     return lines
 
 
 async def main(args: argparse.Namespace) -> int:
+    # SIGTERM cancels the run, so that the scratch database is still dropped.
+    task = asyncio.current_task()
+    if task is not None:
+        with contextlib.suppress(NotImplementedError, RuntimeError):
+            asyncio.get_running_loop().add_signal_handler(signal.SIGTERM, task.cancel)
     wanted = [c.strip() for c in args.only.split(",")] if args.only else list(CONFIGS)
     unknown = set(wanted) - set(CONFIGS)
     if unknown:
@@ -694,7 +677,7 @@ async def main(args: argparse.Namespace) -> int:
     postgres_missing = None
     if any(c.startswith("pg") for c in wanted):
         try:
-            await _pg_scalar("SELECT 1")
+            await _pg_fetch("SELECT 1")
         except Exception as exc:
             postgres_missing = f"PostgreSQL not reachable at {PG_ADMIN_URL}: {exc!r}"
             wanted = [c for c in wanted if c == "sqlite"]
@@ -704,9 +687,8 @@ async def main(args: argparse.Namespace) -> int:
         "pg1": Config("pg1", "postgresql", 1, args.purchases),
         "pg16": Config("pg16", "postgresql", 16, args.purchases_pg16),
     }
-    for line in await machine_info(
-        with_postgres=postgres_missing is None and any(c.startswith("pg") for c in wanted)
-    ):
+    with_postgres = any(c.startswith("pg") for c in wanted)
+    for line in await machine_info(with_postgres):
         print(line)
     results: list[Result] = []
     with tempfile.TemporaryDirectory(prefix="ledger-bench-") as tmp:
@@ -730,26 +712,20 @@ async def main(args: argparse.Namespace) -> int:
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(
-        prog="python -m bench.ledger", description=__doc__.split("\n")[0]
+        prog="python -m bench.ledger", description=(__doc__ or "").split("\n")[0]
     )
     parser.add_argument(
-        "--purchases",
-        type=int,
-        default=5_000,
-        help="timed purchases for sqlite and pg1 (default 5000)",
+        "--purchases", type=int, default=5_000, help="timed purchases, sqlite and pg1 (5000)"
     )
     parser.add_argument(
-        "--purchases-pg16",
-        type=int,
-        default=10_000,
-        help="timed purchases for pg16 (default 10000)",
+        "--purchases-pg16", type=int, default=10_000, help="timed purchases, pg16 (10000)"
     )
-    parser.add_argument("--members", type=int, default=1_000, help="members (default 1000)")
+    parser.add_argument("--members", type=int, default=1_000, help="members (1000)")
     parser.add_argument(
-        "--warmup",
-        type=int,
-        default=300,
-        help="untimed purchases (and floor transactions) first (default 300)",
+        "--warmup", type=int, default=300, help="untimed purchases and floor transactions (300)"
+    )
+    parser.add_argument(
+        "--chunks", type=int, default=10, help="alternating ledger/floor chunks (10)"
     )
     parser.add_argument("--seed", type=int, default=1)
     parser.add_argument("--skip-postgres", action="store_true")
@@ -759,8 +735,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         "--repeat",
         type=int,
         default=1,
-        help="run each configuration this many times (fresh data each time) and report the"
-        " best ledger rate and the best floor rate; for shared, noisy machines (default 1)",
+        help="run each configuration this many times on fresh data and report the run with"
+        " the fastest ledger (with its own floor): for shared, noisy machines (1)",
     )
     parser.add_argument(
         "--profile", metavar="PATH", help="cProfile the timed purchases; writes PATH.<config>"
@@ -768,10 +744,14 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     args = parser.parse_args(argv)
     if args.members < 16:
         parser.error("--members must be at least 16")
-    if args.repeat < 1:
-        parser.error("--repeat must be at least 1")
+    if args.repeat < 1 or args.chunks < 1:
+        parser.error("--repeat and --chunks must be at least 1")
     return args
 
 
 if __name__ == "__main__":
-    sys.exit(asyncio.run(main(parse_args())))
+    try:
+        sys.exit(asyncio.run(main(parse_args())))
+    except (asyncio.CancelledError, KeyboardInterrupt):
+        print("interrupted", file=sys.stderr)
+        sys.exit(130)
