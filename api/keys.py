@@ -12,6 +12,7 @@ from sqlalchemy import select, update
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from ledger.clock import Clock, SystemClock
+from storage.engine import readonly
 from storage.schema import api_keys
 
 KEY_PREFIX = "lk_"
@@ -33,6 +34,7 @@ def _hash(key: str) -> str:
 class ApiKeyService:
     def __init__(self, engine: AsyncEngine, clock: Clock | None = None) -> None:
         self.engine = engine
+        self.reader = readonly(engine)
         self.clock: Clock = clock or SystemClock()
 
     async def create(self, name: str) -> tuple[ApiKey, str]:
@@ -60,7 +62,7 @@ class ApiKeyService:
         """The active key with this secret, or None."""
         if not secret.startswith(KEY_PREFIX) or len(secret) > 200:
             return None
-        async with self.engine.connect() as conn:
+        async with self.reader.connect() as conn:
             row = (
                 await conn.execute(
                     select(api_keys).where(
@@ -71,7 +73,7 @@ class ApiKeyService:
         return _key(row) if row is not None else None
 
     async def list_keys(self) -> list[ApiKey]:
-        async with self.engine.connect() as conn:
+        async with self.reader.connect() as conn:
             rows = (await conn.execute(select(api_keys).order_by(api_keys.c.id))).all()
         return [_key(row) for row in rows]
 

@@ -48,11 +48,13 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import cProfile
 import json
 import os
 import random
 import secrets
+import signal
 import sys
 import tempfile
 import time
@@ -76,12 +78,14 @@ from bench.ledger import (
     PG_POOL_SIZE,
     REDEEM_SHARE,
     ROOT,
+    Probe,
+    _backend_probe,
+    _cpu_delta,
     _machine_busy,
     _percentile,
     _pg_admin,
-    _pg_scalar,
+    _pg_fetch,
     _pg_urls,
-    _register,
     _split,
     _verb,
     machine_info,
@@ -92,7 +96,7 @@ from ledger.rules import Rules, load_rules
 from ledger.service import LedgerService
 from storage.engine import create_engine
 from storage.migrate import upgrade_schema
-from storage.schema import members, purchases
+from storage.schema import purchases
 
 TARGETS = {"sqlite": 800, "postgresql": 1_000}
 TARGET_P99_MS = 150.0
@@ -284,6 +288,7 @@ class Phase:
     server_cpu: float = 0.0  # CPU seconds of the serving process (all its threads)
     client_cpu: float = 0.0  # CPU seconds of this process (the load generator)
     machine_cpu: float = 0.0  # CPU seconds of every process (incl. PostgreSQL, others)
+    db_cpu: float | None = None  # CPU seconds of the PostgreSQL backends serving the server
     server: dict[str, Any] = field(default_factory=dict)
 
     @property
@@ -377,6 +382,7 @@ async def measure(
     balances: dict[str, int] | None,
     args: argparse.Namespace,
     tag: str,
+    probe: Probe | None = None,
 ) -> Phase:
     """Warm up, then time --requests POSTs; the server's counters cover the timed part only."""
     phase = Phase()
@@ -396,6 +402,7 @@ async def measure(
             balances,
         )
         await server.command("start")
+        db_before = await probe() if probe is not None else {}
         server_cpu, client_cpu, machine_cpu = server.cpu(), time.process_time(), _machine_busy()
         phase.seconds = await drive(
             session,
@@ -412,6 +419,8 @@ async def measure(
         phase.server_cpu = server.cpu() - server_cpu
         phase.client_cpu = time.process_time() - client_cpu
         phase.machine_cpu = _machine_busy() - machine_cpu
+        if probe is not None:
+            phase.db_cpu = _cpu_delta(db_before, await probe())
         phase.server = await server.stop()
     return phase
 
@@ -444,25 +453,35 @@ class Result:
         return bool(self.violations or self.api.errors or self.stored != self.expected)
 
 
+async def _register_members(ledger: LedgerService, count: int, tasks: int) -> dict[str, int]:
+    """Card number -> balance (the welcome bonus) of `count` new members."""
+    numbers = iter(range(count))
+    found: dict[str, int] = {}
+
+    async def registrar() -> None:
+        for n in numbers:  # the tasks share the iterator: each number is registered once
+            done = await ledger.register_member(f"+7998{n + 1:07d}", first_name="Till")
+            found[done.member.card_number] = done.member.balance
+
+    await asyncio.gather(*(registrar() for _ in range(tasks)))
+    return found
+
+
 async def _prepare(engine: AsyncEngine, args: argparse.Namespace) -> tuple[Customers, str]:
     """Migrate, register the members (not timed), create an API key."""
     rules = load_rules(ROOT / "rules.toml")
     await upgrade_schema(engine)
-    ledger = LedgerService(engine, rules)
-    concurrency = 1 if engine.dialect.name == "sqlite" else 8
-    ids, balances = await _register(ledger, args.members, concurrency)
-    async with engine.connect() as conn:
-        cards = dict((await conn.execute(select(members.c.id, members.c.card_number))).all())
+    tasks = 1 if engine.dialect.name == "sqlite" else 8
+    balances = await _register_members(LedgerService(engine, rules), args.members, tasks)
+    cards = sorted(balances)
     _key, secret = await ApiKeyService(engine).create("bench")
-    customers = Customers(
-        rules=rules,
-        partitions=[[cards[i] for i in ids[w :: args.clients]] for w in range(args.clients)],
-        balances={cards[i]: balances[i] for i in ids},
-    )
-    return customers, secret
+    partitions = [cards[w :: args.clients] for w in range(args.clients)]
+    return Customers(rules=rules, partitions=partitions, balances=balances), secret
 
 
-async def run_backend(backend: str, url: str, args: argparse.Namespace) -> Result:
+async def run_backend(
+    backend: str, url: str, args: argparse.Namespace, probe: Probe | None = None
+) -> Result:
     result = Result(backend, expected=args.warmup + args.requests)
     print(
         f"- {backend}: {args.members:,} members, {args.warmup} warm-up + {args.requests:,} "
@@ -482,6 +501,7 @@ async def run_backend(backend: str, url: str, args: argparse.Namespace) -> Resul
                 customers.balances,
                 args,
                 f"{backend}-{secrets.token_hex(3)}",
+                probe,
             )
         if profile:
             print(f"  cProfile of the server's timed phase written to {profile}", file=sys.stderr)
@@ -525,15 +545,21 @@ def print_table(results: list[Result], clients: int) -> None:
         for line in (r.violations + r.api.errors)[:5]:
             print(f"    {line}")
         n, fn = max(1, len(r.api.latencies)), max(1, len(r.floor.latencies))
+        db = f" PostgreSQL {r.api.db_cpu / n * 1000:.2f} ms," if r.api.db_cpu is not None else ""
         print(
             f"    CPU per purchase: server {r.api.server_cpu / n * 1000:.2f} ms,"
-            f" client {r.api.client_cpu / n * 1000:.2f} ms,"
+            f" client {r.api.client_cpu / n * 1000:.2f} ms,{db}"
             f" whole machine {r.api.machine_cpu / n * 1000:.2f} ms"
             f" (wall {r.api.seconds / n * 1000:.2f} ms); floor per request:"
             f" server {r.floor.server_cpu / fn * 1000:.2f} ms,"
             f" client {r.floor.client_cpu / fn * 1000:.2f} ms,"
             f" whole machine {r.floor.machine_cpu / fn * 1000:.2f} ms"
         )
+        if r.api.server_cpu:
+            print(
+                f"    the server's own CPU bound: {n / r.api.server_cpu:,.0f} purchases/s per core"
+                f" it has to itself (floor: {fn / max(r.floor.server_cpu, 1e-9):,.0f} requests/s)"
+            )
         stats = r.api.server
         if stats.get("statements"):
             verbs = ", ".join(
@@ -547,6 +573,11 @@ def print_table(results: list[Result], clients: int) -> None:
 
 
 async def main(args: argparse.Namespace) -> int:
+    current = asyncio.current_task()
+    if current is not None and hasattr(signal, "SIGTERM"):
+        # SIGTERM cancels the run: the server child is stopped and the scratch database dropped.
+        with contextlib.suppress(NotImplementedError, RuntimeError):
+            asyncio.get_running_loop().add_signal_handler(signal.SIGTERM, current.cancel)
     wanted = [b.strip() for b in args.only.split(",")] if args.only else list(BACKENDS)
     unknown = set(wanted) - set(BACKENDS)
     if unknown:
@@ -557,7 +588,7 @@ async def main(args: argparse.Namespace) -> int:
     postgres_missing = None
     if "postgresql" in wanted:
         try:
-            await _pg_scalar("SELECT 1")
+            await _pg_fetch("SELECT 1")
         except Exception as exc:
             postgres_missing = f"PostgreSQL not reachable at {PG_ADMIN_URL}: {exc!r}"
             wanted = [b for b in wanted if b != "postgresql"]
@@ -577,7 +608,7 @@ async def main(args: argparse.Namespace) -> int:
             await _pg_admin(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")
             await _pg_admin(f"CREATE DATABASE {name}")
             try:
-                results.append(await run_backend(backend, url, args))
+                results.append(await run_backend(backend, url, args, _backend_probe(name)))
             finally:
                 await _pg_admin(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")
     print()

@@ -16,6 +16,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from cards.render import CardFace, render_card
 from cards.token import card_deep_link, sign_card_token, verify_card_token
 from ledger.clock import Clock, SystemClock
+from storage.engine import readonly
 from storage.schema import card_images
 
 
@@ -46,6 +47,7 @@ class CardPrint:
 class CardService:
     def __init__(self, engine: AsyncEngine, secret_key: str, clock: Clock | None = None) -> None:
         self.engine = engine
+        self.reader = readonly(engine)
         self._secret_key = secret_key
         self.clock: Clock = clock or SystemClock()
 
@@ -71,7 +73,7 @@ class CardService:
         return render_card(face, opaque=True)
 
     async def cached_file_id(self, member_id: int, card: CardPrint) -> str | None:
-        async with self.engine.connect() as conn:
+        async with self.reader.connect() as conn:
             row = (
                 await conn.execute(select(card_images).where(card_images.c.member_id == member_id))
             ).first()

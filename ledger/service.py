@@ -57,6 +57,7 @@ from ledger.views import (
     Registration,
     TierChange,
 )
+from storage.engine import readonly
 from storage.schema import (
     card_images,
     entries,
@@ -84,6 +85,7 @@ class LedgerService:
 
     def __init__(self, engine: AsyncEngine, rules: Rules, clock: Clock | None = None) -> None:
         self.engine = engine
+        self.reader = readonly(engine)  # lookups that never write
         self.rules = rules
         self.clock: Clock = clock or SystemClock()
         self._is_postgres = engine.dialect.name == "postgresql"
@@ -209,14 +211,14 @@ class LedgerService:
 
     async def get_member(self, member_id: int) -> MemberView:
         """The member with this id (also erased ones, anonymised)."""
-        async with self.engine.connect() as conn:
+        async with self.reader.connect() as conn:
             return _member_view(await self.journal.member_row(conn, member_id))
 
     async def find_member(self, customer: str) -> MemberView:
         """An active member by card number or phone in any common format."""
         text = customer.strip()
         compact = text.replace(" ", "").replace("-", "")
-        async with self.engine.connect() as conn:
+        async with self.reader.connect() as conn:
             row = None
             if compact.isdigit() and policy.is_valid_card_number(compact):
                 row = (
@@ -237,7 +239,7 @@ class LedgerService:
 
     async def member_by_telegram(self, telegram_id: int) -> MemberView | None:
         """The active member linked to this Telegram account, if any."""
-        async with self.engine.connect() as conn:
+        async with self.reader.connect() as conn:
             row = (
                 await conn.execute(
                     select(members).where(
@@ -249,7 +251,7 @@ class LedgerService:
 
     async def member_by_username(self, username: str) -> MemberView | None:
         """The active member with this Telegram @username (case-insensitive), if any."""
-        async with self.engine.connect() as conn:
+        async with self.reader.connect() as conn:
             row = (
                 await conn.execute(
                     select(members).where(
@@ -262,7 +264,7 @@ class LedgerService:
 
     async def member_by_card(self, card_number: str) -> MemberView:
         """An active member by exact card number."""
-        async with self.engine.connect() as conn:
+        async with self.reader.connect() as conn:
             row = (
                 await conn.execute(select(members).where(members.c.card_number == card_number))
             ).first()
@@ -449,7 +451,7 @@ class LedgerService:
         _check_reference(receipt_id, "receipt_id")
         if amount_kopecks <= 0 or amount_kopecks > policy.MAX_AMOUNT_KOPECKS:
             raise InvalidAmount("amount must be positive", value=amount_kopecks)
-        async with self.engine.connect() as conn:
+        async with self.reader.connect() as conn:
             member_id = (
                 await conn.execute(
                     select(purchases.c.member_id).where(purchases.c.receipt_id == receipt_id)
@@ -598,7 +600,7 @@ class LedgerService:
         """Undo one bonus or adjustment entry; a purchase is undone by a refund."""
         if not reason.strip():
             raise ReasonRequired("a reason is required")
-        async with self.engine.connect() as conn:
+        async with self.reader.connect() as conn:
             target = (await conn.execute(select(entries).where(entries.c.id == entry_id))).first()
         if target is None:
             raise EntryNotFound("no such entry")
@@ -678,7 +680,7 @@ class LedgerService:
         done = 0
         after = 0
         while True:
-            async with self.engine.connect() as conn:
+            async with self.reader.connect() as conn:
                 ids = (
                     (
                         await conn.execute(
@@ -809,7 +811,7 @@ class LedgerService:
         return local_today.year if _is_birthday(member.birthday, local_today) else None
 
     async def has_birthday_bonus(self, member_id: int, year: int) -> bool:
-        async with self.engine.connect() as conn:
+        async with self.reader.connect() as conn:
             found = (
                 await conn.execute(
                     select(operations.c.id).where(
@@ -823,7 +825,7 @@ class LedgerService:
         """Active members whose birthday is today or tomorrow in UTC (time zones differ)."""
         today = self.clock.now().date()
         days = {(d.month, d.day) for d in (today - timedelta(days=1), today, today + timedelta(1))}
-        async with self.engine.connect() as conn:
+        async with self.reader.connect() as conn:
             rows = (
                 await conn.execute(
                     select(members.c.id, members.c.birthday).where(
@@ -842,7 +844,7 @@ class LedgerService:
         """Recompute every member's tier as old purchases leave the window."""
         now = self.clock.now()
         changes: list[TierChange] = []
-        async with self.engine.connect() as conn:
+        async with self.reader.connect() as conn:
             ids = (
                 (
                     await conn.execute(
@@ -873,7 +875,7 @@ class LedgerService:
     async def balance(self, member_id: int) -> BalanceView:
         """Usable and pending points, debt, tier progress and the nearest burn."""
         now = self.clock.now()
-        async with self.engine.connect() as conn:
+        async with self.reader.connect() as conn:
             row = await self.journal.member_row(conn, member_id)
             spend = await self._qualifying_spend(conn, member_id, now)
             first_burn = (
@@ -916,7 +918,7 @@ class LedgerService:
     async def history(self, member_id: int, page: int = 0, page_size: int = 10) -> HistoryPage:
         """One page of the member's journal, newest first."""
         page_size = max(1, min(page_size, 50))
-        async with self.engine.connect() as conn:
+        async with self.reader.connect() as conn:
             total = (
                 await conn.execute(
                     select(func.count())
@@ -940,7 +942,7 @@ class LedgerService:
         )
 
     async def entry(self, entry_id: int) -> EntryView:
-        async with self.engine.connect() as conn:
+        async with self.reader.connect() as conn:
             row = (await conn.execute(select(entries).where(entries.c.id == entry_id))).first()
         if row is None:
             raise EntryNotFound("no such entry")
@@ -948,7 +950,7 @@ class LedgerService:
 
     async def entry_owner(self, entry_id: int) -> int:
         """The member an entry belongs to."""
-        async with self.engine.connect() as conn:
+        async with self.reader.connect() as conn:
             owner = (
                 await conn.execute(select(entries.c.member_id).where(entries.c.id == entry_id))
             ).scalar_one_or_none()
@@ -981,7 +983,7 @@ class LedgerService:
                 return result, False
         except IntegrityError:
             # The same key committed by a transaction that locked another member first.
-            async with self.engine.connect() as conn:
+            async with self.reader.connect() as conn:
                 return await self._replay(conn, key, request_hash), True
 
     async def _claim_operation(

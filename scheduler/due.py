@@ -17,6 +17,7 @@ from sqlalchemy import and_, select
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from ledger.rules import Rules
+from storage.engine import readonly
 from storage.schema import lots, members
 
 
@@ -89,7 +90,7 @@ async def burn_warnings_due(engine: AsyncEngine, rules: Rules, now: datetime) ->
     )
     burning: dict[tuple[int, date], list[tuple[datetime, int]]] = defaultdict(list)
     recipients: dict[int, Recipient] = {}
-    async with engine.connect() as conn:
+    async with readonly(engine).connect() as conn:
         for row in (await conn.execute(query)).all():
             zone = _zone(row.timezone)
             burn_date = row.expires_at.astimezone(zone).date()
@@ -134,7 +135,7 @@ async def tier_news_due(engine: AsyncEngine, rules: Rules) -> list[TierNews]:
         members.c.tier,
         members.c.tier_announced,
     ).where(and_(members.c.status == "active", members.c.tier != members.c.tier_announced))
-    async with engine.connect() as conn:
+    async with readonly(engine).connect() as conn:
         rows = (await conn.execute(query)).all()
     return [
         TierNews(

@@ -46,6 +46,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from ledger.clock import Clock, SystemClock
 from ledger.rules import MessageRules
+from storage.engine import readonly
 from storage.schema import members, outbox
 
 log = logging.getLogger("loyalty.outbox")
@@ -81,6 +82,7 @@ class Outbox:
 
     def __init__(self, engine: AsyncEngine, clock: Clock | None = None) -> None:
         self.engine = engine
+        self.reader = readonly(engine)
         self.clock: Clock = clock or SystemClock()
         self.wakeup = asyncio.Event()
 
@@ -194,7 +196,7 @@ class Outbox:
             )
             .order_by(outbox.c.sent_at)
         )
-        async with self.engine.connect() as conn:
+        async with self.reader.connect() as conn:
             return [(row.id, row.sent_at) for row in (await conn.execute(query)).all()]
 
     async def counts(self, broadcast_id: int | None = None) -> dict[str, int]:
@@ -202,7 +204,7 @@ class Outbox:
         query = select(outbox.c.status, func.count()).group_by(outbox.c.status)
         if broadcast_id is not None:
             query = query.where(outbox.c.broadcast_id == broadcast_id)
-        async with self.engine.connect() as conn:
+        async with self.reader.connect() as conn:
             return {status: int(n) for status, n in (await conn.execute(query)).all()}
 
 
@@ -333,7 +335,7 @@ class Sender:
     async def _recipients(self, member_ids: set[int]) -> dict[int, _Recipient]:
         if not member_ids:
             return {}
-        async with self.outbox.engine.connect() as conn:
+        async with self.outbox.reader.connect() as conn:
             rows = (await conn.execute(select(members).where(members.c.id.in_(member_ids)))).all()
         return {
             row.id: _Recipient(

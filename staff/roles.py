@@ -12,6 +12,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from ledger.clock import Clock, SystemClock
 from staff.audit import AuditLog
+from storage.engine import readonly
 from storage.schema import staff_roles
 
 
@@ -40,12 +41,13 @@ class StaffService:
         clock: Clock | None = None,
     ) -> None:
         self.engine = engine
+        self.reader = readonly(engine)
         self.admin_ids = frozenset(admin_ids)
         self.audit = audit
         self.clock: Clock = clock or SystemClock()
 
     async def roles_of(self, telegram_id: int) -> frozenset[Role]:
-        async with self.engine.connect() as conn:
+        async with self.reader.connect() as conn:
             stored = (
                 (
                     await conn.execute(
@@ -112,7 +114,7 @@ class StaffService:
 
     async def find_by_username(self, username: str) -> int | None:
         """A staff member's id by @username, as it was when a role was granted."""
-        async with self.engine.connect() as conn:
+        async with self.reader.connect() as conn:
             return (
                 await conn.execute(
                     select(staff_roles.c.telegram_id)
@@ -122,7 +124,7 @@ class StaffService:
             ).scalar_one_or_none()
 
     async def list_staff(self) -> list[StaffMember]:
-        async with self.engine.connect() as conn:
+        async with self.reader.connect() as conn:
             rows = (
                 await conn.execute(
                     select(staff_roles).order_by(staff_roles.c.role, staff_roles.c.telegram_id)

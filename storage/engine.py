@@ -15,6 +15,7 @@ from sqlalchemy.engine import make_url
 from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 
 SQLITE_BUSY_TIMEOUT_MS = 30_000
+READ_ONLY = "loyalty_read_only"
 
 
 def is_sqlite(url: str) -> bool:
@@ -49,6 +50,18 @@ def _create_sqlite_engine(url: str) -> AsyncEngine:
 
     @event.listens_for(sync_engine, "begin")
     def _on_begin(conn: Any) -> None:
-        conn.exec_driver_sql("BEGIN IMMEDIATE")
+        # Reads through `readonly(engine)` take no lock (WAL gives them a snapshot); every
+        # other transaction may write, so it takes the write lock up front.
+        if conn.get_execution_options().get(READ_ONLY):
+            conn.exec_driver_sql("BEGIN")
+        else:
+            conn.exec_driver_sql("BEGIN IMMEDIATE")
 
     return engine
+
+
+def readonly(engine: AsyncEngine) -> AsyncEngine:
+    """The same engine and pool for transactions that only read. On SQLite they start with a
+    plain BEGIN and never wait for a writer; never write through it (a deferred transaction
+    that upgrades to writing can fail with "database is locked")."""
+    return engine.execution_options(**{READ_ONLY: True})

@@ -10,6 +10,7 @@ from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from ledger.clock import Clock, SystemClock
+from storage.engine import readonly
 from storage.schema import tickets
 
 MAX_TICKET_TEXT = 2000
@@ -33,6 +34,7 @@ class TicketTooLong(ValueError):
 class TicketService:
     def __init__(self, engine: AsyncEngine, clock: Clock | None = None) -> None:
         self.engine = engine
+        self.reader = readonly(engine)
         self.clock: Clock = clock or SystemClock()
 
     async def open_ticket(
@@ -59,7 +61,7 @@ class TicketService:
         return _ticket(row)
 
     async def tickets_of(self, member_id: int) -> list[Ticket]:
-        async with self.engine.connect() as conn:
+        async with self.reader.connect() as conn:
             rows = (
                 await conn.execute(
                     select(tickets).where(tickets.c.member_id == member_id).order_by(tickets.c.id)

@@ -25,7 +25,6 @@ def _configure_and_run(connection: Connection) -> None:
 
 async def _run_with_own_engine() -> None:
     from bot.settings import Settings
-
     from storage.engine import create_engine
 
     engine = create_engine(Settings().database_url)  # type: ignore[call-arg]
