@@ -16,6 +16,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 
 SQLITE_BUSY_TIMEOUT_MS = 30_000
 READ_ONLY = "loyalty_read_only"
+SQLITE_POOL_SIZE = 4
 
 
 def is_sqlite(url: str) -> bool:
@@ -35,7 +36,14 @@ def _create_sqlite_engine(url: str) -> AsyncEngine:
     in_memory = parsed.database in (None, "", ":memory:") or parsed.database.startswith("file:")
     if parsed.database and not in_memory:
         Path(parsed.database).parent.mkdir(parents=True, exist_ok=True)
-    engine = create_async_engine(url, connect_args={"timeout": SQLITE_BUSY_TIMEOUT_MS / 1000})
+    # Few connections: SQLite has one writer at a time, and every extra waiting writer
+    # polls in its busy handler (sleeps of up to 100 ms) instead of queueing in order.
+    engine = create_async_engine(
+        url,
+        connect_args={"timeout": SQLITE_BUSY_TIMEOUT_MS / 1000},
+        pool_size=SQLITE_POOL_SIZE,
+        max_overflow=0,
+    )
     sync_engine = engine.sync_engine
 
     @event.listens_for(sync_engine, "connect")
