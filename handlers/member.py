@@ -241,14 +241,9 @@ async def turn_history_page(
 ) -> None:
     text, keyboard = await _history_page(ledger, member, callback_data.page)
     await callback.answer()
-    if callback.message is not None:
+    if isinstance(callback.message, Message):
         try:
-            await callback.bot.edit_message_text(  # type: ignore[union-attr]
-                text=text,
-                chat_id=callback.message.chat.id,
-                message_id=callback.message.message_id,
-                reply_markup=keyboard,
-            )
+            await callback.message.edit_text(text, reply_markup=keyboard)
         except TelegramBadRequest:
             pass  # the same page pressed twice: "message is not modified"
 
@@ -452,9 +447,13 @@ async def receive_birthday(
     except BirthdayInvalid:
         await message.answer(_("birthday-invalid"))
         return
-    except BirthdayAlreadySet:
+    except BirthdayAlreadySet:  # set in another chat session meanwhile
         await state.clear()
-        await message.answer(_("birthday-already").format(date=full_date_text(member.birthday)))  # type: ignore[arg-type]
+        current = await ledger.get_member(member.member_id)
+        if current.birthday is not None:
+            await message.answer(
+                _("birthday-already").format(date=full_date_text(current.birthday))
+            )
         return
     await state.clear()
     await message.answer(
