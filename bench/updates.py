@@ -5,11 +5,12 @@ Run from the repository root:
     .venv/bin/python -m bench.updates
     .venv/bin/python -m bench.updates --users 200 --updates 3000 --concurrency 20
     .venv/bin/python -m bench.updates --profile /tmp/updates.pstats
+    .venv/bin/python -m bench.updates --what-if pin-responses --what-if deferred-reads
 
 Everything runs in one process and one event loop, as in the e2e tests: the Bot API emulator
 (rate limiter off), the real `bot.app.Application` (fresh SQLite WAL file database in a temp
-dir, long polling, outbox sender, HTTP API) and the simulated users. The emulator's and the
-users' CPU therefore counts against the bot; the echo floor pays exactly the same overhead.
+dir, long polling, outbox sender, scheduler, HTTP API) and the simulated users. The emulator's
+and the users' CPU therefore count against the bot; the echo floor pays the same overhead.
 
 1. Register N users (default 200, language "en") through the chat, not timed: /start, press
    the consent button, share the own contact. Then seed purchases straight through
@@ -25,11 +26,22 @@ users' CPU therefore counts against the bot; the echo floor pays exactly the sam
    --concurrency updates are in flight and a user never has two.
    Latency: from enqueueing the update in the emulator to the moment the emulator records the
    answer (sendMessage/sendPhoto stored, or editMessageText applied). updates/s is the count
-   divided by the wall time of the whole timed phase.
+   divided by the wall time of the whole timed phase. Before it, the set-up heap (registration,
+   warm-up, the emulator's state) is gc.freeze()d so that full collections timed below walk
+   only what the timed phase creates (--no-gc-freeze to keep them; they pause everything).
 4. Floor: a bare aiogram Dispatcher (one message handler answering the text, one callback
    handler that answers the query and edits the message) polling the same emulator as a second
    bot, with the same users count, warm-up, mix, concurrency and measurement. ratio = bot
-   updates/s / echo updates/s.
+   updates/s / echo updates/s. The ratio of updates per CPU second of the process is printed
+   too: on a machine shared with other work it moves less than wall-clock rates.
+
+Diagnostics printed for the bot: Bot API calls, updates per getUpdates, CPU share, pydantic
+generic models rebuilt (aiogram's Response[...] types), SQL statements per update (overall and,
+one update at a time afterwards, per kind), time spent per SQL verb from the loop's side, new DB
+connections; --profile adds a cProfile of the timed phase grouped by package.
+
+--what-if NAME patches the bot inside this process to estimate a fix (the repository is not
+changed; output is labelled WHAT-IF): pin-responses, deferred-reads, pool4, cache-lookups.
 
 Targets: >= 300 updates/s, p99 < 100 ms, ratio >= 0.3. This prints figures; it exits 1 on wrong
 or missing answers, and on a missed target only with --strict.
@@ -39,7 +51,10 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextvars
 import cProfile
+import functools
+import gc
 import logging
 import os
 import platform
@@ -73,9 +88,123 @@ KINDS = tuple(kind for kind, _ in MIX)
 TARGET_RATE = 300.0
 TARGET_P99_MS = 100.0
 TARGET_RATIO = 0.3
+SETUP_TIMEOUT = 60.0  # seconds per answer while registering and warming up (not timed)
 CENSUS_UPDATES = 20  # per kind, one at a time after the timed phase, to count SQL per update
 
 Checker = Callable[[str, "SimUser", BotMessage, int], "str | None"]
+
+
+# --------------------------------------------------------------------------- what-ifs
+
+WHAT_IFS = {
+    "pin-responses": "keep aiogram's Response[...] pydantic types strongly referenced",
+    "deferred-reads": "plain BEGIN (not BEGIN IMMEDIATE) for the read-only lookups on SQLite",
+    "pool4": "SQLite pool of 4 connections, no overflow (default 5 + 10 overflow)",
+    "cache-lookups": "memoize member_by_telegram / roles_of per telegram id (upper bound)",
+}
+_PINNED: list[type] = []
+_READ_ONLY = contextvars.ContextVar("bench_read_only", default=False)
+GENERIC_MODELS_BUILT = Counter[str]()  # aiogram Response[...] models created, by name
+
+
+def count_generic_models() -> None:
+    """Count the creations of aiogram's `Response[...]` models (aiogram parametrizes them on every
+    API call and pydantic caches the result only weakly), through pydantic's public
+    `__pydantic_init_subclass__` hook, which leaves the creation itself unchanged."""
+    from aiogram.methods.base import Response
+
+    def created(cls: type, **_kwargs: Any) -> None:
+        GENERIC_MODELS_BUILT[cls.__name__] += 1
+
+    Response.__pydantic_init_subclass__ = classmethod(created)  # type: ignore[assignment,method-assign]
+
+
+def _reading(method: Callable[..., Any]) -> Callable[..., Any]:
+    @functools.wraps(method)
+    async def wrapper(*args: Any, **kwargs: Any) -> Any:
+        token = _READ_ONLY.set(True)
+        try:
+            return await method(*args, **kwargs)
+        finally:
+            _READ_ONLY.reset(token)
+
+    return wrapper
+
+
+def _memoized(method: Callable[..., Any]) -> Callable[..., Any]:
+    memo: dict[int, Any] = {}
+
+    @functools.wraps(method)
+    async def wrapper(self: Any, telegram_id: int) -> Any:
+        if telegram_id in memo:
+            return memo[telegram_id]
+        value = await method(self, telegram_id)
+        if value is not None:  # None: not registered yet, ask again next time
+            memo[telegram_id] = value
+        return value
+
+    return wrapper
+
+
+def apply_what_ifs(names: Sequence[str]) -> None:
+    """Estimate fixes by patching the bot inside this process only; the repository is unchanged.
+
+    These are experiments for the report, not the bot as shipped: results printed with them are
+    labelled. cache-lookups never invalidates, so it is an upper bound for a real cache.
+    """
+    import storage.engine as storage_engine
+    from cards.service import CardService
+    from ledger.service import LedgerService
+    from staff.roles import StaffService
+
+    if "pin-responses" in names:
+        import aiogram.methods
+        from aiogram.methods.base import Response, TelegramMethod
+
+        for name in aiogram.methods.__all__:
+            method = getattr(aiogram.methods, name)
+            concrete = method is not TelegramMethod and isinstance(method, type)
+            if concrete and issubclass(method, TelegramMethod):
+                returning = getattr(method, "__returning__", None)
+                if returning is not None:
+                    _PINNED.append(Response[returning])  # type: ignore[index,valid-type]
+    if "pool4" in names:
+        create_async_engine = storage_engine.create_async_engine
+
+        def small_pool(url: Any, **kwargs: Any) -> Any:
+            kwargs.setdefault("pool_size", 4)
+            kwargs.setdefault("max_overflow", 0)
+            return create_async_engine(url, **kwargs)
+
+        storage_engine.create_async_engine = small_pool  # type: ignore[assignment]
+    if "deferred-reads" in names:
+        create_sqlite = storage_engine._create_sqlite_engine
+
+        def deferred(url: str) -> Any:
+            engine = create_sqlite(url)
+            sync_engine = engine.sync_engine
+            for listener in list(sync_engine.dispatch.begin):
+                event.remove(sync_engine, "begin", listener)
+
+            @event.listens_for(sync_engine, "begin")
+            def _on_begin(conn: Any) -> None:
+                conn.exec_driver_sql("BEGIN" if _READ_ONLY.get() else "BEGIN IMMEDIATE")
+
+            return engine
+
+        storage_engine._create_sqlite_engine = deferred
+        for cls, methods in (
+            (LedgerService, ("member_by_telegram", "balance", "history")),
+            (CardService, ("cached_file_id",)),
+            (StaffService, ("roles_of",)),
+        ):
+            for name in methods:
+                setattr(cls, name, _reading(getattr(cls, name)))
+    if "cache-lookups" in names:
+        LedgerService.member_by_telegram = _memoized(  # type: ignore[method-assign]
+            LedgerService.member_by_telegram
+        )
+        StaffService.roles_of = _memoized(StaffService.roles_of)  # type: ignore[method-assign]
 
 
 # ------------------------------------------------------------------------- measuring
@@ -131,6 +260,10 @@ class Run:
     sql_seconds: dict[str, list[float]] = field(default_factory=dict)  # per verb, each statement
     census: dict[str, Counter[str]] = field(default_factory=dict)  # SQL by update kind, serial
     connections_opened: int = 0  # new DB connections (pool overflow churn) in the timed phase
+    generic_models: Counter[str] = field(default_factory=Counter)  # Response[...] rebuilds
+    gc_runs: Counter[int] = field(default_factory=Counter)  # garbage collections by generation
+    gc_seconds: float = 0.0  # time spent in them (the loop is stopped meanwhile)
+    gc_longest: float = 0.0
     notes: list[str] = field(default_factory=list)
 
     @property
@@ -144,6 +277,11 @@ class Run:
     @property
     def rate(self) -> float:
         return self.count / self.seconds if self.seconds else 0.0
+
+    @property
+    def cpu_rate(self) -> float:
+        """Updates per CPU second of the process: less sensitive to other processes' load."""
+        return self.count / self.process_cpu if self.process_cpu else 0.0
 
     def p(self, q: float, kind: str | None = None) -> float:
         values = self.all_latencies if kind is None else self.latencies[kind]
@@ -196,6 +334,8 @@ async def step(sim: SimUser, kind: str, wait_s: float, check: Checker) -> tuple[
         async with asyncio.timeout(wait_s):
             answered = await waiter
     except TimeoutError:
+        if kind == "history":
+            sim.page = page  # a late edit lands on this page; the next press must turn it back
         return -1.0, f"user {user.id}: no answer to {kind} within {wait_s}s"
     if kind == "history" and target is not None:
         sim.page = page
@@ -297,6 +437,24 @@ async def timed(
 ) -> None:
     kinds = mixed_kinds(args.updates, args.seed)
     calls_before = Counter(emu.stats.calls)
+    built_before = Counter(GENERIC_MODELS_BUILT)
+    gc_started: list[float] = []
+
+    def on_gc(phase: str, info: dict[str, int]) -> None:
+        if phase == "start":
+            gc_started.append(time.perf_counter())
+        elif gc_started:
+            spent = time.perf_counter() - gc_started.pop()
+            run.gc_runs[info["generation"]] += 1
+            run.gc_seconds += spent
+            run.gc_longest = max(run.gc_longest, spent)
+
+    if args.gc_freeze:
+        # Registration, warm-up and the emulator's state are a large, long-lived heap that the
+        # bot in production does not carry: keep it out of the full collections timed below.
+        gc.collect()
+        gc.freeze()
+    gc.callbacks.append(on_gc)
     loop_cpu, process_cpu = time.thread_time(), time.process_time()
     if profiler is not None:
         profiler.enable()
@@ -305,10 +463,13 @@ async def timed(
     finally:
         if profiler is not None:
             profiler.disable()
+        gc.callbacks.remove(on_gc)
+        gc.unfreeze()
     run.loop_cpu = time.thread_time() - loop_cpu
     run.process_cpu = time.process_time() - process_cpu
     run.api_calls = Counter(emu.stats.calls)
     run.api_calls.subtract(calls_before)
+    run.generic_models = GENERIC_MODELS_BUILT - built_before
 
 
 # ------------------------------------------------------------------------ the loyalty bot
@@ -349,7 +510,7 @@ async def bench_loyalty(emu: BotAPIEmulator, args: argparse.Namespace, tmp: Path
 
         async def register(i: int, sim: SimUser) -> None:
             async with gate:
-                await join(sim.handle, f"+7999{i + 1:07d}", args.timeout)
+                await join(sim.handle, f"+7999{i + 1:07d}", SETUP_TIMEOUT)
 
         await asyncio.gather(*(register(i, sim) for i, sim in enumerate(sims)))
         rng = random.Random(args.seed)
@@ -369,8 +530,8 @@ async def bench_loyalty(emu: BotAPIEmulator, args: argparse.Namespace, tmp: Path
         )
 
         started = time.perf_counter()
-        await first_answers(sims, CARD, args.concurrency, args.timeout * 6)
-        await first_answers(sims, HISTORY, args.concurrency, args.timeout, keep_history)
+        await first_answers(sims, CARD, args.concurrency, SETUP_TIMEOUT)
+        await first_answers(sims, HISTORY, args.concurrency, SETUP_TIMEOUT, keep_history)
         for sim in sims:
             text = (sim.history.text if sim.history else "") or ""
             if not text.startswith("📜 History, page 1 of ") or sim.history is None:
@@ -381,7 +542,7 @@ async def bench_loyalty(emu: BotAPIEmulator, args: argparse.Namespace, tmp: Path
             sims,
             mixed_kinds(args.warmup, args.seed + 1),
             args.concurrency,
-            args.timeout,
+            SETUP_TIMEOUT,
             loyalty_check,
             None,
         )
@@ -480,12 +641,12 @@ async def bench_echo(emu: BotAPIEmulator, args: argparse.Namespace) -> Run:
     async with running_polling(
         dispatcher, bot, allowed_updates=dispatcher.resolve_used_update_types()
     ):
-        await first_answers(sims, HISTORY, args.concurrency, args.timeout, keep_history)
+        await first_answers(sims, HISTORY, args.concurrency, SETUP_TIMEOUT, keep_history)
         await drive(
             sims,
             mixed_kinds(args.warmup, args.seed + 1),
             args.concurrency,
-            args.timeout,
+            SETUP_TIMEOUT,
             echo_check,
             None,
         )
@@ -565,19 +726,26 @@ def _verdict(ok: bool) -> str:
 def print_report(app: Run, echo: Run | None, args: argparse.Namespace) -> bool:
     """The table; returns whether every target was met."""
     print()
+    mix = ", ".join(f"{int(share * 100)}% {kind}" for kind, share in MIX)
     print(
-        f"{args.updates} updates per run ({', '.join(f'{int(s * 100)}% {k}' for k, s in MIX)}),"
-        f" {args.users} users, {args.concurrency} in flight at most"
+        f"{args.updates} timed updates per bot ({mix}), {args.users} users,"
+        f" at most {args.concurrency} in flight"
     )
-    header = f"{'':<14}{'updates/s':>10}{'p50 ms':>9}{'p99 ms':>9}{'max ms':>9}{'CPU ms/upd':>12}"
-    print(header)
+    if not args.gc_freeze:
+        print("--no-gc-freeze: full collections also walk the set-up heap")
+    if args.what_if:
+        print(f"WHAT-IF RUN, the bot patched in-process: {', '.join(args.what_if)}")
+    print(
+        f"{'':<14}{'updates/s':>10}{'p50 ms':>9}{'p99 ms':>9}{'max ms':>9}"
+        f"{'CPU ms/upd':>12}{'upd/CPU-s':>11}"
+    )
     for run in (app, echo):
         if run is None:
             continue
         cpu = 1000 * run.process_cpu / run.count if run.count else 0.0
         print(
             f"{run.name:<14}{run.rate:>10.0f}{run.p(0.5):>9.1f}{run.p(0.99):>9.1f}"
-            f"{run.p(1.0):>9.1f}{cpu:>12.2f}"
+            f"{run.p(1.0):>9.1f}{cpu:>12.2f}{run.cpu_rate:>11.0f}"
         )
         for kind in KINDS:
             print(
@@ -586,7 +754,10 @@ def print_report(app: Run, echo: Run | None, args: argparse.Namespace) -> bool:
             )
     ratio = app.rate / echo.rate if echo is not None and echo.rate else 0.0
     if echo is not None:
-        print(f"ratio (bot / echo updates/s): {ratio:.2f}")
+        cpu_ratio = app.cpu_rate / echo.cpu_rate if echo.cpu_rate else 0.0
+        print(
+            f"ratio bot/echo: {ratio:.2f} in updates/s; {cpu_ratio:.2f} in updates per CPU second"
+        )
     checks = [
         (f">= {TARGET_RATE:.0f} updates/s", app.rate >= TARGET_RATE, f"{app.rate:.0f}/s"),
         (f"p99 < {TARGET_P99_MS:.0f} ms", app.p(0.99) < TARGET_P99_MS, f"{app.p(0.99):.1f} ms"),
@@ -597,48 +768,61 @@ def print_report(app: Run, echo: Run | None, args: argparse.Namespace) -> bool:
     for name, ok, value in checks:
         print(f"  {name:<20} {value:>10}  {_verdict(ok)}")
     for run in (app, echo):
-        if run is None:
-            continue
-        calls = ", ".join(f"{m} {n}" for m, n in sorted(run.api_calls.items()) if n)
-        print(f"{run.name}: Bot API calls in the timed phase: {calls}")
-        updates_per_poll = (
-            run.count / run.api_calls["getUpdates"] if run.api_calls["getUpdates"] else 0.0
-        )
-        cpu_share = run.process_cpu / run.seconds if run.seconds else 0.0
-        print(
-            f"  {updates_per_poll:.1f} updates per getUpdates; process CPU {cpu_share:.0%} of"
-            f" wall (event loop thread {run.loop_cpu / run.seconds if run.seconds else 0:.0%})"
-        )
-        if run.sql:
-            total = sum(run.sql.values())
-            verbs = ", ".join(f"{v} {n / run.count:.1f}" for v, n in run.sql.most_common())
-            print(f"  SQL statements per update: {total / run.count:.1f} ({verbs})")
-            print(f"  new DB connections opened in the timed phase: {run.connections_opened}")
-            print(f"  SQL per update by kind (one at a time, {CENSUS_UPDATES} each):")
-            for kind, counted in run.census.items():
-                verbs = ", ".join(
-                    f"{v} {n / CENSUS_UPDATES:.1f}" for v, n in counted.most_common()
-                )
-                print(f"    {kind:<8} {sum(counted.values()) / CENSUS_UPDATES:.1f} ({verbs})")
-            print("  SQL statement time, from the loop's side (queue + lock wait + execution):")
-            for verb, spent in sorted(run.sql_seconds.items(), key=lambda item: -sum(item[1])):
-                p50, p99 = 1000 * _percentile(spent, 0.5), 1000 * _percentile(spent, 0.99)
-                print(
-                    f"    {verb:<8} total {sum(spent):6.2f}s  p50 {p50:6.1f} ms"
-                    f"  p99 {p99:7.1f} ms  max {1000 * max(spent):7.1f} ms"
-                )
-        for note in run.notes:
-            print(f"  {note}")
+        if run is not None:
+            print_details(run)
     return all(ok for _, ok, _ in checks)
+
+
+def print_details(run: Run) -> None:
+    calls = ", ".join(f"{m} {n}" for m, n in sorted(run.api_calls.items()) if n)
+    print(f"{run.name}: Bot API calls in the timed phase: {calls}")
+    polls = run.api_calls["getUpdates"]
+    cpu_share = run.process_cpu / run.seconds if run.seconds else 0.0
+    loop_share = run.loop_cpu / run.seconds if run.seconds else 0.0
+    print(
+        f"  {run.count / polls if polls else 0:.1f} updates per getUpdates; process CPU"
+        f" {cpu_share:.0%} of wall time (event loop thread {loop_share:.0%})"
+    )
+    runs = ", ".join(f"gen{gen} {n}" for gen, n in sorted(run.gc_runs.items()))
+    print(
+        f"  garbage collections: {runs or 'none'}; {run.gc_seconds:.2f}s in total,"
+        f" longest {1000 * run.gc_longest:.0f} ms"
+    )
+    built = sum(run.generic_models.values())
+    if built:
+        names = ", ".join(f"{name} {n}" for name, n in run.generic_models.most_common(4))
+        print(f"  aiogram Response[...] models rebuilt in the timed phase: {built} ({names})")
+    if run.sql:
+        total = sum(run.sql.values())
+        verbs = ", ".join(f"{v} {n / run.count:.1f}" for v, n in run.sql.most_common())
+        print(f"  SQL statements per update: {total / run.count:.1f} ({verbs})")
+        print(f"  new DB connections opened in the timed phase: {run.connections_opened}")
+        print(f"  SQL per update by kind (one at a time, {CENSUS_UPDATES} each):")
+        for kind, counted in run.census.items():
+            verbs = ", ".join(f"{v} {n / CENSUS_UPDATES:.1f}" for v, n in counted.most_common())
+            print(f"    {kind:<8} {sum(counted.values()) / CENSUS_UPDATES:.1f} ({verbs})")
+        print("  SQL statement time, from the loop's side (queue + lock wait + execution):")
+        for verb, spent in sorted(run.sql_seconds.items(), key=lambda item: -sum(item[1])):
+            p50, p99 = 1000 * _percentile(spent, 0.5), 1000 * _percentile(spent, 0.99)
+            print(
+                f"    {verb:<8} total {sum(spent):7.2f}s  p50 {p50:6.1f} ms"
+                f"  p99 {p99:7.1f} ms  max {1000 * max(spent):7.1f} ms"
+            )
+    for note in run.notes:
+        print(f"  {note}")
 
 
 # -------------------------------------------------------------------------------- main
 
 
 async def main(args: argparse.Namespace) -> int:
+    count_generic_models()
+    apply_what_ifs(args.what_if)
     for line in machine_info():
         print(line)
-    emu = BotAPIEmulator(rate_limit=False)
+    # The call log is only read for the cards of the timed phase; a short one keeps the heap
+    # (and so the garbage collector's full passes) small.
+    emu = BotAPIEmulator(rate_limit=False, call_log_size=3 * args.updates + 10_000)
     emu.add_bot(APP_TOKEN, username="loyalty_bench_bot", first_name="Loyalty")
     emu.add_bot(ECHO_TOKEN, username="echo_bench_bot", first_name="Echo")
     await emu.start()
@@ -650,6 +834,7 @@ async def main(args: argparse.Namespace) -> int:
     finally:
         await emu.stop()
     all_met = print_report(app, echo, args)
+    print(f"load average at the end: {', '.join(f'{x:.2f}' for x in os.getloadavg())}")
     status = 0
     for run in (app, echo):
         if run is not None and run.errors:
@@ -689,7 +874,10 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         help="seeded purchases per member; 10+ gives 2 history pages (default 15)",
     )
     parser.add_argument(
-        "--timeout", type=float, default=10.0, help="seconds to wait for one answer (default 10)"
+        "--timeout",
+        type=float,
+        default=30.0,
+        help="seconds to wait for one timed answer before counting it as lost (default 30)",
     )
     parser.add_argument("--seed", type=int, default=1)
     parser.add_argument("--skip-echo", action="store_true", help="no echo floor")
@@ -700,6 +888,20 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         help="cProfile the bot's timed phase (the whole event loop) into PATH",
     )
     parser.add_argument("--profile-top", type=int, default=25, help="functions to list")
+    parser.add_argument(
+        "--no-gc-freeze",
+        dest="gc_freeze",
+        action="store_false",
+        help="do not gc.freeze() the set-up heap before each timed phase",
+    )
+    parser.add_argument(
+        "--what-if",
+        action="append",
+        default=[],
+        choices=sorted(WHAT_IFS),
+        help="patch the bot in-process to estimate a fix (repeatable): "
+        + "; ".join(f"{name}: {text}" for name, text in WHAT_IFS.items()),
+    )
     parser.add_argument(
         "--log-level",
         default="WARNING",

@@ -45,6 +45,24 @@ from storage.migrate import upgrade_schema
 from support.tickets import TicketService
 
 log = logging.getLogger("loyalty")
+_PINNED_RESPONSE_TYPES: list[object] = []
+
+
+def pin_response_types() -> None:
+    """aiogram parametrizes `Response[...]` for every call and pydantic keeps those classes
+    only weakly, so each garbage collection drops them and the next call rebuilds one (3-16 ms
+    each; measured by bench/updates.py). Holding them once keeps them built."""
+    if _PINNED_RESPONSE_TYPES:
+        return
+    import aiogram.methods
+    from aiogram.methods.base import Response, TelegramMethod
+
+    for name in aiogram.methods.__all__:
+        method = getattr(aiogram.methods, name)
+        if isinstance(method, type) and issubclass(method, TelegramMethod):
+            returning = getattr(method, "__returning__", None)
+            if method is not TelegramMethod and returning is not None:
+                _PINNED_RESPONSE_TYPES.append(Response[returning])  # type: ignore[index,valid-type]
 
 COMMANDS = ("start", "card", "balance", "history", "invite", "settings", "support", "help")
 
@@ -85,6 +103,7 @@ class Application:
     _api_runner: web.AppRunner | None = None
 
     async def start(self) -> None:
+        pin_response_types()
         settings = self.settings
         rules = load_rules(settings.rules_file)
         self.engine = create_engine(settings.database_url)
