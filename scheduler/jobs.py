@@ -295,9 +295,11 @@ class SchedulerRunner:
     async def stop(self) -> None:
         """Stop scheduling, let running jobs finish (they are short and idempotent), stop the
         sender, give up the lock."""
-        self.scheduler.shutdown(wait=False)
+        # Pause first: shutting down cancels the jobs still running, mid-transaction.
+        self.scheduler.pause()
         running = [task for task in self._running if task is not asyncio.current_task()]
         if running:
             await asyncio.wait(running, timeout=30)
+        self.scheduler.shutdown(wait=False)
         await self._stop_sending()
         await self.leadership.resign()
