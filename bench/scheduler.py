@@ -5,6 +5,7 @@ Run from the repository root:
     .venv/bin/python -m bench.scheduler
     .venv/bin/python -m bench.scheduler --lots 100000 --members 20000 --messages 500
     .venv/bin/python -m bench.scheduler --skip-postgres --skip-delivery --profile /tmp/burn.pstats
+    .venv/bin/python -m bench.scheduler --skip-burn --messages 2000
 
 1. Data (per backend, fresh): --lots lots (default 1,000,000) over --members members (default
    200,000), written with bulk INSERTs (SQLite: stdlib sqlite3 executemany in one transaction;
@@ -63,8 +64,12 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from bench.ledger import (
     PG_ADMIN_URL,
     Census,
+    Probe,
+    _backend_probe,
+    _cpu_delta,
+    _machine_busy,
     _pg_admin,
-    _pg_scalar,
+    _pg_fetch,
     _pg_urls,
     machine_info,
 )
@@ -266,15 +271,56 @@ async def load_postgres(dsn: str, data: Data) -> None:
 
 
 @dataclass
+class Cpu:
+    """Wall and CPU seconds of one timed step: this process, the whole machine (every process:
+    on a shared machine the other ones too), the PostgreSQL backends of the scratch database."""
+
+    wall: float = 0.0
+    process: float = 0.0
+    machine: float = 0.0
+    server: float | None = None
+
+    def __str__(self) -> str:
+        server = f", PostgreSQL backends {self.server:.1f} s" if self.server is not None else ""
+        return (
+            f"wall {self.wall:.2f} s; CPU: this process {self.process:.1f} s{server},"
+            f" whole machine {self.machine:.1f} s of {self.wall * (os.cpu_count() or 1):.1f} s"
+        )
+
+
+class Meter:
+    """`async with Meter(probe) as cpu:` fills `cpu` when the block ends."""
+
+    def __init__(self, probe: Probe | None) -> None:
+        self.probe = probe
+        self.cpu = Cpu()
+        self._server: dict[int, float] | None = None
+        self._start = (0.0, 0.0, 0.0)
+
+    async def __aenter__(self) -> Cpu:
+        self._server = await self.probe() if self.probe is not None else None
+        self._start = (time.perf_counter(), time.process_time(), _machine_busy())
+        return self.cpu
+
+    async def __aexit__(self, *_exc: object) -> None:
+        wall, process, machine = self._start
+        self.cpu.wall = time.perf_counter() - wall
+        self.cpu.process = time.process_time() - process
+        self.cpu.machine = _machine_busy() - machine
+        if self.probe is not None and self._server is not None:
+            self.cpu.server = _cpu_delta(self._server, await self.probe())
+
+
+@dataclass
 class BackendResult:
     backend: str
     load_s: float = 0.0
-    select_s: float = 0.0
+    select: Cpu = field(default_factory=Cpu)
     select_again_s: float = 0.0
     warnings: int = 0
     warning_members: int = 0
     warning_points: int = 0
-    burn_s: float = 0.0
+    burn: Cpu = field(default_factory=Cpu)
     burnt_points: int = 0
     burnt_lots: int = 0
     expiry_entries: int = 0
@@ -287,17 +333,21 @@ class BackendResult:
 
     def checks(self) -> list[tuple[str, bool]]:
         return [
-            (f"selection < {TARGET_SELECT_S:g} s", self.select_s < TARGET_SELECT_S),
-            (f"burn < {TARGET_BURN_S:g} s", self.burn_s < TARGET_BURN_S),
+            (f"selection < {TARGET_SELECT_S:g} s", self.select.wall < TARGET_SELECT_S),
+            (f"burn < {TARGET_BURN_S:g} s", self.burn.wall < TARGET_BURN_S),
         ]
 
 
 async def measure(
-    engine: AsyncEngine, rules: Rules, data: Data, result: BackendResult, profile: str | None
+    engine: AsyncEngine,
+    rules: Rules,
+    data: Data,
+    result: BackendResult,
+    profile: str | None,
+    probe: Probe | None = None,
 ) -> None:
-    started = time.perf_counter()
-    warnings = await burn_warnings_due(engine, rules, NOW)
-    result.select_s = time.perf_counter() - started
+    async with Meter(probe) as result.select:
+        warnings = await burn_warnings_due(engine, rules, NOW)
     result.warnings = len(warnings)
     result.warning_members = len({w.recipient.member_id for w in warnings})
     result.warning_points = sum(w.points for w in warnings)
@@ -305,7 +355,7 @@ async def measure(
     await burn_warnings_due(engine, rules, NOW)
     result.select_again_s = time.perf_counter() - started
     print(
-        f"  {result.backend}: burn_warnings_due {result.select_s:.2f} s"
+        f"  {result.backend}: burn_warnings_due {result.select.wall:.2f} s"
         f" (again {result.select_again_s:.2f} s): {result.warnings:,} warnings",
         file=sys.stderr,
     )
@@ -316,9 +366,9 @@ async def measure(
     try:
         if profiler is not None:
             profiler.enable()
-        started = time.perf_counter()
-        result.burnt_points = await LedgerService(engine, rules, ManualClock(NOW)).expire_due()
-        result.burn_s = time.perf_counter() - started
+        async with Meter(probe) as result.burn:
+            ledger = LedgerService(engine, rules, ManualClock(NOW))
+            result.burnt_points = await ledger.expire_due()
     finally:
         if profiler is not None:
             profiler.disable()
@@ -327,7 +377,7 @@ async def measure(
         stop()
     result.statements = census.total
     result.by_verb = ", ".join(f"{verb} {n:,}" for verb, n in census.by_verb.most_common())
-    print(f"  {result.backend}: expire_due {result.burn_s:.2f} s", file=sys.stderr)
+    print(f"  {result.backend}: expire_due {result.burn.wall:.2f} s", file=sys.stderr)
 
     async with engine.connect() as conn:
         burnt = (
@@ -397,7 +447,7 @@ async def run_postgres(args: argparse.Namespace, rules: Rules, data: Data) -> Ba
             await load_postgres(dsn, data)
             result.load_s = time.perf_counter() - started
             print(f"  postgresql: data loaded in {result.load_s:.1f} s", file=sys.stderr)
-            await measure(engine, rules, data, result, args.profile)
+            await measure(engine, rules, data, result, args.profile, _backend_probe(name))
         finally:
             await engine.dispose()
     finally:
@@ -422,7 +472,7 @@ class ShiftedClock:
 class DeliveryResult:
     messages: int
     enqueue_s: float = 0.0
-    drain_s: float = 0.0
+    drain: Cpu = field(default_factory=Cpu)
     handled: int = 0
     sent_calls: int = 0
     too_many_requests: int = 0
@@ -437,7 +487,7 @@ class DeliveryResult:
 
     @property
     def rate(self) -> float:
-        return self.sent / self.drain_s if self.drain_s else 0.0
+        return self.sent / self.drain.wall if self.drain.wall else 0.0
 
     @property
     def share(self) -> float:
@@ -508,8 +558,8 @@ async def run_delivery(args: argparse.Namespace, rules: Rules, tmp: Path) -> Del
         started = time.perf_counter()
         progress = asyncio.create_task(_progress(emu, args.messages, started))
         try:
-            result.handled = await sender.drain()
-            result.drain_s = time.perf_counter() - started
+            async with Meter(None) as result.drain:
+                result.handled = await sender.drain()
         finally:
             progress.cancel()
             await bot.session.close()
@@ -552,7 +602,8 @@ def print_backends(results: list[BackendResult]) -> None:
     print("-" * (len(header) + 40))
     for r in results:
         print(
-            f"{r.backend:<11}{r.load_s:>8.1f}{r.select_s:>10.2f}{r.warnings:>10,}{r.burn_s:>9.2f}"
+            f"{r.backend:<11}{r.load_s:>8.1f}{r.select.wall:>10.2f}{r.warnings:>10,}"
+            f"{r.burn.wall:>9.2f}"
             f"{r.burnt_lots:>12,}{r.burnt_points:>14,}{r.check_s:>9.1f}  {_verdict(r.checks())}"
         )
     for r in results:
@@ -562,6 +613,8 @@ def print_backends(results: list[BackendResult]) -> None:
             f" {r.warning_points:,} points (second selection run {r.select_again_s:.2f} s);"
             f" {r.expiry_entries:,} expiry entries; lots still due after the burn: {r.left_due}"
         )
+        print(f"    selection: {r.select}")
+        print(f"    burn: {r.burn}")
         print(
             f"    expire_due sent {r.statements:,} statements"
             f" ({r.statements / max(1, r.expiry_entries):.1f} per member burnt): {r.by_verb}"
@@ -574,7 +627,7 @@ def print_delivery(d: DeliveryResult) -> None:
     statuses = ", ".join(f"{status} {n:,}" for status, n in sorted(d.statuses.items()))
     print(
         f"delivery: {d.messages:,} messages, enqueued in {d.enqueue_s:.1f} s"
-        f" ({d.messages / max(d.enqueue_s, 1e-9):,.0f}/s); drain {d.drain_s:.1f} s;"
+        f" ({d.messages / max(d.enqueue_s, 1e-9):,.0f}/s); drain {d.drain.wall:.1f} s;"
         f" outbox: {statuses}"
     )
     steady = (d.sent - 1) / d.first_to_last_s if d.first_to_last_s else 0.0
@@ -584,6 +637,11 @@ def print_delivery(d: DeliveryResult) -> None:
         f" sendMessage calls {d.sent_calls:,}; 429s {d.too_many_requests}"
         f" (Sender saw {d.retry_after_seen})"
     )
+    per_message = d.drain.process / max(1, d.sent) * 1000
+    print(
+        f"    drain: {d.drain}; {per_message:.1f} ms CPU of this process (sender, emulator,"
+        f" SQLite) per message sent"
+    )
     print(f"    targets: {_verdict(d.checks())}")
 
 
@@ -591,30 +649,32 @@ async def main(args: argparse.Namespace) -> int:
     wall = time.perf_counter()
     rules = load_rules(ROOT / "rules.toml")
     postgres_missing = None
-    if not args.skip_postgres:
+    if not (args.skip_postgres or args.skip_burn):
         try:
-            await _pg_scalar("SELECT 1")
+            await _pg_fetch("SELECT 1")
         except Exception as exc:
             postgres_missing = f"PostgreSQL not reachable at {PG_ADMIN_URL}: {exc!r}"
             print(f"{postgres_missing}; skipping PostgreSQL", file=sys.stderr)
-    with_postgres = not args.skip_postgres and postgres_missing is None
+    with_postgres = not (args.skip_postgres or args.skip_burn) and postgres_missing is None
     for line in await machine_info(with_postgres=with_postgres):
         print(line)
-    started = time.perf_counter()
-    data = generate(args.members, args.lots, args.seed)
-    print(f"data generated in memory in {time.perf_counter() - started:.1f} s", file=sys.stderr)
-    print_data(data, args.lots)
     results: list[BackendResult] = []
     delivery: DeliveryResult | None = None
     with tempfile.TemporaryDirectory(prefix="scheduler-bench-") as tmp:
-        results.append(await run_sqlite(args, rules, data, Path(tmp)))
-        if with_postgres:
-            results.append(await run_postgres(args, rules, data))
-        del data
+        if not args.skip_burn:
+            started = time.perf_counter()
+            data = generate(args.members, args.lots, args.seed)
+            print(f"data generated in {time.perf_counter() - started:.1f} s", file=sys.stderr)
+            print_data(data, args.lots)
+            results.append(await run_sqlite(args, rules, data, Path(tmp)))
+            if with_postgres:
+                results.append(await run_postgres(args, rules, data))
+            del data
         if not args.skip_delivery:
             delivery = await run_delivery(args, rules, Path(tmp))
     print()
-    print_backends(results)
+    if results:
+        print_backends(results)
     if delivery is not None:
         print_delivery(delivery)
     print(f"run time: {time.perf_counter() - wall:.0f} s")
@@ -643,6 +703,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     )
     parser.add_argument("--skip-postgres", action="store_true")
     parser.add_argument("--skip-delivery", action="store_true")
+    parser.add_argument(
+        "--skip-burn", action="store_true", help="only the delivery part (no ledger data)"
+    )
     parser.add_argument("--seed", type=int, default=1)
     parser.add_argument("--strict", action="store_true", help="exit 1 when a target is missed")
     parser.add_argument(
