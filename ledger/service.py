@@ -15,7 +15,7 @@ import secrets
 import string
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from datetime import date, datetime, timedelta
-from typing import Any, TypeVar
+from typing import Any
 from zoneinfo import ZoneInfo
 
 from sqlalchemy import and_, delete, func, select, update
@@ -68,8 +68,6 @@ from storage.schema import (
     referral_rewards,
     tickets,
 )
-
-T = TypeVar("T")
 
 # Entries that support may reverse; purchase entries are undone by a refund instead.
 REVERSIBLE_KINDS = frozenset({"welcome", "referral", "birthday", "adjustment"})
