@@ -235,6 +235,8 @@ class Application:
             await self.dispatcher.storage.close()
         if self.bot is not None:
             await self.bot.session.close()
+        if self.services is not None:
+            self.services.ledger.close()
         if self.engine is not None:
             await self.engine.dispose()
         log.info("stopped")

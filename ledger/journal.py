@@ -16,14 +16,35 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import select, update
+from sqlalchemy import Connection, bindparam, select, update
 from sqlalchemy.engine import Row
-from sqlalchemy.ext.asyncio import AsyncConnection
 
 from ledger import policy
 from ledger.errors import InsufficientPoints, LedgerError, MemberNotFound
 from ledger.rules import Rules
 from storage.schema import entries, lots, members, spends
+
+# Statements of the hot paths, built once (building and cache-keying a statement costs more
+# than SQLite takes to run it).
+_MEMBER = select(members).where(members.c.id == bindparam("member_id"))
+_MEMBER_FOR_UPDATE = _MEMBER.with_for_update()
+_STORE_TOTALS = (
+    update(members)
+    .where(members.c.id == bindparam("member_id"))
+    .values(balance=bindparam("balance"), pending=bindparam("pending"), debt=bindparam("debt"))
+)
+_STORE_TOTALS_WITH: dict[tuple[str, ...], Any] = {}  # and other columns, by their names
+_INSERT_ENTRY = entries.insert().returning(entries.c.id)
+_INSERT_LOT = lots.insert()
+_OPEN_LOTS = select(lots.c.id, lots.c.remaining, lots.c.expires_at).where(
+    lots.c.member_id == bindparam("member_id"), lots.c.status == "active", lots.c.remaining > 0
+)
+_TAKE_FROM_LOT = (
+    update(lots)
+    .where(lots.c.id == bindparam("lot_id"))
+    .values(remaining=lots.c.remaining - bindparam("take"))
+)
+_INSERT_SPENDS = spends.insert()
 
 
 @dataclass(slots=True)
@@ -40,44 +61,50 @@ class Journal:
         self.rules = rules
         self._is_postgres = is_postgres
 
-    async def lock_member(self, conn: AsyncConnection, member_id: int) -> Row[Any]:
-        statement = select(members).where(members.c.id == member_id)
-        if self._is_postgres:
-            statement = statement.with_for_update()
-        row = (await conn.execute(statement)).first()
+    def lock_member(self, conn: Connection, member_id: int) -> Row[Any]:
+        statement = _MEMBER_FOR_UPDATE if self._is_postgres else _MEMBER
+        row = conn.execute(statement, {"member_id": member_id}).first()
         if row is None:
             raise MemberNotFound("no such member")
         return row
 
-    async def lock_totals(self, conn: AsyncConnection, member_id: int) -> Totals:
-        row = await self.lock_member(conn, member_id)
+    def lock_totals(self, conn: Connection, member_id: int) -> Totals:
+        row = self.lock_member(conn, member_id)
         return Totals(balance=row.balance, pending=row.pending, debt=row.debt)
 
-    async def store_totals(
-        self, conn: AsyncConnection, member_id: int, totals: Totals, **extra: Any
-    ) -> None:
+    def store_totals(self, conn: Connection, member_id: int, totals: Totals, **extra: Any) -> None:
         """Write the running totals; refuses (by the WHERE) any negative value."""
         if min(totals.balance, totals.pending, totals.debt) < 0:
             # Unreachable unless a rule above is wrong; the CHECK constraints back this up.
             raise LedgerError("the operation would make a total negative; nothing was changed")
+        params = {
+            "member_id": member_id,
+            "balance": totals.balance,
+            "pending": totals.pending,
+            "debt": totals.debt,
+        }
         values = {k: v for k, v in extra.items() if v is not None}
-        await conn.execute(
-            update(members)
-            .where(members.c.id == member_id)
-            .values(balance=totals.balance, pending=totals.pending, debt=totals.debt, **values)
-        )
+        if not values:
+            conn.execute(_STORE_TOTALS, params)
+            return
+        columns = tuple(sorted(values))
+        statement = _STORE_TOTALS_WITH.get(columns)
+        if statement is None:
+            statement = _STORE_TOTALS.values({k: bindparam(k) for k in columns})
+            _STORE_TOTALS_WITH[columns] = statement
+        conn.execute(statement, {**params, **values})
 
-    async def member_row(self, conn: AsyncConnection, member_id: int) -> Row[Any]:
-        row = (await conn.execute(select(members).where(members.c.id == member_id))).first()
+    def member_row(self, conn: Connection, member_id: int) -> Row[Any]:
+        row = conn.execute(_MEMBER, {"member_id": member_id}).first()
         if row is None:
             raise MemberNotFound("no such member")
         return row
 
     # ------------------------------------------------------ lots and the journal
 
-    async def insert_entry(
+    def insert_entry(
         self,
-        conn: AsyncConnection,
+        conn: Connection,
         member_id: int,
         kind: str,
         points: int,
@@ -90,29 +117,26 @@ class Journal:
         reason: str | None = None,
         actor: str | None = None,
     ) -> int:
-        entry_id: int = (
-            await conn.execute(
-                entries.insert()
-                .values(
-                    member_id=member_id,
-                    operation_id=operation_id,
-                    kind=kind,
-                    points=points,
-                    pending=pending,
-                    debt=debt,
-                    reference=reference,
-                    reason=reason,
-                    actor=actor,
-                    created_at=now,
-                )
-                .returning(entries.c.id)
-            )
+        entry_id: int = conn.execute(
+            _INSERT_ENTRY,
+            {
+                "member_id": member_id,
+                "operation_id": operation_id,
+                "kind": kind,
+                "points": points,
+                "pending": pending,
+                "debt": debt,
+                "reference": reference,
+                "reason": reason,
+                "actor": actor,
+                "created_at": now,
+            },
         ).scalar_one()
         return entry_id
 
-    async def credit(
+    def credit(
         self,
-        conn: AsyncConnection,
+        conn: Connection,
         member_id: int,
         totals: Totals,
         points: int,
@@ -130,7 +154,7 @@ class Journal:
         held = hold and self.rules.hold_days > 0
         available_at = now + timedelta(days=self.rules.hold_days) if held else now
         expires = expires_at or available_at + timedelta(days=self.rules.points_lifetime_days)
-        entry_id = await self.insert_entry(
+        entry_id = self.insert_entry(
             conn,
             member_id,
             kind,
@@ -143,28 +167,29 @@ class Journal:
             reason=reason,
             actor=actor,
         )
-        await conn.execute(
-            lots.insert().values(
-                member_id=member_id,
-                entry_id=entry_id,
-                points=points,
-                remaining=points,
-                status="pending" if held else "active",
-                available_at=available_at,
-                expires_at=expires,
-                created_at=now,
-            )
+        conn.execute(
+            _INSERT_LOT,
+            {
+                "member_id": member_id,
+                "entry_id": entry_id,
+                "points": points,
+                "remaining": points,
+                "status": "pending" if held else "active",
+                "available_at": available_at,
+                "expires_at": expires,
+                "created_at": now,
+            },
         )
         if held:
             totals.pending += points
         else:
             totals.balance += points
-            await self.pay_debt(conn, member_id, totals, now, operation_id)
+            self.pay_debt(conn, member_id, totals, now, operation_id)
         return entry_id
 
-    async def pay_debt(
+    def pay_debt(
         self,
-        conn: AsyncConnection,
+        conn: Connection,
         member_id: int,
         totals: Totals,
         now: datetime,
@@ -174,18 +199,18 @@ class Journal:
         payoff = min(totals.debt, totals.balance)
         if payoff <= 0:
             return
-        open_lots = await self.open_lots(conn, member_id)
+        open_lots = self.open_lots(conn, member_id)
         allocation = policy.allocate_fifo(open_lots, payoff)
-        entry_id = await self.insert_entry(
+        entry_id = self.insert_entry(
             conn, member_id, "debt_payoff", -payoff, 0, -payoff, now, operation_id=operation_id
         )
-        await self.take_from_lots(conn, entry_id, allocation.takes)
+        self.take_from_lots(conn, entry_id, allocation.takes)
         totals.balance -= payoff
         totals.debt -= payoff
 
-    async def debit(
+    def debit(
         self,
-        conn: AsyncConnection,
+        conn: Connection,
         member_id: int,
         totals: Totals,
         points: int,
@@ -208,7 +233,7 @@ class Journal:
         left = points
         if first_lot_entry is not None:
             own = (
-                await conn.execute(
+                conn.execute(
                     select(lots.c.id, lots.c.remaining, lots.c.status).where(
                         lots.c.entry_id == first_lot_entry, lots.c.remaining > 0
                     )
@@ -220,9 +245,7 @@ class Journal:
                 left -= take
         if left:
             taken = {lot_id for lot_id, _ in from_active}
-            open_lots = [
-                lot for lot in await self.open_lots(conn, member_id) if lot.lot_id not in taken
-            ]
+            open_lots = [lot for lot in self.open_lots(conn, member_id) if lot.lot_id not in taken]
             allocation = policy.allocate_fifo(open_lots, left)
             from_active.extend(allocation.takes)
             left = allocation.shortfall
@@ -230,7 +253,7 @@ class Journal:
             raise InsufficientPoints("not enough points", balance=totals.balance)
         active_points = sum(take for _, take in from_active)
         pending_points = sum(take for _, take in from_pending)
-        entry_id = await self.insert_entry(
+        entry_id = self.insert_entry(
             conn,
             member_id,
             kind,
@@ -243,15 +266,15 @@ class Journal:
             reason=reason,
             actor=actor,
         )
-        await self.take_from_lots(conn, entry_id, from_active + from_pending)
+        self.take_from_lots(conn, entry_id, from_active + from_pending)
         totals.balance -= active_points
         totals.pending -= pending_points
         totals.debt += left
         return entry_id
 
-    async def give_back(
+    def give_back(
         self,
-        conn: AsyncConnection,
+        conn: Connection,
         member_id: int,
         totals: Totals,
         spent_entry_id: int | None,
@@ -267,7 +290,7 @@ class Journal:
         """Return points that an entry took, into the lots they came from (with their original
         expiry: points past it burn at the next expiry run)."""
         rows = (
-            await conn.execute(
+            conn.execute(
                 select(spends.c.id, spends.c.lot_id, spends.c.points, spends.c.returned)
                 .join(lots, lots.c.id == spends.c.lot_id)
                 .where(spends.c.entry_id == spent_entry_id)
@@ -283,7 +306,7 @@ class Journal:
                 left -= give
         if left:
             raise LedgerError("more points to give back than were taken")
-        entry_id = await self.insert_entry(
+        entry_id = self.insert_entry(
             conn,
             member_id,
             kind,
@@ -297,37 +320,160 @@ class Journal:
             actor=actor,
         )
         for spend_id, lot_id, give in returns:
-            await conn.execute(
+            conn.execute(
                 update(spends)
                 .where(spends.c.id == spend_id)
                 .values(returned=spends.c.returned + give)
             )
-            await conn.execute(
+            conn.execute(
                 update(lots).where(lots.c.id == lot_id).values(remaining=lots.c.remaining + give)
             )
         totals.balance += points
-        await self.pay_debt(conn, member_id, totals, now, operation_id)
+        self.pay_debt(conn, member_id, totals, now, operation_id)
         return entry_id
 
-    async def open_lots(self, conn: AsyncConnection, member_id: int) -> list[policy.OpenLot]:
-        rows = (
-            await conn.execute(
-                select(lots.c.id, lots.c.remaining, lots.c.expires_at).where(
-                    lots.c.member_id == member_id, lots.c.status == "active", lots.c.remaining > 0
-                )
-            )
-        ).all()
+    def open_lots(self, conn: Connection, member_id: int) -> list[policy.OpenLot]:
+        rows = conn.execute(_OPEN_LOTS, {"member_id": member_id}).all()
         return [policy.OpenLot(row.id, row.remaining, row.expires_at) for row in rows]
 
-    async def take_from_lots(
-        self, conn: AsyncConnection, entry_id: int, takes: Sequence[tuple[int, int]]
+    def take_from_lots(
+        self, conn: Connection, entry_id: int, takes: Sequence[tuple[int, int]]
     ) -> None:
-        for lot_id, take in takes:
-            await conn.execute(
-                update(lots).where(lots.c.id == lot_id).values(remaining=lots.c.remaining - take)
+        if not takes:
+            return
+        conn.execute(_TAKE_FROM_LOT, [{"lot_id": lot, "take": take} for lot, take in takes])
+        conn.execute(
+            _INSERT_SPENDS,
+            [{"entry_id": entry_id, "lot_id": lot, "points": take} for lot, take in takes],
+        )
+
+    # ------------------------------------------------- many members at once (jobs)
+
+    def lock_many(self, conn: Connection, member_ids: Sequence[int]) -> dict[int, Totals]:
+        """Lock these members (in id order, so two batches cannot deadlock) and read totals."""
+        statement = (
+            select(members.c.id, members.c.balance, members.c.pending, members.c.debt)
+            .where(members.c.id.in_(member_ids))
+            .order_by(members.c.id)
+        )
+        if self._is_postgres:
+            statement = statement.with_for_update()
+        return {
+            row.id: Totals(balance=row.balance, pending=row.pending, debt=row.debt)
+            for row in conn.execute(statement)
+        }
+
+    def burn_due(self, conn: Connection, member_ids: Sequence[int], now: datetime) -> int:
+        """Burn every lot of these members whose expiry has come: one expiry entry per member,
+        taking the whole remainder of each due lot. A handful of statements per batch."""
+        totals = self.lock_many(conn, member_ids)
+        due = conn.execute(
+            select(lots.c.id, lots.c.member_id, lots.c.remaining)
+            .where(
+                lots.c.member_id.in_(member_ids),
+                lots.c.status == "active",
+                lots.c.remaining > 0,
+                lots.c.expires_at <= now,
             )
-        if takes:
-            await conn.execute(
-                spends.insert(),
-                [{"entry_id": entry_id, "lot_id": lot, "points": take} for lot, take in takes],
+            .order_by(lots.c.member_id, lots.c.expires_at, lots.c.id)
+        ).all()
+        if not due:
+            return 0
+        by_member: dict[int, list[Any]] = {}
+        for lot in due:
+            by_member.setdefault(lot.member_id, []).append(lot)
+        burnt = {
+            member_id: sum(lot.remaining for lot in rows) for member_id, rows in by_member.items()
+        }
+        entry_ids = self._insert_entries(
+            conn,
+            [
+                {"member_id": member_id, "kind": "expiry", "points": -points, "pending": 0}
+                for member_id, points in burnt.items()
+            ],
+            now,
+        )
+        for chunk in _chunks([lot.id for lot in due]):
+            conn.execute(update(lots).where(lots.c.id.in_(chunk)).values(remaining=0))
+        conn.execute(
+            _INSERT_SPENDS,
+            [
+                {"entry_id": entry_ids[lot.member_id], "lot_id": lot.id, "points": lot.remaining}
+                for lot in due
+            ],
+        )
+        for member_id, points in burnt.items():
+            totals[member_id].balance -= points
+        self._store_many(conn, {member_id: totals[member_id] for member_id in burnt})
+        return sum(burnt.values())
+
+    def activate_due(self, conn: Connection, member_ids: Sequence[int], now: datetime) -> int:
+        """Make these members' held lots usable once their hold is over; new points pay off a
+        debt first."""
+        totals = self.lock_many(conn, member_ids)
+        due = conn.execute(
+            select(lots.c.id, lots.c.member_id, lots.c.remaining).where(
+                lots.c.member_id.in_(member_ids),
+                lots.c.status == "pending",
+                lots.c.available_at <= now,
             )
+        ).all()
+        if not due:
+            return 0
+        for chunk in _chunks([lot.id for lot in due]):
+            conn.execute(update(lots).where(lots.c.id.in_(chunk)).values(status="active"))
+        activated: dict[int, int] = {}
+        for lot in due:
+            activated[lot.member_id] = activated.get(lot.member_id, 0) + lot.remaining
+        activated = {member_id: points for member_id, points in activated.items() if points}
+        self._insert_entries(
+            conn,
+            [
+                {"member_id": member_id, "kind": "activation", "points": points, "pending": -points}
+                for member_id, points in activated.items()
+            ],
+            now,
+        )
+        for member_id, points in activated.items():
+            member = totals[member_id]
+            member.balance += points
+            member.pending -= points
+            if member.debt:
+                self.pay_debt(conn, member_id, member, now, None)
+        self._store_many(conn, {member_id: totals[member_id] for member_id in activated})
+        return sum(activated.values())
+
+    def _insert_entries(
+        self, conn: Connection, rows: list[dict[str, Any]], now: datetime
+    ) -> dict[int, int]:
+        """Insert one entry per member in one statement; returns entry ids by member id."""
+        if not rows:
+            return {}
+        defaults = {"operation_id": None, "debt": 0, "reference": None, "reason": None}
+        result = conn.execute(
+            entries.insert().returning(entries.c.id, entries.c.member_id),
+            [{**defaults, "actor": None, "created_at": now, **row} for row in rows],
+        )
+        return {row.member_id: row.id for row in result}
+
+    def _store_many(self, conn: Connection, totals: dict[int, Totals]) -> None:
+        for member in totals.values():
+            if min(member.balance, member.pending, member.debt) < 0:
+                raise LedgerError("the operation would make a total negative; nothing was changed")
+        if totals:
+            conn.execute(
+                _STORE_TOTALS,
+                [
+                    {
+                        "member_id": member_id,
+                        "balance": t.balance,
+                        "pending": t.pending,
+                        "debt": t.debt,
+                    }
+                    for member_id, t in totals.items()
+                ],
+            )
+
+
+def _chunks(ids: list[int], size: int = 5000) -> list[list[int]]:
+    return [ids[start : start + size] for start in range(0, len(ids), size)]

@@ -9,20 +9,21 @@ that slipped past the rules fails the transaction instead of corrupting the ledg
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 import secrets
 import string
-from collections.abc import Awaitable, Callable, Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from datetime import date, datetime, timedelta
 from typing import Any
 from zoneinfo import ZoneInfo
 
-from sqlalchemy import and_, delete, func, select, update
+from sqlalchemy import Connection, and_, bindparam, delete, func, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import Row
 from sqlalchemy.exc import IntegrityError
-from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
+from sqlalchemy.ext.asyncio import AsyncEngine
 
 from ledger import policy
 from ledger.clock import Clock, SystemClock
@@ -68,6 +69,7 @@ from storage.schema import (
     referral_rewards,
     tickets,
 )
+from storage.transactions import SyncDatabase
 
 # Entries that support may reverse; purchase entries are undone by a refund instead.
 REVERSIBLE_KINDS = frozenset({"welcome", "referral", "birthday", "adjustment"})
@@ -76,6 +78,18 @@ REFERRAL_ALPHABET = string.ascii_lowercase + string.digits
 MAX_POINTS = 10_000_000
 MAX_REFERENCE_LENGTH = 100
 BATCH_MEMBERS = 500
+BATCH_DUE_MEMBERS = 1000  # members per transaction when burning or activating
+
+_SPEND_SINCE = select(func.coalesce(func.sum(purchases.c.qualifying), 0)).where(
+    purchases.c.member_id == bindparam("member_id"), purchases.c.created_at > bindparam("since")
+)
+_OPEN_ACTIVE = and_(
+    lots.c.member_id == bindparam("member_id"), lots.c.status == "active", lots.c.remaining > 0
+)
+_FIRST_BURN = select(func.min(lots.c.expires_at)).where(_OPEN_ACTIVE)
+_BURNING_BEFORE = select(func.coalesce(func.sum(lots.c.remaining), 0)).where(
+    _OPEN_ACTIVE, lots.c.expires_at < bindparam("day_end")
+)
 
 
 class LedgerService:
@@ -88,6 +102,11 @@ class LedgerService:
         self.clock: Clock = clock or SystemClock()
         self._is_postgres = engine.dialect.name == "postgresql"
         self.journal = Journal(rules, self._is_postgres)
+        self.db = SyncDatabase(engine)  # each operation: one transaction, one sync function
+
+    def close(self) -> None:
+        """Release the SQLite connections and threads (the engine is the caller's)."""
+        self.db.close()
 
     # ------------------------------------------------------------------ members
 
@@ -130,14 +149,14 @@ class LedgerService:
         language: str,
         referral_code: str | None,
     ) -> Registration:
-        async with self.engine.begin() as conn:
+        def work(conn: Connection) -> Registration:
             existing = (
-                await conn.execute(select(members.c.id).where(members.c.phone == e164))
+                conn.execute(select(members.c.id).where(members.c.phone == e164))
             ).scalar_one_or_none()
             profile = {"first_name": first_name, "last_name": last_name, "username": username}
             if telegram_id is not None:
                 # One Telegram account belongs to one member: a new number moves the account.
-                await conn.execute(
+                conn.execute(
                     update(members)
                     .where(members.c.telegram_id == telegram_id, members.c.phone != e164)
                     .values(telegram_id=None)
@@ -148,14 +167,12 @@ class LedgerService:
                 if telegram_id is not None:
                     values["telegram_id"] = telegram_id
                 if values:
-                    await conn.execute(
-                        update(members).where(members.c.id == member_id).values(**values)
-                    )
+                    conn.execute(update(members).where(members.c.id == member_id).values(**values))
                 created = False
             else:
-                inviter = await self._inviter_id(conn, referral_code)
+                inviter = self._inviter_id(conn, referral_code)
                 member_id = (
-                    await conn.execute(
+                    conn.execute(
                         members.insert()
                         .values(
                             card_number=_new_card_number(),
@@ -173,15 +190,15 @@ class LedgerService:
                     )
                 ).scalar_one()
                 created = True
-            await self.journal.lock_member(conn, member_id)
+            self.journal.lock_member(conn, member_id)
             welcome = 0
             if self.rules.welcome_bonus > 0:
-                op_id = await self._claim_operation(
+                op_id = self._claim_operation(
                     conn, f"welcome:{member_id}", "welcome", member_id, {}, None
                 )
                 if op_id is not None:
-                    totals = await self.journal.lock_totals(conn, member_id)
-                    await self.journal.credit(
+                    totals = self.journal.lock_totals(conn, member_id)
+                    self.journal.credit(
                         conn,
                         member_id,
                         totals,
@@ -190,17 +207,21 @@ class LedgerService:
                         now,
                         operation_id=op_id,
                     )
-                    await self.journal.store_totals(conn, member_id, totals)
-                    await self._finish_operation(conn, op_id, {"points": self.rules.welcome_bonus})
+                    self.journal.store_totals(conn, member_id, totals)
+                    self._finish_operation(conn, op_id, {"points": self.rules.welcome_bonus})
                     welcome = self.rules.welcome_bonus
-            member = await self.journal.member_row(conn, member_id)
-        return Registration(member=_member_view(member), created=created, welcome_points=welcome)
+            member = self.journal.member_row(conn, member_id)
+            return Registration(
+                member=_member_view(member), created=created, welcome_points=welcome
+            )
 
-    async def _inviter_id(self, conn: AsyncConnection, referral_code: str | None) -> int | None:
+        return await self.db.write(work)
+
+    def _inviter_id(self, conn: Connection, referral_code: str | None) -> int | None:
         if not referral_code:
             return None
         return (
-            await conn.execute(
+            conn.execute(
                 select(members.c.id).where(
                     members.c.referral_code == referral_code.lower(), members.c.status == "active"
                 )
@@ -209,8 +230,8 @@ class LedgerService:
 
     async def get_member(self, member_id: int) -> MemberView:
         """The member with this id (also erased ones, anonymised)."""
-        async with self.reader.connect() as conn:
-            return _member_view(await self.journal.member_row(conn, member_id))
+        row = await self.db.read(functools.partial(self.journal.member_row, member_id=member_id))
+        return _member_view(row)
 
     async def find_member(self, customer: str) -> MemberView:
         """An active member by card number or phone in any common format."""
@@ -286,32 +307,37 @@ class LedgerService:
         unknown = set(values) - allowed
         if unknown:
             raise ValueError(f"not a profile field: {sorted(unknown)}")
-        async with self.engine.begin() as conn:
-            await conn.execute(update(members).where(members.c.id == member_id).values(**values))
-            return _member_view(await self.journal.member_row(conn, member_id))
+
+        def work(conn: Connection) -> MemberView:
+            conn.execute(update(members).where(members.c.id == member_id).values(**values))
+            return _member_view(self.journal.member_row(conn, member_id))
+
+        return await self.db.write(work)
 
     async def set_birthday(self, member_id: int, birthday: date) -> MemberView:
         """Set the birthday once; a second attempt is refused."""
         now = self.clock.now()
         if birthday > now.date() or birthday.year < 1900:
             raise BirthdayInvalid("birthday out of range")
-        async with self.engine.begin() as conn:
-            changed = (
-                await conn.execute(
-                    update(members)
-                    .where(members.c.id == member_id, members.c.birthday.is_(None))
-                    .values(birthday=birthday, birthday_set_at=now)
-                )
+
+        def work(conn: Connection) -> MemberView:
+            changed = conn.execute(
+                update(members)
+                .where(members.c.id == member_id, members.c.birthday.is_(None))
+                .values(birthday=birthday, birthday_set_at=now)
             ).rowcount
             if changed != 1:
                 raise BirthdayAlreadySet("the birthday is already set")
-            return _member_view(await self.journal.member_row(conn, member_id))
+            return _member_view(self.journal.member_row(conn, member_id))
+
+        return await self.db.write(work)
 
     async def erase_member(self, member_id: int) -> None:
         """Erase personal data; the ledger stays, tied to an anonymous member id."""
-        async with self.engine.begin() as conn:
-            await self.journal.lock_member(conn, member_id)
-            await conn.execute(
+
+        def work(conn: Connection) -> None:
+            self.journal.lock_member(conn, member_id)
+            conn.execute(
                 update(members)
                 .where(members.c.id == member_id)
                 .values(
@@ -331,10 +357,10 @@ class LedgerService:
             )
             # Personal data outside the ledger: the card picture (it shows the name) and what the
             # member wrote to support.
-            await conn.execute(delete(card_images).where(card_images.c.member_id == member_id))
-            await conn.execute(
-                update(tickets).where(tickets.c.member_id == member_id).values(text="")
-            )
+            conn.execute(delete(card_images).where(card_images.c.member_id == member_id))
+            conn.execute(update(tickets).where(tickets.c.member_id == member_id).values(text=""))
+
+        await self.db.write(work)
 
     # ---------------------------------------------------------------- purchases
 
@@ -360,9 +386,7 @@ class LedgerService:
             raise InvalidPoints("points to redeem must be zero or positive")
         request = {"member_id": member_id, "amount": amount_kopecks, "redeem": redeem_points}
 
-        async def body(
-            conn: AsyncConnection, op_id: int, totals: Totals, row: Row[Any]
-        ) -> dict[str, Any]:
+        def body(conn: Connection, op_id: int, totals: Totals, row: Row[Any]) -> dict[str, Any]:
             if row.status != "active":
                 raise MemberNotFound("no such member")
             allowed = policy.redeemable_points(self.rules, amount_kopecks, totals.balance)
@@ -373,7 +397,7 @@ class LedgerService:
             now = self.clock.now()
             redeem_entry = None
             if redeem_points:
-                redeem_entry = await self.journal.debit(
+                redeem_entry = self.journal.debit(
                     conn,
                     member_id,
                     totals,
@@ -387,12 +411,12 @@ class LedgerService:
                 )
             money = policy.money_paid(self.rules, amount_kopecks, redeem_points)
             # The tier of the window as it is now, even if the tier job has not caught up.
-            spend_before = await self._qualifying_spend(conn, member_id, now)
+            spend_before = self._qualifying_spend(conn, member_id, now)
             earning_tier = policy.tier_for_spend(self.rules, spend_before)
             accrued = policy.earned_points(money, earning_tier)
             earn_entry = None
             if accrued:
-                earn_entry = await self.journal.credit(
+                earn_entry = self.journal.credit(
                     conn,
                     member_id,
                     totals,
@@ -404,7 +428,7 @@ class LedgerService:
                     actor=actor,
                     hold=True,
                 )
-            await conn.execute(
+            conn.execute(
                 purchases.insert().values(
                     receipt_id=receipt_id,
                     member_id=member_id,
@@ -418,11 +442,9 @@ class LedgerService:
                 )
             )
             if row.last_purchase_at is None and row.referred_by is not None:
-                await self._reward_referral(conn, row, now, op_id)
+                self._reward_referral(conn, row, now, op_id)
             new_tier = policy.tier_for_spend(self.rules, spend_before + money).name
-            await self.journal.store_totals(
-                conn, member_id, totals, tier=new_tier, last_purchase_at=now
-            )
+            self.journal.store_totals(conn, member_id, totals, tier=new_tier, last_purchase_at=now)
             return {
                 "receipt_id": receipt_id,
                 "member_id": member_id,
@@ -459,11 +481,9 @@ class LedgerService:
             raise PurchaseNotFound("no purchase with this receipt_id")
         request = {"receipt_id": receipt_id, "amount": amount_kopecks}
 
-        async def body(
-            conn: AsyncConnection, op_id: int, totals: Totals, locked: Row[Any]
-        ) -> dict[str, Any]:
+        def body(conn: Connection, op_id: int, totals: Totals, locked: Row[Any]) -> dict[str, Any]:
             purchase = (
-                await conn.execute(select(purchases).where(purchases.c.receipt_id == receipt_id))
+                conn.execute(select(purchases).where(purchases.c.receipt_id == receipt_id))
             ).one()
             refundable = purchase.amount - purchase.refunded_amount
             if amount_kopecks > refundable:
@@ -478,7 +498,7 @@ class LedgerService:
             money = policy.money_paid(self.rules, purchase.amount, purchase.redeemed)
             qualifying_cut = policy.pro_rata(money, before, amount_kopecks, purchase.amount)
             if give_back:
-                await self.journal.give_back(
+                self.journal.give_back(
                     conn,
                     member_id,
                     totals,
@@ -491,7 +511,7 @@ class LedgerService:
                     actor=actor,
                 )
             if reverse:
-                await self.journal.debit(
+                self.journal.debit(
                     conn,
                     member_id,
                     totals,
@@ -504,7 +524,7 @@ class LedgerService:
                     strict=False,
                     first_lot_entry=purchase.earn_entry_id,
                 )
-            await conn.execute(
+            conn.execute(
                 update(purchases)
                 .where(purchases.c.id == purchase.id)
                 .values(
@@ -514,10 +534,8 @@ class LedgerService:
                     qualifying=purchases.c.qualifying - qualifying_cut,
                 )
             )
-            tier = await self._recompute_tier(conn, member_id, locked.tier, now)
-            await self.journal.store_totals(
-                conn, member_id, totals, tier=tier.new_tier if tier else None
-            )
+            tier = self._recompute_tier(conn, member_id, locked.tier, now)
+            self.journal.store_totals(conn, member_id, totals, tier=tier.new_tier if tier else None)
             return {
                 "refund_id": refund_id,
                 "receipt_id": receipt_id,
@@ -555,12 +573,10 @@ class LedgerService:
         key = f"adjust:{operation_id or secrets.token_hex(12)}"
         request = {"member_id": member_id, "points": points, "reason": reason}
 
-        async def body(
-            conn: AsyncConnection, op_id: int, totals: Totals, _: Row[Any]
-        ) -> dict[str, Any]:
+        def body(conn: Connection, op_id: int, totals: Totals, _: Row[Any]) -> dict[str, Any]:
             now = self.clock.now()
             if points > 0:
-                entry_id = await self.journal.credit(
+                entry_id = self.journal.credit(
                     conn,
                     member_id,
                     totals,
@@ -576,7 +592,7 @@ class LedgerService:
                     raise InsufficientPoints(
                         f"the member has only {totals.balance} points", balance=totals.balance
                     )
-                entry_id = await self.journal.debit(
+                entry_id = self.journal.debit(
                     conn,
                     member_id,
                     totals,
@@ -588,7 +604,7 @@ class LedgerService:
                     actor=actor,
                     strict=True,
                 )
-            await self.journal.store_totals(conn, member_id, totals)
+            self.journal.store_totals(conn, member_id, totals)
             return {"entry_id": entry_id}
 
         result, _ = await self._run_operation(key, "adjust", member_id, request, actor, body)
@@ -606,16 +622,14 @@ class LedgerService:
             raise EntryNotReversible(f"a {target.kind} entry cannot be reversed", kind=target.kind)
         request = {"entry_id": entry_id}
 
-        async def body(
-            conn: AsyncConnection, op_id: int, totals: Totals, _: Row[Any]
-        ) -> dict[str, Any]:
-            current = (await conn.execute(select(entries).where(entries.c.id == entry_id))).one()
+        def body(conn: Connection, op_id: int, totals: Totals, _: Row[Any]) -> dict[str, Any]:
+            current = (conn.execute(select(entries).where(entries.c.id == entry_id))).one()
             if current.reversed_by is not None:
                 raise EntryNotReversible("this entry is already reversed", kind=current.kind)
             now = self.clock.now()
             amount = current.points + current.pending
             if amount > 0:
-                new_id = await self.journal.debit(
+                new_id = self.journal.debit(
                     conn,
                     current.member_id,
                     totals,
@@ -630,7 +644,7 @@ class LedgerService:
                     first_lot_entry=entry_id,
                 )
             else:
-                new_id = await self.journal.give_back(
+                new_id = self.journal.give_back(
                     conn,
                     current.member_id,
                     totals,
@@ -643,10 +657,8 @@ class LedgerService:
                     reason=reason,
                     actor=actor,
                 )
-            await conn.execute(
-                update(entries).where(entries.c.id == entry_id).values(reversed_by=new_id)
-            )
-            await self.journal.store_totals(conn, current.member_id, totals)
+            conn.execute(update(entries).where(entries.c.id == entry_id).values(reversed_by=new_id))
+            self.journal.store_totals(conn, current.member_id, totals)
             return {"entry_id": new_id}
 
         result, _ = await self._run_operation(
@@ -660,21 +672,22 @@ class LedgerService:
         """Burn every active lot whose expiry has come; returns the points burnt."""
         now = self.clock.now()
         condition = and_(lots.c.status == "active", lots.c.remaining > 0, lots.c.expires_at <= now)
-        return await self._for_due_members(condition, lambda conn, ids: self._burn(conn, ids, now))
+        return await self._for_due_members(
+            condition, lambda conn, ids: self.journal.burn_due(conn, ids, now)
+        )
 
     async def activate_due(self) -> int:
         """Make held points usable once their hold is over; returns the points activated."""
         now = self.clock.now()
         condition = and_(lots.c.status == "pending", lots.c.available_at <= now)
         return await self._for_due_members(
-            condition, lambda conn, ids: self._activate(conn, ids, now)
+            condition, lambda conn, ids: self.journal.activate_due(conn, ids, now)
         )
 
     async def _for_due_members(
-        self,
-        condition: Any,
-        work: Callable[[AsyncConnection, Sequence[int]], Awaitable[int]],
+        self, condition: Any, work: Callable[[Connection, Sequence[int]], int]
     ) -> int:
+        """Run `work` over the members with due lots, a batch of members per transaction."""
         done = 0
         after = 0
         while True:
@@ -686,7 +699,7 @@ class LedgerService:
                             .where(condition, lots.c.member_id > after)
                             .group_by(lots.c.member_id)
                             .order_by(lots.c.member_id)
-                            .limit(BATCH_MEMBERS)
+                            .limit(BATCH_DUE_MEMBERS)
                         )
                     )
                     .scalars()
@@ -694,71 +707,8 @@ class LedgerService:
                 )
             if not ids:
                 return done
-            async with self.engine.begin() as conn:
-                done += await work(conn, ids)
+            done += await self.db.write(functools.partial(_flip, work, ids))
             after = ids[-1]
-
-    async def _burn(self, conn: AsyncConnection, member_ids: Sequence[int], now: datetime) -> int:
-        burnt = 0
-        for member_id in member_ids:
-            totals = await self.journal.lock_totals(conn, member_id)
-            due = (
-                await conn.execute(
-                    select(lots.c.id, lots.c.remaining)
-                    .where(
-                        lots.c.member_id == member_id,
-                        lots.c.status == "active",
-                        lots.c.remaining > 0,
-                        lots.c.expires_at <= now,
-                    )
-                    .order_by(lots.c.expires_at, lots.c.id)
-                )
-            ).all()
-            points = sum(lot.remaining for lot in due)
-            if not points:
-                continue
-            entry_id = await self.journal.insert_entry(
-                conn, member_id, "expiry", -points, 0, 0, now
-            )
-            await self.journal.take_from_lots(
-                conn, entry_id, [(lot.id, lot.remaining) for lot in due]
-            )
-            totals.balance -= points
-            await self.journal.store_totals(conn, member_id, totals)
-            burnt += points
-        return burnt
-
-    async def _activate(
-        self, conn: AsyncConnection, member_ids: Sequence[int], now: datetime
-    ) -> int:
-        activated = 0
-        for member_id in member_ids:
-            totals = await self.journal.lock_totals(conn, member_id)
-            due = (
-                await conn.execute(
-                    select(lots.c.id, lots.c.remaining).where(
-                        lots.c.member_id == member_id,
-                        lots.c.status == "pending",
-                        lots.c.available_at <= now,
-                    )
-                )
-            ).all()
-            points = sum(lot.remaining for lot in due)
-            if not due:
-                continue
-            await conn.execute(
-                update(lots).where(lots.c.id.in_([lot.id for lot in due])).values(status="active")
-            )
-            if points:
-                await self.journal.insert_entry(
-                    conn, member_id, "activation", points, -points, 0, now
-                )
-                totals.balance += points
-                totals.pending -= points
-                await self.journal.pay_debt(conn, member_id, totals, now, None)
-            await self.journal.store_totals(conn, member_id, totals)
-            activated += points
-        return activated
 
     async def credit_birthday(self, member_id: int) -> int:
         """Credit this year's birthday bonus if today is the member's birthday in their time
@@ -777,10 +727,8 @@ class LedgerService:
         points = self.rules.birthday.points
         valid = timedelta(days=self.rules.birthday.valid_days)
 
-        async def body(
-            conn: AsyncConnection, op_id: int, totals: Totals, _: Row[Any]
-        ) -> dict[str, Any]:
-            await self.journal.credit(
+        def body(conn: Connection, op_id: int, totals: Totals, _: Row[Any]) -> dict[str, Any]:
+            self.journal.credit(
                 conn,
                 member_id,
                 totals,
@@ -790,7 +738,7 @@ class LedgerService:
                 operation_id=op_id,
                 expires_at=now + valid,
             )
-            await self.journal.store_totals(conn, member_id, totals)
+            self.journal.store_totals(conn, member_id, totals)
             return {"points": points}
 
         try:
@@ -855,50 +803,46 @@ class LedgerService:
                 .all()
             )
         for start in range(0, len(ids), BATCH_MEMBERS):
-            async with self.engine.begin() as conn:
-                for member_id in ids[start : start + BATCH_MEMBERS]:
-                    locked = await self.journal.lock_member(conn, member_id)
-                    change = await self._recompute_tier(conn, member_id, locked.tier, now)
-                    if change:
-                        await conn.execute(
-                            update(members)
-                            .where(members.c.id == member_id)
-                            .values(tier=change.new_tier)
-                        )
-                        changes.append(change)
+            batch = ids[start : start + BATCH_MEMBERS]
+            changes.extend(
+                await self.db.write(
+                    functools.partial(self._recompute_batch, member_ids=batch, now=now)
+                )
+            )
+        return changes
+
+    def _recompute_batch(
+        self, conn: Connection, member_ids: Sequence[int], now: datetime
+    ) -> list[TierChange]:
+        changes = []
+        for member_id in member_ids:
+            locked = self.journal.lock_member(conn, member_id)
+            change = self._recompute_tier(conn, member_id, locked.tier, now)
+            if change:
+                conn.execute(
+                    update(members).where(members.c.id == member_id).values(tier=change.new_tier)
+                )
+                changes.append(change)
         return changes
 
     # ------------------------------------------------------------------ queries
 
     async def balance(self, member_id: int) -> BalanceView:
         """Usable and pending points, debt, tier progress and the nearest burn."""
+        return await self.db.read(functools.partial(self._balance, member_id=member_id))
+
+    def _balance(self, conn: Connection, member_id: int) -> BalanceView:
         now = self.clock.now()
-        async with self.reader.connect() as conn:
-            row = await self.journal.member_row(conn, member_id)
-            spend = await self._qualifying_spend(conn, member_id, now)
-            first_burn = (
-                await conn.execute(
-                    select(func.min(lots.c.expires_at)).where(
-                        lots.c.member_id == member_id,
-                        lots.c.status == "active",
-                        lots.c.remaining > 0,
-                    )
-                )
-            ).scalar_one_or_none()
-            burn = None
-            if first_burn is not None:
-                day_end = _end_of_local_day(first_burn, row.timezone)
-                points = (
-                    await conn.execute(
-                        select(func.coalesce(func.sum(lots.c.remaining), 0)).where(
-                            lots.c.member_id == member_id,
-                            lots.c.status == "active",
-                            lots.c.remaining > 0,
-                            lots.c.expires_at < day_end,
-                        )
-                    )
-                ).scalar_one()
-                burn = Burn(points=int(points), burns_at=first_burn)
+        row = self.journal.member_row(conn, member_id)
+        spend = self._qualifying_spend(conn, member_id, now)
+        first_burn = conn.execute(_FIRST_BURN, {"member_id": member_id}).scalar_one_or_none()
+        burn = None
+        if first_burn is not None:
+            day_end = _end_of_local_day(first_burn, row.timezone)
+            points = conn.execute(
+                _BURNING_BEFORE, {"member_id": member_id, "day_end": day_end}
+            ).scalar_one()
+            burn = Burn(points=int(points), burns_at=first_burn)
         tier = self.rules.tier(row.tier)
         upper = policy.next_tier(self.rules, tier)
         return BalanceView(
@@ -965,28 +909,32 @@ class LedgerService:
         member_id: int,
         request: Mapping[str, Any],
         actor: str | None,
-        body: Callable[[AsyncConnection, int, Totals, Row[Any]], Awaitable[dict[str, Any]]],
+        body: Callable[[Connection, int, Totals, Row[Any]], dict[str, Any]],
     ) -> tuple[dict[str, Any], bool]:
         """Run `body` once per key in one transaction; a retry gets the first result back."""
         request_hash = _hash_request(request)
+
+        def work(conn: Connection) -> tuple[dict[str, Any], bool]:
+            locked = self.journal.lock_member(conn, member_id)
+            totals = Totals(balance=locked.balance, pending=locked.pending, debt=locked.debt)
+            op_id = self._claim_operation(conn, key, kind, member_id, request, actor)
+            if op_id is None:
+                return self._replay(conn, key, request_hash), True
+            result = body(conn, op_id, totals, locked)
+            self._finish_operation(conn, op_id, result)
+            return result, False
+
         try:
-            async with self.engine.begin() as conn:
-                locked = await self.journal.lock_member(conn, member_id)
-                totals = Totals(balance=locked.balance, pending=locked.pending, debt=locked.debt)
-                op_id = await self._claim_operation(conn, key, kind, member_id, request, actor)
-                if op_id is None:
-                    return await self._replay(conn, key, request_hash), True
-                result = await body(conn, op_id, totals, locked)
-                await self._finish_operation(conn, op_id, result)
-                return result, False
+            return await self.db.write(work)
         except IntegrityError:
             # The same key committed by a transaction that locked another member first.
             async with self.reader.connect() as conn:
-                return await self._replay(conn, key, request_hash), True
+                replayed = await conn.run_sync(lambda sync: self._replay(sync, key, request_hash))
+            return replayed, True
 
-    async def _claim_operation(
+    def _claim_operation(
         self,
-        conn: AsyncConnection,
+        conn: Connection,
         key: str,
         kind: str,
         member_id: int | None,
@@ -1009,20 +957,18 @@ class LedgerService:
             .on_conflict_do_nothing(index_elements=[operations.c.key])
             .returning(operations.c.id)
         )
-        return (await conn.execute(statement)).scalar_one_or_none()
+        return (conn.execute(statement)).scalar_one_or_none()
 
-    async def _finish_operation(
-        self, conn: AsyncConnection, op_id: int, result: Mapping[str, Any]
-    ) -> None:
-        await conn.execute(
+    def _finish_operation(self, conn: Connection, op_id: int, result: Mapping[str, Any]) -> None:
+        conn.execute(
             update(operations)
             .where(operations.c.id == op_id)
             .values(result=json.dumps(result, sort_keys=True))
         )
 
-    async def _replay(self, conn: AsyncConnection, key: str, request_hash: str) -> dict[str, Any]:
+    def _replay(self, conn: Connection, key: str, request_hash: str) -> dict[str, Any]:
         row = (
-            await conn.execute(
+            conn.execute(
                 select(operations.c.request_hash, operations.c.result).where(
                     operations.c.key == key
                 )
@@ -1037,28 +983,22 @@ class LedgerService:
 
     # ------------------------------------------------------------ tiers, referral
 
-    async def _qualifying_spend(self, conn: AsyncConnection, member_id: int, now: datetime) -> int:
+    def _qualifying_spend(self, conn: Connection, member_id: int, now: datetime) -> int:
         since = now - timedelta(days=self.rules.tier_window_days)
-        spend = (
-            await conn.execute(
-                select(func.coalesce(func.sum(purchases.c.qualifying), 0)).where(
-                    purchases.c.member_id == member_id, purchases.c.created_at > since
-                )
-            )
-        ).scalar_one()
+        spend = conn.execute(_SPEND_SINCE, {"member_id": member_id, "since": since}).scalar_one()
         return int(spend)
 
-    async def _recompute_tier(
-        self, conn: AsyncConnection, member_id: int, current: str, now: datetime
+    def _recompute_tier(
+        self, conn: Connection, member_id: int, current: str, now: datetime
     ) -> TierChange | None:
-        spend = await self._qualifying_spend(conn, member_id, now)
+        spend = self._qualifying_spend(conn, member_id, now)
         reached = policy.tier_for_spend(self.rules, spend).name
         if reached == current:
             return None
         return TierChange(member_id=member_id, old_tier=current, new_tier=reached)
 
-    async def _reward_referral(
-        self, conn: AsyncConnection, invited: Row[Any], now: datetime, op_id: int
+    def _reward_referral(
+        self, conn: Connection, invited: Row[Any], now: datetime, op_id: int
     ) -> None:
         points = self.rules.referral.inviter_points
         if points <= 0 or invited.phone is None:
@@ -1067,7 +1007,7 @@ class LedgerService:
         phone_hash = hashlib.sha256(invited.phone.encode()).hexdigest()
         insert = postgresql.insert if self._is_postgres else sqlite.insert
         claimed = (
-            await conn.execute(
+            conn.execute(
                 insert(referral_rewards)
                 .values(
                     invited_phone_hash=phone_hash,
@@ -1081,11 +1021,11 @@ class LedgerService:
         ).scalar_one_or_none()
         if claimed is None:
             return
-        inviter = await self.journal.member_row(conn, inviter_id)
+        inviter = self.journal.member_row(conn, inviter_id)
         if inviter.status != "active":
             return
-        totals = await self.journal.lock_totals(conn, inviter_id)
-        await self.journal.credit(
+        totals = self.journal.lock_totals(conn, inviter_id)
+        self.journal.credit(
             conn,
             inviter_id,
             totals,
@@ -1095,10 +1035,16 @@ class LedgerService:
             operation_id=op_id,
             reference=invited.card_number,
         )
-        await self.journal.store_totals(conn, inviter_id, totals)
+        self.journal.store_totals(conn, inviter_id, totals)
 
 
 # ---------------------------------------------------------------------- helpers
+
+
+def _flip(
+    work: Callable[[Connection, Sequence[int]], int], ids: Sequence[int], conn: Connection
+) -> int:
+    return work(conn, ids)
 
 
 def _check_reference(value: str, name: str) -> None:

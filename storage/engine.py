@@ -10,13 +10,15 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import event
+from sqlalchemy import Engine, QueuePool, event
+from sqlalchemy import create_engine as create_sync_engine
 from sqlalchemy.engine import make_url
 from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 
 SQLITE_BUSY_TIMEOUT_MS = 30_000
 READ_ONLY = "loyalty_read_only"
 SQLITE_POOL_SIZE = 4
+PG_POOL_RECYCLE_S = 1800
 
 
 def is_sqlite(url: str) -> bool:
@@ -28,14 +30,17 @@ def create_engine(url: str, *, pool_size: int = 20) -> AsyncEngine:
     """An AsyncEngine with the settings each backend needs to keep the ledger correct."""
     if is_sqlite(url):
         return _create_sqlite_engine(url)
-    return create_async_engine(url, pool_size=pool_size, max_overflow=pool_size, pool_pre_ping=True)
+    # No pre-ping (a round trip before every transaction): storage.transactions retries a ledger
+    # transaction once when its connection turns out to be dead, and connections are recycled.
+    return create_async_engine(
+        url, pool_size=pool_size, max_overflow=pool_size, pool_recycle=PG_POOL_RECYCLE_S
+    )
 
 
 def _create_sqlite_engine(url: str) -> AsyncEngine:
-    parsed = make_url(url)
-    in_memory = parsed.database in (None, "", ":memory:") or parsed.database.startswith("file:")
-    if parsed.database and not in_memory:
-        Path(parsed.database).parent.mkdir(parents=True, exist_ok=True)
+    database = sqlite_file(url)
+    if database:
+        Path(database).parent.mkdir(parents=True, exist_ok=True)
     # Few connections: SQLite has one writer at a time, and every extra waiting writer
     # polls in its busy handler (sleeps of up to 100 ms) instead of queueing in order.
     engine = create_async_engine(
@@ -44,7 +49,36 @@ def _create_sqlite_engine(url: str) -> AsyncEngine:
         pool_size=SQLITE_POOL_SIZE,
         max_overflow=0,
     )
-    sync_engine = engine.sync_engine
+    install_sqlite_listeners(engine.sync_engine)
+    return engine
+
+
+def sqlite_file(url: str) -> str | None:
+    """The database file of a SQLite URL, or None for an in-memory database."""
+    parsed = make_url(url)
+    database = parsed.database
+    if database in (None, "", ":memory:") or database.startswith("file:"):
+        return None
+    return database
+
+
+def create_sync_sqlite_engine(url: str, *, pool_size: int = 1) -> Engine:
+    """A synchronous engine on the same SQLite file, with the same pragmas and locking, for the
+    ledger's writer and reader threads (storage.transactions)."""
+    sync_url = make_url(url).set(drivername="sqlite+pysqlite")
+    engine = create_sync_engine(
+        sync_url,
+        connect_args={"timeout": SQLITE_BUSY_TIMEOUT_MS / 1000, "check_same_thread": False},
+        poolclass=QueuePool,
+        pool_size=pool_size,
+        max_overflow=0,
+    )
+    install_sqlite_listeners(engine)
+    return engine
+
+
+def install_sqlite_listeners(sync_engine: Engine) -> None:
+    """WAL, busy timeout, foreign keys; BEGIN IMMEDIATE for every transaction that may write."""
 
     @event.listens_for(sync_engine, "connect")
     def _on_connect(dbapi_conn: Any, _record: Any) -> None:
@@ -64,8 +98,6 @@ def _create_sqlite_engine(url: str) -> AsyncEngine:
             conn.exec_driver_sql("BEGIN")
         else:
             conn.exec_driver_sql("BEGIN IMMEDIATE")
-
-    return engine
 
 
 def readonly(engine: AsyncEngine) -> AsyncEngine:

@@ -142,8 +142,10 @@ def clock() -> ManualClock:
 
 
 @pytest.fixture
-def ledger(engine: AsyncEngine, rules: Rules, clock: ManualClock) -> LedgerService:
-    return LedgerService(engine, rules, clock)
+def ledger(engine: AsyncEngine, rules: Rules, clock: ManualClock) -> Iterator[LedgerService]:
+    service = LedgerService(engine, rules, clock)
+    yield service
+    service.close()
 
 
 @dataclass
