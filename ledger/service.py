@@ -91,6 +91,23 @@ _BURNING_BEFORE = select(func.coalesce(func.sum(lots.c.remaining), 0)).where(
     _OPEN_ACTIVE, lots.c.expires_at < bindparam("day_end")
 )
 
+_INSERT_PURCHASE = purchases.insert()
+_CLAIM_POSTGRES = (
+    postgresql.insert(operations)
+    .on_conflict_do_nothing(index_elements=[operations.c.key])
+    .returning(operations.c.id)
+)
+_CLAIM_SQLITE = (
+    sqlite.insert(operations)
+    .on_conflict_do_nothing(index_elements=[operations.c.key])
+    .returning(operations.c.id)
+)
+_FINISH = (
+    update(operations)
+    .where(operations.c.id == bindparam("op_id"))
+    .values(result=bindparam("result"))
+)
+
 
 class LedgerService:
     """Owns every change to members' points."""
@@ -429,17 +446,18 @@ class LedgerService:
                     hold=True,
                 )
             conn.execute(
-                purchases.insert().values(
-                    receipt_id=receipt_id,
-                    member_id=member_id,
-                    amount=amount_kopecks,
-                    redeemed=redeem_points,
-                    accrued=accrued,
-                    earn_entry_id=earn_entry,
-                    redeem_entry_id=redeem_entry,
-                    qualifying=money,
-                    created_at=now,
-                )
+                _INSERT_PURCHASE,
+                {
+                    "receipt_id": receipt_id,
+                    "member_id": member_id,
+                    "amount": amount_kopecks,
+                    "redeemed": redeem_points,
+                    "accrued": accrued,
+                    "earn_entry_id": earn_entry,
+                    "redeem_entry_id": redeem_entry,
+                    "qualifying": money,
+                    "created_at": now,
+                },
             )
             if row.last_purchase_at is None and row.referred_by is not None:
                 self._reward_referral(conn, row, now, op_id)
@@ -942,29 +960,20 @@ class LedgerService:
         actor: str | None,
     ) -> int | None:
         """Insert the operation's key; None if it exists already."""
-        insert = postgresql.insert if self._is_postgres else sqlite.insert
-        statement = (
-            insert(operations)
-            .values(
-                key=key,
-                kind=kind,
-                member_id=member_id,
-                request_hash=_hash_request(request),
-                result="",
-                actor=actor,
-                created_at=self.clock.now(),
-            )
-            .on_conflict_do_nothing(index_elements=[operations.c.key])
-            .returning(operations.c.id)
-        )
-        return (conn.execute(statement)).scalar_one_or_none()
+        statement = _CLAIM_POSTGRES if self._is_postgres else _CLAIM_SQLITE
+        params = {
+            "key": key,
+            "kind": kind,
+            "member_id": member_id,
+            "request_hash": _hash_request(request),
+            "result": "",
+            "actor": actor,
+            "created_at": self.clock.now(),
+        }
+        return conn.execute(statement, params).scalar_one_or_none()
 
     def _finish_operation(self, conn: Connection, op_id: int, result: Mapping[str, Any]) -> None:
-        conn.execute(
-            update(operations)
-            .where(operations.c.id == op_id)
-            .values(result=json.dumps(result, sort_keys=True))
-        )
+        conn.execute(_FINISH, {"op_id": op_id, "result": json.dumps(result, sort_keys=True)})
 
     def _replay(self, conn: Connection, key: str, request_hash: str) -> dict[str, Any]:
         row = (
