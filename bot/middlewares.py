@@ -8,9 +8,10 @@ from typing import Any
 from aiogram import BaseMiddleware
 from aiogram.types import CallbackQuery, TelegramObject, User
 from aiogram.utils.i18n import gettext as _
+from sqlalchemy import Connection, Row
 
 from ledger.service import LedgerService
-from staff.roles import StaffService
+from staff.roles import Role, StaffService
 
 
 class MemberMiddleware(BaseMiddleware):
@@ -28,8 +29,17 @@ class MemberMiddleware(BaseMiddleware):
         data: dict[str, Any],
     ) -> Any:
         user: User | None = data.get("event_from_user")
-        data["member"] = await self.ledger.member_by_telegram(user.id) if user else None
-        data["roles"] = await self.staff.roles_of(user.id) if user else frozenset()
+        if user is None:
+            data["member"], data["roles"] = None, frozenset()
+        else:
+            telegram_id = user.id
+
+            def who(conn: Connection) -> tuple[Row[Any] | None, frozenset[Role]]:
+                row = self.ledger.member_row_by_telegram(conn, telegram_id)
+                return row, self.staff.roles_in(conn, telegram_id)
+
+            row, data["roles"] = await self.ledger.db.read(who)  # one read per update
+            data["member"] = self.ledger.view(row) if row is not None else None
         return await handler(event, data)
 
 

@@ -91,6 +91,22 @@ _BURNING_BEFORE = select(func.coalesce(func.sum(lots.c.remaining), 0)).where(
     _OPEN_ACTIVE, lots.c.expires_at < bindparam("day_end")
 )
 
+_MEMBER_BY_CARD = select(members).where(members.c.card_number == bindparam("card_number"))
+_MEMBER_BY_PHONE = select(members).where(members.c.phone == bindparam("phone"))
+_MEMBER_BY_TELEGRAM = select(members).where(
+    members.c.telegram_id == bindparam("telegram_id"), members.c.status == "active"
+)
+_COUNT_ENTRIES = (
+    select(func.count()).select_from(entries).where(entries.c.member_id == bindparam("member_id"))
+)
+_ENTRIES_PAGE = (
+    select(entries)
+    .where(entries.c.member_id == bindparam("member_id"))
+    .order_by(entries.c.id.desc())
+    .offset(bindparam("offset"))
+    .limit(bindparam("limit"))
+)
+_ENTRY = select(entries).where(entries.c.id == bindparam("entry_id"))
 _INSERT_PURCHASE = purchases.insert()
 _CLAIM_POSTGRES = (
     postgresql.insert(operations)
@@ -254,36 +270,40 @@ class LedgerService:
         """An active member by card number or phone in any common format."""
         text = customer.strip()
         compact = text.replace(" ", "").replace("-", "")
-        async with self.reader.connect() as conn:
+        card = compact if compact.isdigit() and policy.is_valid_card_number(compact) else None
+        try:
+            e164: str | None = normalize_phone(text)
+        except LedgerError:
+            e164 = None
+
+        def query(conn: Connection) -> Row[Any] | None:
             row = None
-            if compact.isdigit() and policy.is_valid_card_number(compact):
-                row = (
-                    await conn.execute(select(members).where(members.c.card_number == compact))
-                ).first()
-            if row is None:
-                try:
-                    e164 = normalize_phone(text)
-                except LedgerError:
-                    e164 = None
-                if e164 is not None:
-                    row = (
-                        await conn.execute(select(members).where(members.c.phone == e164))
-                    ).first()
+            if card is not None:
+                row = conn.execute(_MEMBER_BY_CARD, {"card_number": card}).first()
+            if row is None and e164 is not None:
+                row = conn.execute(_MEMBER_BY_PHONE, {"phone": e164}).first()
+            return row
+
+        row = await self.db.read(query)
         if row is None or row.status != "active":
             raise MemberNotFound("no member with this card number or phone")
         return _member_view(row)
 
     async def member_by_telegram(self, telegram_id: int) -> MemberView | None:
         """The active member linked to this Telegram account, if any."""
-        async with self.reader.connect() as conn:
-            row = (
-                await conn.execute(
-                    select(members).where(
-                        members.c.telegram_id == telegram_id, members.c.status == "active"
-                    )
-                )
-            ).first()
+        row = await self.db.read(
+            functools.partial(self.member_row_by_telegram, telegram_id=telegram_id)
+        )
         return _member_view(row) if row is not None else None
+
+    @staticmethod
+    def member_row_by_telegram(conn: Connection, telegram_id: int) -> Row[Any] | None:
+        """The active member's row for this Telegram account, inside a caller's transaction."""
+        return conn.execute(_MEMBER_BY_TELEGRAM, {"telegram_id": telegram_id}).first()
+
+    @staticmethod
+    def view(row: Row[Any]) -> MemberView:
+        return _member_view(row)
 
     async def member_by_username(self, username: str) -> MemberView | None:
         """The active member with this Telegram @username (case-insensitive), if any."""
@@ -300,10 +320,9 @@ class LedgerService:
 
     async def member_by_card(self, card_number: str) -> MemberView:
         """An active member by exact card number."""
-        async with self.reader.connect() as conn:
-            row = (
-                await conn.execute(select(members).where(members.c.card_number == card_number))
-            ).first()
+        row = await self.db.read(
+            lambda conn: conn.execute(_MEMBER_BY_CARD, {"card_number": card_number}).first()
+        )
         if row is None or row.status != "active":
             raise MemberNotFound("no member with this card number")
         return _member_view(row)
@@ -878,42 +897,30 @@ class LedgerService:
     async def history(self, member_id: int, page: int = 0, page_size: int = 10) -> HistoryPage:
         """One page of the member's journal, newest first."""
         page_size = max(1, min(page_size, 50))
-        async with self.reader.connect() as conn:
-            total = (
-                await conn.execute(
-                    select(func.count())
-                    .select_from(entries)
-                    .where(entries.c.member_id == member_id)
-                )
-            ).scalar_one()
+
+        def query(conn: Connection) -> tuple[int, int, Sequence[Row[Any]]]:
+            total = int(conn.execute(_COUNT_ENTRIES, {"member_id": member_id}).scalar_one())
             pages = max(1, -(-total // page_size))
-            page = max(0, min(page, pages - 1))
-            rows = (
-                await conn.execute(
-                    select(entries)
-                    .where(entries.c.member_id == member_id)
-                    .order_by(entries.c.id.desc())
-                    .offset(page * page_size)
-                    .limit(page_size)
-                )
-            ).all()
+            at = max(0, min(page, pages - 1))
+            params = {"member_id": member_id, "offset": at * page_size, "limit": page_size}
+            return total, at, conn.execute(_ENTRIES_PAGE, params).all()
+
+        total, page, rows = await self.db.read(query)
+        pages = max(1, -(-total // page_size))
         return HistoryPage(
             entries=tuple(_entry_view(row) for row in rows), page=page, pages=pages, total=total
         )
 
     async def entry(self, entry_id: int) -> EntryView:
-        async with self.reader.connect() as conn:
-            row = (await conn.execute(select(entries).where(entries.c.id == entry_id))).first()
+        row = await self.db.read(lambda conn: conn.execute(_ENTRY, {"entry_id": entry_id}).first())
         if row is None:
             raise EntryNotFound("no such entry")
         return _entry_view(row)
 
     async def entry_owner(self, entry_id: int) -> int:
         """The member an entry belongs to."""
-        async with self.reader.connect() as conn:
-            owner = (
-                await conn.execute(select(entries.c.member_id).where(entries.c.id == entry_id))
-            ).scalar_one_or_none()
+        row = await self.db.read(lambda conn: conn.execute(_ENTRY, {"entry_id": entry_id}).first())
+        owner = row.member_id if row is not None else None
         if owner is None:
             raise EntryNotFound("no such entry")
         return int(owner)

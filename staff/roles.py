@@ -6,7 +6,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from enum import StrEnum
 
-from sqlalchemy import delete, select
+from sqlalchemy import Connection, bindparam, delete, select
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncEngine
 
@@ -14,6 +14,8 @@ from ledger.clock import Clock, SystemClock
 from staff.audit import AuditLog
 from storage.engine import readonly
 from storage.schema import staff_roles
+
+_ROLES_OF = select(staff_roles.c.role).where(staff_roles.c.telegram_id == bindparam("telegram_id"))
 
 
 class Role(StrEnum):
@@ -48,15 +50,11 @@ class StaffService:
 
     async def roles_of(self, telegram_id: int) -> frozenset[Role]:
         async with self.reader.connect() as conn:
-            stored = (
-                (
-                    await conn.execute(
-                        select(staff_roles.c.role).where(staff_roles.c.telegram_id == telegram_id)
-                    )
-                )
-                .scalars()
-                .all()
-            )
+            return await conn.run_sync(self.roles_in, telegram_id)
+
+    def roles_in(self, conn: Connection, telegram_id: int) -> frozenset[Role]:
+        """The roles of this person, read inside a caller's transaction."""
+        stored = conn.execute(_ROLES_OF, {"telegram_id": telegram_id}).scalars().all()
         roles = {Role(role) for role in stored}
         if telegram_id in self.admin_ids:
             roles.add(Role.ADMIN)
