@@ -42,6 +42,7 @@ from staff.roles import StaffService
 from staff.sales import ConfirmationService
 from storage.engine import create_engine
 from storage.migrate import upgrade_schema
+from storage.transactions import SyncDatabase
 from support.tickets import TicketService
 
 log = logging.getLogger("loyalty")
@@ -63,6 +64,7 @@ def pin_response_types() -> None:
             returning = getattr(method, "__returning__", None)
             if method is not TelegramMethod and returning is not None:
                 _PINNED_RESPONSE_TYPES.append(Response[returning])  # type: ignore[index,valid-type]
+
 
 COMMANDS = ("start", "card", "balance", "history", "invite", "settings", "support", "help")
 
@@ -109,11 +111,12 @@ class Application:
         self.engine = create_engine(settings.database_url)
         await upgrade_schema(self.engine)
         audit = AuditLog(self.engine, self.clock)
+        db = SyncDatabase(self.engine)  # the ledger's and the cards' sync transactions
         self.services = Services(
             rules=rules,
-            ledger=LedgerService(self.engine, rules, self.clock),
+            ledger=LedgerService(self.engine, rules, self.clock, db),
             tickets=TicketService(self.engine, self.clock),
-            cards=CardService(self.engine, settings.resolved_secret_key(), self.clock),
+            cards=CardService(self.engine, settings.resolved_secret_key(), self.clock, db),
             settings=settings,
             outbox=Outbox(self.engine, self.clock),
             audit=audit,
@@ -236,7 +239,7 @@ class Application:
         if self.bot is not None:
             await self.bot.session.close()
         if self.services is not None:
-            self.services.ledger.close()
+            self.services.ledger.db.close()
         if self.engine is not None:
             await self.engine.dispose()
         log.info("stopped")

@@ -9,15 +9,17 @@ from __future__ import annotations
 import hashlib
 from dataclasses import dataclass
 
-from sqlalchemy import delete, select
+from sqlalchemy import bindparam, delete, select
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from cards.render import CardFace, render_card
 from cards.token import card_deep_link, sign_card_token, verify_card_token
 from ledger.clock import Clock, SystemClock
-from storage.engine import readonly
 from storage.schema import card_images
+from storage.transactions import SyncDatabase
+
+_CARD_IMAGE = select(card_images).where(card_images.c.member_id == bindparam("member_id"))
 
 
 @dataclass(frozen=True, slots=True)
@@ -45,9 +47,15 @@ class CardPrint:
 
 
 class CardService:
-    def __init__(self, engine: AsyncEngine, secret_key: str, clock: Clock | None = None) -> None:
+    def __init__(
+        self,
+        engine: AsyncEngine,
+        secret_key: str,
+        clock: Clock | None = None,
+        db: SyncDatabase | None = None,
+    ) -> None:
         self.engine = engine
-        self.reader = readonly(engine)
+        self.db = db or SyncDatabase(engine)
         self._secret_key = secret_key
         self.clock: Clock = clock or SystemClock()
 
@@ -73,10 +81,9 @@ class CardService:
         return render_card(face, opaque=True)
 
     async def cached_file_id(self, member_id: int, card: CardPrint) -> str | None:
-        async with self.reader.connect() as conn:
-            row = (
-                await conn.execute(select(card_images).where(card_images.c.member_id == member_id))
-            ).first()
+        row = await self.db.read(
+            lambda conn: conn.execute(_CARD_IMAGE, {"member_id": member_id}).first()
+        )
         if row is None or row.face_hash != card.face_hash:
             return None
         return str(row.file_id)

@@ -128,18 +128,27 @@ _FINISH = (
 class LedgerService:
     """Owns every change to members' points."""
 
-    def __init__(self, engine: AsyncEngine, rules: Rules, clock: Clock | None = None) -> None:
+    def __init__(
+        self,
+        engine: AsyncEngine,
+        rules: Rules,
+        clock: Clock | None = None,
+        db: SyncDatabase | None = None,
+    ) -> None:
         self.engine = engine
         self.reader = readonly(engine)  # lookups that never write
         self.rules = rules
         self.clock: Clock = clock or SystemClock()
         self._is_postgres = engine.dialect.name == "postgresql"
         self.journal = Journal(rules, self._is_postgres)
-        self.db = SyncDatabase(engine)  # each operation: one transaction, one sync function
+        # Each operation: one transaction, one sync function (see storage.transactions).
+        self._owns_db = db is None
+        self.db = db or SyncDatabase(engine)
 
     def close(self) -> None:
         """Release the SQLite connections and threads (the engine is the caller's)."""
-        self.db.close()
+        if self._owns_db:
+            self.db.close()
 
     # ------------------------------------------------------------------ members
 
