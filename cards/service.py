@@ -95,10 +95,12 @@ class CardService:
         statement = statement.on_conflict_do_update(
             index_elements=[card_images.c.member_id], set_=values
         )
-        async with self.engine.begin() as conn:
-            await conn.execute(statement)
+        await self.db.write(lambda conn: conn.execute(statement))
 
     async def forget(self, member_id: int) -> None:
         """Drop the cached file_id (e.g. Telegram no longer knows it)."""
-        async with self.engine.begin() as conn:
-            await conn.execute(delete(card_images).where(card_images.c.member_id == member_id))
+        await self.db.write(
+            lambda conn: conn.execute(
+                delete(card_images).where(card_images.c.member_id == member_id)
+            )
+        )

@@ -2,16 +2,19 @@
 
 from __future__ import annotations
 
+import asyncio
 import io
 from urllib.parse import parse_qs, urlparse
 
 import zxingcpp
 from PIL import Image
+from sqlalchemy import select
 
 from bot.app import Application
 from cards.token import verify_card_token
 from emulator import BotAPIEmulator
 from ledger.invariants import check_ledger
+from storage.schema import card_images
 from tests.e2e.conftest import BOT_USERNAME, SECRET, join
 
 RUB = 100
@@ -162,6 +165,12 @@ async def test_card_qr_decodes_to_a_deep_link_with_a_valid_token_and_is_reused(
     assert verify_card_token(payload[2:], SECRET) == member.card_number
     assert verify_card_token(payload[2:-1] + ("A" if payload[-1] != "A" else "B"), SECRET) is None
 
+    # The bot stores the file_id right after Telegram answers sendPhoto; wait for that.
+    for _ in range(100):
+        async with app.engine.connect() as conn:  # type: ignore[union-attr]
+            if (await conn.execute(select(card_images.c.file_id))).first() is not None:
+                break
+        await asyncio.sleep(0.02)
     await user.press_reply_button("💳 Card")
     again = await user.wait_message()
     assert again.file_id == card.file_id
