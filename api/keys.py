@@ -8,14 +8,18 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import select, update
+from sqlalchemy import bindparam, select, update
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from ledger.clock import Clock, SystemClock
 from storage.engine import readonly
 from storage.schema import api_keys
+from storage.transactions import SyncDatabase
 
 KEY_PREFIX = "lk_"
+_ACTIVE_KEY = select(api_keys).where(
+    api_keys.c.key_hash == bindparam("hash"), api_keys.c.revoked_at.is_(None)
+)
 
 
 @dataclass(frozen=True, slots=True)
@@ -32,9 +36,12 @@ def _hash(key: str) -> str:
 
 
 class ApiKeyService:
-    def __init__(self, engine: AsyncEngine, clock: Clock | None = None) -> None:
+    def __init__(
+        self, engine: AsyncEngine, clock: Clock | None = None, db: SyncDatabase | None = None
+    ) -> None:
         self.engine = engine
         self.reader = readonly(engine)
+        self.db = db or SyncDatabase(engine)  # verify() runs on every API request
         self.clock: Clock = clock or SystemClock()
 
     async def create(self, name: str) -> tuple[ApiKey, str]:
@@ -62,14 +69,8 @@ class ApiKeyService:
         """The active key with this secret, or None."""
         if not secret.startswith(KEY_PREFIX) or len(secret) > 200:
             return None
-        async with self.reader.connect() as conn:
-            row = (
-                await conn.execute(
-                    select(api_keys).where(
-                        api_keys.c.key_hash == _hash(secret), api_keys.c.revoked_at.is_(None)
-                    )
-                )
-            ).first()
+        key_hash = _hash(secret)
+        row = await self.db.read(lambda conn: conn.execute(_ACTIVE_KEY, {"hash": key_hash}).first())
         return _key(row) if row is not None else None
 
     async def list_keys(self) -> list[ApiKey]:

@@ -171,7 +171,9 @@ async def serve(args: argparse.Namespace) -> int:
         engine = create_engine(args.url, pool_size=args.pool_size)
         ledger = LedgerService(engine, load_rules(ROOT / "rules.toml"))
         app = build_api(
-            ApiServices(ledger=ledger, keys=ApiKeyService(engine), secret_key=SECRET_KEY)
+            ApiServices(
+                ledger=ledger, keys=ApiKeyService(engine, db=ledger.db), secret_key=SECRET_KEY
+            )
         )
         stats.listen(engine)
     else:

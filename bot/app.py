@@ -121,7 +121,7 @@ class Application:
             outbox=Outbox(self.engine, self.clock),
             audit=audit,
             staff=StaffService(self.engine, settings.admin_ids, audit, self.clock),
-            api_keys=ApiKeyService(self.engine, self.clock),
+            api_keys=ApiKeyService(self.engine, self.clock, db),
         )
         session = AiohttpSession(api=TelegramAPIServer.from_base(settings.telegram_api_url))
         self.bot = Bot(token=settings.bot_token or "", session=session)
