@@ -16,18 +16,30 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import Connection, bindparam, select, update
+from sqlalchemy import Connection, bindparam, func, select, update
 from sqlalchemy.engine import Row
 
 from ledger import policy
 from ledger.errors import InsufficientPoints, LedgerError, MemberNotFound
 from ledger.rules import Rules
-from storage.schema import entries, lots, members, spends
+from storage.schema import entries, lots, members, purchases, spends
 
 # Statements of the hot paths, built once (building and cache-keying a statement costs more
 # than SQLite takes to run it).
 _MEMBER = select(members).where(members.c.id == bindparam("member_id"))
 _MEMBER_FOR_UPDATE = _MEMBER.with_for_update()
+# The member with the qualifying spend of the tier window, for a purchase: one statement.
+_WINDOW_SPEND = (
+    select(func.coalesce(func.sum(purchases.c.qualifying), 0))
+    .where(
+        purchases.c.member_id == bindparam("member_id"),
+        purchases.c.created_at > bindparam("since"),
+    )
+    .scalar_subquery()
+    .label("window_spend")
+)
+_MEMBER_WITH_SPEND = select(members, _WINDOW_SPEND).where(members.c.id == bindparam("member_id"))
+_MEMBER_WITH_SPEND_FOR_UPDATE = _MEMBER_WITH_SPEND.with_for_update(of=members)
 _STORE_TOTALS = (
     update(members)
     .where(members.c.id == bindparam("member_id"))
@@ -61,9 +73,18 @@ class Journal:
         self.rules = rules
         self._is_postgres = is_postgres
 
-    def lock_member(self, conn: Connection, member_id: int) -> Row[Any]:
-        statement = _MEMBER_FOR_UPDATE if self._is_postgres else _MEMBER
-        row = conn.execute(statement, {"member_id": member_id}).first()
+    def lock_member(
+        self, conn: Connection, member_id: int, *, spend_since: datetime | None = None
+    ) -> Row[Any]:
+        """Lock the member's row (SQLite: BEGIN IMMEDIATE has locked everything already).
+        With spend_since, the row also has `window_spend`: the qualifying spend since then."""
+        params: dict[str, Any] = {"member_id": member_id}
+        if spend_since is None:
+            statement = _MEMBER_FOR_UPDATE if self._is_postgres else _MEMBER
+        else:
+            params["since"] = spend_since
+            statement = _MEMBER_WITH_SPEND_FOR_UPDATE if self._is_postgres else _MEMBER_WITH_SPEND
+        row = conn.execute(statement, params).first()
         if row is None:
             raise MemberNotFound("no such member")
         return row

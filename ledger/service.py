@@ -456,7 +456,7 @@ class LedgerService:
                 )
             money = policy.money_paid(self.rules, amount_kopecks, redeem_points)
             # The tier of the window as it is now, even if the tier job has not caught up.
-            spend_before = self._qualifying_spend(conn, member_id, now)
+            spend_before = int(row.window_spend)
             earning_tier = policy.tier_for_spend(self.rules, spend_before)
             accrued = policy.earned_points(money, earning_tier)
             earn_entry = None
@@ -504,7 +504,13 @@ class LedgerService:
             }
 
         result, replayed = await self._run_operation(
-            f"purchase:{receipt_id}", "purchase", member_id, request, actor, body
+            f"purchase:{receipt_id}",
+            "purchase",
+            member_id,
+            request,
+            actor,
+            body,
+            with_window_spend=True,
         )
         return PurchaseResult(**result, replayed=replayed)
 
@@ -944,12 +950,20 @@ class LedgerService:
         request: Mapping[str, Any],
         actor: str | None,
         body: Callable[[Connection, int, Totals, Row[Any]], dict[str, Any]],
+        *,
+        with_window_spend: bool = False,
     ) -> tuple[dict[str, Any], bool]:
-        """Run `body` once per key in one transaction; a retry gets the first result back."""
+        """Run `body` once per key in one transaction; a retry gets the first result back.
+
+        with_window_spend: the locked row also carries `window_spend`, the qualifying spend of
+        the tier window as of now (read in the same statement as the lock)."""
         request_hash = _hash_request(request)
 
         def work(conn: Connection) -> tuple[dict[str, Any], bool]:
-            locked = self.journal.lock_member(conn, member_id)
+            since = None
+            if with_window_spend:
+                since = self.clock.now() - timedelta(days=self.rules.tier_window_days)
+            locked = self.journal.lock_member(conn, member_id, spend_since=since)
             totals = Totals(balance=locked.balance, pending=locked.pending, debt=locked.debt)
             op_id = self._claim_operation(conn, key, kind, member_id, request, actor)
             if op_id is None:

@@ -103,10 +103,15 @@ class PurchaseResult:
 
     def to_json(self) -> dict[str, Any]:
         """The body the HTTP API answers with (the interface contract's fields)."""
-        body = asdict(self)
-        for internal in ("replayed", "previous_tier", "pending"):
-            body.pop(internal)
-        return body
+        return {
+            "receipt_id": self.receipt_id,
+            "member_id": self.member_id,
+            "card_number": self.card_number,
+            "accrued": self.accrued,
+            "redeemed": self.redeemed,
+            "balance": self.balance,
+            "tier": self.tier,
+        }
 
 
 @dataclass(frozen=True, slots=True)
