@@ -159,10 +159,10 @@ async def create_purchase(request: web.Request) -> web.Response:
     customer = _string(body, "customer", max_length=300)
     amount = _amount(body)
     redeem_points = _points(body, "redeem_points")
-    member = await _resolve_customer(services, customer)
+    # The member is looked up inside the purchase's transaction: one trip to the database.
     result = await services.ledger.purchase(
         receipt_id=receipt_id,
-        member_id=member.member_id,
+        customer=_customer_reference(services, customer),
         amount_kopecks=amount,
         redeem_points=redeem_points,
         actor=_actor(request),
@@ -265,14 +265,18 @@ def _points(body: dict[str, Any], field: str) -> int:
 async def _resolve_customer(services: ApiServices, customer: str) -> MemberView:
     """A card number, a phone in any common format, or the card's QR token (bare, with its
     "c_" prefix, or the whole t.me link)."""
+    return await services.ledger.find_member(_customer_reference(services, customer))
+
+
+def _customer_reference(services: ApiServices, customer: str) -> str:
+    """The card number a QR token (bare, with its "c_" prefix, or the whole t.me link) was
+    signed for; anything else as given (a card number or a phone)."""
     text = customer.strip()
     if "start=" in text:
         text = parse_qs(urlparse(text).query).get("start", [text])[0]
     token = text[2:] if text.startswith("c_") else text
     card_number = verify_card_token(token, services.secret_key) if len(token) >= 20 else None
-    if card_number is not None:
-        return await services.ledger.member_by_card(card_number)
-    return await services.ledger.find_member(text)
+    return card_number if card_number is not None else text
 
 
 def _actor(request: web.Request) -> str:

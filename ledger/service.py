@@ -236,7 +236,7 @@ class LedgerService:
             welcome = 0
             if self.rules.welcome_bonus > 0:
                 op_id = self._claim_operation(
-                    conn, f"welcome:{member_id}", "welcome", member_id, {}, None
+                    conn, f"welcome:{member_id}", "welcome", member_id, _hash_request({}), None
                 )
                 if op_id is not None:
                     totals = self.journal.lock_totals(conn, member_id)
@@ -277,25 +277,8 @@ class LedgerService:
 
     async def find_member(self, customer: str) -> MemberView:
         """An active member by card number or phone in any common format."""
-        text = customer.strip()
-        compact = text.replace(" ", "").replace("-", "")
-        card = compact if compact.isdigit() and policy.is_valid_card_number(compact) else None
-        try:
-            e164: str | None = normalize_phone(text)
-        except LedgerError:
-            e164 = None
-
-        def query(conn: Connection) -> Row[Any] | None:
-            row = None
-            if card is not None:
-                row = conn.execute(_MEMBER_BY_CARD, {"card_number": card}).first()
-            if row is None and e164 is not None:
-                row = conn.execute(_MEMBER_BY_PHONE, {"phone": e164}).first()
-            return row
-
-        row = await self.db.read(query)
-        if row is None or row.status != "active":
-            raise MemberNotFound("no member with this card number or phone")
+        lookup = _customer_lookup(customer)
+        row = await self.db.read(functools.partial(_member_row_by_lookup, lookup=lookup))
         return _member_view(row)
 
     async def member_by_telegram(self, telegram_id: int) -> MemberView | None:
@@ -418,20 +401,35 @@ class LedgerService:
         self,
         *,
         receipt_id: str,
-        member_id: int,
+        member_id: int | None = None,
+        customer: str | None = None,
         amount_kopecks: int,
         redeem_points: int = 0,
         actor: str | None = None,
     ) -> PurchaseResult:
-        """Record a purchase: redeem, then earn on the money part. Idempotent on receipt_id."""
+        """Record a purchase: redeem, then earn on the money part. Idempotent on receipt_id.
+
+        The member is given by id, or as `customer`: a card number or a phone in any common
+        format, looked up inside the purchase's own transaction (as `find_member` does)."""
         _check_reference(receipt_id, "receipt_id")
         if amount_kopecks <= 0 or amount_kopecks > policy.MAX_AMOUNT_KOPECKS:
             raise InvalidAmount("amount must be positive", value=amount_kopecks)
         if redeem_points < 0 or redeem_points > MAX_POINTS:
             raise InvalidPoints("points to redeem must be zero or positive")
-        request = {"member_id": member_id, "amount": amount_kopecks, "redeem": redeem_points}
+        if (member_id is None) == (customer is None):
+            raise ValueError("give either member_id or customer")
+        member: int | Callable[[Connection], int]
+        if member_id is not None:
+            member = member_id
+        else:
+            lookup = _customer_lookup(customer or "")
+            member = functools.partial(_member_id_by_lookup, lookup=lookup)
+
+        def request(member_id: int) -> dict[str, Any]:
+            return {"member_id": member_id, "amount": amount_kopecks, "redeem": redeem_points}
 
         def body(conn: Connection, op_id: int, totals: Totals, row: Row[Any]) -> dict[str, Any]:
+            member_id = row.id
             if row.status != "active":
                 raise MemberNotFound("no such member")
             allowed = policy.redeemable_points(self.rules, amount_kopecks, totals.balance)
@@ -506,7 +504,7 @@ class LedgerService:
         result, replayed = await self._run_operation(
             f"purchase:{receipt_id}",
             "purchase",
-            member_id,
+            member,
             request,
             actor,
             body,
@@ -946,8 +944,8 @@ class LedgerService:
         self,
         key: str,
         kind: str,
-        member_id: int,
-        request: Mapping[str, Any],
+        member: int | Callable[[Connection], int],
+        request: Mapping[str, Any] | Callable[[int], Mapping[str, Any]],
         actor: str | None,
         body: Callable[[Connection, int, Totals, Row[Any]], dict[str, Any]],
         *,
@@ -955,17 +953,23 @@ class LedgerService:
     ) -> tuple[dict[str, Any], bool]:
         """Run `body` once per key in one transaction; a retry gets the first result back.
 
+        member: the member's id, or a lookup run first inside the transaction; request: what
+        the idempotency key stands for (or how to make it from the member's id).
         with_window_spend: the locked row also carries `window_spend`, the qualifying spend of
         the tier window as of now (read in the same statement as the lock)."""
-        request_hash = _hash_request(request)
+        request_hash = ""
 
         def work(conn: Connection) -> tuple[dict[str, Any], bool]:
+            nonlocal request_hash
+            member_id = member if isinstance(member, int) else member(conn)
+            fields = request(member_id) if callable(request) else request
+            request_hash = _hash_request(fields)
             since = None
             if with_window_spend:
                 since = self.clock.now() - timedelta(days=self.rules.tier_window_days)
             locked = self.journal.lock_member(conn, member_id, spend_since=since)
             totals = Totals(balance=locked.balance, pending=locked.pending, debt=locked.debt)
-            op_id = self._claim_operation(conn, key, kind, member_id, request, actor)
+            op_id = self._claim_operation(conn, key, kind, member_id, request_hash, actor)
             if op_id is None:
                 return self._replay(conn, key, request_hash), True
             result = body(conn, op_id, totals, locked)
@@ -986,7 +990,7 @@ class LedgerService:
         key: str,
         kind: str,
         member_id: int | None,
-        request: Mapping[str, Any],
+        request_hash: str,
         actor: str | None,
     ) -> int | None:
         """Insert the operation's key; None if it exists already."""
@@ -995,7 +999,7 @@ class LedgerService:
             "key": key,
             "kind": kind,
             "member_id": member_id,
-            "request_hash": _hash_request(request),
+            "request_hash": request_hash,
             "result": "",
             "actor": actor,
             "created_at": self.clock.now(),
@@ -1084,6 +1088,35 @@ def _flip(
     work: Callable[[Connection, Sequence[int]], int], ids: Sequence[int], conn: Connection
 ) -> int:
     return work(conn, ids)
+
+
+def _customer_lookup(customer: str) -> tuple[str | None, str | None]:
+    """(card number, E.164 phone) that a customer reference can mean; either may be None."""
+    text = customer.strip()
+    compact = text.replace(" ", "").replace("-", "")
+    card = compact if compact.isdigit() and policy.is_valid_card_number(compact) else None
+    try:
+        phone: str | None = normalize_phone(text)
+    except LedgerError:
+        phone = None
+    return card, phone
+
+
+def _member_row_by_lookup(conn: Connection, lookup: tuple[str | None, str | None]) -> Row[Any]:
+    """The active member a card number (first) or phone belongs to."""
+    card, phone = lookup
+    row = None
+    if card is not None:
+        row = conn.execute(_MEMBER_BY_CARD, {"card_number": card}).first()
+    if row is None and phone is not None:
+        row = conn.execute(_MEMBER_BY_PHONE, {"phone": phone}).first()
+    if row is None or row.status != "active":
+        raise MemberNotFound("no member with this card number or phone")
+    return row
+
+
+def _member_id_by_lookup(conn: Connection, lookup: tuple[str | None, str | None]) -> int:
+    return int(_member_row_by_lookup(conn, lookup).id)
 
 
 def _check_reference(value: str, name: str) -> None:
