@@ -62,22 +62,24 @@ def sqlite_file(url: str) -> str | None:
     return database
 
 
-def create_sync_sqlite_engine(url: str, *, pool_size: int = 1) -> Engine:
-    """A synchronous engine on the same SQLite file, with the same pragmas and locking, for the
-    ledger's writer and reader threads (storage.transactions)."""
+def create_sync_sqlite_engine(url: str, *, busy_timeout_ms: int = SQLITE_BUSY_TIMEOUT_MS) -> Engine:
+    """A synchronous engine on the same SQLite file, with the same pragmas and locking, and one
+    connection: for the ledger's writer thread and its reads (storage.transactions)."""
     sync_url = make_url(url).set(drivername="sqlite+pysqlite")
     engine = create_sync_engine(
         sync_url,
-        connect_args={"timeout": SQLITE_BUSY_TIMEOUT_MS / 1000, "check_same_thread": False},
+        connect_args={"timeout": busy_timeout_ms / 1000, "check_same_thread": False},
         poolclass=QueuePool,
-        pool_size=pool_size,
+        pool_size=1,
         max_overflow=0,
     )
-    install_sqlite_listeners(engine)
+    install_sqlite_listeners(engine, busy_timeout_ms)
     return engine
 
 
-def install_sqlite_listeners(sync_engine: Engine) -> None:
+def install_sqlite_listeners(
+    sync_engine: Engine, busy_timeout_ms: int = SQLITE_BUSY_TIMEOUT_MS
+) -> None:
     """WAL, busy timeout, foreign keys; BEGIN IMMEDIATE for every transaction that may write."""
 
     @event.listens_for(sync_engine, "connect")
@@ -85,7 +87,7 @@ def install_sqlite_listeners(sync_engine: Engine) -> None:
         dbapi_conn.isolation_level = None  # we issue BEGIN ourselves
         cursor = dbapi_conn.cursor()
         cursor.execute("PRAGMA journal_mode=WAL")
-        cursor.execute(f"PRAGMA busy_timeout={SQLITE_BUSY_TIMEOUT_MS}")
+        cursor.execute(f"PRAGMA busy_timeout={busy_timeout_ms}")
         cursor.execute("PRAGMA foreign_keys=ON")
         cursor.execute("PRAGMA synchronous=NORMAL")
         cursor.close()
