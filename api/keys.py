@@ -70,7 +70,9 @@ class ApiKeyService:
         if not secret.startswith(KEY_PREFIX) or len(secret) > 200:
             return None
         key_hash = _hash(secret)
-        row = await self.db.read(lambda conn: conn.execute(_ACTIVE_KEY, {"hash": key_hash}).first())
+        row = await self.db.read(
+            lambda conn: conn.execute(_ACTIVE_KEY, {"hash": key_hash}).first(), single=True
+        )
         return _key(row) if row is not None else None
 
     async def list_keys(self) -> list[ApiKey]:

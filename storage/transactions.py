@@ -39,7 +39,14 @@ from sqlalchemy import Connection, Engine
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from storage.engine import READ_ONLY, create_sync_sqlite_engine, is_sqlite, readonly, sqlite_file
+from storage.engine import (
+    NO_SNAPSHOT,
+    READ_ONLY,
+    create_sync_sqlite_engine,
+    is_sqlite,
+    readonly,
+    sqlite_file,
+)
 
 T = TypeVar("T")
 SWITCH_INTERVAL_S = 0.0002
@@ -59,13 +66,18 @@ class SyncDatabase:
             self._sync_reader = create_sync_sqlite_engine(
                 url, busy_timeout_ms=READ_BUSY_TIMEOUT_MS
             ).execution_options(**{READ_ONLY: True})
+            self._single_reader = self._sync_reader.execution_options(**{NO_SNAPSHOT: True})
             if sys.getswitchinterval() > SWITCH_INTERVAL_S:
                 sys.setswitchinterval(SWITCH_INTERVAL_S)
 
-    async def read(self, query: Callable[[Connection], T]) -> T:
-        """Run `query` in a read-only transaction (never write through it)."""
+    async def read(self, query: Callable[[Connection], T], *, single: bool = False) -> T:
+        """Run `query` in a read-only transaction (never write through it).
+
+        single: the query is one statement, which SQLite runs as its own snapshot without
+        BEGIN and COMMIT around it."""
         if self._sync_reader is not None:
-            with self._sync_reader.begin() as conn:  # on the loop's thread: see above
+            reader = self._single_reader if single else self._sync_reader
+            with reader.begin() as conn:  # on the loop's thread: see above
                 return query(conn)
         async with readonly(self.engine).connect() as conn:
             return await conn.run_sync(query)
