@@ -97,6 +97,7 @@ from ledger.service import LedgerService
 from storage.engine import create_engine
 from storage.migrate import upgrade_schema
 from storage.schema import purchases
+from storage.transactions import share_the_gil_quickly
 
 TARGETS = {"sqlite": 800, "postgresql": 1_000}
 TARGET_P99_MS = 150.0
@@ -176,6 +177,7 @@ async def serve(args: argparse.Namespace) -> int:
             )
         )
         stats.listen(engine)
+        share_the_gil_quickly()  # as bot.app does
     else:
         app = web.Application()
         app.router.add_post(FLOOR_PATH, _floor_handler)

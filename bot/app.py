@@ -42,7 +42,7 @@ from staff.roles import StaffService
 from staff.sales import ConfirmationService
 from storage.engine import create_engine
 from storage.migrate import upgrade_schema
-from storage.transactions import SyncDatabase
+from storage.transactions import SyncDatabase, share_the_gil_quickly
 from support.tickets import TicketService
 
 log = logging.getLogger("loyalty")
@@ -112,6 +112,7 @@ class Application:
         await upgrade_schema(self.engine)
         audit = AuditLog(self.engine, self.clock)
         db = SyncDatabase(self.engine)  # the ledger's and the cards' sync transactions
+        share_the_gil_quickly()  # the writer thread and the event loop share one GIL
         self.services = Services(
             rules=rules,
             ledger=LedgerService(self.engine, rules, self.clock, db),
