@@ -249,9 +249,6 @@ class SchedulerRunner:
             )
         self.scheduler.start()
         await self._lead()
-        if self.leadership.is_leader:
-            # Catch up at once after downtime instead of waiting for the first interval.
-            self.scheduler.add_job(self._catch_up, id="catch-up")
 
     async def _catch_up(self) -> None:
         for name in self.jobs.all():
@@ -265,6 +262,9 @@ class SchedulerRunner:
             leading = False
         if leading and self._sending is None:
             self._sending = asyncio.create_task(self.sender.run(), name="outbox-sender")
+            # Newly leading (at start, or taking over from a process that died): catch up at
+            # once instead of waiting for each job's interval.
+            self.scheduler.add_job(self._catch_up, id="catch-up", replace_existing=True)
         elif not leading and self._sending is not None:
             await self._stop_sending()
 

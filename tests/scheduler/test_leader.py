@@ -3,13 +3,17 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
+import os
+import sys
+from collections.abc import AsyncIterator, Awaitable, Callable
+from pathlib import Path
 
 import pytest
 from sqlalchemy import select, text
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from bot.i18n import build_i18n
+from emulator import BotAPIEmulator
 from handlers.notifications import Notifier
 from ledger.clock import ManualClock
 from ledger.rules import Rules
@@ -18,6 +22,9 @@ from scheduler.jobs import Jobs, Leadership, SchedulerRunner
 from scheduler.outbox import Outbox, Sender
 from storage.engine import create_engine
 from storage.schema import job_runs
+from tests.conftest import ROOT
+
+Spawned = asyncio.subprocess.Process
 
 
 @pytest.fixture(params=["postgresql"])
@@ -111,3 +118,98 @@ async def test_a_leader_that_lost_its_connection_steps_down(
     assert second.leadership.is_leader
     assert not await first.leadership.try_lead()  # first notices and does not run jobs
     assert not first.leadership.is_leader
+
+
+# ------------------------------------------------------------- two real processes
+
+
+async def _spawn_bot(token: str, emulator: BotAPIEmulator, url: str, cwd: Path) -> Spawned:
+    env = {
+        k: v
+        for k, v in os.environ.items()
+        if k not in {"BOT_TOKEN", "DATABASE_URL", "TELEGRAM_API_URL", "SECRET_KEY"}
+    }
+    env.update(
+        PYTHONPATH=str(ROOT),
+        BOT_TOKEN=token,
+        TELEGRAM_API_URL=emulator.base_url,
+        DATABASE_URL=url,
+        RULES_FILE=str(ROOT / "rules.toml"),
+        API_PORT="0",
+        SECRET_KEY="two-processes-test-secret",
+    )
+    await asyncio.to_thread(cwd.mkdir, parents=True, exist_ok=True)
+    return await asyncio.create_subprocess_exec(
+        sys.executable,
+        "-m",
+        "bot",
+        cwd=cwd,
+        env=env,
+        stdout=asyncio.subprocess.DEVNULL,
+        stderr=asyncio.subprocess.DEVNULL,
+    )
+
+
+async def _runner_pids(engine: AsyncEngine) -> list[int]:
+    """The process ids in job_runs.runner ("host:pid:random"), in the order the runs began."""
+    async with engine.connect() as conn:
+        runners = (await conn.execute(select(job_runs.c.runner).order_by(job_runs.c.id))).scalars()
+        return [int(runner.split(":")[1]) for runner in runners]
+
+
+async def _until(predicate: Callable[[], Awaitable[bool]], limit: float) -> bool:
+    deadline = asyncio.get_running_loop().time() + limit
+    while asyncio.get_running_loop().time() < deadline:
+        if await predicate():
+            return True
+        await asyncio.sleep(0.2)
+    return await predicate()
+
+
+async def test_two_real_bot_processes_run_the_jobs_once_and_the_survivor_takes_over(
+    database_url: str, tmp_path: Path
+) -> None:
+    """`python -m bot` twice on one PostgreSQL (two bot accounts, so both can poll): only the
+    first runs the jobs; when it is killed (SIGKILL: no goodbye, its connections just drop),
+    the second takes the lock within one lead interval and catches up at once."""
+    engine = create_engine(database_url)
+    async with BotAPIEmulator() as emulator:
+        emulator.add_bot("111:FIRST", username="first_bot")
+        emulator.add_bot("222:SECOND", username="second_bot")
+        first = await _spawn_bot("111:FIRST", emulator, database_url, tmp_path / "first")
+        second: Spawned | None = None
+        try:
+            assert await _until(lambda: _has_runs(engine), 60), "the first bot ran no job"
+            second = await _spawn_bot("222:SECOND", emulator, database_url, tmp_path / "second")
+            polling = lambda: _polls(emulator, "222:SECOND")  # noqa: E731
+            assert await _until(polling, 60), "the second bot never started"
+            await asyncio.sleep(1)  # its first try for the lock has happened
+            pids = await _runner_pids(engine)
+            assert set(pids) == {first.pid}, pids  # every job so far ran in the first process
+            first.kill()
+            await first.wait()
+            took_over = lambda: _ran_in(engine, second.pid)  # type: ignore[union-attr]  # noqa: E731
+            assert await _until(took_over, 40), "the second bot never took over the jobs"
+            pids = await _runner_pids(engine)
+            assert set(pids) == {first.pid, second.pid}
+            # Runs of one process never interleave with the other's: a clean hand-over.
+            switch = pids.index(second.pid)
+            assert set(pids[:switch]) == {first.pid} and set(pids[switch:]) == {second.pid}
+        finally:
+            for process in (first, second):
+                if process is not None and process.returncode is None:
+                    process.kill()
+                    await process.wait()
+            await engine.dispose()
+
+
+async def _has_runs(engine: AsyncEngine) -> bool:
+    return bool(await _runner_pids(engine))
+
+
+async def _ran_in(engine: AsyncEngine, pid: int) -> bool:
+    return pid in await _runner_pids(engine)
+
+
+async def _polls(emulator: BotAPIEmulator, token: str) -> bool:
+    return bool(emulator.calls_to("getUpdates", bot=token))
