@@ -13,12 +13,15 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from ledger.clock import Clock, SystemClock
 from storage.engine import readonly
+from storage.fast import Fast
 from storage.schema import api_keys
 from storage.transactions import SyncDatabase
 
 KEY_PREFIX = "lk_"
-_ACTIVE_KEY = select(api_keys).where(
-    api_keys.c.key_hash == bindparam("hash"), api_keys.c.revoked_at.is_(None)
+_ACTIVE_KEY = Fast(
+    select(api_keys).where(
+        api_keys.c.key_hash == bindparam("hash"), api_keys.c.revoked_at.is_(None)
+    )
 )
 
 
@@ -71,7 +74,7 @@ class ApiKeyService:
             return None
         key_hash = _hash(secret)
         row = await self.db.read(
-            lambda conn: conn.execute(_ACTIVE_KEY, {"hash": key_hash}).first(), single=True
+            lambda conn: _ACTIVE_KEY(conn, {"hash": key_hash}).first(), single=True
         )
         return _key(row) if row is not None else None
 

@@ -16,10 +16,11 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from cards.render import CardFace, render_card
 from cards.token import card_deep_link, sign_card_token, verify_card_token
 from ledger.clock import Clock, SystemClock
+from storage.fast import Fast
 from storage.schema import card_images
 from storage.transactions import SyncDatabase
 
-_CARD_IMAGE = select(card_images).where(card_images.c.member_id == bindparam("member_id"))
+_CARD_IMAGE = Fast(select(card_images).where(card_images.c.member_id == bindparam("member_id")))
 
 
 @dataclass(frozen=True, slots=True)
@@ -81,9 +82,7 @@ class CardService:
         return render_card(face, opaque=True)
 
     async def cached_file_id(self, member_id: int, card: CardPrint) -> str | None:
-        row = await self.db.read(
-            lambda conn: conn.execute(_CARD_IMAGE, {"member_id": member_id}).first()
-        )
+        row = await self.db.read(lambda conn: _CARD_IMAGE(conn, {"member_id": member_id}).first())
         if row is None or row.face_hash != card.face_hash:
             return None
         return str(row.file_id)

@@ -22,12 +22,14 @@ from sqlalchemy.engine import Row
 from ledger import policy
 from ledger.errors import InsufficientPoints, LedgerError, MemberNotFound
 from ledger.rules import Rules
+from storage.fast import Fast
 from storage.schema import entries, lots, members, purchases, spends
 
 # Statements of the hot paths, built once (building and cache-keying a statement costs more
 # than SQLite takes to run it).
-_MEMBER = select(members).where(members.c.id == bindparam("member_id"))
-_MEMBER_FOR_UPDATE = _MEMBER.with_for_update()
+_MEMBER_SELECT = select(members).where(members.c.id == bindparam("member_id"))
+_MEMBER = Fast(_MEMBER_SELECT)
+_MEMBER_FOR_UPDATE = Fast(_MEMBER_SELECT.with_for_update())
 # The member with the qualifying spend of the tier window, for a purchase: one statement.
 _WINDOW_SPEND = (
     select(func.coalesce(func.sum(purchases.c.qualifying), 0))
@@ -38,25 +40,29 @@ _WINDOW_SPEND = (
     .scalar_subquery()
     .label("window_spend")
 )
-_MEMBER_WITH_SPEND = select(members, _WINDOW_SPEND).where(members.c.id == bindparam("member_id"))
-_MEMBER_WITH_SPEND_FOR_UPDATE = _MEMBER_WITH_SPEND.with_for_update(of=members)
-_STORE_TOTALS = (
+_WITH_SPEND = select(members, _WINDOW_SPEND).where(members.c.id == bindparam("member_id"))
+_MEMBER_WITH_SPEND = Fast(_WITH_SPEND)
+_MEMBER_WITH_SPEND_FOR_UPDATE = Fast(_WITH_SPEND.with_for_update(of=members))
+_TOTALS_UPDATE = (
     update(members)
     .where(members.c.id == bindparam("member_id"))
     .values(balance=bindparam("balance"), pending=bindparam("pending"), debt=bindparam("debt"))
 )
-_STORE_TOTALS_WITH: dict[tuple[str, ...], Any] = {}  # and other columns, by their names
-_INSERT_ENTRY = entries.insert().returning(entries.c.id)
-_INSERT_LOT = lots.insert()
-_OPEN_LOTS = select(lots.c.id, lots.c.remaining, lots.c.expires_at).where(
-    lots.c.member_id == bindparam("member_id"), lots.c.status == "active", lots.c.remaining > 0
+_STORE_TOTALS = Fast(_TOTALS_UPDATE)
+_STORE_TOTALS_WITH: dict[tuple[str, ...], Fast] = {}  # and other columns, by their names
+_INSERT_ENTRY = Fast(entries.insert().returning(entries.c.id))
+_INSERT_LOT = Fast(lots.insert())
+_OPEN_LOTS = Fast(
+    select(lots.c.id, lots.c.remaining, lots.c.expires_at).where(
+        lots.c.member_id == bindparam("member_id"), lots.c.status == "active", lots.c.remaining > 0
+    )
 )
-_TAKE_FROM_LOT = (
+_TAKE_FROM_LOT = Fast(
     update(lots)
     .where(lots.c.id == bindparam("lot_id"))
     .values(remaining=lots.c.remaining - bindparam("take"))
 )
-_INSERT_SPENDS = spends.insert()
+_INSERT_SPENDS = Fast(spends.insert())
 
 
 @dataclass(slots=True)
@@ -84,7 +90,7 @@ class Journal:
         else:
             params["since"] = spend_since
             statement = _MEMBER_WITH_SPEND_FOR_UPDATE if self._is_postgres else _MEMBER_WITH_SPEND
-        row = conn.execute(statement, params).first()
+        row = statement(conn, params).first()
         if row is None:
             raise MemberNotFound("no such member")
         return row
@@ -106,17 +112,17 @@ class Journal:
         }
         values = {k: v for k, v in extra.items() if v is not None}
         if not values:
-            conn.execute(_STORE_TOTALS, params)
+            _STORE_TOTALS(conn, params)
             return
         columns = tuple(sorted(values))
         statement = _STORE_TOTALS_WITH.get(columns)
         if statement is None:
-            statement = _STORE_TOTALS.values({k: bindparam(k) for k in columns})
+            statement = Fast(_TOTALS_UPDATE.values({k: bindparam(k) for k in columns}))
             _STORE_TOTALS_WITH[columns] = statement
-        conn.execute(statement, {**params, **values})
+        statement(conn, {**params, **values})
 
     def member_row(self, conn: Connection, member_id: int) -> Row[Any]:
-        row = conn.execute(_MEMBER, {"member_id": member_id}).first()
+        row = _MEMBER(conn, {"member_id": member_id}).first()
         if row is None:
             raise MemberNotFound("no such member")
         return row
@@ -138,8 +144,8 @@ class Journal:
         reason: str | None = None,
         actor: str | None = None,
     ) -> int:
-        entry_id: int = conn.execute(
-            _INSERT_ENTRY,
+        entry_id: int = _INSERT_ENTRY(
+            conn,
             {
                 "member_id": member_id,
                 "operation_id": operation_id,
@@ -188,8 +194,8 @@ class Journal:
             reason=reason,
             actor=actor,
         )
-        conn.execute(
-            _INSERT_LOT,
+        _INSERT_LOT(
+            conn,
             {
                 "member_id": member_id,
                 "entry_id": entry_id,
@@ -354,7 +360,7 @@ class Journal:
         return entry_id
 
     def open_lots(self, conn: Connection, member_id: int) -> list[policy.OpenLot]:
-        rows = conn.execute(_OPEN_LOTS, {"member_id": member_id}).all()
+        rows = _OPEN_LOTS(conn, {"member_id": member_id}).all()
         return [policy.OpenLot(row.id, row.remaining, row.expires_at) for row in rows]
 
     def take_from_lots(
@@ -362,10 +368,9 @@ class Journal:
     ) -> None:
         if not takes:
             return
-        conn.execute(_TAKE_FROM_LOT, [{"lot_id": lot, "take": take} for lot, take in takes])
-        conn.execute(
-            _INSERT_SPENDS,
-            [{"entry_id": entry_id, "lot_id": lot, "points": take} for lot, take in takes],
+        _TAKE_FROM_LOT.many(conn, [{"lot_id": lot, "take": take} for lot, take in takes])
+        _INSERT_SPENDS.many(
+            conn, [{"entry_id": entry_id, "lot_id": lot, "points": take} for lot, take in takes]
         )
 
     # ------------------------------------------------- many members at once (jobs)
@@ -416,8 +421,8 @@ class Journal:
         )
         for chunk in _chunks([lot.id for lot in due]):
             conn.execute(update(lots).where(lots.c.id.in_(chunk)).values(remaining=0))
-        conn.execute(
-            _INSERT_SPENDS,
+        _INSERT_SPENDS.many(
+            conn,
             [
                 {"entry_id": entry_ids[lot.member_id], "lot_id": lot.id, "points": lot.remaining}
                 for lot in due
@@ -482,8 +487,8 @@ class Journal:
             if min(member.balance, member.pending, member.debt) < 0:
                 raise LedgerError("the operation would make a total negative; nothing was changed")
         if totals:
-            conn.execute(
-                _STORE_TOTALS,
+            _STORE_TOTALS.many(
+                conn,
                 [
                     {
                         "member_id": member_id,

@@ -59,6 +59,7 @@ from ledger.views import (
     TierChange,
 )
 from storage.engine import readonly
+from storage.fast import Fast
 from storage.schema import (
     card_images,
     entries,
@@ -80,45 +81,50 @@ MAX_REFERENCE_LENGTH = 100
 BATCH_MEMBERS = 500
 BATCH_DUE_MEMBERS = 1000  # members per transaction when burning or activating
 
-_SPEND_SINCE = select(func.coalesce(func.sum(purchases.c.qualifying), 0)).where(
-    purchases.c.member_id == bindparam("member_id"), purchases.c.created_at > bindparam("since")
+_SPEND_SINCE = Fast(
+    select(func.coalesce(func.sum(purchases.c.qualifying), 0)).where(
+        purchases.c.member_id == bindparam("member_id"), purchases.c.created_at > bindparam("since")
+    )
 )
 _OPEN_ACTIVE = and_(
     lots.c.member_id == bindparam("member_id"), lots.c.status == "active", lots.c.remaining > 0
 )
-_FIRST_BURN = select(func.min(lots.c.expires_at)).where(_OPEN_ACTIVE)
-_BURNING_BEFORE = select(func.coalesce(func.sum(lots.c.remaining), 0)).where(
-    _OPEN_ACTIVE, lots.c.expires_at < bindparam("day_end")
+_FIRST_BURN = Fast(select(func.min(lots.c.expires_at)).where(_OPEN_ACTIVE))
+_BURNING_BEFORE = Fast(
+    select(func.coalesce(func.sum(lots.c.remaining), 0)).where(
+        _OPEN_ACTIVE, lots.c.expires_at < bindparam("day_end")
+    )
 )
-
-_MEMBER_BY_CARD = select(members).where(members.c.card_number == bindparam("card_number"))
-_MEMBER_BY_PHONE = select(members).where(members.c.phone == bindparam("phone"))
-_MEMBER_BY_TELEGRAM = select(members).where(
-    members.c.telegram_id == bindparam("telegram_id"), members.c.status == "active"
+_MEMBER_BY_CARD = Fast(select(members).where(members.c.card_number == bindparam("card_number")))
+_MEMBER_BY_PHONE = Fast(select(members).where(members.c.phone == bindparam("phone")))
+_MEMBER_BY_TELEGRAM = Fast(
+    select(members).where(
+        members.c.telegram_id == bindparam("telegram_id"), members.c.status == "active"
+    )
 )
-_COUNT_ENTRIES = (
+_COUNT_ENTRIES = Fast(
     select(func.count()).select_from(entries).where(entries.c.member_id == bindparam("member_id"))
 )
-_ENTRIES_PAGE = (
+_ENTRIES_PAGE = Fast(
     select(entries)
     .where(entries.c.member_id == bindparam("member_id"))
     .order_by(entries.c.id.desc())
     .offset(bindparam("offset"))
     .limit(bindparam("limit"))
 )
-_ENTRY = select(entries).where(entries.c.id == bindparam("entry_id"))
-_INSERT_PURCHASE = purchases.insert()
-_CLAIM_POSTGRES = (
+_ENTRY = Fast(select(entries).where(entries.c.id == bindparam("entry_id")))
+_INSERT_PURCHASE = Fast(purchases.insert())
+_CLAIM_POSTGRES = Fast(
     postgresql.insert(operations)
     .on_conflict_do_nothing(index_elements=[operations.c.key])
     .returning(operations.c.id)
 )
-_CLAIM_SQLITE = (
+_CLAIM_SQLITE = Fast(
     sqlite.insert(operations)
     .on_conflict_do_nothing(index_elements=[operations.c.key])
     .returning(operations.c.id)
 )
-_FINISH = (
+_FINISH = Fast(
     update(operations)
     .where(operations.c.id == bindparam("op_id"))
     .values(result=bindparam("result"))
@@ -291,7 +297,7 @@ class LedgerService:
     @staticmethod
     def member_row_by_telegram(conn: Connection, telegram_id: int) -> Row[Any] | None:
         """The active member's row for this Telegram account, inside a caller's transaction."""
-        return conn.execute(_MEMBER_BY_TELEGRAM, {"telegram_id": telegram_id}).first()
+        return _MEMBER_BY_TELEGRAM(conn, {"telegram_id": telegram_id}).first()
 
     @staticmethod
     def view(row: Row[Any]) -> MemberView:
@@ -313,7 +319,7 @@ class LedgerService:
     async def member_by_card(self, card_number: str) -> MemberView:
         """An active member by exact card number."""
         row = await self.db.read(
-            lambda conn: conn.execute(_MEMBER_BY_CARD, {"card_number": card_number}).first()
+            lambda conn: _MEMBER_BY_CARD(conn, {"card_number": card_number}).first()
         )
         if row is None or row.status != "active":
             raise MemberNotFound("no member with this card number")
@@ -471,8 +477,8 @@ class LedgerService:
                     actor=actor,
                     hold=True,
                 )
-            conn.execute(
-                _INSERT_PURCHASE,
+            _INSERT_PURCHASE(
+                conn,
                 {
                     "receipt_id": receipt_id,
                     "member_id": member_id,
@@ -885,12 +891,12 @@ class LedgerService:
         now = self.clock.now()
         row = self.journal.member_row(conn, member_id)
         spend = self._qualifying_spend(conn, member_id, now)
-        first_burn = conn.execute(_FIRST_BURN, {"member_id": member_id}).scalar_one_or_none()
+        first_burn = _FIRST_BURN(conn, {"member_id": member_id}).scalar_one_or_none()
         burn = None
         if first_burn is not None:
             day_end = _end_of_local_day(first_burn, row.timezone)
-            points = conn.execute(
-                _BURNING_BEFORE, {"member_id": member_id, "day_end": day_end}
+            points = _BURNING_BEFORE(
+                conn, {"member_id": member_id, "day_end": day_end}
             ).scalar_one()
             burn = Burn(points=int(points), burns_at=first_burn)
         tier = self.rules.tier(row.tier)
@@ -912,11 +918,11 @@ class LedgerService:
         page_size = max(1, min(page_size, 50))
 
         def query(conn: Connection) -> tuple[int, int, Sequence[Row[Any]]]:
-            total = int(conn.execute(_COUNT_ENTRIES, {"member_id": member_id}).scalar_one())
+            total = int(_COUNT_ENTRIES(conn, {"member_id": member_id}).scalar_one())
             pages = max(1, -(-total // page_size))
             at = max(0, min(page, pages - 1))
             params = {"member_id": member_id, "offset": at * page_size, "limit": page_size}
-            return total, at, conn.execute(_ENTRIES_PAGE, params).all()
+            return total, at, _ENTRIES_PAGE(conn, params).all()
 
         total, page, rows = await self.db.read(query)
         pages = max(1, -(-total // page_size))
@@ -925,14 +931,14 @@ class LedgerService:
         )
 
     async def entry(self, entry_id: int) -> EntryView:
-        row = await self.db.read(lambda conn: conn.execute(_ENTRY, {"entry_id": entry_id}).first())
+        row = await self.db.read(lambda conn: _ENTRY(conn, {"entry_id": entry_id}).first())
         if row is None:
             raise EntryNotFound("no such entry")
         return _entry_view(row)
 
     async def entry_owner(self, entry_id: int) -> int:
         """The member an entry belongs to."""
-        row = await self.db.read(lambda conn: conn.execute(_ENTRY, {"entry_id": entry_id}).first())
+        row = await self.db.read(lambda conn: _ENTRY(conn, {"entry_id": entry_id}).first())
         owner = row.member_id if row is not None else None
         if owner is None:
             raise EntryNotFound("no such entry")
@@ -1004,10 +1010,10 @@ class LedgerService:
             "actor": actor,
             "created_at": self.clock.now(),
         }
-        return conn.execute(statement, params).scalar_one_or_none()
+        return statement(conn, params).scalar_one_or_none()
 
     def _finish_operation(self, conn: Connection, op_id: int, result: Mapping[str, Any]) -> None:
-        conn.execute(_FINISH, {"op_id": op_id, "result": json.dumps(result, sort_keys=True)})
+        _FINISH(conn, {"op_id": op_id, "result": json.dumps(result, sort_keys=True)})
 
     def _replay(self, conn: Connection, key: str, request_hash: str) -> dict[str, Any]:
         row = (
@@ -1028,7 +1034,7 @@ class LedgerService:
 
     def _qualifying_spend(self, conn: Connection, member_id: int, now: datetime) -> int:
         since = now - timedelta(days=self.rules.tier_window_days)
-        spend = conn.execute(_SPEND_SINCE, {"member_id": member_id, "since": since}).scalar_one()
+        spend = _SPEND_SINCE(conn, {"member_id": member_id, "since": since}).scalar_one()
         return int(spend)
 
     def _recompute_tier(
@@ -1107,9 +1113,9 @@ def _member_row_by_lookup(conn: Connection, lookup: tuple[str | None, str | None
     card, phone = lookup
     row = None
     if card is not None:
-        row = conn.execute(_MEMBER_BY_CARD, {"card_number": card}).first()
+        row = _MEMBER_BY_CARD(conn, {"card_number": card}).first()
     if row is None and phone is not None:
-        row = conn.execute(_MEMBER_BY_PHONE, {"phone": phone}).first()
+        row = _MEMBER_BY_PHONE(conn, {"phone": phone}).first()
     if row is None or row.status != "active":
         raise MemberNotFound("no member with this card number or phone")
     return row

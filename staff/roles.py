@@ -13,9 +13,12 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from ledger.clock import Clock, SystemClock
 from staff.audit import AuditLog
 from storage.engine import readonly
+from storage.fast import Fast
 from storage.schema import staff_roles
 
-_ROLES_OF = select(staff_roles.c.role).where(staff_roles.c.telegram_id == bindparam("telegram_id"))
+_ROLES_OF = Fast(
+    select(staff_roles.c.role).where(staff_roles.c.telegram_id == bindparam("telegram_id"))
+)
 
 
 class Role(StrEnum):
@@ -54,7 +57,7 @@ class StaffService:
 
     def roles_in(self, conn: Connection, telegram_id: int) -> frozenset[Role]:
         """The roles of this person, read inside a caller's transaction."""
-        stored = conn.execute(_ROLES_OF, {"telegram_id": telegram_id}).scalars().all()
+        stored = _ROLES_OF(conn, {"telegram_id": telegram_id}).scalars()
         roles = {Role(role) for role in stored}
         if telegram_id in self.admin_ids:
             roles.add(Role.ADMIN)
