@@ -66,6 +66,8 @@ class SyncDatabase:
         self._sync: Engine | None = None
         self._thread: ThreadPoolExecutor | None = None
         self._sync_reader: Engine | None = None
+        self._async_reader = readonly(engine)
+        self._autocommit = engine.execution_options(isolation_level="AUTOCOMMIT")
         if is_sqlite(url) and sqlite_file(url) is not None:
             self._sync = create_sync_sqlite_engine(url)
             self._thread = ThreadPoolExecutor(max_workers=1, thread_name_prefix="ledger-writer")
@@ -83,7 +85,9 @@ class SyncDatabase:
             reader = self._single_reader if single else self._sync_reader
             with reader.begin() as conn:  # on the loop's thread: see above
                 return query(conn)
-        async with readonly(self.engine).connect() as conn:
+        # PostgreSQL: one statement needs no transaction around it (no BEGIN/COMMIT trips).
+        engine = self._autocommit if single else self._async_reader
+        async with engine.connect() as conn:
             return await conn.run_sync(query)
 
     async def write(self, work: Callable[[Connection], T]) -> T:
