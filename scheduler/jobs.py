@@ -294,7 +294,9 @@ class SchedulerRunner:
 
     async def stop(self) -> None:
         """Stop scheduling, let running jobs finish (they are short and idempotent), stop the
-        sender, give up the lock."""
+        sender, give up the lock. A second call does nothing."""
+        if not self.scheduler.running:
+            return
         # Pause first: shutting down cancels the jobs still running, mid-transaction.
         self.scheduler.pause()
         running = [task for task in self._running if task is not asyncio.current_task()]
