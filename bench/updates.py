@@ -36,8 +36,9 @@ and the users' CPU therefore count against the bot; the echo floor pays the same
    too: on a machine shared with other work it moves less than wall-clock rates.
 
 Diagnostics printed for the bot: Bot API calls, updates per getUpdates, CPU share, pydantic
-generic models rebuilt (aiogram's Response[...] types), SQL statements per update (overall and,
-one update at a time afterwards, per kind), time spent per SQL verb from the loop's side, new DB
+generic models rebuilt (aiogram's Response[...] types), SQL statements per update through the
+async engine (overall and, one update at a time afterwards, per kind; the ledger's reads on the
+sync SQLite engine and `storage.fast` statements are not seen), time spent per SQL verb from the loop's side, new DB
 connections; --profile adds a cProfile of the timed phase grouped by package.
 
 --what-if NAME patches the bot inside this process to estimate a fix (the repository is not
@@ -795,7 +796,7 @@ def print_details(run: Run) -> None:
     if run.sql:
         total = sum(run.sql.values())
         verbs = ", ".join(f"{v} {n / run.count:.1f}" for v, n in run.sql.most_common())
-        print(f"  SQL statements per update: {total / run.count:.1f} ({verbs})")
+        print(f"  SQL statements per update, async engine only: {total / run.count:.1f} ({verbs})")
         print(f"  new DB connections opened in the timed phase: {run.connections_opened}")
         print(f"  SQL per update by kind (one at a time, {CENSUS_UPDATES} each):")
         for kind, counted in run.census.items():
