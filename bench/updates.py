@@ -38,8 +38,9 @@ and the users' CPU therefore count against the bot; the echo floor pays the same
 Diagnostics printed for the bot: Bot API calls, updates per getUpdates, CPU share, pydantic
 generic models rebuilt (aiogram's Response[...] types), SQL statements per update through the
 async engine (overall and, one update at a time afterwards, per kind; the ledger's reads on the
-sync SQLite engine and `storage.fast` statements are not seen), time spent per SQL verb from the loop's side, new DB
-connections; --profile adds a cProfile of the timed phase grouped by package.
+sync SQLite engine and `storage.fast` statements are not seen), time spent per SQL verb from
+the loop's side, new DB connections; --profile adds a cProfile of the timed phase grouped by
+package.
 
 --what-if NAME patches the bot inside this process to estimate a fix (the repository is not
 changed; output is labelled WHAT-IF): pin-responses, deferred-reads, pool4, cache-lookups.
