@@ -5,7 +5,6 @@ Run from the repository root:
     .venv/bin/python -m bench.updates
     .venv/bin/python -m bench.updates --users 200 --updates 3000 --concurrency 20
     .venv/bin/python -m bench.updates --profile /tmp/updates.pstats
-    .venv/bin/python -m bench.updates --what-if pin-responses --what-if deferred-reads
 
 Everything runs in one process and one event loop, as in the e2e tests: the Bot API emulator
 (rate limiter off), the real `bot.app.Application` (fresh SQLite WAL file database in a temp
@@ -42,9 +41,6 @@ sync SQLite engine and `storage.fast` statements are not seen), time spent per S
 the loop's side, new DB connections; --profile adds a cProfile of the timed phase grouped by
 package.
 
---what-if NAME patches the bot inside this process to estimate a fix (the repository is not
-changed; output is labelled WHAT-IF): pin-responses, deferred-reads, pool4, cache-lookups.
-
 Targets: >= 300 updates/s, p99 < 100 ms, ratio >= 0.3. This prints figures; it exits 1 on wrong
 or missing answers, and on a missed target only with --strict.
 """
@@ -53,9 +49,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import contextvars
 import cProfile
-import functools
 import gc
 import logging
 import os
@@ -96,16 +90,8 @@ CENSUS_UPDATES = 20  # per kind, one at a time after the timed phase, to count S
 Checker = Callable[[str, "SimUser", BotMessage, int], "str | None"]
 
 
-# --------------------------------------------------------------------------- what-ifs
+# ---------------------------------------------------------------------- diagnostics
 
-WHAT_IFS = {
-    "pin-responses": "keep aiogram's Response[...] pydantic types strongly referenced",
-    "deferred-reads": "plain BEGIN (not BEGIN IMMEDIATE) for the read-only lookups on SQLite",
-    "pool4": "SQLite pool of 4 connections, no overflow (default 5 + 10 overflow)",
-    "cache-lookups": "memoize member_by_telegram / roles_of per telegram id (upper bound)",
-}
-_PINNED: list[type] = []
-_READ_ONLY = contextvars.ContextVar("bench_read_only", default=False)
 GENERIC_MODELS_BUILT = Counter[str]()  # aiogram Response[...] models created, by name
 
 
@@ -119,94 +105,6 @@ def count_generic_models() -> None:
         GENERIC_MODELS_BUILT[cls.__name__] += 1
 
     Response.__pydantic_init_subclass__ = classmethod(created)  # type: ignore[assignment,method-assign]
-
-
-def _reading(method: Callable[..., Any]) -> Callable[..., Any]:
-    @functools.wraps(method)
-    async def wrapper(*args: Any, **kwargs: Any) -> Any:
-        token = _READ_ONLY.set(True)
-        try:
-            return await method(*args, **kwargs)
-        finally:
-            _READ_ONLY.reset(token)
-
-    return wrapper
-
-
-def _memoized(method: Callable[..., Any]) -> Callable[..., Any]:
-    memo: dict[int, Any] = {}
-
-    @functools.wraps(method)
-    async def wrapper(self: Any, telegram_id: int) -> Any:
-        if telegram_id in memo:
-            return memo[telegram_id]
-        value = await method(self, telegram_id)
-        if value is not None:  # None: not registered yet, ask again next time
-            memo[telegram_id] = value
-        return value
-
-    return wrapper
-
-
-def apply_what_ifs(names: Sequence[str]) -> None:
-    """Estimate fixes by patching the bot inside this process only; the repository is unchanged.
-
-    These are experiments for the report, not the bot as shipped: results printed with them are
-    labelled. cache-lookups never invalidates, so it is an upper bound for a real cache.
-    """
-    import storage.engine as storage_engine
-    from cards.service import CardService
-    from ledger.service import LedgerService
-    from staff.roles import StaffService
-
-    if "pin-responses" in names:
-        import aiogram.methods
-        from aiogram.methods.base import Response, TelegramMethod
-
-        for name in aiogram.methods.__all__:
-            method = getattr(aiogram.methods, name)
-            concrete = method is not TelegramMethod and isinstance(method, type)
-            if concrete and issubclass(method, TelegramMethod):
-                returning = getattr(method, "__returning__", None)
-                if returning is not None:
-                    _PINNED.append(Response[returning])  # type: ignore[index,valid-type]
-    if "pool4" in names:
-        create_async_engine = storage_engine.create_async_engine
-
-        def small_pool(url: Any, **kwargs: Any) -> Any:
-            kwargs.setdefault("pool_size", 4)
-            kwargs.setdefault("max_overflow", 0)
-            return create_async_engine(url, **kwargs)
-
-        storage_engine.create_async_engine = small_pool  # type: ignore[assignment]
-    if "deferred-reads" in names:
-        create_sqlite = storage_engine._create_sqlite_engine
-
-        def deferred(url: str) -> Any:
-            engine = create_sqlite(url)
-            sync_engine = engine.sync_engine
-            for listener in list(sync_engine.dispatch.begin):
-                event.remove(sync_engine, "begin", listener)
-
-            @event.listens_for(sync_engine, "begin")
-            def _on_begin(conn: Any) -> None:
-                conn.exec_driver_sql("BEGIN" if _READ_ONLY.get() else "BEGIN IMMEDIATE")
-
-            return engine
-
-        storage_engine._create_sqlite_engine = deferred
-        for cls, methods in (
-            (LedgerService, ("member_by_telegram", "balance", "history")),
-            (CardService, ("cached_file_id",)),
-            (StaffService, ("roles_of",)),
-        ):
-            for name in methods:
-                setattr(cls, name, _reading(getattr(cls, name)))
-    if "cache-lookups" in names:
-        LedgerService.member_by_telegram = _memoized(  # type: ignore[method-assign]
-            LedgerService.member_by_telegram
-        )
-        StaffService.roles_of = _memoized(StaffService.roles_of)  # type: ignore[method-assign]
 
 
 # ------------------------------------------------------------------------- measuring
@@ -735,8 +633,6 @@ def print_report(app: Run, echo: Run | None, args: argparse.Namespace) -> bool:
     )
     if not args.gc_freeze:
         print("--no-gc-freeze: full collections also walk the set-up heap")
-    if args.what_if:
-        print(f"WHAT-IF RUN, the bot patched in-process: {', '.join(args.what_if)}")
     print(
         f"{'':<14}{'updates/s':>10}{'p50 ms':>9}{'p99 ms':>9}{'max ms':>9}"
         f"{'CPU ms/upd':>12}{'upd/CPU-s':>11}"
@@ -819,7 +715,6 @@ def print_details(run: Run) -> None:
 
 async def main(args: argparse.Namespace) -> int:
     count_generic_models()
-    apply_what_ifs(args.what_if)
     for line in machine_info():
         print(line)
     # The call log is only read for the cards of the timed phase; a short one keeps the heap
@@ -895,14 +790,6 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         dest="gc_freeze",
         action="store_false",
         help="do not gc.freeze() the set-up heap before each timed phase",
-    )
-    parser.add_argument(
-        "--what-if",
-        action="append",
-        default=[],
-        choices=sorted(WHAT_IFS),
-        help="patch the bot in-process to estimate a fix (repeatable): "
-        + "; ".join(f"{name}: {text}" for name, text in WHAT_IFS.items()),
     )
     parser.add_argument(
         "--log-level",
