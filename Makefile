@@ -27,8 +27,11 @@ lint: $(STAMP)  ## ruff and mypy
 demo: $(STAMP)  ## the whole story offline: emulator, bot, HTTP API, a scripted customer
 	$(PY) -m bot demo
 
-bench: $(STAMP)  ## the benchmarks under bench/ (print figures; see docs/BENCHMARKS.md)
+bench: $(STAMP)  ## all four benchmarks under bench/ (print figures; about 15 minutes; see docs/BENCHMARKS.md)
 	$(PY) -m bench.ledger
+	$(PY) -m bench.api
+	$(PY) -m bench.updates
+	$(PY) -m bench.scheduler
 
 check: $(STAMP)  ## verify the ledger in DATABASE_URL adds up
 	$(PY) -m bot ledger check
