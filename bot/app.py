@@ -209,9 +209,12 @@ class Application:
 
     def _fsm_storage(self) -> BaseStorage:
         if self.settings.redis_url:
+            from aiogram.fsm.storage.base import DefaultKeyBuilder
             from aiogram.fsm.storage.redis import RedisStorage
 
-            return RedisStorage.from_url(self.settings.redis_url)
+            # Keys carry the bot's id: bots of several shops may share one Redis.
+            keys = DefaultKeyBuilder(with_bot_id=True)
+            return RedisStorage.from_url(self.settings.redis_url, key_builder=keys)
         return MemoryStorage()
 
     async def _set_commands(self, bot: Bot, i18n: I18n) -> None:
