@@ -42,7 +42,6 @@ _WINDOW_SPEND = (
 )
 _WITH_SPEND = select(members, _WINDOW_SPEND).where(members.c.id == bindparam("member_id"))
 _MEMBER_WITH_SPEND = Fast(_WITH_SPEND)
-_MEMBER_WITH_SPEND_FOR_UPDATE = Fast(_WITH_SPEND.with_for_update(of=members))
 _TOTALS_UPDATE = (
     update(members)
     .where(members.c.id == bindparam("member_id"))
@@ -85,12 +84,20 @@ class Journal:
         """Lock the member's row (SQLite: BEGIN IMMEDIATE has locked everything already).
         With spend_since, the row also has `window_spend`: the qualifying spend since then."""
         params: dict[str, Any] = {"member_id": member_id}
-        if spend_since is None:
-            statement = _MEMBER_FOR_UPDATE if self._is_postgres else _MEMBER
-        else:
+        if self._is_postgres:
+            # Lock first, then read in a new statement: under READ COMMITTED a statement that
+            # waited for the lock sees the locked row as committed by the other transaction,
+            # but evaluates everything else (the spend's subquery) in the snapshot it started
+            # with, without the purchase that other transaction just added.
+            row = _MEMBER_FOR_UPDATE(conn, params).first()
+            if row is not None and spend_since is not None:
+                params["since"] = spend_since
+                row = _MEMBER_WITH_SPEND(conn, params).first()
+        elif spend_since is None:
+            row = _MEMBER(conn, params).first()
+        else:  # one writer at a time: nothing can change between the lock and this read
             params["since"] = spend_since
-            statement = _MEMBER_WITH_SPEND_FOR_UPDATE if self._is_postgres else _MEMBER_WITH_SPEND
-        row = statement(conn, params).first()
+            row = _MEMBER_WITH_SPEND(conn, params).first()
         if row is None:
             raise MemberNotFound("no such member")
         return row

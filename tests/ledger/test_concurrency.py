@@ -128,3 +128,22 @@ async def test_concurrent_refunds_never_exceed_the_purchase(
     outcomes = await asyncio.gather(*(refund(i) for i in range(10)))
     assert outcomes.count(True) == 3
     assert await check_ledger(ledger.engine) == []
+
+
+async def test_concurrent_purchases_earn_at_the_tier_each_one_reached(
+    ledger: LedgerService, phones: Phones
+) -> None:
+    """Each purchase earns at the tier of the spend before it, whichever order they commit in:
+    a purchase that waited for another's lock must see that other's spend (a regression: on
+    PostgreSQL the spend was read in the snapshot taken before the wait)."""
+    member_id = (await ledger.register_member(phones.next())).member.member_id
+    results = await asyncio.gather(
+        *(
+            ledger.purchase(receipt_id=f"T-{i}", member_id=member_id, amount_kopecks=10_000 * RUB)
+            for i in range(4)
+        )
+    )
+    # Base 1 point per 50 RUB, silver from 10,000 RUB (per 40), gold from 30,000 (per 30).
+    assert sorted(result.accrued for result in results) == [200, 250, 250, 333]
+    assert (await ledger.get_member(member_id)).tier == "gold"
+    assert await check_ledger(ledger.engine) == []
