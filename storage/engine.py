@@ -31,8 +31,10 @@ def create_engine(url: str, *, pool_size: int = 20) -> AsyncEngine:
     """An AsyncEngine with the settings each backend needs to keep the ledger correct."""
     if is_sqlite(url):
         return _create_sqlite_engine(url)
-    # No pre-ping (a round trip before every transaction): storage.transactions retries a ledger
-    # transaction once when its connection turns out to be dead, and connections are recycled.
+    # No pre-ping (a round trip before every transaction). After PostgreSQL restarts, the first
+    # statement on each old connection fails; SQLAlchemy then drops the whole pool, so that is
+    # one failure, not one per connection. The ledger (storage.transactions) retries that one;
+    # elsewhere it is one error answer, and the outbox and the jobs try again on their own.
     return create_async_engine(
         url, pool_size=pool_size, max_overflow=pool_size, pool_recycle=PG_POOL_RECYCLE_S
     )
@@ -102,9 +104,13 @@ def install_sqlite_listeners(
         options = conn.get_execution_options()
         if options.get(NO_SNAPSHOT):
             return  # one read statement, which is its own snapshot
-        cursor = conn.connection.dbapi_connection.cursor()
-        cursor.execute("BEGIN" if options.get(READ_ONLY) else "BEGIN IMMEDIATE")
-        cursor.close()
+        statement = "BEGIN" if options.get(READ_ONLY) else "BEGIN IMMEDIATE"
+        try:
+            cursor = conn.connection.dbapi_connection.cursor()
+            cursor.execute(statement)
+            cursor.close()
+        except Exception as error:  # e.g. "database is locked": as SQLAlchemy would raise it
+            conn._handle_dbapi_exception(error, statement, (), None, None)
 
 
 def readonly(engine: AsyncEngine) -> AsyncEngine:

@@ -76,8 +76,11 @@ class _Compiled:
         compiled: Any = statement.compile(dialect=dialect, column_keys=list(keys))  # type: ignore[attr-defined]
         self.sql: str = compiled.string
         self.names: list[str] = list(compiled.positiontup or [])
-        # Values of the statement's own literals (status == "active", coalesce(..., 0), ...).
-        self.defaults: dict[str, Any] = compiled.construct_params(_check=False)
+        # Values of the statement's own literals (status == "active", coalesce(..., 0), ...);
+        # a named parameter has none and must be given.
+        literals = {name for bind, name in compiled.bind_names.items() if not bind.required}
+        values = compiled.construct_params(_check=False)
+        self.defaults: dict[str, Any] = {name: values[name] for name in literals}
         processors = compiled._bind_processors
         self.binders: list[Processor] = [processors.get(name) for name in self.names]
         columns = compiled._result_columns or []
@@ -88,9 +91,12 @@ class _Compiled:
         ]
 
     def args(self, params: Mapping[str, Any]) -> tuple[Any, ...]:
-        values = [
-            params[name] if name in params else self.defaults[name] for name in self.names
-        ]
+        try:
+            values = [
+                params[name] if name in params else self.defaults[name] for name in self.names
+            ]
+        except KeyError as missing:
+            raise TypeError(f"a value is required for the parameter {missing}") from None
         return tuple(
             binder(value) if binder is not None else value
             for value, binder in zip(values, self.binders, strict=True)
@@ -142,7 +148,7 @@ class Fast:
                     rowcount = cursor.rowcount
                 finally:
                     cursor.close()
-        except Exception as error:
+        except BaseException as error:
             _raise_as_sqlalchemy(conn, error, compiled.sql, args)
         return Rows([compiled.row(record) for record in records], rowcount)
 
@@ -165,7 +171,7 @@ class Fast:
                     cursor.executemany(compiled.sql, args)
                 finally:
                     cursor.close()
-        except Exception as error:
+        except BaseException as error:
             _raise_as_sqlalchemy(conn, error, compiled.sql, args)
 
 
@@ -185,16 +191,18 @@ def _asyncpg_fetch(conn: Connection, sql: str, args: tuple[Any, ...]) -> tuple[l
     return records, len(records) if records else -1
 
 
-def _raise_as_sqlalchemy(conn: Connection, error: Exception, sql: str, args: Any) -> None:
+def _raise_as_sqlalchemy(conn: Connection, error: BaseException, sql: str, args: Any) -> None:
     """Raise a driver error as Connection.execute would (wrapped, connection invalidated on a
-    disconnect); anything that is not a driver error goes up unchanged."""
+    disconnect), and invalidate the connection when a statement was interrupted (cancelled,
+    KeyboardInterrupt) as it does; anything else goes up unchanged."""
     dbapi = conn.connection.dbapi_connection
-    if conn.dialect.driver == "asyncpg":
+    if conn.dialect.driver == "asyncpg" and isinstance(error, Exception):
         try:
             dbapi._handle_exception(error)  # type: ignore[union-attr]  # asyncpg -> DBAPI error
         except Exception as translated:
             error = translated
-    if not isinstance(error, conn.dialect.loaded_dbapi.Error):
+    interrupted = not isinstance(error, Exception)
+    if not interrupted and not isinstance(error, conn.dialect.loaded_dbapi.Error):
         raise error
     conn._handle_dbapi_exception(error, sql, args, None, None)  # always raises
     raise AssertionError("unreachable")

@@ -81,6 +81,14 @@ class SyncDatabase:
 
         single: the query is one statement, which SQLite runs as its own snapshot without
         BEGIN and COMMIT around it."""
+        try:
+            return await self._read_once(query, single)
+        except DBAPIError as exc:
+            if not exc.connection_invalidated:
+                raise
+            return await self._read_once(query, single)  # a read is always safe to repeat
+
+    async def _read_once(self, query: Callable[[Connection], T], single: bool) -> T:
         if self._sync_reader is not None:
             reader = self._single_reader if single else self._sync_reader
             with reader.begin() as conn:  # on the loop's thread: see above
@@ -91,25 +99,38 @@ class SyncDatabase:
             return await conn.run_sync(query)
 
     async def write(self, work: Callable[[Connection], T]) -> T:
-        """Run `work` in one transaction: committed if it returns, rolled back if it raises."""
-        try:
-            return await self._run_once(work)
-        except DBAPIError as exc:
-            if not exc.connection_invalidated:
-                raise
-            return await self._run_once(work)
+        """Run `work` in one transaction: committed if it returns, rolled back if it raises.
 
-    async def _run_once(self, work: Callable[[Connection], T]) -> T:
+        A connection found dead before COMMIT was sent gets one more try on a fresh one. One
+        that dies during COMMIT is not retried: whether it committed is unknown, and the error
+        goes to the caller (operations from outside carry an idempotency key, so their retry
+        gets the first result back if it did commit).
+
+        Cancelling the caller does not stop a SQLite write already on the writer thread: it
+        runs to its end and commits. On PostgreSQL the transaction is rolled back."""
+        committing = [False]
+        try:
+            return await self._run_once(work, committing)
+        except DBAPIError as exc:
+            if not exc.connection_invalidated or committing[0]:
+                raise
+            return await self._run_once(work, [False])
+
+    async def _run_once(self, work: Callable[[Connection], T], committing: list[bool]) -> T:
         if self._sync is not None and self._thread is not None:
             sync = self._sync
 
             def transaction() -> T:
                 with sync.begin() as conn:
-                    return work(conn)
+                    result = work(conn)
+                    committing[0] = True  # leaving the block sends COMMIT
+                    return result
 
             return await asyncio.get_running_loop().run_in_executor(self._thread, transaction)
         async with self.engine.begin() as conn:
-            return await conn.run_sync(work)
+            result = await conn.run_sync(work)
+            committing[0] = True
+            return result
 
     def close(self) -> None:
         """Close the SQLite connections and stop the threads (waits for running transactions)."""

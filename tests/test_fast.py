@@ -85,3 +85,10 @@ async def test_a_fast_statement_first_in_a_transaction_is_inside_it(engine: Asyn
     count = await db.read(lambda conn: len(conn.execute(select(members.c.id)).all()))
     assert count == 0
     db.close()
+
+
+async def test_a_missing_parameter_is_an_error_not_a_null(engine: AsyncEngine) -> None:
+    db = SyncDatabase(engine)
+    with pytest.raises(TypeError, match="member_id"):
+        await db.read(lambda conn: BY_ID(conn, {"memberid": 1}).all())  # misspelt
+    db.close()
