@@ -227,6 +227,7 @@ class SchedulerRunner:
         self.scheduler = AsyncIOScheduler(timezone="UTC")
         self._sending: asyncio.Task[None] | None = None
         self._running: set[asyncio.Task[Any]] = set()
+        self._stopped = False
 
     async def start(self) -> None:
         self.scheduler.add_job(
@@ -294,9 +295,11 @@ class SchedulerRunner:
 
     async def stop(self) -> None:
         """Stop scheduling, let running jobs finish (they are short and idempotent), stop the
-        sender, give up the lock. A second call does nothing."""
-        if not self.scheduler.running:
+        sender, give up the lock. A second call (also one made while the first is waiting)
+        does nothing."""
+        if self._stopped or not self.scheduler.running:
             return
+        self._stopped = True
         # Pause first: shutting down cancels the jobs still running, mid-transaction.
         self.scheduler.pause()
         running = [task for task in self._running if task is not asyncio.current_task()]
