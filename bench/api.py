@@ -71,7 +71,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from api.app import ApiServices, build_api
 from api.keys import ApiKeyService
-from bench.ledger import (
+from bench.common import (
     MAX_AMOUNT_KOPECKS,
     MIN_AMOUNT_KOPECKS,
     PG_ADMIN_URL,
@@ -79,16 +79,16 @@ from bench.ledger import (
     REDEEM_SHARE,
     ROOT,
     Probe,
-    _backend_probe,
-    _cpu_delta,
-    _machine_busy,
-    _percentile,
-    _pg_admin,
-    _pg_fetch,
-    _pg_urls,
-    _split,
-    _verb,
+    backend_probe,
+    cpu_delta,
+    machine_busy,
     machine_info,
+    percentile,
+    pg_admin,
+    pg_fetch,
+    pg_urls,
+    split,
+    verb,
 )
 from ledger import policy
 from ledger.invariants import check_ledger
@@ -131,7 +131,7 @@ class ServerStats:
     def listen(self, engine: AsyncEngine) -> None:
         def count(_conn: Any, _cursor: Any, statement: str, *_args: Any) -> None:
             self.statements += 1
-            self.by_verb[_verb(statement)] += 1
+            self.by_verb[verb(statement)] += 1
 
         def checkout(*_args: Any) -> None:
             self.checkouts += 1
@@ -300,7 +300,7 @@ class Phase:
         return len(self.latencies) / self.seconds if self.seconds else 0.0
 
     def p(self, q: float) -> float:
-        return _percentile(self.latencies, q) * 1000
+        return percentile(self.latencies, q) * 1000
 
 
 @dataclass
@@ -374,7 +374,7 @@ async def drive(
                 phase.redeemed += 1 if body.get("redeem_points") else 0
 
     started = time.perf_counter()
-    await asyncio.gather(*(client(w, n) for w, n in enumerate(_split(count, clients))))
+    await asyncio.gather(*(client(w, n) for w, n in enumerate(split(count, clients))))
     return time.perf_counter() - started
 
 
@@ -407,7 +407,7 @@ async def measure(
         )
         await server.command("start")
         db_before = await probe() if probe is not None else {}
-        server_cpu, client_cpu, machine_cpu = server.cpu(), time.process_time(), _machine_busy()
+        server_cpu, client_cpu, machine_cpu = server.cpu(), time.process_time(), machine_busy()
         phase.seconds = await drive(
             session,
             url,
@@ -422,9 +422,9 @@ async def measure(
         )
         phase.server_cpu = server.cpu() - server_cpu
         phase.client_cpu = time.process_time() - client_cpu
-        phase.machine_cpu = _machine_busy() - machine_cpu
+        phase.machine_cpu = machine_busy() - machine_cpu
         if probe is not None:
-            phase.db_cpu = _cpu_delta(db_before, await probe())
+            phase.db_cpu = cpu_delta(db_before, await probe())
         phase.server = await server.stop()
     return phase
 
@@ -593,7 +593,7 @@ async def main(args: argparse.Namespace) -> int:
     postgres_missing = None
     if "postgresql" in wanted:
         try:
-            await _pg_fetch("SELECT 1")
+            await pg_fetch("SELECT 1")
         except Exception as exc:
             postgres_missing = f"PostgreSQL not reachable at {PG_ADMIN_URL}: {exc!r}"
             wanted = [b for b in wanted if b != "postgresql"]
@@ -609,13 +609,13 @@ async def main(args: argparse.Namespace) -> int:
                 results.append(await run_backend(backend, url, args))
                 continue
             name = f"loyalty_bench_api_{os.getpid()}"
-            url, _dsn = _pg_urls(name)
-            await _pg_admin(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")
-            await _pg_admin(f"CREATE DATABASE {name}")
+            url, _dsn = pg_urls(name)
+            await pg_admin(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")
+            await pg_admin(f"CREATE DATABASE {name}")
             try:
-                results.append(await run_backend(backend, url, args, _backend_probe(name)))
+                results.append(await run_backend(backend, url, args, backend_probe(name)))
             finally:
-                await _pg_admin(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")
+                await pg_admin(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")
     print()
     print_table(results, args.clients)
     status = 1 if any(r.failed for r in results) else 0

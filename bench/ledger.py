@@ -49,24 +49,38 @@ import asyncio
 import contextlib
 import cProfile
 import os
-import platform
 import random
 import signal
-import sqlite3
 import sys
 import tempfile
 import time
-from collections import Counter
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-import sqlalchemy
-from sqlalchemy import event
 from sqlalchemy.ext.asyncio import AsyncEngine
 
+from bench.common import (
+    MAX_AMOUNT_KOPECKS,
+    MIN_AMOUNT_KOPECKS,
+    PG_ADMIN_URL,
+    PG_POOL_SIZE,
+    REDEEM_SHARE,
+    ROOT,
+    Census,
+    Probe,
+    backend_probe,
+    cpu_delta,
+    machine_busy,
+    machine_info,
+    percentile,
+    pg_admin,
+    pg_fetch,
+    pg_urls,
+    split,
+)
 from ledger import policy
 from ledger.invariants import check_ledger
 from ledger.rules import load_rules
@@ -74,21 +88,11 @@ from ledger.service import LedgerService
 from storage.engine import SQLITE_BUSY_TIMEOUT_MS, create_engine
 from storage.migrate import upgrade_schema
 
-ROOT = Path(__file__).resolve().parent.parent
-PG_ADMIN_URL = os.environ.get(
-    "BENCH_POSTGRES_URL",
-    os.environ.get("TEST_POSTGRES_URL", "postgresql://postgres@127.0.0.1:5432/test"),
-)
-REDEEM_SHARE = 0.2
-MIN_AMOUNT_KOPECKS = 100_00
-MAX_AMOUNT_KOPECKS = 5_000_00
 TARGET_SQLITE = 1_000
 TARGET_PG16 = 1_500
 TARGET_RATIO = 0.3
-PG_POOL_SIZE = 16
 CONFIGS = ("sqlite", "pg1", "pg16")
 
-Probe = Callable[[], Awaitable[dict[int, float]]]
 Transaction = Callable[[int, int], Awaitable[None]]
 
 
@@ -122,36 +126,6 @@ class Side:
 
 
 @dataclass
-class Census:
-    """SQL statements sent through SQLAlchemy (before_cursor_execute), per purchase."""
-
-    total: int = 0
-    by_verb: Counter[str] = field(default_factory=Counter)
-    per_purchase: dict[bool, list[int]] = field(default_factory=lambda: {False: [], True: []})
-    checkouts: int = 0  # pool checkouts: one per transaction (plus a ping with pool_pre_ping)
-    pre_ping: bool = False
-
-    def listen(self, engine: AsyncEngine) -> Callable[[], None]:
-        def count(_conn: Any, _cursor: Any, statement: str, *_args: Any) -> None:
-            self.total += 1
-            self.by_verb[_verb(statement)] += 1
-
-        def checkout(*_args: Any) -> None:
-            self.checkouts += 1
-
-        pool = engine.sync_engine.pool
-        self.pre_ping = bool(getattr(pool, "_pre_ping", False))
-        event.listen(engine.sync_engine, "before_cursor_execute", count)
-        event.listen(pool, "checkout", checkout)
-
-        def stop() -> None:
-            event.remove(engine.sync_engine, "before_cursor_execute", count)
-            event.remove(pool, "checkout", checkout)
-
-        return stop
-
-
-@dataclass
 class Result:
     config: Config
     ledger: Side = field(default_factory=Side)
@@ -174,45 +148,18 @@ class Result:
         return found
 
 
-def _verb(statement: str) -> str:
-    return statement.lstrip().split(None, 1)[0].upper() if statement.strip() else "?"
-
-
-def _percentile(values: list[float], q: float) -> float:
-    if not values:
-        return 0.0
-    ordered = sorted(values)
-    return ordered[min(len(ordered) - 1, round(q * (len(ordered) - 1)))]
-
-
-def _split(total: int, parts: int) -> list[int]:
-    return [total // parts + (1 if i < total % parts else 0) for i in range(parts)]
-
-
-def _machine_busy() -> float:
-    """CPU seconds all processes on this machine have used (Linux /proc/stat; 0 elsewhere)."""
-    try:
-        with open("/proc/stat", encoding="ascii") as stat:
-            fields = [int(v) for v in stat.readline().split()[1:]]
-    except (OSError, ValueError):
-        return 0.0
-    # user nice system idle iowait irq softirq steal ...: everything but idle and iowait
-    busy = sum(fields[:3]) + sum(fields[5:8])
-    return busy / os.sysconf("SC_CLK_TCK")
-
-
 async def _measured(side: Side, probe: Probe | None, work: Callable[[], Awaitable[None]]) -> None:
     """Run `work`, adding its wall time and CPU use to `side`."""
     server_before = await probe() if probe is not None else None
     wall, loop_cpu = time.perf_counter(), time.thread_time()
-    process_cpu, machine_cpu = time.process_time(), _machine_busy()
+    process_cpu, machine_cpu = time.process_time(), machine_busy()
     await work()
     side.seconds += time.perf_counter() - wall
     side.loop_cpu += time.thread_time() - loop_cpu
     side.process_cpu += time.process_time() - process_cpu
-    side.machine_cpu += _machine_busy() - machine_cpu
+    side.machine_cpu += machine_busy() - machine_cpu
     if probe is not None and server_before is not None:
-        delta = _cpu_delta(server_before, await probe())
+        delta = cpu_delta(server_before, await probe())
         if delta is not None:
             side.server_cpu = (side.server_cpu or 0.0) + delta
 
@@ -255,7 +202,7 @@ class LedgerWorkload:
         await asyncio.gather(
             *(
                 self._worker(w, n, f"{tag}-w{w}", random.Random(seed * 1000 + w), result, census)
-                for w, n in enumerate(_split(count, workers))
+                for w, n in enumerate(split(count, workers))
             )
         )
 
@@ -323,7 +270,7 @@ async def _floor_run(
             if latencies is not None:
                 latencies.append(time.perf_counter() - started)
 
-    await asyncio.gather(*(worker(w, n) for w, n in enumerate(_split(count, workers))))
+    await asyncio.gather(*(worker(w, n) for w, n in enumerate(split(count, workers))))
 
 
 class SqliteFloor:
@@ -419,66 +366,6 @@ class PostgresFloor:
         await self.pool.close()
 
 
-# ---------------------------------------------------------------------------- PostgreSQL
-
-
-async def _pg_fetch(query: str, *params: Any) -> list[Any]:
-    import asyncpg
-
-    conn = await asyncpg.connect(PG_ADMIN_URL, timeout=3)
-    try:
-        return list(await conn.fetch(query, *params))
-    finally:
-        await conn.close()
-
-
-async def _pg_admin(statement: str) -> None:
-    import asyncpg
-
-    conn = await asyncpg.connect(PG_ADMIN_URL, timeout=3)
-    try:
-        await conn.execute(statement)
-    finally:
-        await conn.close()
-
-
-def _pg_urls(name: str) -> tuple[str, str]:
-    """(SQLAlchemy URL, plain asyncpg DSN) of the scratch database `name`."""
-    dsn = PG_ADMIN_URL.rsplit("/", 1)[0] + f"/{name}"
-    return dsn.replace("postgresql://", "postgresql+asyncpg://", 1), dsn
-
-
-def _backend_probe(dbname: str) -> Probe:
-    """CPU seconds used so far by each PostgreSQL backend process connected to `dbname`.
-
-    Read from /proc, so only for a server on this machine; a pid that is not a postgres
-    process here (a remote or containerised server) is ignored.
-    """
-
-    async def probe() -> dict[int, float]:
-        rows = await _pg_fetch("SELECT pid FROM pg_stat_activity WHERE datname = $1", dbname)
-        tick = os.sysconf("SC_CLK_TCK")
-        found: dict[int, float] = {}
-        for (pid,) in rows:
-            try:
-                proc = Path(f"/proc/{pid}")
-                if "postgres" not in (proc / "comm").read_text():
-                    continue
-                fields = (proc / "stat").read_text().rsplit(")", 1)[1].split()
-                found[pid] = (int(fields[11]) + int(fields[12])) / tick
-            except (OSError, ValueError, IndexError):
-                continue
-        return found
-
-    return probe
-
-
-def _cpu_delta(before: dict[int, float], after: dict[int, float]) -> float | None:
-    if not after:
-        return None
-    return sum(cpu - before.get(pid, 0.0) for pid, cpu in after.items())
-
-
 # -------------------------------------------------------------------------------- running
 
 
@@ -499,7 +386,7 @@ async def _timed(
     stop_counting = result.census.listen(engine)
     profiler = cProfile.Profile() if args.profile else None
     try:
-        for chunk, count in enumerate(_split(config.purchases, args.chunks)):
+        for chunk, count in enumerate(split(config.purchases, args.chunks)):
             seed = args.seed * 100 + chunk
 
             async def purchases(count: int = count, chunk: int = chunk, seed: int = seed) -> None:
@@ -553,22 +440,22 @@ async def run_config(config: Config, args: argparse.Namespace, workdir: Path) ->
             await engine.dispose()
 
     name = f"loyalty_bench_{os.getpid()}"
-    url, dsn = _pg_urls(name)
-    await _pg_admin(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")
-    await _pg_admin(f"CREATE DATABASE {name}")
+    url, dsn = pg_urls(name)
+    await pg_admin(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")
+    await pg_admin(f"CREATE DATABASE {name}")
     try:
         engine = create_engine(url, pool_size=max(PG_POOL_SIZE, config.workers))
         try:
             await upgrade_schema(engine)
             pg_floor = await PostgresFloor.open(dsn, config.workers, args.members)
             try:
-                return await _timed(config, args, engine, pg_floor, _backend_probe(name))
+                return await _timed(config, args, engine, pg_floor, backend_probe(name))
             finally:
                 await pg_floor.close()
         finally:
             await engine.dispose()
     finally:
-        await _pg_admin(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")
+        await pg_admin(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")
 
 
 def _best(runs: list[Result]) -> Result:
@@ -594,8 +481,8 @@ def print_table(results: list[Result]) -> None:
         targets = ", ".join(f"{label}: {'met' if ok else 'MISSED'}" for label, ok in r.checks())
         print(
             f"{r.config.backend:<11}{r.config.workers:>8}{len(lat):>11,}"
-            f"{r.ledger.rate:>10,.0f}{_percentile(lat, 0.5) * 1000:>9.2f}"
-            f"{_percentile(lat, 0.99) * 1000:>9.2f}{r.floor.rate:>12,.0f}"
+            f"{r.ledger.rate:>10,.0f}{percentile(lat, 0.5) * 1000:>9.2f}"
+            f"{percentile(lat, 0.99) * 1000:>9.2f}{r.floor.rate:>12,.0f}"
             f"{r.ratio:>7.2f}  {targets}"
         )
     print()
@@ -606,8 +493,8 @@ def print_table(results: list[Result]) -> None:
         print(
             f"{r.config.name}: check_ledger: {ledger}{errors}; {r.redeemed:,} of"
             f" {len(led.latencies):,} purchases redeemed points; floor p50"
-            f" {_percentile(flo.latencies, 0.5) * 1000:.2f} ms, p99"
-            f" {_percentile(flo.latencies, 0.99) * 1000:.2f} ms"
+            f" {percentile(flo.latencies, 0.5) * 1000:.2f} ms, p99"
+            f" {percentile(flo.latencies, 0.99) * 1000:.2f} ms"
         )
         for line in (r.violations + r.errors)[:5]:
             print(f"    {line}")
@@ -630,13 +517,13 @@ def print_table(results: list[Result]) -> None:
         if not census.total:
             continue
         verbs = ", ".join(f"{verb} {k / n:.2f}" for verb, k in census.by_verb.most_common())
-        split = ""
+        by_redeem = ""
         plain, redeeming = census.per_purchase[False], census.per_purchase[True]
         if plain:
-            split = f" (without redeem {sum(plain) / len(plain):.2f}"
+            by_redeem = f" (without redeem {sum(plain) / len(plain):.2f}"
             if redeeming:
-                split += f", with redeem {sum(redeeming) / len(redeeming):.2f}"
-            split += ")"
+                by_redeem += f", with redeem {sum(redeeming) / len(redeeming):.2f}"
+            by_redeem += ")"
         if r.config.backend == "sqlite":
             extra = "COMMIT not counted (BEGIN IMMEDIATE is)"
         else:
@@ -646,25 +533,9 @@ def print_table(results: list[Result]) -> None:
             extra += " (each with a pre-ping round trip)"
         print(
             f"    statements per purchase through SQLAlchemy's execution (storage.fast not"
-            f" counted): {census.total / n:.2f}{split}; by verb: {verbs}"
+            f" counted): {census.total / n:.2f}{by_redeem}; by verb: {verbs}"
         )
         print(f"    ({extra})")
-
-
-async def machine_info(with_postgres: bool) -> list[str]:
-    load = os.getloadavg() if hasattr(os, "getloadavg") else (0.0, 0.0, 0.0)
-    busy = load[0] > 0.5 * (os.cpu_count() or 1)
-    lines = [
-        f"cpus (nproc): {os.cpu_count()}, {platform.machine()}, {platform.platform()}",
-        f"python {platform.python_version()}, SQLite {sqlite3.sqlite_version},"
-        f" SQLAlchemy {sqlalchemy.__version__}",
-        f"load average at start: {load[0]:.2f} {load[1]:.2f} {load[2]:.2f}"
-        + ("  (busy machine: figures will be low)" if busy else ""),
-    ]
-    if with_postgres:
-        version = (await _pg_fetch("SHOW server_version"))[0][0]
-        lines.append(f"PostgreSQL {version} at {PG_ADMIN_URL.rsplit('/', 1)[0]}")
-    return lines
 
 
 async def main(args: argparse.Namespace) -> int:
@@ -683,7 +554,7 @@ async def main(args: argparse.Namespace) -> int:
     postgres_missing = None
     if any(c.startswith("pg") for c in wanted):
         try:
-            await _pg_fetch("SELECT 1")
+            await pg_fetch("SELECT 1")
         except Exception as exc:
             postgres_missing = f"PostgreSQL not reachable at {PG_ADMIN_URL}: {exc!r}"
             wanted = [c for c in wanted if c == "sqlite"]

@@ -61,17 +61,18 @@ from typing import Any
 from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from bench.ledger import (
+from bench.common import (
     PG_ADMIN_URL,
+    ROOT,
     Census,
     Probe,
-    _backend_probe,
-    _cpu_delta,
-    _machine_busy,
-    _pg_admin,
-    _pg_fetch,
-    _pg_urls,
+    backend_probe,
+    cpu_delta,
+    machine_busy,
     machine_info,
+    pg_admin,
+    pg_fetch,
+    pg_urls,
 )
 from emulator import BotAPIEmulator
 from ledger.clock import ManualClock
@@ -84,7 +85,6 @@ from storage.engine import create_engine
 from storage.migrate import upgrade_schema
 from storage.schema import entries, lots, spends
 
-ROOT = Path(__file__).resolve().parent.parent
 NOW = datetime(2025, 6, 16, 9, 0, tzinfo=UTC)  # 12:00 in Moscow: outside quiet hours
 LIFETIME = timedelta(days=180)
 EXPIRED_SHARE = 0.15
@@ -299,16 +299,16 @@ class Meter:
 
     async def __aenter__(self) -> Cpu:
         self._server = await self.probe() if self.probe is not None else None
-        self._start = (time.perf_counter(), time.process_time(), _machine_busy())
+        self._start = (time.perf_counter(), time.process_time(), machine_busy())
         return self.cpu
 
     async def __aexit__(self, *_exc: object) -> None:
         wall, process, machine = self._start
         self.cpu.wall = time.perf_counter() - wall
         self.cpu.process = time.process_time() - process
-        self.cpu.machine = _machine_busy() - machine
+        self.cpu.machine = machine_busy() - machine
         if self.probe is not None and self._server is not None:
-            self.cpu.server = _cpu_delta(self._server, await self.probe())
+            self.cpu.server = cpu_delta(self._server, await self.probe())
 
 
 @dataclass
@@ -436,9 +436,9 @@ async def run_sqlite(
 async def run_postgres(args: argparse.Namespace, rules: Rules, data: Data) -> BackendResult:
     result = BackendResult("postgresql")
     name = f"loyalty_bench_sched_{os.getpid()}"
-    url, dsn = _pg_urls(name)
-    await _pg_admin(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")
-    await _pg_admin(f"CREATE DATABASE {name}")
+    url, dsn = pg_urls(name)
+    await pg_admin(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")
+    await pg_admin(f"CREATE DATABASE {name}")
     try:
         engine = create_engine(url)
         try:
@@ -447,11 +447,11 @@ async def run_postgres(args: argparse.Namespace, rules: Rules, data: Data) -> Ba
             await load_postgres(dsn, data)
             result.load_s = time.perf_counter() - started
             print(f"  postgresql: data loaded in {result.load_s:.1f} s", file=sys.stderr)
-            await measure(engine, rules, data, result, args.profile, _backend_probe(name))
+            await measure(engine, rules, data, result, args.profile, backend_probe(name))
         finally:
             await engine.dispose()
     finally:
-        await _pg_admin(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")
+        await pg_admin(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")
     return result
 
 
@@ -651,7 +651,7 @@ async def main(args: argparse.Namespace) -> int:
     postgres_missing = None
     if not (args.skip_postgres or args.skip_burn):
         try:
-            await _pg_fetch("SELECT 1")
+            await pg_fetch("SELECT 1")
         except Exception as exc:
             postgres_missing = f"PostgreSQL not reachable at {PG_ADMIN_URL}: {exc!r}"
             print(f"{postgres_missing}; skipping PostgreSQL", file=sys.stderr)

@@ -69,12 +69,12 @@ from aiogram import Bot, Dispatcher
 from aiogram.types import CallbackQuery, InlineKeyboardButton, InlineKeyboardMarkup, Message
 from sqlalchemy import event
 
+from bench.common import ROOT, percentile, verb
 from bot.app import Application
 from bot.settings import Settings
 from emulator import BotAPIEmulator, BotMessage, EmulatedUser, UploadedFile, running_polling
 from emulator.state import Signal
 
-ROOT = Path(__file__).resolve().parent.parent
 APP_TOKEN = "700001:BENCH-LOYALTY"
 ECHO_TOKEN = "700002:BENCH-ECHO"
 FIRST_USER_ID = 910_000_001
@@ -185,18 +185,7 @@ class Run:
 
     def p(self, q: float, kind: str | None = None) -> float:
         values = self.all_latencies if kind is None else self.latencies[kind]
-        return _percentile(values, q) * 1000
-
-
-def _percentile(values: list[float], q: float) -> float:
-    if not values:
-        return 0.0
-    ordered = sorted(values)
-    return ordered[min(len(ordered) - 1, round(q * (len(ordered) - 1)))]
-
-
-def _verb(statement: str) -> str:
-    return statement.lstrip().split(None, 1)[0].upper() if statement.strip() else "?"
+        return percentile(values, q) * 1000
 
 
 # ----------------------------------------------------------------------------- users
@@ -455,14 +444,14 @@ async def bench_loyalty(emu: BotAPIEmulator, args: argparse.Namespace, tmp: Path
         sink = [run.sql]  # where statements are counted: the timed phase, then the census
 
         def before(_conn: Any, cursor: Any, statement: str, *_args: Any) -> None:
-            sink[0][_verb(statement)] += 1
+            sink[0][verb(statement)] += 1
             began[id(cursor)] = time.perf_counter()
 
         def after(_conn: Any, cursor: Any, statement: str, *_args: Any) -> None:
             started = began.pop(id(cursor), None)
             if started is not None and sink[0] is run.sql:
                 spent = time.perf_counter() - started
-                run.sql_seconds.setdefault(_verb(statement), []).append(spent)
+                run.sql_seconds.setdefault(verb(statement), []).append(spent)
 
         def opened(*_args: Any) -> None:
             if sink[0] is run.sql:
@@ -700,10 +689,10 @@ def print_details(run: Run) -> None:
             verbs = ", ".join(f"{v} {n / CENSUS_UPDATES:.1f}" for v, n in counted.most_common())
             print(f"    {kind:<8} {sum(counted.values()) / CENSUS_UPDATES:.1f} ({verbs})")
         print("  SQL statement time, from the loop's side (queue + lock wait + execution):")
-        for verb, spent in sorted(run.sql_seconds.items(), key=lambda item: -sum(item[1])):
-            p50, p99 = 1000 * _percentile(spent, 0.5), 1000 * _percentile(spent, 0.99)
+        for sql_verb, spent in sorted(run.sql_seconds.items(), key=lambda item: -sum(item[1])):
+            p50, p99 = 1000 * percentile(spent, 0.5), 1000 * percentile(spent, 0.99)
             print(
-                f"    {verb:<8} total {sum(spent):7.2f}s  p50 {p50:6.1f} ms"
+                f"    {sql_verb:<8} total {sum(spent):7.2f}s  p50 {p50:6.1f} ms"
                 f"  p99 {p99:7.1f} ms  max {1000 * max(spent):7.1f} ms"
             )
     for note in run.notes:
