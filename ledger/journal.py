@@ -102,6 +102,19 @@ class Journal:
             raise MemberNotFound("no such member")
         return row
 
+    def read_locked(
+        self, conn: Connection, member_id: int, *, spend_since: datetime | None = None
+    ) -> Row[Any]:
+        """The member's row once the caller holds its lock (with `window_spend` if asked)."""
+        if spend_since is None:
+            row = _MEMBER(conn, {"member_id": member_id}).first()
+        else:
+            params = {"member_id": member_id, "since": spend_since}
+            row = _MEMBER_WITH_SPEND(conn, params).first()
+        if row is None:
+            raise MemberNotFound("no such member")
+        return row
+
     def lock_totals(self, conn: Connection, member_id: int) -> Totals:
         row = self.lock_member(conn, member_id)
         return Totals(balance=row.balance, pending=row.pending, debt=row.debt)

@@ -19,7 +19,7 @@ from datetime import date, datetime, timedelta
 from typing import Any
 from zoneinfo import ZoneInfo
 
-from sqlalchemy import Connection, and_, bindparam, delete, func, select, update
+from sqlalchemy import Connection, Integer, String, and_, bindparam, delete, func, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import Row
 from sqlalchemy.exc import IntegrityError
@@ -61,6 +61,7 @@ from ledger.views import (
 from storage.engine import readonly
 from storage.fast import Fast
 from storage.schema import (
+    UTCDateTime,
     card_images,
     entries,
     lots,
@@ -121,6 +122,31 @@ _CLAIM_POSTGRES = Fast(
 )
 _CLAIM_SQLITE = Fast(
     sqlite.insert(operations)
+    .on_conflict_do_nothing(index_elements=[operations.c.key])
+    .returning(operations.c.id)
+)
+# PostgreSQL: lock the member and claim the operation's key in one statement. No row is
+# inserted (None comes back) when the key exists already or when there is no such member.
+_LOCKED = (
+    select(members.c.id.label("member_id"))
+    .where(members.c.id == bindparam("member_id", type_=Integer))
+    .with_for_update()
+    .cte("locked")
+)
+_LOCK_AND_CLAIM = Fast(
+    postgresql.insert(operations)
+    .from_select(
+        ["key", "kind", "member_id", "request_hash", "result", "actor", "created_at"],
+        select(
+            bindparam("key", type_=String),
+            bindparam("kind", type_=String),
+            _LOCKED.c.member_id,
+            bindparam("request_hash", type_=String),
+            bindparam("result", type_=String),
+            bindparam("actor", type_=String),
+            bindparam("created_at", type_=UTCDateTime()),
+        ),
+    )
     .on_conflict_do_nothing(index_elements=[operations.c.key])
     .returning(operations.c.id)
 )
@@ -973,9 +999,16 @@ class LedgerService:
             since = None
             if with_window_spend:
                 since = self.clock.now() - timedelta(days=self.rules.tier_window_days)
-            locked = self.journal.lock_member(conn, member_id, spend_since=since)
+            if self._is_postgres:
+                # One round trip locks the member and claims the key; then the member is read
+                # in a statement of its own, which sees what the lock waited for.
+                params = self._claim_params(key, kind, member_id, request_hash, actor)
+                op_id = _LOCK_AND_CLAIM(conn, params).scalar_one_or_none()
+                locked = self.journal.read_locked(conn, member_id, spend_since=since)
+            else:
+                locked = self.journal.lock_member(conn, member_id, spend_since=since)
+                op_id = self._claim_operation(conn, key, kind, member_id, request_hash, actor)
             totals = Totals(balance=locked.balance, pending=locked.pending, debt=locked.debt)
-            op_id = self._claim_operation(conn, key, kind, member_id, request_hash, actor)
             if op_id is None:
                 return self._replay(conn, key, request_hash), True
             result = body(conn, op_id, totals, locked)
@@ -1001,7 +1034,13 @@ class LedgerService:
     ) -> int | None:
         """Insert the operation's key; None if it exists already."""
         statement = _CLAIM_POSTGRES if self._is_postgres else _CLAIM_SQLITE
-        params = {
+        params = self._claim_params(key, kind, member_id, request_hash, actor)
+        return statement(conn, params).scalar_one_or_none()
+
+    def _claim_params(
+        self, key: str, kind: str, member_id: int | None, request_hash: str, actor: str | None
+    ) -> dict[str, Any]:
+        return {
             "key": key,
             "kind": kind,
             "member_id": member_id,
@@ -1010,7 +1049,6 @@ class LedgerService:
             "actor": actor,
             "created_at": self.clock.now(),
         }
-        return statement(conn, params).scalar_one_or_none()
 
     def _finish_operation(self, conn: Connection, op_id: int, result: Mapping[str, Any]) -> None:
         _FINISH(conn, {"op_id": op_id, "result": json.dumps(result, sort_keys=True)})
