@@ -30,18 +30,17 @@ from storage.schema import entries, lots, members, purchases, spends
 _MEMBER_SELECT = select(members).where(members.c.id == bindparam("member_id"))
 _MEMBER = Fast(_MEMBER_SELECT)
 _MEMBER_FOR_UPDATE = Fast(_MEMBER_SELECT.with_for_update())
-# The member with the qualifying spend of the tier window, for a purchase: one statement.
-_WINDOW_SPEND = (
-    select(func.coalesce(func.sum(purchases.c.qualifying), 0))
-    .where(
-        purchases.c.member_id == bindparam("member_id"),
-        purchases.c.created_at > bindparam("since"),
-    )
-    .scalar_subquery()
-    .label("window_spend")
+# A member's qualifying spend since a moment: what the tier window counts.
+SPEND_SINCE = select(func.coalesce(func.sum(purchases.c.qualifying), 0)).where(
+    purchases.c.member_id == bindparam("member_id"),
+    purchases.c.created_at > bindparam("since"),
 )
-_WITH_SPEND = select(members, _WINDOW_SPEND).where(members.c.id == bindparam("member_id"))
-_MEMBER_WITH_SPEND = Fast(_WITH_SPEND)
+# The member with that spend as `window_spend`, for a purchase: one statement.
+_MEMBER_WITH_SPEND = Fast(
+    select(members, SPEND_SINCE.scalar_subquery().label("window_spend")).where(
+        members.c.id == bindparam("member_id")
+    )
+)
 _TOTALS_UPDATE = (
     update(members)
     .where(members.c.id == bindparam("member_id"))
@@ -78,26 +77,10 @@ class Journal:
         self.rules = rules
         self._is_postgres = is_postgres
 
-    def lock_member(
-        self, conn: Connection, member_id: int, *, spend_since: datetime | None = None
-    ) -> Row[Any]:
-        """Lock the member's row (SQLite: BEGIN IMMEDIATE has locked everything already).
-        With spend_since, the row also has `window_spend`: the qualifying spend since then."""
-        params: dict[str, Any] = {"member_id": member_id}
-        if self._is_postgres:
-            # Lock first, then read in a new statement: under READ COMMITTED a statement that
-            # waited for the lock sees the locked row as committed by the other transaction,
-            # but evaluates everything else (the spend's subquery) in the snapshot it started
-            # with, without the purchase that other transaction just added.
-            row = _MEMBER_FOR_UPDATE(conn, params).first()
-            if row is not None and spend_since is not None:
-                params["since"] = spend_since
-                row = _MEMBER_WITH_SPEND(conn, params).first()
-        elif spend_since is None:
-            row = _MEMBER(conn, params).first()
-        else:  # one writer at a time: nothing can change between the lock and this read
-            params["since"] = spend_since
-            row = _MEMBER_WITH_SPEND(conn, params).first()
+    def lock_member(self, conn: Connection, member_id: int) -> Row[Any]:
+        """Lock the member's row (SQLite: BEGIN IMMEDIATE has locked everything already)."""
+        statement = _MEMBER_FOR_UPDATE if self._is_postgres else _MEMBER
+        row = statement(conn, {"member_id": member_id}).first()
         if row is None:
             raise MemberNotFound("no such member")
         return row
@@ -105,7 +88,12 @@ class Journal:
     def read_locked(
         self, conn: Connection, member_id: int, *, spend_since: datetime | None = None
     ) -> Row[Any]:
-        """The member's row once the caller holds its lock (with `window_spend` if asked)."""
+        """The member's row once the caller holds its lock (with `window_spend` if asked).
+
+        On PostgreSQL this must be a statement after the one that waited for the lock: under
+        READ COMMITTED a statement that waited sees the locked row as the other transaction
+        committed it, but evaluates everything else (the spend) in the snapshot it started
+        with, without the purchase that other transaction just added."""
         if spend_since is None:
             row = _MEMBER(conn, {"member_id": member_id}).first()
         else:

@@ -44,7 +44,7 @@ from ledger.errors import (
     RedeemAboveLimit,
     RefundExceedsPurchase,
 )
-from ledger.journal import Journal, Totals
+from ledger.journal import SPEND_SINCE, Journal, Totals
 from ledger.phones import normalize_phone
 from ledger.rules import Rules
 from ledger.views import (
@@ -82,11 +82,7 @@ MAX_REFERENCE_LENGTH = 100
 BATCH_MEMBERS = 500
 BATCH_DUE_MEMBERS = 1000  # members per transaction when burning or activating
 
-_SPEND_SINCE = Fast(
-    select(func.coalesce(func.sum(purchases.c.qualifying), 0)).where(
-        purchases.c.member_id == bindparam("member_id"), purchases.c.created_at > bindparam("since")
-    )
-)
+_SPEND_SINCE = Fast(SPEND_SINCE)
 _OPEN_ACTIVE = and_(
     lots.c.member_id == bindparam("member_id"), lots.c.status == "active", lots.c.remaining > 0
 )
@@ -115,6 +111,10 @@ _ENTRIES_PAGE = Fast(
 )
 _ENTRY = Fast(select(entries).where(entries.c.id == bindparam("entry_id")))
 _INSERT_PURCHASE = Fast(purchases.insert())
+_PURCHASE = Fast(select(purchases).where(purchases.c.receipt_id == bindparam("receipt_id")))
+_PURCHASE_MEMBER = Fast(
+    select(purchases.c.member_id).where(purchases.c.receipt_id == bindparam("receipt_id"))
+)
 _CLAIM_POSTGRES = Fast(
     postgresql.insert(operations)
     .on_conflict_do_nothing(index_elements=[operations.c.key])
@@ -553,20 +553,18 @@ class LedgerService:
         _check_reference(receipt_id, "receipt_id")
         if amount_kopecks <= 0 or amount_kopecks > policy.MAX_AMOUNT_KOPECKS:
             raise InvalidAmount("amount must be positive", value=amount_kopecks)
-        async with self.reader.connect() as conn:
-            member_id = (
-                await conn.execute(
-                    select(purchases.c.member_id).where(purchases.c.receipt_id == receipt_id)
-                )
-            ).scalar_one_or_none()
-        if member_id is None:
-            raise PurchaseNotFound("no purchase with this receipt_id")
         request = {"receipt_id": receipt_id, "amount": amount_kopecks}
 
+        def member_of_purchase(conn: Connection) -> int:
+            """Looked up inside the refund's own transaction (one trip to the database)."""
+            member_id = _PURCHASE_MEMBER(conn, {"receipt_id": receipt_id}).scalar_one_or_none()
+            if member_id is None:
+                raise PurchaseNotFound("no purchase with this receipt_id")
+            return int(member_id)
+
         def body(conn: Connection, op_id: int, totals: Totals, locked: Row[Any]) -> dict[str, Any]:
-            purchase = (
-                conn.execute(select(purchases).where(purchases.c.receipt_id == receipt_id))
-            ).one()
+            member_id = locked.id
+            purchase = _PURCHASE(conn, {"receipt_id": receipt_id}).one()
             refundable = purchase.amount - purchase.refunded_amount
             if amount_kopecks > refundable:
                 raise RefundExceedsPurchase(
@@ -632,7 +630,7 @@ class LedgerService:
             }
 
         result, replayed = await self._run_operation(
-            f"refund:{refund_id}", "refund", member_id, request, actor, body
+            f"refund:{refund_id}", "refund", member_of_purchase, request, actor, body
         )
         return RefundResult(**result, replayed=replayed)
 
@@ -988,7 +986,7 @@ class LedgerService:
         member: the member's id, or a lookup run first inside the transaction; request: what
         the idempotency key stands for (or how to make it from the member's id).
         with_window_spend: the locked row also carries `window_spend`, the qualifying spend of
-        the tier window as of now (read in the same statement as the lock)."""
+        the tier window as of now (read with the member, once the lock is held)."""
         request_hash = ""
 
         def work(conn: Connection) -> tuple[dict[str, Any], bool]:
@@ -1005,8 +1003,8 @@ class LedgerService:
                 params = self._claim_params(key, kind, member_id, request_hash, actor)
                 op_id = _LOCK_AND_CLAIM(conn, params).scalar_one_or_none()
                 locked = self.journal.read_locked(conn, member_id, spend_since=since)
-            else:
-                locked = self.journal.lock_member(conn, member_id, spend_since=since)
+            else:  # BEGIN IMMEDIATE holds the lock already: one writer at a time
+                locked = self.journal.read_locked(conn, member_id, spend_since=since)
                 op_id = self._claim_operation(conn, key, kind, member_id, request_hash, actor)
             totals = Totals(balance=locked.balance, pending=locked.pending, debt=locked.debt)
             if op_id is None:

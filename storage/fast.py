@@ -120,24 +120,23 @@ class Fast:
 
     def _for(self, conn: Connection, keys: tuple[str, ...]) -> _Compiled:
         dialect = conn.dialect
-        compiled = self._compiled.get((dialect.name, keys))
+        compiled = self._compiled.get((dialect.driver, keys))
         if compiled is None:
+            if dialect.driver not in _DRIVERS:
+                raise NotImplementedError(
+                    f"storage.fast runs on {sorted(_DRIVERS)}, not on {dialect.driver}"
+                )
             compiled = _Compiled(self.statement, dialect, keys)
-            self._compiled[(dialect.name, keys)] = compiled
+            self._compiled[(dialect.driver, keys)] = compiled
         return compiled
 
     def __call__(self, conn: Connection, params: Mapping[str, Any] | None = None) -> Rows:
         """Run once with these parameters (inside the connection's transaction)."""
         params = params or {}
-        driver = conn.dialect.driver
-        if driver not in _DRIVERS:  # another driver: SQLAlchemy's own way, same results
-            result = conn.execute(self.statement, params)
-            rows = list(result) if result.returns_rows else []
-            return Rows(rows, result.rowcount)
         compiled = self._for(conn, tuple(params))
         args = compiled.args(params)
         try:
-            if driver == "asyncpg":
+            if conn.dialect.driver == "asyncpg":
                 records: Sequence[Any]
                 records, rowcount = _asyncpg_fetch(conn, compiled.sql, args)
             else:
@@ -155,9 +154,6 @@ class Fast:
     def many(self, conn: Connection, rows: Sequence[Mapping[str, Any]]) -> None:
         """Run once per parameter set (no rows come back)."""
         if not rows:
-            return
-        if conn.dialect.driver not in _DRIVERS:
-            conn.execute(self.statement, list(rows))
             return
         compiled = self._for(conn, tuple(rows[0]))
         args = [compiled.args(params) for params in rows]
