@@ -22,7 +22,7 @@ from sqlalchemy.engine import Row
 from ledger import policy
 from ledger.errors import InsufficientPoints, LedgerError, MemberNotFound
 from ledger.rules import Rules
-from storage.fast import Fast
+from storage.fast import Fast, later
 from storage.schema import entries, lots, members, purchases, spends
 
 # Statements of the hot paths, built once (building and cache-keying a statement costs more
@@ -107,27 +107,35 @@ class Journal:
         row = self.lock_member(conn, member_id)
         return Totals(balance=row.balance, pending=row.pending, debt=row.debt)
 
-    def store_totals(self, conn: Connection, member_id: int, totals: Totals, **extra: Any) -> None:
-        """Write the running totals; refuses (by the WHERE) any negative value."""
+    def store_totals(
+        self, conn: Connection, member_id: int, totals: Totals, *, last: bool = False, **extra: Any
+    ) -> None:
+        """Write the running totals; refuses (by the WHERE) any negative value.
+
+        last: nothing in this transaction reads the members table afterwards, so the write may
+        wait for the end of the transaction and go with the others (storage.fast.later)."""
         if min(totals.balance, totals.pending, totals.debt) < 0:
             # Unreachable unless a rule above is wrong; the CHECK constraints back this up.
             raise LedgerError("the operation would make a total negative; nothing was changed")
-        params = {
+        params: dict[str, Any] = {
             "member_id": member_id,
             "balance": totals.balance,
             "pending": totals.pending,
             "debt": totals.debt,
         }
         values = {k: v for k, v in extra.items() if v is not None}
-        if not values:
-            _STORE_TOTALS(conn, params)
-            return
-        columns = tuple(sorted(values))
-        statement = _STORE_TOTALS_WITH.get(columns)
-        if statement is None:
-            statement = Fast(_TOTALS_UPDATE.values({k: bindparam(k) for k in columns}))
-            _STORE_TOTALS_WITH[columns] = statement
-        statement(conn, {**params, **values})
+        statement = _STORE_TOTALS
+        if values:
+            columns = tuple(sorted(values))
+            statement = _STORE_TOTALS_WITH.get(columns)  # type: ignore[assignment]
+            if statement is None:
+                statement = Fast(_TOTALS_UPDATE.values({k: bindparam(k) for k in columns}))
+                _STORE_TOTALS_WITH[columns] = statement
+            params.update(values)
+        if last:
+            later(conn, statement, params)
+        else:
+            statement(conn, params)
 
     def member_row(self, conn: Connection, member_id: int) -> Row[Any]:
         row = _MEMBER(conn, {"member_id": member_id}).first()

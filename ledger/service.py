@@ -59,7 +59,7 @@ from ledger.views import (
     TierChange,
 )
 from storage.engine import readonly
-from storage.fast import Fast
+from storage.fast import Fast, later
 from storage.schema import (
     UTCDateTime,
     card_images,
@@ -309,7 +309,7 @@ class LedgerService:
 
     async def find_member(self, customer: str) -> MemberView:
         """An active member by card number or phone in any common format."""
-        lookup = _customer_lookup(customer)
+        lookup = _CustomerLookup(customer)
         row = await self.db.read(functools.partial(_member_row_by_lookup, lookup=lookup))
         return _member_view(row)
 
@@ -454,7 +454,7 @@ class LedgerService:
         if member_id is not None:
             member = member_id
         else:
-            lookup = _customer_lookup(customer or "")
+            lookup = _CustomerLookup(customer or "")
             member = functools.partial(_member_id_by_lookup, lookup=lookup)
 
         def request(member_id: int) -> dict[str, Any]:
@@ -503,8 +503,9 @@ class LedgerService:
                     actor=actor,
                     hold=True,
                 )
-            _INSERT_PURCHASE(
+            later(  # nothing reads purchases after this in the transaction
                 conn,
+                _INSERT_PURCHASE,
                 {
                     "receipt_id": receipt_id,
                     "member_id": member_id,
@@ -520,7 +521,9 @@ class LedgerService:
             if row.last_purchase_at is None and row.referred_by is not None:
                 self._reward_referral(conn, row, now, op_id)
             new_tier = policy.tier_for_spend(self.rules, spend_before + money).name
-            self.journal.store_totals(conn, member_id, totals, tier=new_tier, last_purchase_at=now)
+            self.journal.store_totals(
+                conn, member_id, totals, last=True, tier=new_tier, last_purchase_at=now
+            )
             return {
                 "receipt_id": receipt_id,
                 "member_id": member_id,
@@ -615,7 +618,9 @@ class LedgerService:
                 )
             )
             tier = self._recompute_tier(conn, member_id, locked.tier, now)
-            self.journal.store_totals(conn, member_id, totals, tier=tier.new_tier if tier else None)
+            self.journal.store_totals(
+                conn, member_id, totals, last=True, tier=tier.new_tier if tier else None
+            )
             return {
                 "refund_id": refund_id,
                 "receipt_id": receipt_id,
@@ -684,7 +689,7 @@ class LedgerService:
                     actor=actor,
                     strict=True,
                 )
-            self.journal.store_totals(conn, member_id, totals)
+            self.journal.store_totals(conn, member_id, totals, last=True)
             return {"entry_id": entry_id}
 
         result, _ = await self._run_operation(key, "adjust", member_id, request, actor, body)
@@ -738,7 +743,7 @@ class LedgerService:
                     actor=actor,
                 )
             conn.execute(update(entries).where(entries.c.id == entry_id).values(reversed_by=new_id))
-            self.journal.store_totals(conn, current.member_id, totals)
+            self.journal.store_totals(conn, current.member_id, totals, last=True)
             return {"entry_id": new_id}
 
         result, _ = await self._run_operation(
@@ -818,7 +823,7 @@ class LedgerService:
                 operation_id=op_id,
                 expires_at=now + valid,
             )
-            self.journal.store_totals(conn, member_id, totals)
+            self.journal.store_totals(conn, member_id, totals, last=True)
             return {"points": points}
 
         try:
@@ -1049,7 +1054,7 @@ class LedgerService:
         }
 
     def _finish_operation(self, conn: Connection, op_id: int, result: Mapping[str, Any]) -> None:
-        _FINISH(conn, {"op_id": op_id, "result": json.dumps(result, sort_keys=True)})
+        later(conn, _FINISH, {"op_id": op_id, "result": json.dumps(result, sort_keys=True)})
 
     def _replay(self, conn: Connection, key: str, request_hash: str) -> dict[str, Any]:
         row = (
@@ -1132,32 +1137,37 @@ def _flip(
     return work(conn, ids)
 
 
-def _customer_lookup(customer: str) -> tuple[str | None, str | None]:
-    """(card number, E.164 phone) that a customer reference can mean; either may be None."""
-    text = customer.strip()
-    compact = text.replace(" ", "").replace("-", "")
-    card = compact if compact.isdigit() and policy.is_valid_card_number(compact) else None
-    try:
-        phone: str | None = normalize_phone(text)
-    except LedgerError:
-        phone = None
-    return card, phone
+class _CustomerLookup:
+    """What a customer reference can mean: a card number (tried first) or a phone in any common
+    format. The phone is parsed only when the card number finds nobody: parsing costs more than
+    the lookup itself (about 0.2 ms), and tills send card numbers."""
+
+    def __init__(self, customer: str) -> None:
+        self.text = customer.strip()
+        compact = self.text.replace(" ", "").replace("-", "")
+        self.card = compact if compact.isdigit() and policy.is_valid_card_number(compact) else None
+
+    @functools.cached_property
+    def phone(self) -> str | None:
+        try:
+            return normalize_phone(self.text)
+        except LedgerError:
+            return None
 
 
-def _member_row_by_lookup(conn: Connection, lookup: tuple[str | None, str | None]) -> Row[Any]:
+def _member_row_by_lookup(conn: Connection, lookup: _CustomerLookup) -> Row[Any]:
     """The active member a card number (first) or phone belongs to."""
-    card, phone = lookup
     row = None
-    if card is not None:
-        row = _MEMBER_BY_CARD(conn, {"card_number": card}).first()
-    if row is None and phone is not None:
-        row = _MEMBER_BY_PHONE(conn, {"phone": phone}).first()
+    if lookup.card is not None:
+        row = _MEMBER_BY_CARD(conn, {"card_number": lookup.card}).first()
+    if row is None and lookup.phone is not None:
+        row = _MEMBER_BY_PHONE(conn, {"phone": lookup.phone}).first()
     if row is None or row.status != "active":
         raise MemberNotFound("no member with this card number or phone")
     return row
 
 
-def _member_id_by_lookup(conn: Connection, lookup: tuple[str | None, str | None]) -> int:
+def _member_id_by_lookup(conn: Connection, lookup: _CustomerLookup) -> int:
     return int(_member_row_by_lookup(conn, lookup).id)
 
 

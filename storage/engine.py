@@ -65,16 +65,19 @@ def sqlite_file(url: str) -> str | None:
     return database
 
 
-def create_sync_sqlite_engine(url: str, *, busy_timeout_ms: int = SQLITE_BUSY_TIMEOUT_MS) -> Engine:
-    """A synchronous engine on the same SQLite file, with the same pragmas and locking, and one
-    connection: for the ledger's writer thread and its reads (storage.transactions)."""
+def create_sync_sqlite_engine(
+    url: str, *, busy_timeout_ms: int = SQLITE_BUSY_TIMEOUT_MS, for_readers: bool = False
+) -> Engine:
+    """A synchronous engine on the same SQLite file, with the same pragmas and locking: one
+    connection for the ledger's writer thread, or (for_readers) two for each thread that reads,
+    never waiting for one (storage.transactions)."""
     sync_url = make_url(url).set(drivername="sqlite+pysqlite")
     engine = create_sync_engine(
         sync_url,
         connect_args={"timeout": busy_timeout_ms / 1000, "check_same_thread": False},
         poolclass=QueuePool,
-        pool_size=1,
-        max_overflow=0,
+        pool_size=2 if for_readers else 1,
+        max_overflow=-1 if for_readers else 0,
     )
     install_sqlite_listeners(engine, busy_timeout_ms)
     return engine

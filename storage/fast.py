@@ -21,6 +21,8 @@ statement.
 
 from __future__ import annotations
 
+import functools
+import re
 from collections import namedtuple
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from typing import Any
@@ -31,6 +33,9 @@ from sqlalchemy.sql import Executable
 from sqlalchemy.util import await_only
 
 Processor = Callable[[Any], Any] | None
+_LATER = "loyalty_fast_later"  # in Connection.info: the writes deferred to `flush`
+_PLACEHOLDER = re.compile(r"\$(\d+)")
+_COMBINED: dict[tuple[int, ...], str] = {}
 _DRIVERS = frozenset({"pysqlite", "aiosqlite", "asyncpg"})  # the ones run directly
 
 
@@ -169,6 +174,57 @@ class Fast:
                     cursor.close()
         except BaseException as error:
             _raise_as_sqlalchemy(conn, error, compiled.sql, args)
+
+
+def later(conn: Connection, statement: Fast, params: Mapping[str, Any]) -> None:
+    """Run a write whose rows are not needed: at once on SQLite; on PostgreSQL at the end of the
+    transaction (`flush`), in one statement with the other deferred writes (one round trip
+    instead of one each). Use it only for the last write to its table in the transaction:
+    nothing in the transaction may read what it writes before the flush."""
+    if conn.dialect.driver != "asyncpg":
+        statement(conn, params)
+        return
+    conn.info.setdefault(_LATER, []).append((statement, params))
+
+
+def _shift(placeholder: re.Match[str], by: int) -> str:
+    return f"${int(placeholder.group(1)) + by}"
+
+
+def forget_later(conn: Connection) -> None:
+    """Drop deferred writes of a transaction that did not reach its flush."""
+    conn.info.pop(_LATER, None)
+
+
+def flush(conn: Connection) -> None:
+    """Run the deferred writes: as data-modifying CTEs of one statement on PostgreSQL, which
+    runs each exactly once. Writes to the same table more than once run one by one instead
+    (two changes of one row in one statement would be undefined)."""
+    pending: list[tuple[Fast, Mapping[str, Any]]] = conn.info.pop(_LATER, None) or []
+    tables = [getattr(statement.statement, "table", None) for statement, _ in pending]
+    if len(pending) < 2 or None in tables or len(set(tables)) < len(tables):
+        for statement, params in pending:
+            statement(conn, params)
+        return
+    parts = [statement._for(conn, tuple(params)) for statement, params in pending]
+    key = tuple(id(part) for part in parts)
+    sql = _COMBINED.get(key)
+    if sql is None:
+        ctes, offset = [], 0
+        for i, part in enumerate(parts):
+            shifted = _PLACEHOLDER.sub(functools.partial(_shift, by=offset), part.sql)
+            ctes.append(f"w{i} AS ({shifted})")
+            offset += len(part.names)
+        sql = _COMBINED[key] = f"WITH {', '.join(ctes)} SELECT 1"
+    args = tuple(
+        value
+        for part, (_, params) in zip(parts, pending, strict=True)
+        for value in part.args(params)
+    )
+    try:
+        _asyncpg_fetch(conn, sql, args)
+    except BaseException as error:
+        _raise_as_sqlalchemy(conn, error, sql, args)
 
 
 def _asyncpg_connection(conn: Connection) -> Any:

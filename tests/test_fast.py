@@ -5,12 +5,13 @@ from __future__ import annotations
 from datetime import UTC, datetime
 
 import pytest
-from sqlalchemy import Connection, bindparam, select
+from sqlalchemy import Connection, bindparam, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from storage.fast import Fast
-from storage.schema import members
+from storage import fast
+from storage.fast import Fast, later
+from storage.schema import members, operations
 from storage.transactions import SyncDatabase
 
 MOMENT = datetime(2026, 3, 1, 12, 30, 15, 123456, tzinfo=UTC)
@@ -91,4 +92,100 @@ async def test_a_missing_parameter_is_an_error_not_a_null(engine: AsyncEngine) -
     db = SyncDatabase(engine)
     with pytest.raises(TypeError, match="member_id"):
         await db.read(lambda conn: BY_ID(conn, {"memberid": 1}).all())  # misspelt
+    db.close()
+
+
+RENAME = Fast(
+    update(members)
+    .where(members.c.id == bindparam("member_id"))
+    .values(first_name=bindparam("name"))
+)
+NOTE_OPERATION = Fast(operations.insert())
+
+
+def _operation(key: str, member_id: int) -> dict[str, object]:
+    return {
+        "key": key,
+        "kind": "adjust",
+        "member_id": member_id,
+        "request_hash": "h",
+        "result": "{}",
+        "actor": None,
+        "created_at": MOMENT,
+    }
+
+
+async def test_deferred_writes_land_with_the_transaction_in_one_statement_on_postgresql(
+    engine: AsyncEngine, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    db = SyncDatabase(engine)
+    member_id = await db.write(lambda conn: INSERT(conn, _member("500000000005")).scalar_one())
+    sent: list[str] = []
+    real_fetch = fast._asyncpg_fetch
+
+    def spy(conn: Connection, sql: str, args: tuple[object, ...]) -> tuple[list[object], int]:
+        sent.append(sql)
+        return real_fetch(conn, sql, args)
+
+    monkeypatch.setattr(fast, "_asyncpg_fetch", spy)
+
+    def work(conn: Connection) -> None:
+        later(conn, RENAME, {"member_id": member_id, "name": "Anna"})
+        later(conn, NOTE_OPERATION, _operation("deferred:1", member_id))
+
+    await db.write(work)
+    if engine.dialect.name == "postgresql":
+        assert len(sent) == 1 and sent[0].startswith("WITH w0 AS (UPDATE members")
+    row = await db.read(lambda conn: BY_ID(conn, {"member_id": member_id}).one())
+    keys = await db.read(lambda conn: conn.execute(select(operations.c.key)).scalars().all())
+    assert row.first_name == "Anna" and list(keys) == ["deferred:1"]
+    db.close()
+
+
+async def test_deferred_writes_to_one_table_run_one_by_one_in_order(engine: AsyncEngine) -> None:
+    db = SyncDatabase(engine)
+    member_id = await db.write(lambda conn: INSERT(conn, _member("600000000003")).scalar_one())
+
+    def rename_twice(conn: Connection) -> None:
+        later(conn, RENAME, {"member_id": member_id, "name": "first"})
+        later(conn, RENAME, {"member_id": member_id, "name": "second"})
+
+    await db.write(rename_twice)
+    row = await db.read(lambda conn: BY_ID(conn, {"member_id": member_id}).one())
+    assert row.first_name == "second"
+    db.close()
+
+
+async def test_a_deferred_write_that_fails_rolls_back_the_whole_transaction(
+    engine: AsyncEngine,
+) -> None:
+    db = SyncDatabase(engine)
+    member_id = await db.write(lambda conn: INSERT(conn, _member("700000000001")).scalar_one())
+    await db.write(lambda conn: NOTE_OPERATION(conn, _operation("taken", member_id)))
+
+    def clash(conn: Connection) -> None:
+        RENAME(conn, {"member_id": member_id, "name": "at once"})
+        later(conn, RENAME, {"member_id": member_id, "name": "later"})  # another table first
+        later(conn, NOTE_OPERATION, _operation("taken", member_id))  # the key exists
+
+    with pytest.raises(IntegrityError):
+        await db.write(clash)
+    row = await db.read(lambda conn: BY_ID(conn, {"member_id": member_id}).one())
+    assert row.first_name is None
+    db.close()
+
+
+async def test_deferred_writes_of_a_failed_transaction_never_run_later(engine: AsyncEngine) -> None:
+    db = SyncDatabase(engine)
+    member_id = await db.write(lambda conn: INSERT(conn, _member("800000000009")).scalar_one())
+
+    def defer_then_fail(conn: Connection) -> None:
+        later(conn, RENAME, {"member_id": member_id, "name": "ghost"})
+        raise RuntimeError("changed my mind")
+
+    with pytest.raises(RuntimeError):
+        await db.write(defer_then_fail)
+    await db.write(lambda conn: later(conn, NOTE_OPERATION, _operation("next", member_id)))
+    row = await db.read(lambda conn: BY_ID(conn, {"member_id": member_id}).one())
+    assert row.first_name is None
     db.close()

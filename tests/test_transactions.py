@@ -54,3 +54,23 @@ async def test_a_connection_lost_during_commit_is_not_retried(
     assert len(calls) == 1  # not run a second time: it may have committed
     monkeypatch.undo()
     db.close()
+
+
+async def test_a_kept_connection_that_was_invalidated_reconnects(engine: AsyncEngine) -> None:
+    """The writer and the readers keep their connections between transactions (SQLite file);
+    one that was invalidated (a disconnect) opens a new one on its next transaction."""
+    db = SyncDatabase(engine)
+
+    def break_connection(conn: Connection) -> None:
+        conn.execute(text("SELECT 1"))
+        conn.invalidate()
+        raise _gone()
+
+    with pytest.raises(DBAPIError):
+        await db.write(break_connection)
+    assert await db.write(lambda conn: conn.execute(text("SELECT 2")).scalar_one()) == 2
+    with pytest.raises(DBAPIError):
+        await db.read(break_connection)
+    assert await db.read(lambda conn: conn.execute(text("SELECT 3")).scalar_one()) == 3
+    assert await db.read(lambda conn: conn.execute(text("SELECT 4")).scalar_one(), single=True) == 4
+    db.close()
