@@ -192,8 +192,12 @@ class Journal:
         actor: str | None = None,
         hold: bool = False,
         expires_at: datetime | None = None,
+        last: bool = False,
     ) -> int:
-        """Add a lot of points; held ones are pending until the hold is over."""
+        """Add a lot of points; held ones are pending until the hold is over.
+
+        last: nothing in this transaction reads this member's lots afterwards, so the lot may
+        be written at the end of the transaction (storage.fast.later)."""
         held = hold and self.rules.hold_days > 0
         available_at = now + timedelta(days=self.rules.hold_days) if held else now
         expires = expires_at or available_at + timedelta(days=self.rules.points_lifetime_days)
@@ -210,19 +214,20 @@ class Journal:
             reason=reason,
             actor=actor,
         )
-        _INSERT_LOT(
-            conn,
-            {
-                "member_id": member_id,
-                "entry_id": entry_id,
-                "points": points,
-                "remaining": points,
-                "status": "pending" if held else "active",
-                "available_at": available_at,
-                "expires_at": expires,
-                "created_at": now,
-            },
-        )
+        lot = {
+            "member_id": member_id,
+            "entry_id": entry_id,
+            "points": points,
+            "remaining": points,
+            "status": "pending" if held else "active",
+            "available_at": available_at,
+            "expires_at": expires,
+            "created_at": now,
+        }
+        if last and (held or totals.debt == 0):  # else pay_debt below reads the lots
+            later(conn, _INSERT_LOT, lot)
+        else:
+            _INSERT_LOT(conn, lot)
         if held:
             totals.pending += points
         else:

@@ -19,7 +19,18 @@ from datetime import date, datetime, timedelta
 from typing import Any
 from zoneinfo import ZoneInfo
 
-from sqlalchemy import Connection, Integer, String, and_, bindparam, delete, func, select, update
+from sqlalchemy import (
+    Connection,
+    Integer,
+    String,
+    and_,
+    bindparam,
+    delete,
+    func,
+    literal_column,
+    select,
+    update,
+)
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import Row
 from sqlalchemy.exc import IntegrityError
@@ -125,22 +136,28 @@ _CLAIM_SQLITE = Fast(
     .on_conflict_do_nothing(index_elements=[operations.c.key])
     .returning(operations.c.id)
 )
-# PostgreSQL: lock the member and claim the operation's key in one statement. No row is
-# inserted (None comes back) when the key exists already or when there is no such member.
+# PostgreSQL: one statement locks the member, claims the operation's key and reads the member
+# back (op_id is NULL when the key exists already; no row at all when there is no such member).
+# FOR UPDATE returns the row as the transaction it waited for committed it. Everything else in
+# a statement reads the snapshot taken before that wait, so the tier window's spend read here
+# can miss a purchase that was committed while this one waited; `fresh` tells: the row's
+# version (xmin) as locked equals the one in the snapshot only if nobody changed the member
+# in between, and every purchase changes its member's row. When it is false, the spend is read
+# again in a statement of its own.
 _LOCKED = (
-    select(members.c.id.label("member_id"))
+    select(members, literal_column("members.xmin").label("row_version"))
     .where(members.c.id == bindparam("member_id", type_=Integer))
     .with_for_update()
     .cte("locked")
 )
-_LOCK_AND_CLAIM = Fast(
+_CLAIMED = (
     postgresql.insert(operations)
     .from_select(
         ["key", "kind", "member_id", "request_hash", "result", "actor", "created_at"],
         select(
             bindparam("key", type_=String),
             bindparam("kind", type_=String),
-            _LOCKED.c.member_id,
+            _LOCKED.c.id,
             bindparam("request_hash", type_=String),
             bindparam("result", type_=String),
             bindparam("actor", type_=String),
@@ -149,7 +166,30 @@ _LOCK_AND_CLAIM = Fast(
     )
     .on_conflict_do_nothing(index_elements=[operations.c.key])
     .returning(operations.c.id)
+    .cte("claimed")
 )
+_SNAPSHOT = members.alias("snapshot")
+_LOCK_CLAIM_READ = [
+    select(
+        *(_LOCKED.c[column.name] for column in members.c),
+        *extra,
+        select(_CLAIMED.c.id).scalar_subquery().label("op_id"),
+    ).select_from(_LOCKED)
+    for extra in (
+        (),
+        (
+            SPEND_SINCE.scalar_subquery().label("window_spend"),
+            (
+                _LOCKED.c.row_version
+                == select(literal_column("snapshot.xmin"))
+                .select_from(_SNAPSHOT)
+                .where(_SNAPSHOT.c.id == bindparam("member_id", type_=Integer))
+                .scalar_subquery()
+            ).label("fresh"),
+        ),
+    )
+]
+_LOCK_CLAIM, _LOCK_CLAIM_SPEND = (Fast(statement) for statement in _LOCK_CLAIM_READ)
 _FINISH = Fast(
     update(operations)
     .where(operations.c.id == bindparam("op_id"))
@@ -502,6 +542,7 @@ class LedgerService:
                     reference=receipt_id,
                     actor=actor,
                     hold=True,
+                    last=True,  # the referral reward below reads only the inviter's lots
                 )
             later(  # nothing reads purchases after this in the transaction
                 conn,
@@ -1003,11 +1044,18 @@ class LedgerService:
             if with_window_spend:
                 since = self.clock.now() - timedelta(days=self.rules.tier_window_days)
             if self._is_postgres:
-                # One round trip locks the member and claims the key; then the member is read
-                # in a statement of its own, which sees what the lock waited for.
+                # One round trip locks the member, claims the key and reads the member (see
+                # _LOCKED); the spend again only if the member changed while this one waited.
                 params = self._claim_params(key, kind, member_id, request_hash, actor)
-                op_id = _LOCK_AND_CLAIM(conn, params).scalar_one_or_none()
-                locked = self.journal.read_locked(conn, member_id, spend_since=since)
+                if since is None:
+                    locked = _LOCK_CLAIM(conn, params).first()
+                else:
+                    locked = _LOCK_CLAIM_SPEND(conn, {**params, "since": since}).first()
+                if locked is None:
+                    raise MemberNotFound("no such member")
+                op_id = locked.op_id
+                if since is not None and not locked.fresh:
+                    locked = self.journal.read_locked(conn, member_id, spend_since=since)
             else:  # BEGIN IMMEDIATE holds the lock already: one writer at a time
                 locked = self.journal.read_locked(conn, member_id, spend_since=since)
                 op_id = self._claim_operation(conn, key, kind, member_id, request_hash, actor)
