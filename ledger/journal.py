@@ -31,6 +31,9 @@ _MEMBER_SELECT = select(members).where(members.c.id == bindparam("member_id"))
 _MEMBER = Fast(_MEMBER_SELECT)
 _MEMBER_FOR_UPDATE = Fast(_MEMBER_SELECT.with_for_update())
 # A member's qualifying spend since a moment: what the tier window counts.
+# Rule: whatever writes `purchases` (a purchase inserts, a refund lowers `qualifying`) also
+# updates that member's row in the same transaction. PostgreSQL's purchase relies on it to
+# know whether the spend it read with the lock is current (`fresh` in ledger/service.py).
 SPEND_SINCE = select(func.coalesce(func.sum(purchases.c.qualifying), 0)).where(
     purchases.c.member_id == bindparam("member_id"),
     purchases.c.created_at > bindparam("since"),
@@ -110,7 +113,7 @@ class Journal:
     def store_totals(
         self, conn: Connection, member_id: int, totals: Totals, *, last: bool = False, **extra: Any
     ) -> None:
-        """Write the running totals; refuses (by the WHERE) any negative value.
+        """Write the running totals (never negative: refused here, and by CHECK constraints).
 
         last: nothing in this transaction reads the members table afterwards, so the write may
         wait for the end of the transaction and go with the others (storage.fast.later)."""

@@ -1069,9 +1069,11 @@ class LedgerService:
         try:
             return await self.db.write(work)
         except IntegrityError:
-            # The same key committed by a transaction that locked another member first.
-            async with self.reader.connect() as conn:
-                replayed = await conn.run_sync(lambda sync: self._replay(sync, key, request_hash))
+            # The same key committed by a transaction that locked another member first; any
+            # other constraint (no such operation stored) is the error it is.
+            replayed = await self.db.read(lambda conn: self._stored_result(conn, key, request_hash))
+            if replayed is None:
+                raise
             return replayed, True
 
     def _claim_operation(
@@ -1105,13 +1107,25 @@ class LedgerService:
         later(conn, _FINISH, {"op_id": op_id, "result": json.dumps(result, sort_keys=True)})
 
     def _replay(self, conn: Connection, key: str, request_hash: str) -> dict[str, Any]:
+        result = self._stored_result(conn, key, request_hash)
+        if result is None:
+            raise LedgerError("the operation's stored result is missing")
+        return result
+
+    def _stored_result(
+        self, conn: Connection, key: str, request_hash: str
+    ) -> dict[str, Any] | None:
+        """The result stored for the operation with this key, if there is one; a different
+        request under the same key is a conflict."""
         row = (
             conn.execute(
                 select(operations.c.request_hash, operations.c.result).where(
                     operations.c.key == key
                 )
             )
-        ).one()
+        ).first()
+        if row is None:
+            return None
         if row.request_hash != request_hash:
             raise IdempotencyConflict(
                 "this id was already used for a different request", key=key.split(":", 1)[-1]

@@ -35,7 +35,7 @@ from sqlalchemy.util import await_only
 Processor = Callable[[Any], Any] | None
 _LATER = "loyalty_fast_later"  # in Connection.info: the writes deferred to `flush`
 _PLACEHOLDER = re.compile(r"\$(\d+)")
-_COMBINED: dict[tuple[int, ...], str] = {}
+_COMBINED: dict[tuple[_Compiled, ...], str] = {}  # keeps its keys alive: no reused ids
 _DRIVERS = frozenset({"pysqlite", "aiosqlite", "asyncpg"})  # the ones run directly
 
 
@@ -177,23 +177,26 @@ class Fast:
 
 
 def later(conn: Connection, statement: Fast, params: Mapping[str, Any]) -> None:
-    """Run a write whose rows are not needed: at once on SQLite; on PostgreSQL at the end of the
-    transaction (`flush`), in one statement with the other deferred writes (one round trip
-    instead of one each). Use it only for the last write to its table in the transaction:
-    nothing in the transaction may read what it writes before the flush."""
-    if conn.dialect.driver != "asyncpg":
+    """Run a write whose rows are not needed: on PostgreSQL, inside a transaction that will
+    `flush` (storage.transactions.SyncDatabase.write), at its end, in one statement with the
+    other deferred writes (one round trip instead of one each); anywhere else at once. Use it
+    only for the last write to its table in the transaction: nothing in the transaction may
+    read what it writes before the flush."""
+    pending = conn.info.get(_LATER) if conn.dialect.driver == "asyncpg" else None
+    if pending is None:
         statement(conn, params)
         return
-    conn.info.setdefault(_LATER, []).append((statement, params))
+    pending.append((statement, params))
 
 
 def _shift(placeholder: re.Match[str], by: int) -> str:
     return f"${int(placeholder.group(1)) + by}"
 
 
-def forget_later(conn: Connection) -> None:
-    """Drop deferred writes of a transaction that did not reach its flush."""
-    conn.info.pop(_LATER, None)
+def will_flush(conn: Connection) -> None:
+    """The caller will `flush` this transaction before its COMMIT: `later` may defer writes.
+    (Drops anything a transaction that failed before its flush left behind.)"""
+    conn.info[_LATER] = []
 
 
 def flush(conn: Connection) -> None:
@@ -207,7 +210,7 @@ def flush(conn: Connection) -> None:
             statement(conn, params)
         return
     parts = [statement._for(conn, tuple(params)) for statement, params in pending]
-    key = tuple(id(part) for part in parts)
+    key = tuple(parts)
     sql = _COMBINED.get(key)
     if sql is None:
         ctes, offset = [], 0

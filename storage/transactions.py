@@ -56,7 +56,7 @@ from storage.engine import (
     readonly,
     sqlite_file,
 )
-from storage.fast import flush, forget_later
+from storage.fast import flush, will_flush
 
 T = TypeVar("T")
 SWITCH_INTERVAL_S = 0.0002
@@ -105,8 +105,12 @@ class SyncDatabase:
         if self._sync_reader is not None:
             # On the loop's thread (see above), on a connection this thread keeps.
             conn = self._kept_connection("single" if single else "snapshot")
-            with conn.begin():
-                return query(conn)
+            try:
+                with conn.begin():
+                    return query(conn)
+            except BaseException:
+                _end_what_is_left(conn)
+                raise
         # PostgreSQL: one statement needs no transaction around it (no BEGIN/COMMIT trips).
         engine = (self._autocommit if single else self._async_reader).sync_engine
 
@@ -139,10 +143,14 @@ class SyncDatabase:
 
             def transaction() -> T:
                 conn = self._kept_connection("writer")
-                with conn.begin():
-                    result = _and_flush(conn, work)
-                    committing[0] = True  # leaving the block sends COMMIT
-                    return result
+                try:
+                    with conn.begin():
+                        result = _and_flush(conn, work)
+                        committing[0] = True  # leaving the block sends COMMIT
+                        return result
+                except BaseException:
+                    _end_what_is_left(conn)
+                    raise
 
             return await asyncio.get_running_loop().run_in_executor(self._thread, transaction)
         sync_engine = self.engine.sync_engine
@@ -186,7 +194,23 @@ class SyncDatabase:
 
 def _and_flush(conn: Connection, work: Callable[[Connection], T]) -> T:
     """`work`, then the writes it deferred (storage.fast.later) in one round trip."""
-    forget_later(conn)
+    will_flush(conn)
     result = work(conn)
     flush(conn)
     return result
+
+
+def _end_what_is_left(conn: Connection) -> None:
+    """After a failed transaction on a kept SQLite connection: if SQLite still has one open (a
+    COMMIT that failed leaves it open, and SQLAlchemy then considers it over), roll it back,
+    or give the connection up. A pooled connection would get this from the pool's reset; a
+    kept one would otherwise hold the write lock until its next transaction."""
+    if conn.invalidated or conn.closed:
+        return
+    dbapi = conn.connection.dbapi_connection
+    if dbapi is None or not getattr(dbapi, "in_transaction", False):
+        return
+    try:
+        dbapi.rollback()
+    except Exception:
+        conn.invalidate()

@@ -189,3 +189,18 @@ async def test_deferred_writes_of_a_failed_transaction_never_run_later(engine: A
     row = await db.read(lambda conn: BY_ID(conn, {"member_id": member_id}).one())
     assert row.first_name is None
     db.close()
+
+
+async def test_a_deferred_write_outside_a_flushing_transaction_runs_at_once(
+    engine: AsyncEngine,
+) -> None:
+    """Only SyncDatabase.write flushes; in any other transaction `later` must not defer."""
+    db = SyncDatabase(engine)
+    member_id = await db.write(lambda conn: INSERT(conn, _member("900000000007")).scalar_one())
+    async with engine.begin() as conn:
+        await conn.run_sync(
+            lambda sync: later(sync, RENAME, {"member_id": member_id, "name": "at once"})
+        )
+    row = await db.read(lambda conn: BY_ID(conn, {"member_id": member_id}).one())
+    assert row.first_name == "at once"
+    db.close()

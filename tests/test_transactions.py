@@ -3,14 +3,19 @@
 
 from __future__ import annotations
 
+import shutil
+import sqlite3
+from pathlib import Path
 from typing import Any
 
 import pytest
 from sqlalchemy import Connection, text
-from sqlalchemy.exc import DBAPIError
+from sqlalchemy.exc import DBAPIError, IntegrityError
 from sqlalchemy.ext.asyncio import AsyncEngine
 
+from storage.engine import create_engine
 from storage.transactions import SyncDatabase
+from tests.conftest import sqlite_url
 
 
 def _gone() -> DBAPIError:
@@ -74,3 +79,41 @@ async def test_a_kept_connection_that_was_invalidated_reconnects(engine: AsyncEn
     assert await db.read(lambda conn: conn.execute(text("SELECT 3")).scalar_one()) == 3
     assert await db.read(lambda conn: conn.execute(text("SELECT 4")).scalar_one(), single=True) == 4
     db.close()
+
+
+async def test_a_failed_commit_leaves_no_transaction_open_on_the_kept_writer(
+    tmp_path: Path, sqlite_template: Path
+) -> None:
+    """A COMMIT that fails (here: a deferred foreign key) must not leave SQLite's transaction,
+    and with it the write lock, open on the writer's kept connection. (SQLite only: the kept
+    writer is SQLite's, and PostgreSQL's foreign keys here are not deferrable.)"""
+    path = tmp_path / "loyalty.db"
+    shutil.copy(sqlite_template, path)
+    engine = create_engine(sqlite_url(path))
+    db = SyncDatabase(engine)
+
+    def orphan_lot(conn: Connection) -> None:
+        conn.execute(text("PRAGMA defer_foreign_keys = ON"))
+        conn.execute(
+            text(
+                "INSERT INTO lots (member_id, entry_id, points, remaining, status, available_at,"
+                " expires_at, created_at) VALUES (424242, 424242, 1, 1, 'active',"
+                " '2026-01-01 00:00:00.000000', '2027-01-01 00:00:00.000000',"
+                " '2026-01-01 00:00:00.000000')"
+            )
+        )
+
+    with pytest.raises(IntegrityError):
+        await db.write(orphan_lot)
+    # Another connection can take the write lock at once, and the writer writes again.
+    other = sqlite3.connect(path, timeout=0.5, isolation_level=None)
+    try:
+        other.execute("BEGIN IMMEDIATE")
+        other.execute("ROLLBACK")
+    finally:
+        other.close()
+    assert await db.write(lambda conn: conn.execute(text("SELECT 5")).scalar_one()) == 5
+    count = await db.read(lambda conn: conn.execute(text("SELECT count(*) FROM lots")).scalar())
+    assert count == 0
+    db.close()
+    await engine.dispose()
