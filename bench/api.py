@@ -90,6 +90,7 @@ from bench.common import (
     split,
     verb,
 )
+from bot.app import freeze_what_start_made
 from ledger import policy
 from ledger.invariants import check_ledger
 from ledger.rules import Rules, load_rules
@@ -186,6 +187,8 @@ async def serve(args: argparse.Namespace) -> int:
     site = web.TCPSite(runner, "127.0.0.1", 0, backlog=1024)
     await site.start()
     port = runner.addresses[0][1]
+    if args.serve == "api":
+        freeze_what_start_made()  # as bot.app.run_app does once started
     print(f"PORT {port}", flush=True)
 
     loop = asyncio.get_running_loop()

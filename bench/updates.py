@@ -70,7 +70,7 @@ from aiogram.types import CallbackQuery, InlineKeyboardButton, InlineKeyboardMar
 from sqlalchemy import event
 
 from bench.common import ROOT, percentile, verb
-from bot.app import Application
+from bot.app import Application, freeze_what_start_made
 from bot.settings import Settings
 from emulator import BotAPIEmulator, BotMessage, EmulatedUser, UploadedFile, running_polling
 from emulator.state import Signal
@@ -389,6 +389,7 @@ async def bench_loyalty(emu: BotAPIEmulator, args: argparse.Namespace, tmp: Path
     )
     app = Application(settings)
     await app.start()
+    freeze_what_start_made()  # as bot.app.run_app does once started
     try:
         assert app.services is not None and app.engine is not None
         ledger = app.services.ledger

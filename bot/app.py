@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import gc
 import logging
 import signal
 from dataclasses import dataclass, field
@@ -274,6 +275,17 @@ def configure_logging(level: str) -> None:
     )
 
 
+def freeze_what_start_made() -> None:
+    """Take everything alive once the process has started (modules, SQLAlchemy's and
+    pydantic's metadata, phone number data: about 250,000 objects) out of the garbage
+    collector's full collections, which otherwise walk all of them: one took 170 ms on the
+    benchmark machine, a pause for every chat and every till request at once; after this,
+    4-5 ms (bench/api.py, PostgreSQL: p99 143-165 ms -> 113-120 ms). For long-running
+    processes only: what is frozen is never collected."""
+    gc.collect()
+    gc.freeze()
+
+
 async def run_app(settings: Settings) -> int:
     """Run until SIGINT or SIGTERM, then stop cleanly."""
     configure_logging(settings.log_level)
@@ -283,6 +295,7 @@ async def run_app(settings: Settings) -> int:
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, stop.set)
     await app.start()
+    freeze_what_start_made()
     try:
         await stop.wait()
     finally:
