@@ -77,10 +77,13 @@ def openapi_document() -> dict[str, Any]:
                         "200": _ok("The same request was recorded before; its answer.", "Purchase"),
                         **_BODY_ERRORS,
                         **_AUTH_ERRORS,
-                        "404": _error("Unknown customer (code member_not_found)."),
+                        "404": _error(
+                            "Unknown customer, for a receipt_id not used before "
+                            "(code member_not_found)."
+                        ),
                         "409": _error(
-                            "receipt_id was used for a different purchase "
-                            "(code idempotency_conflict)."
+                            "receipt_id was used for a different purchase, whatever this "
+                            "request's customer (code idempotency_conflict)."
                         ),
                         "422": _error(
                             "Invalid field (invalid_field, invalid_amount, invalid_points), "
@@ -112,9 +115,13 @@ def openapi_document() -> dict[str, Any]:
                         "200": _ok("The same request was recorded before; its answer.", "Refund"),
                         **_BODY_ERRORS,
                         **_AUTH_ERRORS,
-                        "404": _error("Unknown receipt_id (code purchase_not_found)."),
+                        "404": _error(
+                            "Unknown receipt_id, for a refund_id not used before "
+                            "(code purchase_not_found)."
+                        ),
                         "409": _error(
-                            "refund_id was used for a different refund (code idempotency_conflict)."
+                            "refund_id was used for a different refund, whatever this "
+                            "request's receipt_id (code idempotency_conflict)."
                         ),
                         "422": _error(
                             "Invalid field, or more than what is left to refund "

@@ -10,6 +10,16 @@ from pydantic import Field, field_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 DEFAULT_DATABASE_URL = "sqlite+aiosqlite:///./data/loyalty.db"
+PROJECT_RULES = Path(__file__).resolve().parent.parent / "rules.toml"
+
+
+def default_rules_file() -> Path:
+    """RULES_FILE when it is not set: `rules.toml` in the working directory if there is one,
+    else the one that comes with the project (so `python -m bot` starts from any directory)."""
+    local = Path("rules.toml")
+    if local.exists() or not PROJECT_RULES.exists():
+        return local
+    return PROJECT_RULES
 
 
 class Settings(BaseSettings):
@@ -23,7 +33,7 @@ class Settings(BaseSettings):
     api_port: int = Field(default=8080, ge=0, le=65535)
     secret_key: str | None = None
     redis_url: str | None = None
-    rules_file: Path = Path("rules.toml")
+    rules_file: Path = Field(default_factory=default_rules_file)
     log_level: str = "INFO"
     # Telegram's limits: ~30 messages/s overall, 1/s per chat; we stay under them.
     send_rate_per_second: float = Field(default=25.0, gt=0)

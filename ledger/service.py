@@ -190,6 +190,7 @@ _LOCK_CLAIM_READ = [
     )
 ]
 _LOCK_CLAIM, _LOCK_CLAIM_SPEND = (Fast(statement) for statement in _LOCK_CLAIM_READ)
+_OPERATION_EXISTS = Fast(select(operations.c.id).where(operations.c.key == bindparam("key")))
 _FINISH = Fast(
     update(operations)
     .where(operations.c.id == bindparam("op_id"))
@@ -1037,7 +1038,22 @@ class LedgerService:
 
         def work(conn: Connection) -> tuple[dict[str, Any], bool]:
             nonlocal request_hash
-            member_id = member if isinstance(member, int) else member(conn)
+            try:
+                member_id = member if isinstance(member, int) else member(conn)
+            except (MemberNotFound, PurchaseNotFound):
+                # A key already used answers for itself, even if what this request names
+                # cannot be found: a different request under it is a conflict (as the same
+                # receipt_id with a different body is); only an unused key gets the 404.
+                if not callable(request):
+                    stored = self._stored_result(conn, key, _hash_request(request))
+                    if stored is not None:
+                        return stored, True
+                elif _OPERATION_EXISTS(conn, {"key": key}).first() is not None:
+                    raise IdempotencyConflict(
+                        "this id was already used for a different request",
+                        key=key.split(":", 1)[-1],
+                    ) from None
+                raise
             fields = request(member_id) if callable(request) else request
             request_hash = _hash_request(fields)
             since = None

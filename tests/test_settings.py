@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import re
+from pathlib import Path
 
 import pytest
 from pydantic import ValidationError
 
 from bot.settings import Settings
+from ledger.rules import load_rules
 from tests.conftest import ROOT
 
 
@@ -22,6 +24,18 @@ def test_contract_defaults() -> None:
     assert settings.database_url == "sqlite+aiosqlite:///./data/loyalty.db"
     assert (settings.api_host, settings.api_port) == ("127.0.0.1", 8080)
     assert settings.admin_ids == ()
+
+
+def test_the_rules_file_is_found_from_any_working_directory(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.chdir(tmp_path)
+    found = Settings(_env_file=None).rules_file  # type: ignore[call-arg]
+    assert found == ROOT / "rules.toml" and load_rules(found).tiers  # the project's own
+    (tmp_path / "rules.toml").write_text((ROOT / "rules.toml").read_text())
+    assert Settings(_env_file=None).rules_file == Path("rules.toml")  # type: ignore[call-arg]
+    monkeypatch.setenv("RULES_FILE", "/etc/loyalty/rules.toml")
+    assert Settings(_env_file=None).rules_file == Path("/etc/loyalty/rules.toml")  # type: ignore[call-arg]
 
 
 def test_admin_ids_are_comma_separated(monkeypatch: pytest.MonkeyPatch) -> None:

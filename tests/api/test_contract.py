@@ -80,6 +80,9 @@ async def test_same_receipt_with_a_different_body_is_409(till: Till, phones: Pho
     await till.purchase(receipt_id="R-1", customer=card, amount="1500.00")
     status, body = await till.purchase(receipt_id="R-1", customer=card, amount="1600.00")
     assert (status, body["error"]["code"]) == (409, "idempotency_conflict")
+    # A used receipt_id answers for itself even when the new body names nobody.
+    status, body = await till.purchase(receipt_id="R-1", customer="000000000000", amount="1500")
+    assert (status, body["error"]["code"]) == (409, "idempotency_conflict")
     assert (await till.call("GET", f"/api/v1/members/{card}"))[1]["balance"] == 130
 
 
@@ -169,6 +172,8 @@ async def test_refund_201_200_409(till: Till, phones: Phones) -> None:
     assert (body["reversed"], body["returned"], body["balance"], body["debt"]) == (9, 50, 59, 0)
     assert await till.refund(refund_id="RF-1", receipt_id="R-1", amount="500.00") == (200, body)
     status, conflict = await till.refund(refund_id="RF-1", receipt_id="R-1", amount="400.00")
+    assert (status, conflict["error"]["code"]) == (409, "idempotency_conflict")
+    status, conflict = await till.refund(refund_id="RF-1", receipt_id="R-404", amount="500.00")
     assert (status, conflict["error"]["code"]) == (409, "idempotency_conflict")
 
 
