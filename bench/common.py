@@ -18,6 +18,7 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit, urlunsplit
 
 import sqlalchemy
 from sqlalchemy import event
@@ -117,8 +118,10 @@ async def pg_admin(statement: str) -> None:
 
 
 def pg_urls(name: str) -> tuple[str, str]:
-    """(SQLAlchemy URL, plain asyncpg DSN) of the scratch database `name`."""
-    dsn = PG_ADMIN_URL.rsplit("/", 1)[0] + f"/{name}"
+    """(SQLAlchemy URL, plain asyncpg DSN) of the scratch database `name`; the admin URL's
+    query (e.g. `?host=/var/run/postgresql` for the Unix socket) is kept."""
+    parts = urlsplit(PG_ADMIN_URL)
+    dsn = urlunsplit(parts._replace(path=f"/{name}"))
     return dsn.replace("postgresql://", "postgresql+asyncpg://", 1), dsn
 
 
@@ -165,5 +168,5 @@ async def machine_info(with_postgres: bool) -> list[str]:
     ]
     if with_postgres:
         version = (await pg_fetch("SHOW server_version"))[0][0]
-        lines.append(f"PostgreSQL {version} at {PG_ADMIN_URL.rsplit('/', 1)[0]}")
+        lines.append(f"PostgreSQL {version} at {pg_urls('')[1]}")
     return lines
