@@ -15,7 +15,8 @@ For each backend, on fresh data:
 
 * sqlite: a new WAL file database in a temp dir (the engine as `storage.engine` makes it);
 * postgresql: a scratch database `loyalty_bench_api_<pid>`, created fresh and dropped at the end;
-  the server's engine has pool_size --pool-size (default 16, plus as many overflow).
+  the server's engine has pool_size --pool-size (default 16, no overflow, as storage.engine
+  makes it).
 
 The parent migrates the schema, registers --members members (default 1,000; not timed) and
 creates an API key. Then --clients concurrent clients (default 32) in one aiohttp ClientSession
@@ -575,8 +576,13 @@ def print_table(results: list[Result], clients: int) -> None:
             print(
                 f"    server SQL per purchase through SQLAlchemy's execution (storage.fast and"
                 f" the sync SQLite engine not counted): {stats['statements'] / n:.2f} statements"
-                f" ({verbs}), {stats['checkouts'] / n:.2f} pool checkouts;"
-                f" {stats['connects']:,} new database connections opened in the timed phase"
+                f" ({verbs})"
+            )
+        if stats:
+            print(
+                f"    server pool (async engine): {stats['checkouts'] / n:.2f} checkouts per"
+                f" purchase; {stats['connects']:,} new database connections opened in the timed"
+                " phase"
             )
 
 
