@@ -39,9 +39,10 @@ def create_engine(url: str, *, pool_size: int = 20) -> AsyncEngine:
     # pool is full, so a steady load above pool_size opened and closed connections all the time
     # (64-121 new PostgreSQL backends in 5,000 purchases of bench/api.py with 32 clients and
     # 16 connections; 2.32-2.34 ms of machine CPU per purchase without overflow against
-    # 2.46-3.60 with it). Above pool_size, work waits for a connection instead. Nothing holds
-    # one connection while asking for another (a transaction passes its connection on), so
-    # waiting cannot deadlock.
+    # 2.46-3.60 with it). Above pool_size, work waits for a connection instead. No code here
+    # holds one connection while asking for another (each `async with engine.begin()` block
+    # passes its connection on; the scheduler's leader keeps one for the process's life), so
+    # the wait ends; keep it that way.
     return create_async_engine(
         url, pool_size=pool_size, max_overflow=0, pool_recycle=PG_POOL_RECYCLE_S
     )
