@@ -169,27 +169,30 @@ _CLAIMED = (
     .cte("claimed")
 )
 _SNAPSHOT = members.alias("snapshot")
-_LOCK_CLAIM_READ = [
-    select(
-        *(_LOCKED.c[column.name] for column in members.c),
-        *extra,
-        select(_CLAIMED.c.id).scalar_subquery().label("op_id"),
-    ).select_from(_LOCKED)
-    for extra in (
-        (),
-        (
-            SPEND_SINCE.scalar_subquery().label("window_spend"),
-            (
-                _LOCKED.c.row_version
-                == select(literal_column("snapshot.xmin"))
-                .select_from(_SNAPSHOT)
-                .where(_SNAPSHOT.c.id == bindparam("member_id", type_=Integer))
-                .scalar_subquery()
-            ).label("fresh"),
-        ),
+
+
+def _lock_claim_read(*extra: Any) -> Fast:
+    """The member's columns from `_LOCKED`, then `extra`, then the claimed operation's id."""
+    return Fast(
+        select(
+            *(_LOCKED.c[column.name] for column in members.c),
+            *extra,
+            select(_CLAIMED.c.id).scalar_subquery().label("op_id"),
+        ).select_from(_LOCKED)
     )
-]
-_LOCK_CLAIM, _LOCK_CLAIM_SPEND = (Fast(statement) for statement in _LOCK_CLAIM_READ)
+
+
+_LOCK_CLAIM = _lock_claim_read()
+_LOCK_CLAIM_SPEND = _lock_claim_read(
+    SPEND_SINCE.scalar_subquery().label("window_spend"),
+    (
+        _LOCKED.c.row_version
+        == select(literal_column("snapshot.xmin"))
+        .select_from(_SNAPSHOT)
+        .where(_SNAPSHOT.c.id == bindparam("member_id", type_=Integer))
+        .scalar_subquery()
+    ).label("fresh"),
+)
 _OPERATION_EXISTS = Fast(select(operations.c.id).where(operations.c.key == bindparam("key")))
 _FINISH = Fast(
     update(operations)
@@ -1217,8 +1220,8 @@ def _flip(
 
 class _CustomerLookup:
     """What a customer reference can mean: a card number (tried first) or a phone in any common
-    format. The phone is parsed only when the card number finds nobody: parsing costs more than
-    the lookup itself (about 0.2 ms), and tills send card numbers."""
+    format. The phone is parsed only when the card number finds nobody: tills send card
+    numbers, and parsing one as a phone took 20 µs (timeit), five times the rest."""
 
     def __init__(self, customer: str) -> None:
         self.text = customer.strip()

@@ -103,6 +103,12 @@ RENAME = Fast(
 NOTE_OPERATION = Fast(operations.insert())
 
 
+async def _with_member(engine: AsyncEngine, card: str) -> tuple[SyncDatabase, int]:
+    db = SyncDatabase(engine)
+    member_id: int = await db.write(lambda conn: INSERT(conn, _member(card)).scalar_one())
+    return db, member_id
+
+
 def _operation(key: str, member_id: int) -> dict[str, object]:
     return {
         "key": key,
@@ -118,8 +124,7 @@ def _operation(key: str, member_id: int) -> dict[str, object]:
 async def test_deferred_writes_land_with_the_transaction_in_one_statement_on_postgresql(
     engine: AsyncEngine, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    db = SyncDatabase(engine)
-    member_id = await db.write(lambda conn: INSERT(conn, _member("500000000005")).scalar_one())
+    db, member_id = await _with_member(engine, "500000000005")
     sent: list[str] = []
     real_fetch = fast._asyncpg_fetch
 
@@ -143,8 +148,7 @@ async def test_deferred_writes_land_with_the_transaction_in_one_statement_on_pos
 
 
 async def test_deferred_writes_to_one_table_run_one_by_one_in_order(engine: AsyncEngine) -> None:
-    db = SyncDatabase(engine)
-    member_id = await db.write(lambda conn: INSERT(conn, _member("600000000003")).scalar_one())
+    db, member_id = await _with_member(engine, "600000000003")
 
     def rename_twice(conn: Connection) -> None:
         later(conn, RENAME, {"member_id": member_id, "name": "first"})
@@ -159,14 +163,14 @@ async def test_deferred_writes_to_one_table_run_one_by_one_in_order(engine: Asyn
 async def test_a_deferred_write_that_fails_rolls_back_the_whole_transaction(
     engine: AsyncEngine,
 ) -> None:
-    db = SyncDatabase(engine)
-    member_id = await db.write(lambda conn: INSERT(conn, _member("700000000001")).scalar_one())
+    db, member_id = await _with_member(engine, "700000000001")
     await db.write(lambda conn: NOTE_OPERATION(conn, _operation("taken", member_id)))
 
     def clash(conn: Connection) -> None:
         RENAME(conn, {"member_id": member_id, "name": "at once"})
-        later(conn, RENAME, {"member_id": member_id, "name": "later"})  # another table first
-        later(conn, NOTE_OPERATION, _operation("taken", member_id))  # the key exists
+        # Two tables: one combined statement on PostgreSQL, which fails on the existing key.
+        later(conn, RENAME, {"member_id": member_id, "name": "later"})
+        later(conn, NOTE_OPERATION, _operation("taken", member_id))
 
     with pytest.raises(IntegrityError):
         await db.write(clash)
@@ -176,8 +180,7 @@ async def test_a_deferred_write_that_fails_rolls_back_the_whole_transaction(
 
 
 async def test_deferred_writes_of_a_failed_transaction_never_run_later(engine: AsyncEngine) -> None:
-    db = SyncDatabase(engine)
-    member_id = await db.write(lambda conn: INSERT(conn, _member("800000000009")).scalar_one())
+    db, member_id = await _with_member(engine, "800000000009")
 
     def defer_then_fail(conn: Connection) -> None:
         later(conn, RENAME, {"member_id": member_id, "name": "ghost"})
@@ -195,8 +198,7 @@ async def test_a_deferred_write_outside_a_flushing_transaction_runs_at_once(
     engine: AsyncEngine,
 ) -> None:
     """Only SyncDatabase.write flushes; in any other transaction `later` must not defer."""
-    db = SyncDatabase(engine)
-    member_id = await db.write(lambda conn: INSERT(conn, _member("900000000007")).scalar_one())
+    db, member_id = await _with_member(engine, "900000000007")
     async with engine.begin() as conn:
         await conn.run_sync(
             lambda sync: later(sync, RENAME, {"member_id": member_id, "name": "at once"})
