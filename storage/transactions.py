@@ -37,9 +37,10 @@ fresh connection; nothing of the failed attempt was committed.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import sys
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from typing import TypeVar
 
@@ -105,12 +106,8 @@ class SyncDatabase:
         if self._sync_reader is not None:
             # On the loop's thread (see above), on a connection this thread keeps.
             conn = self._kept_connection("single" if single else "snapshot")
-            try:
-                with conn.begin():
-                    return query(conn)
-            except BaseException:
-                _end_what_is_left(conn)
-                raise
+            with _kept_transaction(conn):
+                return query(conn)
         # PostgreSQL: one statement needs no transaction around it (no BEGIN/COMMIT trips).
         engine = (self._autocommit if single else self._async_reader).sync_engine
 
@@ -143,14 +140,10 @@ class SyncDatabase:
 
             def transaction() -> T:
                 conn = self._kept_connection("writer")
-                try:
-                    with conn.begin():
-                        result = _and_flush(conn, work)
-                        committing[0] = True  # leaving the block sends COMMIT
-                        return result
-                except BaseException:
-                    _end_what_is_left(conn)
-                    raise
+                with _kept_transaction(conn):
+                    result = _and_flush(conn, work)
+                    committing[0] = True  # leaving the block sends COMMIT
+                    return result
 
             return await asyncio.get_running_loop().run_in_executor(self._thread, transaction)
         sync_engine = self.engine.sync_engine
@@ -200,11 +193,22 @@ def _and_flush(conn: Connection, work: Callable[[Connection], T]) -> T:
     return result
 
 
+@contextlib.contextmanager
+def _kept_transaction(conn: Connection) -> Iterator[None]:
+    """`conn.begin()` on a kept SQLite connection, and after a failure whatever SQLite still
+    has open (a COMMIT that failed leaves its transaction open, and SQLAlchemy then considers
+    it over) rolled back, or the connection given up. A pooled connection would get this from
+    the pool's reset; a kept one would otherwise hold the write lock until its next
+    transaction."""
+    try:
+        with conn.begin():
+            yield
+    except BaseException:
+        _end_what_is_left(conn)
+        raise
+
+
 def _end_what_is_left(conn: Connection) -> None:
-    """After a failed transaction on a kept SQLite connection: if SQLite still has one open (a
-    COMMIT that failed leaves it open, and SQLAlchemy then considers it over), roll it back,
-    or give the connection up. A pooled connection would get this from the pool's reset; a
-    kept one would otherwise hold the write lock until its next transaction."""
     if conn.invalidated or conn.closed:
         return
     dbapi = conn.connection.dbapi_connection

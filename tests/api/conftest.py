@@ -61,7 +61,7 @@ class Till:
 
 @pytest.fixture
 async def till(ledger: LedgerService) -> AsyncIterator[Till]:
-    keys = ApiKeyService(ledger.engine, ledger.clock)
+    keys = ApiKeyService(ledger.engine, ledger.clock, ledger.db)  # one SyncDatabase, as bot.app
     outbox = Outbox(ledger.engine, ledger.clock)
     notifier = Notifier(build_i18n(), ledger, outbox)
     app = build_api(ApiServices(ledger=ledger, keys=keys, secret_key=SECRET, notifier=notifier))
