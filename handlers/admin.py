@@ -12,6 +12,8 @@ from handlers.common import HasRole
 from ledger.service import LedgerService
 from staff.roles import Role, StaffService
 
+TELEGRAM_ID_LIMIT = 2**52  # Telegram's user ids are positive and have at most 52 bits
+
 
 def build_admin_router() -> Router:
     router = Router(name="admin")
@@ -21,7 +23,12 @@ def build_admin_router() -> Router:
 
 
 def _roles_text() -> str:
-    return ", ".join(f"{role.value} ({_(f'role-{role.value}')})" for role in Role)
+    """The roles as typed in the command, with the reader's word where it differs."""
+    parts = []
+    for role in Role:
+        label = _(f"role-{role.value}")
+        parts.append(role.value if label == role.value else f"{role.value} ({label})")
+    return ", ".join(parts)
 
 
 async def staff_command(
@@ -45,6 +52,9 @@ async def staff_command(
         role = Role(role_name.lower())
     except ValueError:
         await message.answer(_("staff-unknown-role").format(role=role_name, roles=_roles_text()))
+        return
+    if who.lstrip("-").isdigit() and not 0 < int(who) < TELEGRAM_ID_LIMIT:
+        await message.answer(_("staff-bad-id").format(who=who))
         return
     target_id, username = await _resolve_person(who, staff, ledger)
     if target_id is None:

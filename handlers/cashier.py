@@ -11,10 +11,20 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import re
 import secrets
 
 from aiogram import Bot, F, Router
-from aiogram.filters import Command, CommandObject, CommandStart
+from aiogram.dispatcher.event.bases import SkipHandler
+from aiogram.filters import (
+    Command,
+    CommandObject,
+    CommandStart,
+    StateFilter,
+    and_f,
+    invert_f,
+    or_f,
+)
 from aiogram.filters.callback_data import CallbackData
 from aiogram.fsm.context import FSMContext
 from aiogram.fsm.state import State, StatesGroup
@@ -23,7 +33,14 @@ from aiogram.utils.i18n import I18n
 from aiogram.utils.i18n import gettext as _
 
 from cards.service import CardService
-from handlers.common import HasRole, IsMember, points_text, roubles_text, tier_text
+from handlers.common import (
+    AnyMenuButton,
+    HasRole,
+    IsMember,
+    points_text,
+    roubles_text,
+    tier_text,
+)
 from handlers.notifications import Notifier
 from ledger import policy
 from ledger.errors import InvalidAmount, LedgerError, MemberNotFound
@@ -44,10 +61,11 @@ CARD_LINK_PREFIX = "c_"
 class Selling(StatesGroup):
     finding = State()
     amount = State()
+    points = State()  # how many points, when the cashier chose "Other number of points"
 
 
 class SaleCb(CallbackData, prefix="sale"):
-    action: str  # record | redeem | confirm | cancel
+    action: str  # record | redeem | other | confirm | cancel
     member_id: int
     points: int = 0
 
@@ -64,9 +82,20 @@ def build_cashier_router() -> Router:
     router.message.register(
         open_from_qr, CommandStart(deep_link=True, magic=F.args.startswith(CARD_LINK_PREFIX))
     )
+    # A command or a menu button in the middle of a sale leaves the sale (/cancel says so);
+    # the others then go on to whoever handles them, instead of being read as a phone or an
+    # amount.
+    # (The state the handlers below see is the one before leave_sale, hence their own filter.)
+    not_typed = or_f(F.text.startswith("/"), AnyMenuButton())
+    router.message.register(
+        leave_sale, StateFilter(Selling.finding, Selling.amount, Selling.points), not_typed
+    )
     router.message.register(start_sale, Command("sale"))
-    router.message.register(find_customer, Selling.finding, F.text)
-    router.message.register(take_amount, Selling.amount, F.text)
+    router.message.register(staff_help, Command("help"), IsMember(registered=False))
+    typed = and_f(F.text, invert_f(not_typed))
+    router.message.register(find_customer, Selling.finding, typed)
+    router.message.register(take_amount, Selling.amount, typed)
+    router.message.register(take_points, Selling.points, typed)
     router.callback_query.register(sale_step, SaleCb.filter())
     return router
 
@@ -77,6 +106,26 @@ def build_confirmation_router() -> Router:
     router.callback_query.filter(IsMember())
     router.callback_query.register(member_answers, ConfirmCb.filter())
     return router
+
+
+# ------------------------------------------------------------ help, leaving a sale
+
+
+async def leave_sale(message: Message, state: FSMContext) -> None:
+    await state.clear()
+    if (message.text or "").split("@")[0].strip() == "/cancel":
+        await message.answer(_("cashier-cancelled"))
+        return
+    raise SkipHandler  # the command or button is handled as if no sale had been open
+
+
+async def staff_help(message: Message, roles: frozenset[Role] = frozenset()) -> None:
+    """/help for staff who have not joined the program themselves (members get theirs)."""
+    lines = [_("cashier-help")]
+    if Role.ADMIN in roles:
+        lines.append(_("admin-help"))
+    lines.append(_("staff-help-join"))
+    await message.answer("\n\n".join(lines))
 
 
 # ----------------------------------------------------------------- finding the customer
@@ -179,6 +228,12 @@ async def sale_step(
         await state.clear()
         await message.edit_text(_("cashier-cancelled"))
         return
+    if action == "other":
+        await state.set_state(Selling.points)
+        await message.answer(
+            _("cashier-ask-points").format(points=points_text(int(data.get("allowed", 0))))
+        )
+        return
     if action == "redeem":
         await state.update_data(redeem=callback_data.points)
         await _ask_confirmation(message, ledger, rules, member_id, amount, callback_data.points)
@@ -223,13 +278,14 @@ async def take_amount(
 ) -> None:
     data = await state.get_data()
     try:
-        amount = policy.parse_amount(message.text or "")
+        amount = policy.parse_amount(_without_spaces(message.text or "").removesuffix("₽"))
     except InvalidAmount as error:
-        await message.answer(_("cashier-bad-amount").format(why=error.message))
+        why = _(_AMOUNT_REFUSALS.get(error.message, "amount-not-number"))
+        await message.answer(_("cashier-bad-amount").format(why=why))
         return
     member_id = int(data["member_id"])
-    await state.update_data(amount=amount, redeem=0)
     allowed = await ledger.redeemable_points(member_id, amount)
+    await state.update_data(amount=amount, redeem=0, allowed=allowed)
     if allowed <= 0:
         await _ask_confirmation(message, ledger, rules, member_id, amount, 0)
         return
@@ -245,14 +301,47 @@ async def take_amount(
                 ],
                 [
                     (
+                        _("cashier-redeem-other"),
+                        SaleCb(action="other", member_id=member_id),
+                    ),
+                    (
                         _("cashier-redeem-none"),
                         SaleCb(action="redeem", member_id=member_id, points=0),
-                    )
+                    ),
                 ],
                 [(_("cashier-cancel-button"), SaleCb(action="cancel", member_id=member_id))],
             ]
         ),
     )
+
+
+async def take_points(
+    message: Message, ledger: LedgerService, rules: Rules, state: FSMContext
+) -> None:
+    """The number of points to pay with, typed by the cashier: 0 up to the allowed maximum."""
+    data = await state.get_data()
+    allowed = int(data.get("allowed", 0))
+    text = _without_spaces(message.text or "")
+    if not text.isdigit() or int(text) > allowed:
+        await message.answer(_("cashier-bad-points").format(points=points_text(allowed)))
+        return
+    member_id, amount, redeem = int(data["member_id"]), int(data["amount"]), int(text)
+    await state.set_state(None)  # the sale's data stays for the confirm button
+    await state.update_data(redeem=redeem)
+    await _ask_confirmation(message, ledger, rules, member_id, amount, redeem)
+
+
+_SPACES = re.compile(r"(?<=\d)[\s\u00a0\u202f\u2009]+(?=\d)")
+_AMOUNT_REFUSALS = {  # ledger.policy's reasons -> what the cashier reads
+    policy.AMOUNT_NOT_POSITIVE: "amount-not-positive",
+    policy.AMOUNT_DECIMALS: "amount-decimals",
+    policy.AMOUNT_TOO_LARGE: "amount-too-large",
+}
+
+
+def _without_spaces(text: str) -> str:
+    """ "1 500,50" as typed in Russian (spaces between the digits' groups) -> "1500,50"."""
+    return _SPACES.sub("", text.strip())
 
 
 async def _ask_confirmation(
@@ -336,7 +425,10 @@ def _error_text(error: LedgerError) -> str:
         )
     if error.code in {"insufficient_points", "member_not_found"}:
         return _(f"error-{error.code}")
-    return _("error-other").format(message=error.message)
+    if error.code == "member_erased":
+        return _("error-member_not_found")
+    log.warning("cashier sale refused: %s", error.code)
+    return _("error-other")
 
 
 # ------------------------------------------------------- the member confirms a redemption

@@ -87,6 +87,16 @@ class MenuButton(BaseFilter):
         return message.text in {i18n.gettext(self.key, locale=lang) for lang in i18n.locales}
 
 
+class AnyMenuButton(BaseFilter):
+    """A press of any main-menu button, in any language."""
+
+    async def __call__(self, message: Message, i18n: I18n) -> bool:
+        keys = [key for row in MENU_ROWS for key in row]
+        return message.text in {
+            i18n.gettext(key, locale=lang) for key in keys for lang in i18n.locales
+        }
+
+
 # ---------------------------------------------------------------------- keyboards
 
 
@@ -118,9 +128,11 @@ def days_text(days: int) -> str:
 
 
 def roubles_text(kopecks: int) -> str:
-    """Kopecks as roubles, grouped, without needless decimals: "19 600", "1 234,50"."""
+    """Kopecks as roubles, grouped; kopecks only when there are some, and then both digits:
+    "19 600", "1 234,50"."""
     amount = Decimal(kopecks) / 100
-    return format_decimal(amount, format="#,##0.##", locale=current_language())
+    pattern = "#,##0" if kopecks % 100 == 0 else "#,##0.00"
+    return format_decimal(amount, format=pattern, locale=current_language())
 
 
 def date_text(moment: datetime | date, timezone: str | None = None) -> str:

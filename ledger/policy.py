@@ -21,6 +21,14 @@ MAX_AMOUNT_KOPECKS = 100_000_000_00  # 100 million roubles: anything above is a 
 _AMOUNT_TEXT = re.compile(r"^[0-9]{1,12}(?:[.,][0-9]{1,2})?$")
 
 
+# parse_amount's refusals; the bot says each in the cashier's language (handlers.cashier).
+AMOUNT_NOT_TEXT = 'amount must be a string like "1500.00"'
+AMOUNT_NOT_POSITIVE = "amount must be positive"
+AMOUNT_DECIMALS = "amount has more than two decimals"
+AMOUNT_NOT_NUMBER = 'amount is not a number like "1500.00"'
+AMOUNT_TOO_LARGE = "amount is too large"
+
+
 def parse_amount(value: str | int) -> int:
     """Roubles as text ("1500", "1500.5", "1500.00") or a whole int to kopecks.
 
@@ -31,18 +39,18 @@ def parse_amount(value: str | int) -> int:
     elif isinstance(value, str):
         text = value.strip()
     else:
-        raise InvalidAmount('amount must be a string like "1500.00"', value=str(value))
+        raise InvalidAmount(AMOUNT_NOT_TEXT, value=str(value))
     if text.startswith("-"):
-        raise InvalidAmount("amount must be positive", value=text)
+        raise InvalidAmount(AMOUNT_NOT_POSITIVE, value=text)
     if not _AMOUNT_TEXT.match(text):
         if re.match(r"^[0-9]+[.,][0-9]{3,}$", text):
-            raise InvalidAmount("amount has more than two decimals", value=text)
-        raise InvalidAmount('amount is not a number like "1500.00"', value=text)
+            raise InvalidAmount(AMOUNT_DECIMALS, value=text)
+        raise InvalidAmount(AMOUNT_NOT_NUMBER, value=text)
     kopecks = int(Decimal(text.replace(",", ".")) * 100)
     if kopecks <= 0:
-        raise InvalidAmount("amount must be positive", value=text)
+        raise InvalidAmount(AMOUNT_NOT_POSITIVE, value=text)
     if kopecks > MAX_AMOUNT_KOPECKS:
-        raise InvalidAmount("amount is too large", value=text)
+        raise InvalidAmount(AMOUNT_TOO_LARGE, value=text)
     return kopecks
 
 

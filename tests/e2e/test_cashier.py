@@ -78,7 +78,7 @@ async def test_cashier_scans_qr_records_purchase_with_redemption_and_member_gets
     await cashier.send_text("1000")
     offer = await cashier.wait_message()
     assert "Points can pay up to 100 points" in (offer.text or "")
-    await cashier.press_button(offer, "Pay 100 points with points")
+    await cashier.press_button(offer, "Pay 100 points")
     confirm = await cashier.wait_message()
     assert "The customer earns: 18 points" in (confirm.text or "")
     confirm_data = confirm.button("✅ Confirm").callback_data or ""
@@ -198,3 +198,111 @@ async def test_large_redemption_is_confirmed_by_the_member_first(
     assert "Paid with points: 1,800 points" in (receipt.text or "")
     assert (await ledger.balance(member.member_id)).balance == 200 + 84
     assert await check_ledger(ledger.engine) == []
+
+
+async def test_a_cashier_can_leave_a_sale_with_cancel_a_command_or_a_menu_button(
+    emulator: BotAPIEmulator, app: Application
+) -> None:
+    customer = emulator.user(4007, "Lena", language_code="en")
+    await join(customer, "+79990004007")
+    cashier = await _make_cashier(emulator, app, 4103, "till_four")
+    await cashier.send_command("/sale")
+    await cashier.wait_message()
+    await cashier.send_command("/cancel")
+    assert (await cashier.wait_message()).text == "Cancelled, nothing was recorded."
+    await cashier.send_text("+7 999 000-40-07")  # no sale open: not read as a lookup
+    assert "Lena" not in ((await cashier.wait_message()).text or "")
+
+    await cashier.send_command("/sale +7 999 000-40-07")
+    panel = await cashier.wait_message()
+    await cashier.press_button(panel, "🧾 Record a purchase")
+    await cashier.wait_message()
+    await cashier.send_text("💰 Balance")  # the cashier's own menu works mid-sale
+    assert "Balance: 100 points" in ((await cashier.wait_message()).text or "")
+    await cashier.send_text("1500")  # and the sale is over: no amount is taken
+    assert "redeem" not in ((await cashier.wait_message()).text or "").lower()
+
+    await cashier.send_command("/sale")
+    await cashier.wait_message()
+    await cashier.send_command("/help")  # other commands work and close the sale
+    assert "/sale" in ((await cashier.wait_message()).text or "")
+    ledger = app.services.ledger  # type: ignore[union-attr]
+    member = await ledger.member_by_telegram(4007)
+    assert member is not None and member.balance == 100
+
+
+async def test_the_cashier_types_how_many_points_to_pay_with(
+    emulator: BotAPIEmulator, app: Application
+) -> None:
+    customer = emulator.user(4008, "Olga", language_code="en")
+    await join(customer, "+79990004008")
+    ledger = app.services.ledger  # type: ignore[union-attr]
+    member = await ledger.member_by_telegram(4008)
+    assert member is not None
+    await ledger.adjust(member_id=member.member_id, points=900, reason="test", actor="test")
+    cashier = await _make_cashier(emulator, app, 4104, "till_five")
+    await cashier.send_command(await _qr_start(app, 4008))
+    await cashier.press_button(await cashier.wait_message(), "🧾 Record a purchase")
+    await cashier.wait_message()
+    await cashier.send_text("2000")
+    offer = await cashier.wait_message()
+    assert "up to 600 points" in (offer.text or "")
+    await cashier.press_button(offer, "Other number")
+    assert "From 0 to 600 points" in ((await cashier.wait_message()).text or "")
+    for wrong in ("601", "-5", "ten"):
+        await cashier.send_text(wrong)
+        assert "from 0 to 600 points" in ((await cashier.wait_message()).text or "")
+    await cashier.send_text("250")
+    confirm = await cashier.wait_message()
+    assert "250 points" in (confirm.text or "")
+    await cashier.press_button(confirm, "✅ Confirm")
+    done = (await cashier.wait_message()).text or ""
+    assert "paid with points: 250 points" in done
+    assert (await ledger.balance(member.member_id)).balance == 1000 - 250 + 35  # 1,750 ₽ / 50
+    assert await check_ledger(ledger.engine) == []
+
+
+async def test_amounts_are_read_and_refused_in_the_cashiers_language(
+    emulator: BotAPIEmulator, app: Application
+) -> None:
+    customer = emulator.user(4009, "Петр", language_code="ru")
+    await join(customer, "+79990004009")
+    cashier = emulator.user(4105, "Катя", username="kassa_ru", language_code="ru")
+    await join(cashier, "+79990004105")
+    admin = emulator.user(ADMIN_ID, "Boss", language_code="en")
+    await admin.send_command("/staff add @kassa_ru cashier")
+    await admin.wait_message()
+    await cashier.wait_message()
+    await cashier.send_command("/sale 8 999 000-40-09")
+    await cashier.press_button(await cashier.wait_message(), "🧾 Провести покупку")
+    await cashier.wait_message()
+    refusals = {
+        "-500": "больше нуля",
+        "0": "больше нуля",
+        "1500,555": "не больше двух цифр",
+        "1e5": "только цифры",
+        "999999999999": "слишком большая",
+    }
+    for typed, why in refusals.items():
+        await cashier.send_text(typed)
+        text = (await cashier.wait_message()).text or ""
+        assert why in text and "amount" not in text, (typed, text)
+    await cashier.send_text("1 500,50")  # as amounts are typed in Russian
+    offer = (await cashier.wait_message()).text or ""
+    assert "Сумма: 1 500,50 ₽" in offer.replace("\u00a0", " ").replace("\u202f", " ")
+
+
+async def test_staff_ids_must_be_telegram_ids_and_staff_who_are_not_members_get_help(
+    emulator: BotAPIEmulator, app: Application
+) -> None:
+    admin = emulator.user(ADMIN_ID, "Boss", language_code="en")
+    for bad in ("-5", "0", "99999999999999999999999"):
+        await admin.send_command(f"/staff add {bad} cashier")
+        assert "is not a Telegram user id" in ((await admin.wait_message()).text or "")
+    await admin.send_command("/staff")
+    usage = (await admin.wait_message()).text or ""
+    assert "admin (admin)" not in usage and "cashier" in usage
+    await admin.send_command("/help")  # the admin from ADMIN_IDS has not joined as a member
+    help_text = (await admin.wait_message()).text or ""
+    assert "/sale" in help_text and "/staff" in help_text and "/start" in help_text
+    assert await app.services.staff.roles_of(0) == frozenset()  # type: ignore[union-attr]
