@@ -945,7 +945,7 @@ class LedgerService:
         self, conn: Connection, member_ids: Sequence[int], now: datetime
     ) -> list[TierChange]:
         changes = []
-        for member_id in member_ids:
+        for member_id in sorted(member_ids):  # in id order, as every batch locks
             locked = self.journal.lock_member(conn, member_id)
             change = self._recompute_tier(conn, member_id, locked.tier, now)
             if change:
@@ -1192,10 +1192,9 @@ class LedgerService:
         ).scalar_one_or_none()
         if claimed is None:
             return
-        inviter = self.journal.member_row(conn, inviter_id)
-        if inviter.status != "active":
-            return
         totals = self.journal.lock_totals(conn, inviter_id)
+        if self.journal.member_row(conn, inviter_id).status != "active":  # read once locked
+            return
         self.journal.credit(
             conn,
             inviter_id,

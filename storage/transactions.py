@@ -38,6 +38,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import random
 import sys
 import threading
 from collections.abc import Callable, Iterator
@@ -62,6 +63,7 @@ from storage.fast import flush, will_flush
 T = TypeVar("T")
 SWITCH_INTERVAL_S = 0.0002
 READ_BUSY_TIMEOUT_MS = 2_000
+CONFLICT_ATTEMPTS = 5  # a write PostgreSQL rolled back to break a deadlock runs again
 
 
 def share_the_gil_quickly() -> None:
@@ -123,17 +125,25 @@ class SyncDatabase:
         A connection found dead before COMMIT was sent gets one more try on a fresh one. One
         that dies during COMMIT is not retried: whether it committed is unknown, and the error
         goes to the caller (operations from outside carry an idempotency key, so their retry
-        gets the first result back if it did commit).
+        gets the first result back if it did commit). A transaction PostgreSQL rolled back to
+        break a deadlock runs again, up to CONFLICT_ATTEMPTS times in all: `work` must be safe
+        to run again after a rollback (it is a function of what it reads).
 
         Cancelling the caller does not stop a SQLite write already on the writer thread: it
         runs to its end and commits. On PostgreSQL the transaction is rolled back."""
-        committing = [False]
-        try:
-            return await self._run_once(work, committing)
-        except DBAPIError as exc:
-            if not exc.connection_invalidated or committing[0]:
-                raise
-            return await self._run_once(work, [False])
+        for attempt in range(1, CONFLICT_ATTEMPTS + 1):
+            committing = [False]
+            try:
+                return await self._run_once(work, committing)
+            except DBAPIError as exc:
+                if _lost_a_conflict(exc) and attempt < CONFLICT_ATTEMPTS:
+                    # PostgreSQL rolled the whole transaction back: nothing of it stands.
+                    await asyncio.sleep(random.uniform(0.005, 0.05) * attempt)
+                    continue
+                if not exc.connection_invalidated or committing[0]:
+                    raise
+                return await self._run_once(work, [False])
+        raise AssertionError("unreachable")
 
     async def _run_once(self, work: Callable[[Connection], T], committing: list[bool]) -> T:
         if self._sync is not None and self._thread is not None:
@@ -183,6 +193,13 @@ class SyncDatabase:
         for engine in (self._sync, self._sync_reader):
             if engine is not None:
                 engine.dispose()
+
+
+def _lost_a_conflict(error: DBAPIError) -> bool:
+    """PostgreSQL chose this transaction to break a deadlock (two transactions locking the
+    same members in opposite orders: a first purchase locks the invited member, then the
+    inviter; a burn batch locks in id order), or could not serialize it."""
+    return getattr(error.orig, "sqlstate", None) in {"40P01", "40001"}
 
 
 def _and_flush(conn: Connection, work: Callable[[Connection], T]) -> T:

@@ -3,7 +3,13 @@
 from __future__ import annotations
 
 import asyncio
+import hashlib
+from datetime import timedelta
 
+import pytest
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from ledger.clock import ManualClock
 from ledger.errors import (
     IdempotencyConflict,
     InsufficientPoints,
@@ -12,6 +18,7 @@ from ledger.errors import (
 )
 from ledger.invariants import check_ledger
 from ledger.service import LedgerService
+from storage.schema import referral_rewards
 from tests.conftest import Phones
 
 RUB = 100
@@ -146,4 +153,43 @@ async def test_concurrent_purchases_earn_at_the_tier_each_one_reached(
     # Base 1 point per 50 RUB, silver from 10,000 RUB (per 40), gold from 30,000 (per 30).
     assert sorted(result.accrued for result in results) == [200, 250, 250, 333]
     assert (await ledger.get_member(member_id)).tier == "gold"
+    assert await check_ledger(ledger.engine) == []
+
+
+@pytest.mark.parametrize("backend", ["postgresql"])
+async def test_a_first_purchase_and_a_burn_batch_locking_in_opposite_orders_both_finish(
+    ledger: LedgerService, phones: Phones, clock: ManualClock, engine: AsyncEngine
+) -> None:
+    """A referred member's first purchase locks the invited member, then the inviter; a burn
+    batch locks both in id order. PostgreSQL breaks the deadlock by rolling one back, and that
+    one runs again (storage.transactions.SyncDatabase.write)."""
+    inviter = (await ledger.register_member(phones.next())).member
+    invited = (
+        await ledger.register_member(phones.next(), referral_code=inviter.referral_code)
+    ).member
+    assert inviter.member_id < invited.member_id and invited.phone is not None
+    clock.advance(timedelta(days=181))  # both welcome bonuses are due to burn
+    async with engine.connect() as blocker:
+        # The purchase waits on this row's key after locking the invited member and before
+        # locking the inviter; the burn then locks the inviter and waits for the invited.
+        await blocker.execute(
+            referral_rewards.insert().values(
+                invited_phone_hash=hashlib.sha256(invited.phone.encode()).hexdigest(),
+                inviter_id=inviter.member_id,
+                invited_id=invited.member_id,
+                created_at=clock.now(),
+            )
+        )
+        purchase = asyncio.create_task(
+            ledger.purchase(
+                receipt_id="R-1", member_id=invited.member_id, amount_kopecks=1000 * RUB
+            )
+        )
+        await asyncio.sleep(0.3)
+        burn = asyncio.create_task(ledger.expire_due())
+        await asyncio.sleep(0.3)
+        await blocker.rollback()  # the purchase goes on and locks the inviter: a deadlock
+    result, burnt = await asyncio.gather(purchase, burn)
+    assert result.accrued == 20 and burnt == 200
+    assert (await ledger.balance(inviter.member_id)).balance == 200  # the referral reward
     assert await check_ledger(ledger.engine) == []
