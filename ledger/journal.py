@@ -277,6 +277,10 @@ class Journal:
     ) -> int:
         """Take points oldest-expiry first (from one entry's own lot first, if given).
 
+        Lots whose expiry has come but which the burn job has not written off yet are taken
+        too (first, as they expire first): a reversal or an adjustment takes what would burn
+        anyway. A redemption burns them first instead (burn_own_due): nobody pays with them.
+
         strict: refuse a shortfall; otherwise the shortfall becomes debt.
         """
         from_active: list[tuple[int, int]] = []
@@ -427,14 +431,35 @@ class Journal:
             )
             .order_by(lots.c.member_id, lots.c.expires_at, lots.c.id)
         ).all()
-        if not due:
-            return 0
-        by_member: dict[int, list[Any]] = {}
-        for lot in due:
-            by_member.setdefault(lot.member_id, []).append(lot)
-        burnt = {
-            member_id: sum(lot.remaining for lot in rows) for member_id, rows in by_member.items()
-        }
+        burnt = self._burn(conn, [(lot.member_id, lot.id, lot.remaining) for lot in due], now)
+        for member_id, points in burnt.items():
+            totals[member_id].balance -= points
+        self._store_many(conn, {member_id: totals[member_id] for member_id in burnt})
+        return sum(burnt.values())
+
+    def burn_own_due(
+        self, conn: Connection, member_id: int, totals: Totals, now: datetime
+    ) -> list[policy.OpenLot]:
+        """Burn the lots of this member (locked) whose expiry has come, as the burn job would
+        (which may not have run yet), and return the open lots left. `totals` is changed here
+        and stored by the caller."""
+        open_lots = self.open_lots(conn, member_id)
+        due = policy.due_to_burn(open_lots, now)
+        if due:
+            burnt = self._burn(conn, [(member_id, lot.lot_id, lot.remaining) for lot in due], now)
+            totals.balance -= burnt[member_id]
+        return [lot for lot in open_lots if lot not in due]
+
+    def _burn(
+        self, conn: Connection, due: Sequence[tuple[int, int, int]], now: datetime
+    ) -> dict[int, int]:
+        """Write off these (member id, lot id, remaining) lots: one expiry entry per member;
+        returns the points burnt per member."""
+        burnt: dict[int, int] = {}
+        for member_id, _lot, remaining in due:
+            burnt[member_id] = burnt.get(member_id, 0) + remaining
+        if not burnt:
+            return {}
         entry_ids = self._insert_entries(
             conn,
             [
@@ -443,19 +468,16 @@ class Journal:
             ],
             now,
         )
-        for chunk in _chunks([lot.id for lot in due]):
+        for chunk in _chunks([lot for _, lot, _ in due]):
             conn.execute(update(lots).where(lots.c.id.in_(chunk)).values(remaining=0))
         _INSERT_SPENDS.many(
             conn,
             [
-                {"entry_id": entry_ids[lot.member_id], "lot_id": lot.id, "points": lot.remaining}
-                for lot in due
+                {"entry_id": entry_ids[member_id], "lot_id": lot, "points": remaining}
+                for member_id, lot, remaining in due
             ],
         )
-        for member_id, points in burnt.items():
-            totals[member_id].balance -= points
-        self._store_many(conn, {member_id: totals[member_id] for member_id in burnt})
-        return sum(burnt.values())
+        return burnt
 
     def activate_due(self, conn: Connection, member_ids: Sequence[int], now: datetime) -> int:
         """Make these members' held lots usable once their hold is over; new points pay off a

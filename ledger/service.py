@@ -97,10 +97,21 @@ _SPEND_SINCE = Fast(SPEND_SINCE)
 _OPEN_ACTIVE = and_(
     lots.c.member_id == bindparam("member_id"), lots.c.status == "active", lots.c.remaining > 0
 )
-_FIRST_BURN = Fast(select(func.min(lots.c.expires_at)).where(_OPEN_ACTIVE))
+# Points whose expiry has come are gone even before the burn job writes them off: nobody
+# can spend them (Journal.burn_own_due) and nobody is shown them.
+_OVERDUE = func.coalesce(
+    func.sum(lots.c.remaining).filter(lots.c.expires_at <= bindparam("now")), 0
+)
+_BURNS = Fast(  # the next burn to come, and what should have burnt already
+    select(
+        func.min(lots.c.expires_at).filter(lots.c.expires_at > bindparam("now")),
+        _OVERDUE.label("overdue"),
+    ).where(_OPEN_ACTIVE)
+)
+_OVERDUE_POINTS = Fast(select(_OVERDUE).where(_OPEN_ACTIVE))
 _BURNING_BEFORE = Fast(
     select(func.coalesce(func.sum(lots.c.remaining), 0)).where(
-        _OPEN_ACTIVE, lots.c.expires_at < bindparam("day_end")
+        _OPEN_ACTIVE, lots.c.expires_at > bindparam("now"), lots.c.expires_at < bindparam("day_end")
     )
 )
 _MEMBER_BY_CARD = Fast(select(members).where(members.c.card_number == bindparam("card_number")))
@@ -471,7 +482,11 @@ class LedgerService:
     async def redeemable_points(self, member_id: int, amount_kopecks: int) -> int:
         """The most points this member may spend on a purchase of this amount, right now."""
         member = await self.get_member(member_id)
-        return policy.redeemable_points(self.rules, amount_kopecks, member.balance)
+        params = {"member_id": member_id, "now": self.clock.now()}
+        overdue = await self.db.read(
+            lambda conn: int(_OVERDUE_POINTS(conn, params).scalar_one()), single=True
+        )
+        return policy.redeemable_points(self.rules, amount_kopecks, member.balance - overdue)
 
     async def purchase(
         self,
@@ -508,6 +523,8 @@ class LedgerService:
             member_id = row.id
             if row.status != "active":
                 raise MemberNotFound("no such member")
+            if redeem_points:  # points whose expiry has come cannot pay
+                self.journal.burn_own_due(conn, member_id, totals, self.clock.now())
             allowed = policy.redeemable_points(self.rules, amount_kopecks, totals.balance)
             if redeem_points > allowed:
                 raise RedeemAboveLimit(
@@ -965,19 +982,19 @@ class LedgerService:
         now = self.clock.now()
         row = self.journal.member_row(conn, member_id)
         spend = self._qualifying_spend(conn, member_id, now)
-        first_burn = _FIRST_BURN(conn, {"member_id": member_id}).scalar_one_or_none()
+        first_burn, overdue = _BURNS(conn, {"member_id": member_id, "now": now}).one()
         burn = None
         if first_burn is not None:
             day_end = _end_of_local_day(first_burn, row.timezone)
             points = _BURNING_BEFORE(
-                conn, {"member_id": member_id, "day_end": day_end}
+                conn, {"member_id": member_id, "now": now, "day_end": day_end}
             ).scalar_one()
             burn = Burn(points=int(points), burns_at=first_burn)
         tier = self.rules.tier(row.tier)
         upper = policy.next_tier(self.rules, tier)
         return BalanceView(
             member_id=member_id,
-            balance=row.balance,
+            balance=row.balance - int(overdue),
             pending=row.pending,
             debt=row.debt,
             tier=row.tier,

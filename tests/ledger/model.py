@@ -185,20 +185,23 @@ class LedgerModel:
         """The tier the rules give right now (the shown tier may lag until the tier job)."""
         return self.tier_by_spend(self.qualifying_spend(member, now))
 
-    def redeem_limit(self, member: int, amount: int) -> int:
-        """At most max_redeem_percent of the amount, in whole points, and never the debt."""
+    def redeem_limit(self, member: int, amount: int, now: datetime) -> int:
+        """At most max_redeem_percent of the amount, in whole points, and never the debt, nor
+        points whose expiry has come."""
         cap_kopecks = amount * self.rules.max_redeem_percent // 100
         cap = cap_kopecks // self.rules.point_value_kopecks
-        return max(0, min(cap, self.members[member].balance))
+        return max(0, min(cap, self.members[member].balance - self.overdue(member, now)))
 
     def refundable(self, receipt_id: str) -> int:
         purchase = self.purchases[receipt_id]
         return purchase.amount - purchase.refunded
 
-    def nearest_burn(self, member: int) -> NearestBurn | None:
-        """The earliest expiry among lots with points left, and all points burning that day
-        (the day in the program's time zone)."""
-        open_lots = [lot for lot in self.members[member].lots if lot.remaining > 0]
+    def nearest_burn(self, member: int, now: datetime) -> NearestBurn | None:
+        """The earliest expiry to come among lots with points left, and all points burning
+        that day (the day in the program's time zone)."""
+        open_lots = [
+            lot for lot in self.members[member].lots if lot.remaining > 0 and lot.expires_at > now
+        ]
         if not open_lots:
             return None
         first = min(lot.expires_at for lot in open_lots)
@@ -225,10 +228,12 @@ class LedgerModel:
     def purchase(
         self, member: int, receipt_id: str, amount: int, redeem: int, now: datetime
     ) -> PurchaseOutcome:
-        allowed = self.redeem_limit(member, amount)
+        allowed = self.redeem_limit(member, amount, now)
         if redeem > allowed:
             raise Refused("redeem above limit", allowed=allowed)
         who = self.members[member]
+        if redeem:  # points whose expiry has come cannot pay, burn job or not
+            self._burn(who, now)
         earning_tier = self.current_tier(member, now)
         takes, short = self._take(who, redeem, first=None)
         assert short == 0, "a redemption within the limit is always covered"
@@ -283,12 +288,18 @@ class LedgerModel:
 
     def expire(self, now: datetime) -> int:
         """Burn what is left of every lot whose expiry has come; the points burnt."""
+        return sum(self._burn(member, now) for member in self.members)
+
+    def overdue(self, member: int, now: datetime) -> int:
+        """Points whose expiry has come that no burn has written off yet (nobody sees them)."""
+        return sum(lot.remaining for lot in self.members[member].lots if lot.expires_at <= now)
+
+    def _burn(self, who: Member, now: datetime) -> int:
         burnt = 0
-        for member in self.members:
-            for lot in member.lots:
-                if lot.remaining and lot.expires_at <= now:
-                    burnt += lot.remaining
-                    lot.remaining = 0
+        for lot in who.lots:
+            if lot.remaining and lot.expires_at <= now:
+                burnt += lot.remaining
+                lot.remaining = 0
         return burnt
 
     def recompute_tiers(self, now: datetime) -> set[tuple[int, str, str]]:

@@ -262,7 +262,7 @@ class Run:
         member = op.member % len(self.member_ids)
         member_id = self.member_ids[member]
         self.touched.add(member)
-        allowed = self.model.redeem_limit(member, op.amount)
+        allowed = self.model.redeem_limit(member, op.amount, self.clock.now())
         redeem = {
             "none": 0,
             "part": allowed * op.share // 100,
@@ -544,7 +544,7 @@ class Run:
             model = self.model.members[index]
             got_view = (view.balance, view.pending, view.debt, view.tier, view.qualifying_spend)
             want_view = (
-                model.balance,
+                model.balance - self.model.overdue(index, now),
                 0,
                 model.debt,
                 model.tier,
@@ -556,9 +556,9 @@ class Run:
             )
             burn = view.nearest_burn
             got_burn = None if burn is None else NearestBurn(burn.points, burn.burns_at)
-            assert got_burn == self.model.nearest_burn(index), (
+            assert got_burn == self.model.nearest_burn(index, now), (
                 f"after {label}: member {index} nearest burn {got_burn} != model "
-                f"{self.model.nearest_burn(index)}"
+                f"{self.model.nearest_burn(index, now)}"
             )
         violations = await check_ledger(engine)
         assert violations == [], f"after {label}: " + "; ".join(map(str, violations))

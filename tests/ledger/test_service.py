@@ -516,3 +516,31 @@ async def test_history_pages_newest_first(ledger: LedgerService, phones: Phones)
     assert first.entries[0].reference == "R-23" and len(last.entries) == 5
     assert last.entries[-1].kind == "welcome"
     assert (await ledger.history(member_id, page=99)).page == 2
+
+
+async def test_points_whose_expiry_has_come_cannot_pay_even_before_the_burn_job_runs(
+    ledger: LedgerService, phones: Phones, clock: ManualClock
+) -> None:
+    member_id = await new_member(ledger, phones)  # 100 welcome points, burning in 180 days
+    clock.advance(timedelta(days=90))
+    await ledger.adjust(member_id=member_id, points=50, reason="goodwill", actor="test")
+    clock.advance(timedelta(days=90, seconds=1))  # the welcome points are due; no job has run
+    view = await ledger.balance(member_id)
+    assert view.balance == 50
+    assert view.nearest_burn is not None and view.nearest_burn.points == 50
+    assert view.nearest_burn.burns_at > clock.now()
+    assert await ledger.redeemable_points(member_id, 1000 * RUB) == 50
+    with pytest.raises(RedeemAboveLimit) as refused:
+        await ledger.purchase(
+            receipt_id="R-1", member_id=member_id, amount_kopecks=1000 * RUB, redeem_points=100
+        )
+    assert refused.value.details["allowed"] == 50
+    assert (await ledger.get_member(member_id)).balance == 150  # refused: nothing changed
+    result = await ledger.purchase(
+        receipt_id="R-2", member_id=member_id, amount_kopecks=1000 * RUB, redeem_points=50
+    )
+    assert (result.redeemed, result.balance) == (50, 19)  # 950 RUB / 50 = 19 earned
+    page = await ledger.history(member_id)
+    assert [entry.kind for entry in page.entries][:3] == ["earn", "redeem", "expiry"]
+    assert await ledger.expire_due() == 0  # already written off by the purchase
+    assert await check_ledger(ledger.engine) == []
