@@ -283,6 +283,12 @@ class LedgerService:
                 conn.execute(select(members.c.id).where(members.c.phone == e164))
             ).scalar_one_or_none()
             profile = {"first_name": first_name, "last_name": last_name, "username": username}
+            # Before the account moves: inviting yourself from your own other number pays nothing.
+            inviter = None if existing is not None else self._inviter_id(conn, referral_code)
+            if inviter is not None and telegram_id is not None:
+                inviter_account = self.journal.member_row(conn, inviter).telegram_id
+                if inviter_account == telegram_id:
+                    inviter = None
             if telegram_id is not None:
                 # One Telegram account belongs to one member: a new number moves the account.
                 conn.execute(
@@ -299,7 +305,6 @@ class LedgerService:
                     conn.execute(update(members).where(members.c.id == member_id).values(**values))
                 created = False
             else:
-                inviter = self._inviter_id(conn, referral_code)
                 member_id = (
                     conn.execute(
                         members.insert()
@@ -321,9 +326,17 @@ class LedgerService:
                 created = True
             self.journal.lock_member(conn, member_id)
             welcome = 0
-            if self.rules.welcome_bonus > 0:
+            # Once per phone, as the referral reward: deleting your data and joining again with
+            # the same number gives no second bonus. (Keyed by the member before: those count.)
+            given_before = _OPERATION_EXISTS(conn, {"key": f"welcome:{member_id}"}).first()
+            if self.rules.welcome_bonus > 0 and given_before is None:
                 op_id = self._claim_operation(
-                    conn, f"welcome:{member_id}", "welcome", member_id, _hash_request({}), None
+                    conn,
+                    f"welcome:{_phone_hash(e164)}",
+                    "welcome",
+                    member_id,
+                    _hash_request({}),
+                    None,
                 )
                 if op_id is not None:
                     totals = self.journal.lock_totals(conn, member_id)
@@ -1192,7 +1205,7 @@ class LedgerService:
         if points <= 0 or invited.phone is None:
             return
         inviter_id = invited.referred_by
-        phone_hash = hashlib.sha256(invited.phone.encode()).hexdigest()
+        phone_hash = _phone_hash(invited.phone)
         insert = postgresql.insert if self._is_postgres else sqlite.insert
         claimed = (
             conn.execute(
@@ -1349,3 +1362,9 @@ def _entry_view(row: Row[Any]) -> EntryView:
         reversible=row.kind in REVERSIBLE_KINDS and row.reversed_by is None,
         reversed=row.reversed_by is not None,
     )
+
+
+def _phone_hash(e164: str) -> str:
+    """What the ledger keeps of a phone once its member's data is erased (once-per-phone
+    bonuses)."""
+    return hashlib.sha256(e164.encode()).hexdigest()

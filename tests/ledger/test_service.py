@@ -544,3 +544,39 @@ async def test_points_whose_expiry_has_come_cannot_pay_even_before_the_burn_job_
     assert [entry.kind for entry in page.entries][:3] == ["earn", "redeem", "expiry"]
     assert await ledger.expire_due() == 0  # already written off by the purchase
     assert await check_ledger(ledger.engine) == []
+
+
+async def test_the_welcome_bonus_is_once_per_phone_even_after_erasure(
+    ledger: LedgerService, phones: Phones
+) -> None:
+    phone = phones.next()
+    first = await ledger.register_member(phone, telegram_id=7001)
+    assert first.welcome_points == 100
+    await ledger.erase_member(first.member.member_id)
+    again = await ledger.register_member(phone, telegram_id=7001)
+    assert again.created and again.member.member_id != first.member.member_id
+    assert again.welcome_points == 0 and again.member.balance == 0
+    other = await ledger.register_member(phones.next(), telegram_id=7002)
+    assert other.welcome_points == 100
+    assert await check_ledger(ledger.engine) == []
+
+
+async def test_inviting_yourself_from_your_other_number_pays_no_referral(
+    ledger: LedgerService, phones: Phones
+) -> None:
+    mine = (await ledger.register_member(phones.next(), telegram_id=7003)).member
+    second = (
+        await ledger.register_member(
+            phones.next(), telegram_id=7003, referral_code=mine.referral_code
+        )
+    ).member
+    await ledger.purchase(receipt_id="R-1", member_id=second.member_id, amount_kopecks=100 * RUB)
+    assert (await ledger.balance(mine.member_id)).balance == 100  # the welcome bonus only
+    friend = (
+        await ledger.register_member(
+            phones.next(), telegram_id=7004, referral_code=second.referral_code
+        )
+    ).member
+    await ledger.purchase(receipt_id="R-2", member_id=friend.member_id, amount_kopecks=100 * RUB)
+    assert (await ledger.balance(second.member_id)).balance == 100 + 2 + 200  # a real friend
+    assert await check_ledger(ledger.engine) == []
