@@ -80,6 +80,7 @@ from storage.schema import (
     operations,
     purchases,
     referral_rewards,
+    spends,
     tickets,
 )
 from storage.transactions import SyncDatabase
@@ -107,6 +108,12 @@ _BURNS = Fast(  # the next burn to come, and what should have burnt already
         func.min(lots.c.expires_at).filter(lots.c.expires_at > bindparam("now")),
         _OVERDUE.label("overdue"),
     ).where(_OPEN_ACTIVE)
+)
+_BURNT_OF_ENTRY = Fast(  # points of an entry's own lot that an expiry took
+    select(func.coalesce(func.sum(spends.c.points - spends.c.returned), 0))
+    .select_from(spends.join(lots, lots.c.id == spends.c.lot_id))
+    .join(entries, entries.c.id == spends.c.entry_id)
+    .where(lots.c.entry_id == bindparam("entry_id"), entries.c.kind == "expiry")
 )
 _OVERDUE_POINTS = Fast(select(_OVERDUE).where(_OPEN_ACTIVE))
 _BURNING_BEFORE = Fast(
@@ -204,7 +211,11 @@ _LOCK_CLAIM_SPEND = _lock_claim_read(
         .scalar_subquery()
     ).label("fresh"),
 )
-_OPERATION_EXISTS = Fast(select(operations.c.id).where(operations.c.key == bindparam("key")))
+_OPERATION_EXISTS = Fast(
+    select(operations.c.id, operations.c.member_id, members.c.status)
+    .select_from(operations.outerjoin(members, members.c.id == operations.c.member_id))
+    .where(operations.c.key == bindparam("key"))
+)
 _FINISH = Fast(
     update(operations)
     .where(operations.c.id == bindparam("op_id"))
@@ -789,6 +800,9 @@ class LedgerService:
             now = self.clock.now()
             amount = current.points + current.pending
             if amount > 0:
+                # What burnt of the entry's own lot is gone already: not taken a second time.
+                amount -= int(_BURNT_OF_ENTRY(conn, {"entry_id": entry_id}).scalar_one())
+            if amount > 0:
                 new_id = self.journal.debit(
                     conn,
                     current.member_id,
@@ -803,7 +817,7 @@ class LedgerService:
                     strict=False,
                     first_lot_entry=entry_id,
                 )
-            else:
+            elif amount < 0:
                 new_id = self.journal.give_back(
                     conn,
                     current.member_id,
@@ -811,6 +825,20 @@ class LedgerService:
                     entry_id,
                     -amount,
                     "reversal",
+                    now,
+                    operation_id=op_id,
+                    reference=str(entry_id),
+                    reason=reason,
+                    actor=actor,
+                )
+            else:  # nothing left to take (it all burnt): the reversal is on record all the same
+                new_id = self.journal.insert_entry(
+                    conn,
+                    current.member_id,
+                    "reversal",
+                    0,
+                    0,
+                    0,
                     now,
                     operation_id=op_id,
                     reference=str(entry_id),
@@ -1077,15 +1105,19 @@ class LedgerService:
                 # A key already used answers for itself, even if what this request names
                 # cannot be found: a different request under it is a conflict (as the same
                 # receipt_id with a different body is); only an unused key gets the 404.
-                if not callable(request):
-                    stored = self._stored_result(conn, key, _hash_request(request))
+                used = _OPERATION_EXISTS(conn, {"key": key}).first()
+                if used is not None:
+                    if callable(request):
+                        # Its member erased their data, so nobody can be found by what named
+                        # them: the same request again is a replay. Anyone else unknown is not
+                        # (-1 is nobody's id: a conflict).
+                        erased = used.status is not None and used.status != "active"
+                        fields = request(used.member_id if erased else -1)
+                    else:
+                        fields = request
+                    stored = self._stored_result(conn, key, _hash_request(fields))
                     if stored is not None:
                         return stored, True
-                elif _OPERATION_EXISTS(conn, {"key": key}).first() is not None:
-                    raise IdempotencyConflict(
-                        "this id was already used for a different request",
-                        key=key.split(":", 1)[-1],
-                    ) from None
                 raise
             fields = request(member_id) if callable(request) else request
             request_hash = _hash_request(fields)

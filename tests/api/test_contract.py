@@ -86,6 +86,25 @@ async def test_same_receipt_with_a_different_body_is_409(till: Till, phones: Pho
     assert (await till.call("GET", f"/api/v1/members/{card}"))[1]["balance"] == 130
 
 
+async def test_same_purchase_again_after_the_member_erased_their_data_is_200(
+    till: Till, phones: Phones
+) -> None:
+    member_id, card, phone = await member(till, phones)
+    other_id, other_card, _ = await member(till, phones)
+    request = {"receipt_id": "R-1", "customer": card, "amount": "1500.00", "redeem_points": 0}
+    first = await till.purchase(**request)
+    await till.purchase(receipt_id="R-2", customer=other_card, amount="100")
+    await till.ledger.erase_member(member_id)
+    assert await till.purchase(**request) == (200, first[1])
+    assert await till.purchase(**{**request, "customer": phone}) == (200, first[1])
+    status, body = await till.purchase(**{**request, "amount": "1600.00"})
+    assert (status, body["error"]["code"]) == (409, "idempotency_conflict")
+    # A receipt of a member still here, under a name that finds nobody: still a conflict.
+    status, body = await till.purchase(receipt_id="R-2", customer=card, amount="100")
+    assert (status, body["error"]["code"]) == (409, "idempotency_conflict")
+    assert (await till.ledger.balance(other_id)).balance == 102
+
+
 async def test_unknown_customer_is_404(till: Till) -> None:
     for customer in ["000000000000", "+79990009999", "nobody", "c_" + "A" * 40]:
         status, body = await till.purchase(receipt_id="R-1", customer=customer, amount="10")

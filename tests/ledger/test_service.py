@@ -580,3 +580,28 @@ async def test_inviting_yourself_from_your_other_number_pays_no_referral(
     await ledger.purchase(receipt_id="R-2", member_id=friend.member_id, amount_kopecks=100 * RUB)
     assert (await ledger.balance(second.member_id)).balance == 100 + 2 + 200  # a real friend
     assert await check_ledger(ledger.engine) == []
+
+
+async def test_reversing_a_bonus_takes_back_only_what_did_not_burn(
+    ledger: LedgerService, phones: Phones, clock: ManualClock
+) -> None:
+    member_id = await new_member(ledger, phones)  # 100 welcome points
+    bonus = await ledger.adjust(member_id=member_id, points=300, reason="promo", actor="test")
+    clock.advance(timedelta(days=10))
+    await ledger.purchase(  # 100 welcome + 50 of the bonus pay; 850 RUB earn 17
+        receipt_id="R-1", member_id=member_id, amount_kopecks=1000 * RUB, redeem_points=150
+    )
+    clock.advance(timedelta(days=90))
+    await ledger.adjust(member_id=member_id, points=50, reason="later", actor="test")
+    clock.advance(timedelta(days=81))
+    assert await ledger.expire_due() == 250  # what was left of the bonus
+    reversal = await ledger.reverse_entry(entry_id=bonus.entry_id, reason="x", actor="test")
+    assert reversal.points == -50  # the 50 the member spent, not the 250 that burnt
+    view = await ledger.balance(member_id)
+    assert (view.balance, view.debt) == (17 + 50 - 50, 0)
+    clock.advance(timedelta(days=100))
+    assert await ledger.expire_due() == 17
+    welcome = [e for e in (await ledger.history(member_id)).entries if e.kind == "welcome"][0]
+    nothing_left = await ledger.reverse_entry(entry_id=welcome.entry_id, reason="x", actor="t")
+    assert (nothing_left.points, nothing_left.debt) == (0, 100)  # spent on R-1: owed back
+    assert await check_ledger(ledger.engine) == []
