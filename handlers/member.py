@@ -267,16 +267,16 @@ async def _history_page(
 
 
 def entry_line(entry: EntryView, timezone: str) -> str:
-    """ "12 Dec, 14:05 · +29 · Purchase R-1"."""
-    change = entry.points + entry.pending
-    parts = [
-        moment_text(entry.created_at, timezone),
-        f"{change:+d}" if change else "0",
-        _(f"kind-{entry.kind}"),
-    ]
+    """ "12 Dec, 14:05 · +29 · Purchase R-1"; "· held" while points wait for their hold, and
+    what a take-back left as debt counted in the change."""
+    when = moment_text(entry.created_at, timezone)
+    if entry.kind == "activation":  # held points moved to usable: no change in the total
+        return " · ".join([when, _("kind-activation"), points_text(entry.points)])
+    change = entry.points + entry.pending - max(entry.debt, 0)
+    parts = [when, f"{change:+d}" if change else "0", _(f"kind-{entry.kind}")]
     if entry.reference and entry.kind in {"earn", "redeem", "refund_reverse", "refund_return"}:
         parts[-1] += f" {entry.reference}"
-    if entry.pending:
+    if entry.pending > 0:
         parts.append(_("history-pending-mark"))
     if entry.debt > 0:
         parts.append(_("history-debt-mark").format(points=points_text(entry.debt)))

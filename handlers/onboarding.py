@@ -51,9 +51,13 @@ def build_onboarding_router() -> Router:
     return router
 
 
-async def start(message: Message, command: CommandObject, state: FSMContext, rules: Rules) -> None:
+async def start(
+    message: Message, command: CommandObject, state: FSMContext, rules: Rules, ledger: LedgerService
+) -> None:
     payload = command.args or ""
     referral = payload[len(REFERRAL_PREFIX) :] if payload.startswith(REFERRAL_PREFIX) else None
+    if referral and (len(referral) > 64 or not await ledger.invites(referral)):
+        referral = None  # a broken or old link: a plain welcome, no "your friend invited you"
     await state.set_state(Joining.consent)
     await state.update_data(referral=referral)
     user = message.from_user

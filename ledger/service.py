@@ -370,6 +370,10 @@ class LedgerService:
 
         return await self.db.write(work)
 
+    async def invites(self, referral_code: str) -> bool:
+        """Whether this invite code belongs to a member (who can be rewarded)."""
+        return await self.db.read(lambda conn: self._inviter_id(conn, referral_code) is not None)
+
     def _inviter_id(self, conn: Connection, referral_code: str | None) -> int | None:
         if not referral_code:
             return None

@@ -230,6 +230,11 @@ async def test_friend_joins_by_invite_link_and_inviter_earns_after_first_purchas
     payload = parse_qs(urlparse(link).query)["start"][0]
     assert payload.startswith("ref_")
 
+    stranger = emulator.user(1011, "Olga", language_code="en")
+    await stranger.send_command("/start ref_doesnotexist")  # a broken link: a plain welcome
+    plain = (await stranger.wait_message()).text or ""
+    assert "Hi, Olga!" in plain and "invited" not in plain
+
     friend = emulator.user(1009, "Petr", language_code="en")
     await friend.send_command(f"/start {payload}")
     greeting = await friend.wait_message()

@@ -1,0 +1,67 @@
+"""How entries and amounts read in the chat (no bot needed: the texts alone)."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+
+import pytest
+from aiogram.utils.i18n import I18n
+
+from bot.i18n import build_i18n
+from handlers.common import roubles_text
+from handlers.member import entry_line
+from ledger.views import EntryView
+
+AT = datetime(2026, 3, 2, 9, 0, tzinfo=UTC)
+
+
+@pytest.fixture(scope="module")
+def i18n() -> I18n:
+    return build_i18n()
+
+
+def entry(kind: str, points: int = 0, pending: int = 0, debt: int = 0) -> EntryView:
+    return EntryView(
+        entry_id=1,
+        kind=kind,
+        points=points,
+        pending=pending,
+        debt=debt,
+        reference="R-1",
+        reason=None,
+        created_at=AT,
+        reversible=False,
+        reversed=False,
+    )
+
+
+def line(i18n: I18n, language: str, item: EntryView) -> str:
+    with i18n.context(), i18n.use_locale(language):
+        return entry_line(item, "Europe/Moscow")
+
+
+def test_held_points_their_activation_and_a_take_back_with_debt_read_plainly(i18n: I18n) -> None:
+    assert (
+        line(i18n, "en", entry("earn", pending=100)) == "2 Mar, 12:00 · +100 · Purchase R-1 · held"
+    )
+    assert (
+        line(i18n, "en", entry("activation", points=100, pending=-100))
+        == "2 Mar, 12:00 · Points became usable · 100 points"
+    )
+    assert (
+        line(i18n, "en", entry("refund_reverse", points=-20, debt=80))
+        == "2 Mar, 12:00 · -100 · Refund: points taken back R-1 · debt 80 points"
+    )
+    assert line(i18n, "ru", entry("earn", pending=3)).endswith("Покупка R-1 · на удержании")
+
+
+@pytest.mark.parametrize(
+    ("kopecks", "en", "ru"),
+    [(150000, "1,500", "1 500"), (150050, "1,500.50", "1 500,50"), (5, "0.05", "0,05")],
+)
+def test_roubles_keep_both_kopeck_digits_or_none(
+    i18n: I18n, kopecks: int, en: str, ru: str
+) -> None:
+    for language, want in (("en", en), ("ru", ru)):
+        with i18n.context(), i18n.use_locale(language):
+            assert roubles_text(kopecks).replace("\u00a0", " ").replace("\u202f", " ") == want
