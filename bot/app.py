@@ -134,6 +134,38 @@ class Application:
         self.dispatcher = self._build_dispatcher(self.services, self.i18n)
         await self._set_commands(self.bot, self.i18n)
         await self.bot.delete_webhook(drop_pending_updates=False)
+        self.sender = Sender(
+            self.services.outbox,
+            self.bot,
+            rules.messages,
+            rate_per_second=settings.send_rate_per_second,
+            per_chat_interval=settings.send_per_chat_interval,
+        )
+        self.jobs = Jobs(self.services.ledger, self.notifier, new_runner_id())
+        # Telegram hands updates to one poller at a time (a second one gets 409 Conflict, and
+        # both keep losing), so with several processes only the leader polls; the others serve
+        # the HTTP API, and one of them takes over the chat when the leader goes away.
+        self.scheduler = SchedulerRunner(
+            self.jobs,
+            self.sender,
+            Leadership(self.engine),
+            on_lead=self._start_polling,
+            on_resign=self._stop_polling,
+        )
+        await self.scheduler.start()
+        if self._polling is None:
+            log.info("another process polls the chat; this one serves the HTTP API")
+        await self._start_api(settings)
+
+    @property
+    def polls(self) -> bool:
+        """Whether this process takes the chat's updates (the leader does)."""
+        return self._polling is not None
+
+    async def _start_polling(self) -> None:
+        assert self.dispatcher is not None and self.bot is not None
+        if self._polling is not None:
+            return
         self._polling = asyncio.create_task(
             self.dispatcher.start_polling(
                 self.bot,
@@ -143,18 +175,16 @@ class Application:
             ),
             name="polling",
         )
-        log.info("bot @%s is polling %s", self.bot_username, settings.telegram_api_url)
-        self.sender = Sender(
-            self.services.outbox,
-            self.bot,
-            rules.messages,
-            rate_per_second=settings.send_rate_per_second,
-            per_chat_interval=settings.send_per_chat_interval,
-        )
-        self.jobs = Jobs(self.services.ledger, self.notifier, new_runner_id())
-        self.scheduler = SchedulerRunner(self.jobs, self.sender, Leadership(self.engine))
-        await self.scheduler.start()
-        await self._start_api(settings)
+        log.info("bot @%s is polling %s", self.bot_username, self.settings.telegram_api_url)
+
+    async def _stop_polling(self) -> None:
+        polling, self._polling = self._polling, None
+        if polling is None or self.dispatcher is None:
+            return
+        with contextlib.suppress(RuntimeError):  # polling already stopped
+            await self.dispatcher.stop_polling()
+        with contextlib.suppress(asyncio.CancelledError):
+            await polling
 
     async def _start_api(self, settings: Settings) -> None:
         assert self.services is not None
@@ -234,11 +264,7 @@ class Application:
             await self._api_runner.cleanup()
         if self.scheduler is not None:
             await self.scheduler.stop()
-        if self.dispatcher is not None and self._polling is not None:
-            with contextlib.suppress(RuntimeError):  # polling already stopped
-                await self.dispatcher.stop_polling()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._polling
+        await self._stop_polling()
         if self.dispatcher is not None:
             await self.dispatcher.storage.close()
         if self.bot is not None:

@@ -208,7 +208,8 @@ def new_runner_id() -> str:
 
 class SchedulerRunner:
     """APScheduler in the bot's event loop: tries to lead every `lead_interval` seconds;
-    the leader runs each job on its interval and drains the outbox."""
+    the leader runs each job on its interval, drains the outbox and (`on_lead`, `on_resign`)
+    takes the chat's updates: Telegram gives them to one poller at a time."""
 
     def __init__(
         self,
@@ -218,10 +219,14 @@ class SchedulerRunner:
         *,
         lead_interval: int = 15,
         intervals: dict[str, int] | None = None,
+        on_lead: Callable[[], Awaitable[None]] | None = None,
+        on_resign: Callable[[], Awaitable[None]] | None = None,
     ) -> None:
         self.jobs = jobs
         self.sender = sender
         self.leadership = leadership
+        self.on_lead = on_lead
+        self.on_resign = on_resign
         self.lead_interval = lead_interval
         self.intervals = intervals or JOB_INTERVALS
         self.scheduler = AsyncIOScheduler(timezone="UTC")
@@ -266,8 +271,12 @@ class SchedulerRunner:
             # Newly leading (at start, or taking over from a process that died): catch up at
             # once instead of waiting for each job's interval.
             self.scheduler.add_job(self._catch_up, id="catch-up", replace_existing=True)
+            if self.on_lead is not None:
+                await self.on_lead()
         elif not leading and self._sending is not None:
             await self._stop_sending()
+            if self.on_resign is not None:
+                await self.on_resign()
 
     async def _run_job(self, name: str) -> None:
         if not self.leadership.is_leader:
@@ -307,4 +316,6 @@ class SchedulerRunner:
             await asyncio.wait(running, timeout=30)
         self.scheduler.shutdown(wait=False)
         await self._stop_sending()
+        if self.on_resign is not None:
+            await self.on_resign()
         await self.leadership.resign()
