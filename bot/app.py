@@ -8,17 +8,21 @@ import contextlib
 import gc
 import logging
 import signal
+import sys
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from datetime import timedelta
 
 from aiogram import Bot, Dispatcher
 from aiogram.client.session.aiohttp import AiohttpSession
 from aiogram.client.telegram import TelegramAPIServer
+from aiogram.exceptions import TelegramUnauthorizedError
 from aiogram.fsm.storage.base import BaseStorage
 from aiogram.fsm.storage.memory import MemoryStorage
 from aiogram.types import BotCommand, BotCommandScopeDefault, ErrorEvent
 from aiogram.utils.i18n import I18n
 from aiohttp import web
+from sqlalchemy.engine import make_url
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from api.app import ApiServices, build_api
@@ -34,7 +38,7 @@ from handlers.member import build_member_router
 from handlers.notifications import Notifier
 from handlers.onboarding import build_onboarding_router
 from ledger.clock import Clock, SystemClock
-from ledger.rules import Rules, load_rules
+from ledger.rules import Rules, RulesError, load_rules
 from ledger.service import LedgerService
 from scheduler.jobs import Jobs, Leadership, SchedulerRunner, new_runner_id
 from scheduler.outbox import Outbox, Sender
@@ -106,11 +110,17 @@ class Application:
     _api_runner: web.AppRunner | None = None
 
     async def start(self) -> None:
+        """Start everything; a StartupError says in one line what could not start (whatever
+        had started is stopped by `stop()`)."""
         pin_response_types()
         settings = self.settings
-        rules = load_rules(settings.rules_file)
-        self.engine = create_engine(settings.database_url)
-        await upgrade_schema(self.engine)
+        try:
+            rules = load_rules(settings.rules_file)
+        except RulesError as error:
+            raise StartupError(str(error)) from error
+        with _failing_as(f"cannot open the database {_safe_url(settings.database_url)}"):
+            self.engine = create_engine(settings.database_url)
+            await upgrade_schema(self.engine)
         audit = AuditLog(self.engine, self.clock)
         db = SyncDatabase(self.engine)  # the ledger's and the cards' sync transactions
         share_the_gil_quickly()  # the writer thread and the event loop share one GIL
@@ -127,11 +137,25 @@ class Application:
         )
         session = AiohttpSession(api=TelegramAPIServer.from_base(settings.telegram_api_url))
         self.bot = Bot(token=settings.bot_token or "", session=session)
-        me = await self.bot.get_me()
+        try:
+            me = await self.bot.get_me()
+        except TelegramUnauthorizedError as error:
+            raise StartupError(
+                f"the Bot API at {settings.telegram_api_url} refused BOT_TOKEN: check the token "
+                "@BotFather gave you"
+            ) from error
+        except Exception as error:
+            raise StartupError(
+                f"cannot reach the Bot API at {settings.telegram_api_url} (TELEGRAM_API_URL): "
+                f"{_reason(error)}"
+            ) from error
         self.bot_username = me.username or ""
         self.i18n = build_i18n()
         self.notifier = Notifier(self.i18n, self.services.ledger, self.services.outbox)
         self.dispatcher = self._build_dispatcher(self.services, self.i18n)
+        if settings.redis_url:
+            with _failing_as(f"cannot reach Redis at {_safe_url(settings.redis_url)} (REDIS_URL)"):
+                await self.dispatcher.storage.redis.ping()  # type: ignore[attr-defined]
         await self._set_commands(self.bot, self.i18n)
         await self.bot.delete_webhook(drop_pending_updates=False)
         self.sender = Sender(
@@ -142,6 +166,7 @@ class Application:
             per_chat_interval=settings.send_per_chat_interval,
         )
         self.jobs = Jobs(self.services.ledger, self.notifier, new_runner_id())
+        await self._start_api(settings)  # before the chat: a port in use stops the start here
         # Telegram hands updates to one poller at a time (a second one gets 409 Conflict, and
         # both keep losing), so with several processes only the leader polls; the others serve
         # the HTTP API, and one of them takes over the chat when the leader goes away.
@@ -155,7 +180,6 @@ class Application:
         await self.scheduler.start()
         if self._polling is None:
             log.info("another process polls the chat; this one serves the HTTP API")
-        await self._start_api(settings)
 
     @property
     def polls(self) -> bool:
@@ -199,7 +223,9 @@ class Application:
         self._api_runner = web.AppRunner(api, access_log=None)
         await self._api_runner.setup()
         site = web.TCPSite(self._api_runner, settings.api_host, settings.api_port)
-        await site.start()
+        where = f"{settings.api_host}:{settings.api_port}"
+        with _failing_as(f"cannot serve the HTTP API on {where} (API_HOST, API_PORT)"):
+            await site.start()
         host, port = self._api_runner.addresses[0][:2]
         self.api_url = f"http://{host}:{port}"
         log.info("HTTP API on %s", self.api_url)
@@ -276,6 +302,41 @@ class Application:
         log.info("stopped")
 
 
+class StartupError(Exception):
+    """Something the program needs could not be started; the message says what and why."""
+
+
+@contextlib.contextmanager
+def _failing_as(what: str) -> Iterator[None]:
+    try:
+        yield
+    except StartupError:
+        raise
+    except Exception as error:
+        raise StartupError(f"{what}: {_reason(error)}") from error
+
+
+def _reason(error: BaseException) -> str:
+    """The innermost cause's first line: what the driver or the OS said."""
+    seen = {id(error)}
+    while True:
+        inner = error.__cause__ or getattr(error, "orig", None)
+        if not isinstance(inner, BaseException) or id(inner) in seen:
+            break
+        seen.add(id(inner))
+        error = inner
+    lines = str(error).strip().splitlines()
+    return lines[0] if lines else type(error).__name__
+
+
+def _safe_url(url: str) -> str:
+    """The URL without its password."""
+    try:
+        return make_url(url).render_as_string(hide_password=True)
+    except Exception:
+        return "(unreadable URL)"
+
+
 async def _on_error(event: ErrorEvent) -> bool:
     """Log the failure (no personal data) and tell the person something went wrong."""
     from aiogram.utils.i18n import gettext as _
@@ -320,7 +381,13 @@ async def run_app(settings: Settings) -> int:
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, stop.set)
-    await app.start()
+    try:
+        await app.start()
+    except StartupError as error:
+        log.debug("start failed", exc_info=error)
+        await app.stop()
+        print(f"error: {error}", file=sys.stderr)
+        return 1
     freeze_what_start_made()
     try:
         await stop.wait()

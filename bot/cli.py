@@ -12,6 +12,7 @@ import asyncio
 import sys
 from collections.abc import Sequence
 
+from pydantic import ValidationError
 from sqlalchemy import func, inspect, select
 from sqlalchemy.engine import Connection
 
@@ -64,7 +65,14 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 def _main(argv: Sequence[str] | None) -> int:
     args = build_parser().parse_args(argv)
-    settings = Settings()
+    try:
+        settings = Settings()
+    except ValidationError as error:
+        for problem in error.errors():
+            name = str(problem["loc"][0]).upper() if problem["loc"] else "settings"
+            message = str(problem["msg"]).removeprefix("Value error, ")
+            print(f"error: {name}: {message} (got {problem.get('input')!r})", file=sys.stderr)
+        return 2
     if args.command == "migrate":
         return asyncio.run(_migrate(settings))
     if args.command == "ledger":

@@ -10,6 +10,14 @@ from pydantic import Field, field_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 DEFAULT_DATABASE_URL = "sqlite+aiosqlite:///./data/loyalty.db"
+_DRIVERS = {
+    "postgresql": "postgresql+asyncpg",
+    "postgres": "postgresql+asyncpg",
+    "postgresql+asyncpg": "postgresql+asyncpg",
+    "sqlite": "sqlite+aiosqlite",
+    "sqlite+aiosqlite": "sqlite+aiosqlite",
+}
+_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
 PROJECT_RULES = Path(__file__).resolve().parent.parent / "rules.toml"
 
 
@@ -53,6 +61,32 @@ class Settings(BaseSettings):
         if isinstance(value, int):
             return (value,)
         return value
+
+    @field_validator("database_url")
+    @classmethod
+    def _async_driver(cls, value: str) -> str:
+        """The async drivers this program runs on; the usual spellings of both databases
+        (postgresql://, postgres://, sqlite:///) mean them."""
+        scheme, sep, rest = value.partition("://")
+        if not sep:
+            raise ValueError(
+                "it must look like sqlite+aiosqlite:///./data/loyalty.db or "
+                "postgresql+asyncpg://user@host:5432/dbname"
+            )
+        scheme = _DRIVERS.get(scheme.lower(), scheme)
+        if scheme not in _DRIVERS.values():
+            raise ValueError(
+                f"{scheme}:// is not supported; use postgresql+asyncpg:// "
+                "or sqlite+aiosqlite://"
+            )
+        return f"{scheme}://{rest}"
+
+    @field_validator("log_level")
+    @classmethod
+    def _known_level(cls, value: str) -> str:
+        if value.upper() not in _LEVELS:
+            raise ValueError(f"LOG_LEVEL must be one of {', '.join(_LEVELS)}")
+        return value.upper()
 
     @field_validator("telegram_api_url")
     @classmethod

@@ -44,3 +44,18 @@ def test_admin_ids_are_comma_separated(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("ADMIN_IDS", "1,abc")
     with pytest.raises(ValidationError, match="comma-separated"):
         Settings(_env_file=None)  # type: ignore[call-arg]
+
+
+def test_database_urls_in_their_usual_spellings_mean_the_async_drivers() -> None:
+    def url(value: str) -> str:
+        return Settings(_env_file=None, database_url=value).database_url  # type: ignore[call-arg]
+
+    assert url("postgresql://u@h:5432/db") == "postgresql+asyncpg://u@h:5432/db"
+    assert url("postgres://u@h/db") == "postgresql+asyncpg://u@h/db"
+    assert url("sqlite:///./data/x.db") == "sqlite+aiosqlite:///./data/x.db"
+    assert url("postgresql+asyncpg://u@h/db") == "postgresql+asyncpg://u@h/db"
+    for bad in ("mysql://u@h/db", "nonsense", "postgresql+psycopg2://u@h/db"):
+        with pytest.raises(ValidationError, match="database_url"):
+            url(bad)
+    with pytest.raises(ValidationError, match="LOG_LEVEL must be one of"):
+        Settings(_env_file=None, log_level="LOUD")  # type: ignore[call-arg]

@@ -72,3 +72,39 @@ async def test_the_real_process_serves_a_member_and_stops_on_sigterm(
     log = output.decode()
     assert "stopped" in log
     assert "79990003001" not in log and "Ivan" not in log  # no personal data in logs
+
+
+async def test_what_cannot_start_is_said_in_one_line_and_nothing_runs_on(
+    emulator: BotAPIEmulator, tmp_path: Path
+) -> None:
+    good = {
+        "BOT_TOKEN": TOKEN,
+        "TELEGRAM_API_URL": emulator.base_url,
+        "DATABASE_URL": f"sqlite:///{tmp_path / 'bot.db'}",  # the usual spelling is understood
+        "RULES_FILE": str(ROOT / "rules.toml"),
+        "API_PORT": "0",
+    }
+    listener = await asyncio.start_server(lambda r, w: None, "127.0.0.1", 0)
+    busy = str(listener.sockets[0].getsockname()[1])
+    cases = {
+        "API_PORT=abc": ({"API_PORT": "abc"}, 2, "error: API_PORT: "),
+        "mysql": ({"DATABASE_URL": "mysql://u@h/db"}, 2, "mysql:// is not supported"),
+        "database down": (
+            {"DATABASE_URL": "postgresql://postgres@127.0.0.1:1/x"},
+            1,
+            "error: cannot open the database postgresql+asyncpg://postgres@127.0.0.1:1/x: ",
+        ),
+        "wrong token": ({"BOT_TOKEN": "999:WRONG"}, 1, "refused BOT_TOKEN"),
+        "port in use": ({"API_PORT": busy}, 1, f"cannot serve the HTTP API on 127.0.0.1:{busy}"),
+        "no Redis": ({"REDIS_URL": "redis://127.0.0.1:1/0"}, 1, "cannot reach Redis at "),
+    }
+    try:
+        for name, (change, code, says) in cases.items():
+            process = await _spawn(_clean_env(**{**good, **change}), tmp_path)
+            output, _ = await asyncio.wait_for(process.communicate(), 60)
+            text = output.decode()
+            assert process.returncode == code, (name, text)
+            assert says in text and "Traceback" not in text, (name, text)
+    finally:
+        listener.close()
+    assert not emulator.calls_to("getUpdates")  # none of them began to poll

@@ -601,7 +601,7 @@ async def test_reversing_a_bonus_takes_back_only_what_did_not_burn(
     assert (view.balance, view.debt) == (17 + 50 - 50, 0)
     clock.advance(timedelta(days=100))
     assert await ledger.expire_due() == 17
-    welcome = [e for e in (await ledger.history(member_id)).entries if e.kind == "welcome"][0]
+    welcome = next(e for e in (await ledger.history(member_id)).entries if e.kind == "welcome")
     nothing_left = await ledger.reverse_entry(entry_id=welcome.entry_id, reason="x", actor="t")
     assert (nothing_left.points, nothing_left.debt) == (0, 100)  # spent on R-1: owed back
     assert await check_ledger(ledger.engine) == []
