@@ -1,6 +1,6 @@
 """The HTTP API for tills and online shops (JSON, `Authorization: Bearer <key>`).
 
-    GET  /health                      200 {"status": "ok"}                   (no key)
+    GET  /health                      200 {"status": "ok"}, 503 no database  (no key)
     GET  /api/v1/openapi.json         the OpenAPI document                   (no key)
     POST /api/v1/purchases            201 new, 200 the same request again, 409 same id other body
     POST /api/v1/refunds              201 new, 200 again, 409, 404 unknown receipt, 422 too much
@@ -12,6 +12,7 @@ changes nothing.
 
 from __future__ import annotations
 
+import asyncio
 import json
 import logging
 from collections.abc import Awaitable, Callable
@@ -40,6 +41,7 @@ from ledger.views import MemberView
 log = logging.getLogger("loyalty.api")
 
 MAX_BODY_BYTES = 16 * 1024
+HEALTH_TIMEOUT_S = 3.0
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
 STATUS_FOR = {
@@ -145,6 +147,16 @@ def _public(details: dict[str, Any]) -> dict[str, Any]:
 
 
 async def health(request: web.Request) -> web.Response:
+    """Up means able to record a purchase: the database answers too (503 if it does not)."""
+    db = request.app[SERVICES].ledger.db
+    try:
+        await asyncio.wait_for(
+            db.read(lambda conn: conn.exec_driver_sql("SELECT 1").scalar(), single=True),
+            HEALTH_TIMEOUT_S,
+        )
+    except Exception as error:
+        log.warning("health: the database did not answer (%s)", type(error).__name__)
+        return _error_response(503, "database_unavailable", "the database does not answer")
     return web.json_response({"status": "ok"})
 
 

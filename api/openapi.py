@@ -58,7 +58,10 @@ def openapi_document() -> dict[str, Any]:
                 "get": {
                     "summary": "Liveness check",
                     "security": [],
-                    "responses": {"200": _ok("The service is up.", "Health")},
+                    "responses": {
+                        "200": _ok("The service is up and its database answers.", "Health"),
+                        "503": _error("The database does not answer (database_unavailable)."),
+                    },
                 }
             },
             "/api/v1/purchases": {

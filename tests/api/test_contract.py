@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 from urllib.parse import quote
 
+import pytest
 from sqlalchemy import select
 
 from cards.token import card_deep_link, sign_card_token
@@ -32,6 +33,17 @@ async def member(till: Till, phones: Phones, **kwargs: object) -> tuple[int, str
 
 async def test_health_needs_no_key(till: Till) -> None:
     assert await till.call("GET", "/health", key="") == (200, {"status": "ok"})
+
+
+async def test_health_is_503_when_the_database_does_not_answer(
+    till: Till, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    async def unreachable(*args: object, **kwargs: object) -> None:
+        raise ConnectionRefusedError(111, "Connect call failed")
+
+    monkeypatch.setattr(till.ledger.db, "read", unreachable)
+    status, body = await till.call("GET", "/health", key="")
+    assert (status, body["error"]["code"]) == (503, "database_unavailable")
 
 
 async def test_missing_wrong_or_revoked_key_gets_401(till: Till, phones: Phones) -> None:
