@@ -288,9 +288,9 @@ class Application:
     async def stop(self) -> None:
         if self._api_runner is not None:
             await self._api_runner.cleanup()
+        await self._stop_polling()  # before the lock goes: then another process may poll
         if self.scheduler is not None:
             await self.scheduler.stop()
-        await self._stop_polling()
         if self.dispatcher is not None:
             await self.dispatcher.storage.close()
         if self.bot is not None:
@@ -360,6 +360,8 @@ def configure_logging(level: str) -> None:
     logging.basicConfig(
         level=level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s"
     )
+    if level.upper() != "DEBUG":  # "Running job ..." every 15 s says nothing the jobs don't
+        logging.getLogger("apscheduler").setLevel(logging.WARNING)
 
 
 def freeze_what_start_made() -> None:

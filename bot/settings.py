@@ -76,8 +76,7 @@ class Settings(BaseSettings):
         scheme = _DRIVERS.get(scheme.lower(), scheme)
         if scheme not in _DRIVERS.values():
             raise ValueError(
-                f"{scheme}:// is not supported; use postgresql+asyncpg:// "
-                "or sqlite+aiosqlite://"
+                f"{scheme}:// is not supported; use postgresql+asyncpg:// or sqlite+aiosqlite://"
             )
         return f"{scheme}://{rest}"
 

@@ -233,6 +233,7 @@ class SchedulerRunner:
         self._sending: asyncio.Task[None] | None = None
         self._running: set[asyncio.Task[Any]] = set()
         self._stopped = False
+        self._lead_failures = 0
 
     async def start(self) -> None:
         self.scheduler.add_job(
@@ -263,9 +264,15 @@ class SchedulerRunner:
     async def _lead(self) -> None:
         try:
             leading = await self.leadership.try_lead()
-        except Exception:
-            log.exception("could not reach the database to take the scheduler lock")
+        except Exception as error:
+            self._lead_failures += 1
+            if self._lead_failures == 1:  # in full once; then a line (every 15 s otherwise)
+                log.exception("could not reach the database to take the scheduler lock")
+            else:
+                log.warning("still cannot reach the database (%s)", type(error).__name__)
             leading = False
+        else:
+            self._lead_failures = 0
         if leading and self._sending is None:
             self._sending = asyncio.create_task(self.sender.run(), name="outbox-sender")
             # Newly leading (at start, or taking over from a process that died): catch up at
@@ -316,6 +323,4 @@ class SchedulerRunner:
             await asyncio.wait(running, timeout=30)
         self.scheduler.shutdown(wait=False)
         await self._stop_sending()
-        if self.on_resign is not None:
-            await self.on_resign()
-        await self.leadership.resign()
+        await self.leadership.resign()  # (what on_lead started is its owner's to stop)

@@ -56,6 +56,7 @@ PRIORITY = {TRANSACTIONAL: 100, "birthday": 40, "reminder": 30, "tier": 20, "off
 OPT_OUT_FIELD = {"reminder": "notify_reminders", "tier": "notify_tier", "offer": "notify_offers"}
 CAP_WINDOW = timedelta(days=7)
 MAX_ATTEMPTS = 8
+MAX_FAILURE_WAIT_S = 60.0
 BATCH = 200
 # A message claimed by a sender that died before recording the outcome is retried after this.
 CLAIM_TIMEOUT = timedelta(minutes=5)
@@ -270,18 +271,32 @@ class Sender:
         return self.outbox.clock
 
     async def run(self) -> None:
-        """Send until `stop()`; wakes at once when something is enqueued."""
+        """Send until `stop()`; wakes at once when something is enqueued. While batches fail
+        (the database is down, say) it waits longer each time, up to a minute, and logs the
+        first failure in full and then one line now and then, not a traceback a second."""
+        failures = 0
         while not self._stopping.is_set():
             try:
                 sent = await self.drain_once()
-            except Exception:  # keep delivering whatever one batch did
-                log.exception("outbox batch failed")
+            except Exception as error:  # keep delivering whatever one batch did
+                failures += 1
+                if failures == 1:
+                    log.exception("outbox batch failed")
+                elif failures & (failures - 1) == 0:  # 2, 4, 8, ...: less and less often
+                    log.warning(
+                        "outbox: %d batches failed in a row (%s)", failures, type(error).__name__
+                    )
                 sent = 0
+            else:
+                if failures:
+                    log.info("outbox: delivering again after %d failed batches", failures)
+                failures = 0
             if sent:
                 continue
             self.outbox.wakeup.clear()
+            wait = min(self.poll_interval * 2 ** min(failures, 6), MAX_FAILURE_WAIT_S)
             with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._wait_for_work(), self.poll_interval)
+                await asyncio.wait_for(self._wait_for_work(), wait)
 
     async def _wait_for_work(self) -> None:
         stop = asyncio.ensure_future(self._stopping.wait())

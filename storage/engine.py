@@ -16,6 +16,8 @@ from sqlalchemy.engine import make_url
 from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 
 SQLITE_BUSY_TIMEOUT_MS = 30_000
+# Every engine is made with hide_parameters: an error's text (logged) never carries the values
+# of a statement, which may be a phone, a name or a message to a member.
 READ_ONLY = "loyalty_read_only"
 NO_SNAPSHOT = "loyalty_no_snapshot"  # with READ_ONLY: a single statement, no BEGIN needed
 SQLITE_POOL_SIZE = 4
@@ -44,7 +46,11 @@ def create_engine(url: str, *, pool_size: int = 20) -> AsyncEngine:
     # passes its connection on; the scheduler's leader keeps one for the process's life), so
     # the wait ends; keep it that way.
     return create_async_engine(
-        url, pool_size=pool_size, max_overflow=0, pool_recycle=PG_POOL_RECYCLE_S
+        url,
+        pool_size=pool_size,
+        max_overflow=0,
+        pool_recycle=PG_POOL_RECYCLE_S,
+        hide_parameters=True,
     )
 
 
@@ -59,6 +65,7 @@ def _create_sqlite_engine(url: str) -> AsyncEngine:
         connect_args={"timeout": SQLITE_BUSY_TIMEOUT_MS / 1000},
         pool_size=SQLITE_POOL_SIZE,
         max_overflow=0,
+        hide_parameters=True,
     )
     install_sqlite_listeners(engine.sync_engine)
     return engine
@@ -86,6 +93,7 @@ def create_sync_sqlite_engine(
         poolclass=QueuePool,
         pool_size=2 if for_readers else 1,
         max_overflow=-1 if for_readers else 0,
+        hide_parameters=True,
     )
     install_sqlite_listeners(engine, busy_timeout_ms)
     return engine

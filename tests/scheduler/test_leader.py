@@ -169,27 +169,30 @@ async def _until(predicate: Callable[[], Awaitable[bool]], limit: float) -> bool
 async def test_two_real_bot_processes_run_the_jobs_once_and_the_survivor_takes_over(
     database_url: str, tmp_path: Path
 ) -> None:
-    """`python -m bot` twice on one PostgreSQL (two bot accounts, so both can poll): only the
-    first runs the jobs; when it is killed (SIGKILL: no goodbye, its connections just drop),
-    the second takes the lock within one lead interval and catches up at once."""
+    """`python -m bot` twice for one bot on one PostgreSQL: only the first runs the jobs and
+    polls; when it is killed (SIGKILL: no goodbye, its connections just drop), the second takes
+    the lock within one lead interval, catches up at once and takes the chat over."""
     engine = create_engine(database_url)
+    token = "111:SHOP"
     async with BotAPIEmulator() as emulator:
-        emulator.add_bot("111:FIRST", username="first_bot")
-        emulator.add_bot("222:SECOND", username="second_bot")
-        first = await _spawn_bot("111:FIRST", emulator, database_url, tmp_path / "first")
+        emulator.add_bot(token, username="shop_bot")
+        first = await _spawn_bot(token, emulator, database_url, tmp_path / "first")
         second: Spawned | None = None
         try:
             assert await _until(lambda: _has_runs(engine), 60), "the first bot ran no job"
-            second = await _spawn_bot("222:SECOND", emulator, database_url, tmp_path / "second")
-            polling = lambda: _polls(emulator, "222:SECOND")  # noqa: E731
-            assert await _until(polling, 60), "the second bot never started"
+            second = await _spawn_bot(token, emulator, database_url, tmp_path / "second")
+            started = lambda: _calls(emulator, "getMe", token, 2)  # noqa: E731
+            assert await _until(started, 60), "the second bot never started"
             await asyncio.sleep(1)  # its first try for the lock has happened
             pids = await _runner_pids(engine)
             assert set(pids) == {first.pid}, pids  # every job so far ran in the first process
             first.kill()
             await first.wait()
+            polled = len(emulator.calls_to("getUpdates", bot=token))
             took_over = lambda: _ran_in(engine, second.pid)  # type: ignore[union-attr]  # noqa: E731
             assert await _until(took_over, 40), "the second bot never took over the jobs"
+            polls = lambda: _calls(emulator, "getUpdates", token, polled + 1)  # noqa: E731
+            assert await _until(polls, 10), "the second bot never took over the chat"
             pids = await _runner_pids(engine)
             assert set(pids) == {first.pid, second.pid}
             # Runs of one process never interleave with the other's: a clean hand-over.
@@ -211,5 +214,5 @@ async def _ran_in(engine: AsyncEngine, pid: int) -> bool:
     return pid in await _runner_pids(engine)
 
 
-async def _polls(emulator: BotAPIEmulator, token: str) -> bool:
-    return bool(emulator.calls_to("getUpdates", bot=token))
+async def _calls(emulator: BotAPIEmulator, method: str, token: str, at_least: int) -> bool:
+    return len(emulator.calls_to(method, bot=token)) >= at_least

@@ -5,10 +5,13 @@ from __future__ import annotations
 import asyncio
 from datetime import UTC, datetime, timedelta
 
+import pytest
 from sqlalchemy import select
 
 from emulator import FaultKind
 from ledger.clock import ManualClock
+from ledger.rules import Rules
+from ledger.service import LedgerService
 from scheduler.outbox import Outbox, Sender
 from storage.schema import members, outbox
 from tests.conftest import Phones
@@ -117,7 +120,7 @@ async def test_weekly_cap_lets_burn_warnings_win_over_tier_news_and_offers(
             dedup_key=f"receipt{i}", chat_id=505, member_id=member_id, text=f"receipt{i}"
         )
     await delivery.sender.drain()
-    texts = [m.text for m in delivery.emulator.user(505).messages]
+    texts = [m.text or "" for m in delivery.emulator.user(505).messages]
     assert sorted(t for t in texts if not t.startswith("receipt")) == ["tier", "warn1", "warn2"]
     assert len([t for t in texts if t.startswith("receipt")]) == 3  # never capped
     statuses = await _statuses(delivery.outbox)
@@ -242,3 +245,27 @@ async def test_stopping_mid_delivery_and_restarting_sends_each_message_once(
     counts = [len(delivery.emulator.user(600 + i).messages) for i in range(40)]
     assert counts == [1] * 40
     assert set((await _statuses(delivery.outbox)).values()) == {"sent"}
+
+
+async def test_while_batches_fail_the_sender_waits_longer_and_logs_less(
+    ledger: LedgerService, rules: Rules, caplog: pytest.LogCaptureFixture
+) -> None:
+    box = Outbox(ledger.engine, ledger.clock)
+    sender = Sender(box, bot=None, rules=rules.messages, poll_interval=0.01)  # type: ignore[arg-type]
+    attempts = 0
+
+    async def database_down() -> int:
+        nonlocal attempts
+        attempts += 1
+        raise ConnectionRefusedError(111, "Connect call failed")
+
+    sender.drain_once = database_down  # type: ignore[method-assign]
+    running = asyncio.create_task(sender.run())
+    await asyncio.sleep(1.5)
+    sender.stop()
+    await running
+    # Waits of 0.02, 0.04, ... 0.64 s: 7 or 8 tries in 1.5 s, not one every 10 ms (150).
+    assert 5 <= attempts <= 9
+    records = [r for r in caplog.records if r.name == "loyalty.outbox"]
+    assert sum(r.exc_info is not None for r in records) == 1  # one traceback, the first
+    assert len(records) <= 4  # then a line at the 2nd, 4th and 8th failure
