@@ -3,14 +3,17 @@
 python -m bot                      run the bot, the HTTP API and the scheduler
 python -m bot migrate              bring the database schema up to date
 python -m bot ledger check         verify that every balance adds up; non-zero exit if not
+python -m bot backup FILE          a consistent copy of the SQLite database, while it runs
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import sqlite3
 import sys
 from collections.abc import Sequence
+from pathlib import Path
 
 from pydantic import ValidationError
 from sqlalchemy import func, inspect, select
@@ -19,7 +22,7 @@ from sqlalchemy.engine import Connection
 from api.keys import ApiKeyService
 from bot.settings import Settings
 from ledger.invariants import check_ledger
-from storage.engine import create_engine
+from storage.engine import create_engine, is_sqlite, sqlite_file
 from storage.migrate import upgrade_schema
 from storage.schema import entries, members
 
@@ -42,6 +45,10 @@ def build_parser() -> argparse.ArgumentParser:
     commands.add_parser("run", help="run the bot, the HTTP API and the scheduler (default)")
     commands.add_parser("migrate", help="bring the database schema up to date")
     commands.add_parser("demo", help="the whole story offline, no token needed")
+    backup = commands.add_parser(
+        "backup", help="copy the SQLite database while the bot runs (PostgreSQL: use pg_dump)"
+    )
+    backup.add_argument("target", type=Path, help="the file to write, e.g. backup-2026-11-24.db")
     ledger = commands.add_parser("ledger", help="ledger maintenance")
     ledger_commands = ledger.add_subparsers(dest="ledger_command", required=True)
     ledger_commands.add_parser("check", help="verify that every balance adds up")
@@ -75,6 +82,13 @@ def _main(argv: Sequence[str] | None) -> int:
         return 2
     if args.command == "migrate":
         return asyncio.run(_migrate(settings))
+    if args.command in {"ledger", "api-key", "backup"}:
+        missing = _missing_database(settings.database_url)
+        if missing:
+            print(missing, file=sys.stderr)
+            return 2
+    if args.command == "backup":
+        return _backup(settings.database_url, args.target)
     if args.command == "ledger":
         return asyncio.run(_ledger_check(settings))
     if args.command == "api-key":
@@ -84,6 +98,35 @@ def _main(argv: Sequence[str] | None) -> int:
 
         return asyncio.run(run_demo())
     return _run(settings)
+
+
+def _missing_database(url: str) -> str | None:
+    """Admin commands work on the program's database; on SQLite a missing file means the
+    wrong directory or DATABASE_URL (creating an empty one would hand out keys nobody checks)."""
+    path = sqlite_file(url) if is_sqlite(url) else None
+    if path is None or Path(path).exists():
+        return None
+    return (
+        f"no database at {Path(path).resolve()} (DATABASE_URL={url}). Run this where the bot "
+        "runs, or set DATABASE_URL to its database; `python -m bot migrate` creates a new one."
+    )
+
+
+def _backup(url: str, target: Path) -> int:
+    """SQLite's online backup: a consistent copy, pages and WAL together, while the bot writes
+    (a plain file copy of a database in WAL mode can miss the latest transactions)."""
+    source = sqlite_file(url) if is_sqlite(url) else None
+    if source is None:
+        hint = "on PostgreSQL use pg_dump, e.g. pg_dump -Fc DBNAME > loyalty.dump"
+        print(f"nothing for this command to copy: {hint}", file=sys.stderr)
+        return 2
+    if target.exists():
+        print(f"{target} exists already; give a new file name", file=sys.stderr)
+        return 2
+    with sqlite3.connect(source) as live, sqlite3.connect(target) as copy:
+        live.backup(copy)
+    print(f"backed up {Path(source).resolve()} to {target.resolve()}")
+    return 0
 
 
 def _run(settings: Settings) -> int:

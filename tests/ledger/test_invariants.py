@@ -5,7 +5,9 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+from pathlib import Path
 
+import pytest
 from sqlalchemy import update
 
 from ledger.invariants import check_ledger
@@ -30,9 +32,13 @@ async def _fill(ledger: LedgerService, phones: Phones) -> list[int]:
 
 
 def _check_cli(url: str) -> subprocess.CompletedProcess[str]:
+    return _cli(url, "ledger", "check")
+
+
+def _cli(url: str, *args: str) -> subprocess.CompletedProcess[str]:
     env = {**os.environ, "DATABASE_URL": url}
     return subprocess.run(
-        [sys.executable, "-m", "bot", "ledger", "check"],
+        [sys.executable, "-m", "bot", *args],
         cwd=ROOT,
         env=env,
         capture_output=True,
@@ -50,6 +56,17 @@ async def test_a_filled_ledger_passes_the_check(
     result = _check_cli(database_url)
     assert result.returncode == 0, result.stdout + result.stderr
     assert "ledger OK: 3 members" in result.stdout
+
+
+def test_admin_commands_refuse_a_sqlite_database_that_is_not_there(tmp_path: Path) -> None:
+    """The wrong directory or DATABASE_URL: said so, and no empty database is made for keys
+    that nobody would ever check."""
+    url = f"sqlite+aiosqlite:///{tmp_path / 'data' / 'loyalty.db'}"
+    result = _check_cli(url)
+    assert result.returncode == 2 and "no database at" in result.stderr
+    created = _cli(url, "api-key", "create", "--name", "till")
+    assert created.returncode == 2 and "no database at" in created.stderr
+    assert created.stdout == "" and not (tmp_path / "data" / "loyalty.db").exists()
 
 
 async def test_a_tampered_balance_is_reported_with_the_member(
@@ -101,3 +118,16 @@ async def test_a_debt_next_to_usable_points_is_reported(
         )
     violations = await check_ledger(ledger.engine)
     assert [(v.rule, v.member_id) for v in violations] == [("debt with usable points", ids[0])]
+
+
+@pytest.mark.parametrize("backend", ["sqlite"])  # PostgreSQL is backed up with pg_dump
+async def test_a_backup_of_the_sqlite_database_is_a_consistent_copy(
+    ledger: LedgerService, phones: Phones, database_url: str, tmp_path: Path
+) -> None:
+    await _fill(ledger, phones)  # in WAL: the latest pages are in the -wal file
+    target = tmp_path / "copy.db"
+    result = _cli(database_url, "backup", str(target))
+    assert result.returncode == 0, result.stderr
+    copy = _check_cli(f"sqlite+aiosqlite:///{target}")
+    assert copy.returncode == 0 and "ledger OK: 3 members" in copy.stdout
+    assert _cli(database_url, "backup", str(target)).returncode == 2  # never overwrites
