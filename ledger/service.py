@@ -551,8 +551,9 @@ class LedgerService:
             member_id = row.id
             if row.status != "active":
                 raise MemberNotFound("no such member")
+            usable = None
             if redeem_points:  # points whose expiry has come cannot pay
-                self.journal.burn_own_due(conn, member_id, totals, self.clock.now())
+                usable = self.journal.burn_own_due(conn, member_id, totals, self.clock.now())
             allowed = policy.redeemable_points(self.rules, amount_kopecks, totals.balance)
             if redeem_points > allowed:
                 raise RedeemAboveLimit(
@@ -572,6 +573,7 @@ class LedgerService:
                     reference=receipt_id,
                     actor=actor,
                     strict=True,
+                    open_lots=usable,
                 )
             money = policy.money_paid(self.rules, amount_kopecks, redeem_points)
             # The tier of the window as it is now, even if the tier job has not caught up.
