@@ -921,7 +921,9 @@ class LedgerService:
         points = self.rules.birthday.points
         valid = timedelta(days=self.rules.birthday.valid_days)
 
-        def body(conn: Connection, op_id: int, totals: Totals, _: Row[Any]) -> dict[str, Any]:
+        def body(conn: Connection, op_id: int, totals: Totals, row: Row[Any]) -> dict[str, Any]:
+            if row.status != "active":  # erased since it was read above: nothing is due
+                return {"points": 0}
             self.journal.credit(
                 conn,
                 member_id,
@@ -936,12 +938,12 @@ class LedgerService:
             return {"points": points}
 
         try:
-            _, replayed = await self._run_operation(
+            result, replayed = await self._run_operation(
                 f"birthday:{member_id}:{local_today.year}", "birthday", member_id, {}, None, body
             )
         except IdempotencyConflict:
             return 0
-        return 0 if replayed else points
+        return 0 if replayed else int(result["points"])
 
     def birthday_year(self, member: MemberView) -> int | None:
         """The year whose birthday it is today in the member's time zone, if it is today."""

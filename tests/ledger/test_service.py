@@ -503,6 +503,25 @@ async def test_birthday_bonus_needs_the_date_set_a_week_before_and_lasts_14_days
     await assert_consistent(ledger)
 
 
+async def test_no_birthday_bonus_for_a_member_erased_while_it_was_being_credited(
+    ledger: LedgerService, phones: Phones, clock: ManualClock, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    member_id = await new_member(ledger, phones)
+    today = clock.now().date()
+    await ledger.set_birthday(member_id, date(1990, today.month, today.day) + timedelta(days=8))
+    clock.advance(timedelta(days=8))
+    before = await ledger.get_member(member_id)  # what the job read, a moment too early
+
+    async def as_read_before(_: int) -> object:
+        return before
+
+    await ledger.erase_member(member_id)
+    monkeypatch.setattr(ledger, "get_member", as_read_before)
+    assert await ledger.credit_birthday(member_id) == 0
+    assert (await ledger.balance(member_id)).balance == 100  # only the welcome bonus
+    await assert_consistent(ledger)
+
+
 # ----------------------------------------------------------------------- history
 
 
