@@ -10,9 +10,11 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import re
 import sqlite3
 import sys
 from collections.abc import Sequence
+from contextlib import closing
 from pathlib import Path
 
 from pydantic import ValidationError
@@ -78,7 +80,10 @@ def _main(argv: Sequence[str] | None) -> int:
         for problem in error.errors():
             name = str(problem["loc"][0]).upper() if problem["loc"] else "settings"
             message = str(problem["msg"]).removeprefix("Value error, ")
-            print(f"error: {name}: {message} (got {problem.get('input')!r})", file=sys.stderr)
+            given = problem.get("input")
+            if name.endswith("_URL") and isinstance(given, str):  # no password on a screen
+                given = re.sub(r"(://[^:/@]*):[^@/]*@", r"\1:***@", given)
+            print(f"error: {name}: {message} (got {given!r})", file=sys.stderr)
         return 2
     if args.command == "migrate":
         return asyncio.run(_migrate(settings))
@@ -123,8 +128,16 @@ def _backup(url: str, target: Path) -> int:
     if target.exists():
         print(f"{target} exists already; give a new file name", file=sys.stderr)
         return 2
-    with sqlite3.connect(source) as live, sqlite3.connect(target) as copy:
-        live.backup(copy)
+    if not target.parent.is_dir():
+        print(f"no directory {target.parent.resolve()} to write the copy in", file=sys.stderr)
+        return 2
+    try:
+        with closing(sqlite3.connect(source)) as live, closing(sqlite3.connect(target)) as copy:
+            live.backup(copy)
+    except sqlite3.Error as error:
+        print(f"the backup failed: {error}", file=sys.stderr)
+        target.unlink(missing_ok=True)
+        return 1
     print(f"backed up {Path(source).resolve()} to {target.resolve()}")
     return 0
 

@@ -274,14 +274,11 @@ class Journal:
         reason: str | None = None,
         actor: str | None = None,
         first_lot_entry: int | None = None,
-        open_lots: list[policy.OpenLot] | None = None,
     ) -> int:
         """Take points oldest-expiry first (from one entry's own lot first, if given).
-        open_lots: the member's, as just read in this transaction (saves reading them again).
 
-        Lots whose expiry has come but which the burn job has not written off yet are taken
-        too (first, as they expire first): a reversal or an adjustment takes what would burn
-        anyway. A redemption burns them first instead (burn_own_due): nobody pays with them.
+        Lots whose expiry has come are written off before (LedgerService._run_operation calls
+        burn_own_due), so what is taken here is what the member can see.
 
         strict: refuse a shortfall; otherwise the shortfall becomes debt.
         """
@@ -302,9 +299,7 @@ class Journal:
                 left -= take
         if left:
             taken = {lot_id for lot_id, _ in from_active}
-            if open_lots is None:
-                open_lots = self.open_lots(conn, member_id)
-            open_lots = [lot for lot in open_lots if lot.lot_id not in taken]
+            open_lots = [lot for lot in self.open_lots(conn, member_id) if lot.lot_id not in taken]
             allocation = policy.allocate_fifo(open_lots, left)
             from_active.extend(allocation.takes)
             left = allocation.shortfall

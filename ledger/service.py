@@ -115,7 +115,8 @@ _BURNT_OF_ENTRY = Fast(  # points of an entry's own lot that an expiry took
     .join(entries, entries.c.id == spends.c.entry_id)
     .where(lots.c.entry_id == bindparam("entry_id"), entries.c.kind == "expiry")
 )
-_OVERDUE_POINTS = Fast(select(_OVERDUE).where(_OPEN_ACTIVE))
+_OVERDUE_SELECT = select(_OVERDUE).where(_OPEN_ACTIVE)
+_OVERDUE_POINTS = Fast(_OVERDUE_SELECT)
 _BURNING_BEFORE = Fast(
     select(func.coalesce(func.sum(lots.c.remaining), 0)).where(
         _OPEN_ACTIVE, lots.c.expires_at > bindparam("now"), lots.c.expires_at < bindparam("day_end")
@@ -190,12 +191,14 @@ _SNAPSHOT = members.alias("snapshot")
 
 
 def _lock_claim_read(*extra: Any) -> Fast:
-    """The member's columns from `_LOCKED`, then `extra`, then the claimed operation's id."""
+    """The member's columns from `_LOCKED`, then `extra`, then the claimed operation's id and
+    the points whose expiry has come (`overdue`, as of the statement's snapshot)."""
     return Fast(
         select(
             *(_LOCKED.c[column.name] for column in members.c),
             *extra,
             select(_CLAIMED.c.id).scalar_subquery().label("op_id"),
+            _OVERDUE_SELECT.scalar_subquery().label("overdue"),
         ).select_from(_LOCKED)
     )
 
@@ -551,9 +554,6 @@ class LedgerService:
             member_id = row.id
             if row.status != "active":
                 raise MemberNotFound("no such member")
-            usable = None
-            if redeem_points:  # points whose expiry has come cannot pay
-                usable = self.journal.burn_own_due(conn, member_id, totals, self.clock.now())
             allowed = policy.redeemable_points(self.rules, amount_kopecks, totals.balance)
             if redeem_points > allowed:
                 raise RedeemAboveLimit(
@@ -573,7 +573,6 @@ class LedgerService:
                     reference=receipt_id,
                     actor=actor,
                     strict=True,
-                    open_lots=usable,
                 )
             money = policy.money_paid(self.rules, amount_kopecks, redeem_points)
             # The tier of the window as it is now, even if the tier job has not caught up.
@@ -1132,17 +1131,20 @@ class LedgerService:
             since = None
             if with_window_spend:
                 since = self.clock.now() - timedelta(days=self.rules.tier_window_days)
+            now = self.clock.now()
+            overdue = None  # not known: look
             if self._is_postgres:
                 # One round trip locks the member, claims the key and reads the member (see
                 # _LOCKED); the spend again only if the member changed while this one waited.
                 params = self._claim_params(key, kind, member_id, request_hash, actor)
+                params["now"] = now
                 if since is None:
                     locked = _LOCK_CLAIM(conn, params).first()
                 else:
                     locked = _LOCK_CLAIM_SPEND(conn, {**params, "since": since}).first()
                 if locked is None:
                     raise MemberNotFound("no such member")
-                op_id = locked.op_id
+                op_id, overdue = locked.op_id, locked.overdue
                 if since is not None and not locked.fresh:
                     locked = self.journal.read_locked(conn, member_id, spend_since=since)
             else:  # BEGIN IMMEDIATE holds the lock already: one writer at a time
@@ -1151,6 +1153,11 @@ class LedgerService:
             totals = Totals(balance=locked.balance, pending=locked.pending, debt=locked.debt)
             if op_id is None:
                 return self._replay(conn, key, request_hash), True
+            if overdue is None or overdue > 0:
+                # Points whose expiry has come are gone, burn job or not: written off here,
+                # so that nothing below spends them or counts them (a refused operation rolls
+                # this back with the rest).
+                self.journal.burn_own_due(conn, member_id, totals, now)
             result = body(conn, op_id, totals, locked)
             self._finish_operation(conn, op_id, result)
             return result, False

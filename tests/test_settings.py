@@ -59,3 +59,15 @@ def test_database_urls_in_their_usual_spellings_mean_the_async_drivers() -> None
             url(bad)
     with pytest.raises(ValidationError, match="LOG_LEVEL must be one of"):
         Settings(_env_file=None, log_level="LOUD")  # type: ignore[call-arg]
+
+
+def test_a_bad_database_url_is_refused_without_showing_its_password(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from bot.cli import main
+
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("DATABASE_URL", "mysql://loyalty:S3cret@db/loyalty")
+    assert main(["ledger", "check"]) == 2
+    said = capsys.readouterr().err
+    assert "DATABASE_URL" in said and "S3cret" not in said and "loyalty:***@db" in said

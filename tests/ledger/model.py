@@ -232,8 +232,7 @@ class LedgerModel:
         if redeem > allowed:
             raise Refused("redeem above limit", allowed=allowed)
         who = self.members[member]
-        if redeem:  # points whose expiry has come cannot pay, burn job or not
-            self._burn(who, now)
+        self._burn(who, now)  # every operation writes off what is due first (burn job or not)
         earning_tier = self.current_tier(member, now)
         takes, short = self._take(who, redeem, first=None)
         assert short == 0, "a redemption within the limit is always covered"
@@ -261,6 +260,7 @@ class LedgerModel:
         if amount > refundable:
             raise Refused("refund exceeds purchase", refundable=refundable)
         who = self.members[purchase.member]
+        self._burn(who, now)
         before, after = purchase.refunded, purchase.refunded + amount
         reverse = self._share(purchase.accrued, before, after, purchase.amount)
         give_back = self._share(purchase.redeemed, before, after, purchase.amount)
@@ -278,11 +278,13 @@ class LedgerModel:
 
     def adjust(self, member: int, points: int, now: datetime) -> None:
         who = self.members[member]
+        usable = who.balance - self.overdue(member, now)
+        if points < 0 and -points > usable:
+            raise Refused("insufficient points", balance=usable)
+        self._burn(who, now)
         if points > 0:
             self._credit(who, points, now)
             return
-        if -points > who.balance:
-            raise Refused("insufficient points", balance=who.balance)
         _, short = self._take(who, -points, first=None)
         assert short == 0
 

@@ -495,7 +495,9 @@ async def test_birthday_bonus_needs_the_date_set_a_week_before_and_lasts_14_days
     clock.advance(timedelta(days=365))
     assert await ledger.credit_birthday(member_id) == 300
     assert await ledger.credit_birthday(member_id) == 0  # once a year
-    assert await ledger.expire_due() == 100  # the welcome bonus, long past 180 days
+    # The welcome bonus, long past its 180 days, was written off by the birthday's credit.
+    assert await ledger.expire_due() == 0
+    assert (await ledger.balance(member_id)).balance == 300
     clock.advance(timedelta(days=14) - timedelta(seconds=1))
     assert await ledger.expire_due() == 0
     clock.advance(timedelta(seconds=1))
@@ -624,3 +626,21 @@ async def test_reversing_a_bonus_takes_back_only_what_did_not_burn(
     nothing_left = await ledger.reverse_entry(entry_id=welcome.entry_id, reason="x", actor="t")
     assert (nothing_left.points, nothing_left.debt) == (0, 100)  # spent on R-1: owed back
     assert await check_ledger(ledger.engine) == []
+
+
+async def test_every_operation_writes_off_what_is_due_first_so_results_match_the_balance(
+    ledger: LedgerService, phones: Phones, clock: ManualClock
+) -> None:
+    member_id = await new_member(ledger, phones)  # 100 welcome points, due on day 180
+    clock.advance(timedelta(days=100))
+    await ledger.adjust(member_id=member_id, points=100, reason="goodwill", actor="test")
+    clock.advance(timedelta(days=81))  # the welcome points are due; no burn job has run
+    assert (await ledger.balance(member_id)).balance == 100
+    with pytest.raises(InsufficientPoints):  # 100 can be seen, not 200
+        await ledger.adjust(member_id=member_id, points=-150, reason="fix", actor="test")
+    await ledger.adjust(member_id=member_id, points=-50, reason="fix", actor="test")
+    assert (await ledger.balance(member_id)).balance == 50  # taken from what is there
+    result = await ledger.purchase(receipt_id="R-1", member_id=member_id, amount_kopecks=1000 * RUB)
+    assert result.balance == (await ledger.balance(member_id)).balance == 70  # the receipt
+    assert await ledger.expire_due() == 0  # written off by the first operation already
+    await assert_consistent(ledger)
