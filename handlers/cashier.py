@@ -148,7 +148,7 @@ async def open_from_qr(
         await message.answer(_("cashier-not-found"))
         return
     await state.clear()
-    await _show_member(message, member)
+    await _show_member(message, member, ledger)
 
 
 async def start_sale(
@@ -173,15 +173,16 @@ async def _find(message: Message, text: str, ledger: LedgerService, state: FSMCo
         await message.answer(_("cashier-not-found"))
         return
     await state.clear()
-    await _show_member(message, member)
+    await _show_member(message, member, ledger)
 
 
-async def _show_member(message: Message, member: MemberView) -> None:
+async def _show_member(message: Message, member: MemberView, ledger: LedgerService) -> None:
+    usable = (await ledger.balance(member.member_id)).balance  # as the member's own screen
     text = _("cashier-member").format(
         name=member.first_name or "—",
         phone=mask_phone(member.phone or ""),
         tier=tier_text(member.tier),
-        balance=points_text(member.balance),
+        balance=points_text(usable),
     )
     keyboard = _keyboard(
         [[(_("cashier-record"), SaleCb(action="record", member_id=member.member_id))]]
