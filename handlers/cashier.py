@@ -34,9 +34,9 @@ from aiogram.utils.i18n import gettext as _
 
 from cards.service import CardService
 from handlers.common import (
-    AnyMenuButton,
     HasRole,
     IsMember,
+    MenuButton,
     points_text,
     roubles_text,
     tier_text,
@@ -86,7 +86,7 @@ def build_cashier_router() -> Router:
     # the others then go on to whoever handles them, instead of being read as a phone or an
     # amount.
     # (The state the handlers below see is the one before leave_sale, hence their own filter.)
-    not_typed = or_f(F.text.startswith("/"), AnyMenuButton())
+    not_typed = or_f(F.text.startswith("/"), MenuButton())
     router.message.register(
         leave_sale, StateFilter(Selling.finding, Selling.amount, Selling.points), not_typed
     )

@@ -76,25 +76,17 @@ class HasRole(BaseFilter):
 
 
 class MenuButton(BaseFilter):
-    """A press of a main-menu button, in whichever language the keyboard was drawn."""
+    """A press of one of these main-menu buttons (any of them if none is named), in whichever
+    language the keyboard was drawn."""
 
-    def __init__(self, key: str) -> None:
-        self.key = key
+    def __init__(self, *keys: str) -> None:
+        self.keys = keys or tuple(key for row in MENU_ROWS for key in row)
 
     async def __call__(self, message: Message, i18n: I18n) -> bool:
         if not message.text:
             return False
-        return message.text in {i18n.gettext(self.key, locale=lang) for lang in i18n.locales}
-
-
-class AnyMenuButton(BaseFilter):
-    """A press of any main-menu button, in any language."""
-
-    async def __call__(self, message: Message, i18n: I18n) -> bool:
-        keys = [key for row in MENU_ROWS for key in row]
-        return message.text in {
-            i18n.gettext(key, locale=lang) for key in keys for lang in i18n.locales
-        }
+        labels = {i18n.gettext(key, locale=lang) for key in self.keys for lang in i18n.locales}
+        return message.text in labels
 
 
 # ---------------------------------------------------------------------- keyboards

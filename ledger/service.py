@@ -807,7 +807,7 @@ class LedgerService:
             if amount > 0:
                 # What burnt of the entry's own lot is gone already: not taken a second time.
                 amount -= int(_BURNT_OF_ENTRY(conn, {"entry_id": entry_id}).scalar_one())
-            if amount > 0:
+            if amount >= 0:  # 0: it all burnt; the reversal is on record all the same
                 new_id = self.journal.debit(
                     conn,
                     current.member_id,
@@ -822,7 +822,7 @@ class LedgerService:
                     strict=False,
                     first_lot_entry=entry_id,
                 )
-            elif amount < 0:
+            else:
                 new_id = self.journal.give_back(
                     conn,
                     current.member_id,
@@ -830,20 +830,6 @@ class LedgerService:
                     entry_id,
                     -amount,
                     "reversal",
-                    now,
-                    operation_id=op_id,
-                    reference=str(entry_id),
-                    reason=reason,
-                    actor=actor,
-                )
-            else:  # nothing left to take (it all burnt): the reversal is on record all the same
-                new_id = self.journal.insert_entry(
-                    conn,
-                    current.member_id,
-                    "reversal",
-                    0,
-                    0,
-                    0,
                     now,
                     operation_id=op_id,
                     reference=str(entry_id),

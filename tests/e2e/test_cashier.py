@@ -22,6 +22,19 @@ async def _make_cashier(
     return cashier
 
 
+async def _customer_with_points(
+    emulator: BotAPIEmulator, app: Application, telegram_id: int, name: str, extra: int
+) -> tuple[EmulatedUser, int]:
+    """A member who joined (100 welcome points) and got `extra` more; their member id."""
+    customer = emulator.user(telegram_id, name, language_code="en")
+    await join(customer, f"+7999000{telegram_id:04d}")
+    ledger = app.services.ledger  # type: ignore[union-attr]
+    member = await ledger.member_by_telegram(telegram_id)
+    assert member is not None
+    await ledger.adjust(member_id=member.member_id, points=extra, reason="test", actor="test")
+    return customer, member.member_id
+
+
 async def _qr_start(app: Application, telegram_id: int) -> str:
     member = await app.services.ledger.member_by_telegram(telegram_id)  # type: ignore[union-attr]
     assert member is not None
@@ -151,12 +164,8 @@ async def test_someone_without_the_role_opening_a_card_link_learns_nothing(
 async def test_large_redemption_is_confirmed_by_the_member_first(
     emulator: BotAPIEmulator, app: Application
 ) -> None:
-    customer = emulator.user(4006, "Rich", language_code="en")
-    await join(customer, "+79990004006")
+    customer, member_id = await _customer_with_points(emulator, app, 4006, "Rich", 1900)
     ledger = app.services.ledger  # type: ignore[union-attr]
-    member = await ledger.member_by_telegram(4006)
-    assert member is not None
-    await ledger.adjust(member_id=member.member_id, points=1900, reason="test", actor="test")
     cashier = await _make_cashier(emulator, app, 4102, "till_three")
 
     async def sell(amount: str) -> None:
@@ -178,7 +187,7 @@ async def test_large_redemption_is_confirmed_by_the_member_first(
     assert "pay 1,500 points for a purchase of 5,000" in (ask.text or "")
     await customer.press_button(ask, "❌ No")
     assert "declined" in ((await cashier.wait_message()).text or "")
-    assert (await ledger.balance(member.member_id)).balance == 2000
+    assert (await ledger.balance(member_id)).balance == 2000
 
     # Not answered in time: nothing recorded, the cashier is told, a late "yes" does nothing.
     await sell("5000")
@@ -186,7 +195,7 @@ async def test_large_redemption_is_confirmed_by_the_member_first(
     assert "did not confirm in time" in ((await cashier.wait_message(timeout=6)).text or "")
     answer = await (await customer.press_button(late, "✅ Yes, pay with points")).wait_answer()
     assert "expired" in (answer.text or "")
-    assert (await ledger.balance(member.member_id)).balance == 2000
+    assert (await ledger.balance(member_id)).balance == 2000
 
     # Confirmed: recorded once, both told.
     await sell("6000")
@@ -196,7 +205,7 @@ async def test_large_redemption_is_confirmed_by_the_member_first(
     assert "Recorded" in (done.text or "") and "paid with points: 1,800 points" in (done.text or "")
     receipt = await customer.wait_message()
     assert "Paid with points: 1,800 points" in (receipt.text or "")
-    assert (await ledger.balance(member.member_id)).balance == 200 + 84
+    assert (await ledger.balance(member_id)).balance == 200 + 84
     assert await check_ledger(ledger.engine) == []
 
 
@@ -235,12 +244,8 @@ async def test_a_cashier_can_leave_a_sale_with_cancel_a_command_or_a_menu_button
 async def test_the_cashier_types_how_many_points_to_pay_with(
     emulator: BotAPIEmulator, app: Application
 ) -> None:
-    customer = emulator.user(4008, "Olga", language_code="en")
-    await join(customer, "+79990004008")
+    _, member_id = await _customer_with_points(emulator, app, 4008, "Olga", 900)
     ledger = app.services.ledger  # type: ignore[union-attr]
-    member = await ledger.member_by_telegram(4008)
-    assert member is not None
-    await ledger.adjust(member_id=member.member_id, points=900, reason="test", actor="test")
     cashier = await _make_cashier(emulator, app, 4104, "till_five")
     await cashier.send_command(await _qr_start(app, 4008))
     await cashier.press_button(await cashier.wait_message(), "🧾 Record a purchase")
@@ -259,7 +264,7 @@ async def test_the_cashier_types_how_many_points_to_pay_with(
     await cashier.press_button(confirm, "✅ Confirm")
     done = (await cashier.wait_message()).text or ""
     assert "paid with points: 250 points" in done
-    assert (await ledger.balance(member.member_id)).balance == 1000 - 250 + 35  # 1,750 ₽ / 50
+    assert (await ledger.balance(member_id)).balance == 1000 - 250 + 35  # 1,750 ₽ / 50
     assert await check_ledger(ledger.engine) == []
 
 

@@ -75,9 +75,8 @@ class ModelRules:
             lifetime=timedelta(days=rules.points_lifetime_days),
             tier_window=timedelta(days=rules.tier_window_days),
             tiers=tuple(
-                TierRule(
-                    t.name, t.threshold_rub * KOPECKS_PER_RUB, t.rub_per_point * KOPECKS_PER_RUB
-                )
+                TierRule(t.name, t.threshold_rub * KOPECKS_PER_RUB,
+                         t.rub_per_point * KOPECKS_PER_RUB)
                 for t in rules.tiers
             ),
             timezone=rules.messages.default_timezone,
@@ -169,8 +168,7 @@ class LedgerModel:
     def qualifying_spend(self, member: int, now: datetime) -> int:
         since = now - self.rules.tier_window
         return sum(
-            p.qualifying()
-            for p in self.purchases.values()
+            p.qualifying() for p in self.purchases.values()
             if p.member == member and p.created_at > since
         )
 
@@ -240,15 +238,8 @@ class LedgerModel:
         accrued = money // earning_tier.kopecks_per_point
         earn_lot = self._credit(who, accrued, now) if accrued else None
         self.purchases[receipt_id] = Purchase(
-            receipt_id=receipt_id,
-            member=member,
-            amount=amount,
-            redeemed=redeem,
-            accrued=accrued,
-            money=money,
-            created_at=now,
-            earn_lot=earn_lot,
-            redeem_takes=takes,
+            receipt_id=receipt_id, member=member, amount=amount, redeemed=redeem,
+            accrued=accrued, money=money, created_at=now, earn_lot=earn_lot, redeem_takes=takes,
         )
         who.purchased = True
         who.tier = self.current_tier(member, now).name

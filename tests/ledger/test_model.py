@@ -105,48 +105,31 @@ amounts = st.one_of(
     st.integers(5_000 * RUB, 40_000 * RUB),
 )
 buys = st.builds(
-    Buy,
-    member=member_pick,
-    amount=amounts,
-    redeem=st.sampled_from(["none", "part", "max", "above"]),
-    share=percent,
+    Buy, member=member_pick, amount=amounts,
+    redeem=st.sampled_from(["none", "part", "max", "above"]), share=percent,
     extra=st.integers(1, 300),
 )
 refunds = st.builds(
-    Refund,
-    pick=st.integers(0, 50),
-    part=st.sampled_from(["all", "some", "over"]),
-    share=percent,
-    extra=st.integers(1, 10_000 * RUB),
+    Refund, pick=st.integers(0, 50), part=st.sampled_from(["all", "some", "over"]),
+    share=percent, extra=st.integers(1, 10_000 * RUB),
 )
 replays = st.builds(Replay, pick=st.integers(0, 50), conflict=st.booleans())
 adjustments = st.builds(
-    Adjust,
-    member=member_pick,
-    mode=st.sampled_from(["add", "take", "overdraw"]),
-    size=st.integers(1, 2000),
-    share=percent,
+    Adjust, member=member_pick, mode=st.sampled_from(["add", "take", "overdraw"]),
+    size=st.integers(1, 2000), share=percent,
 )
 waits = st.builds(
-    Wait,
-    days=st.one_of(st.sampled_from([0, 1, 179, 180, 181, 200]), st.integers(0, 200)),
+    Wait, days=st.one_of(st.sampled_from([0, 1, 179, 180, 181, 200]), st.integers(0, 200)),
     tier_job=st.booleans(),
 )
 # Purchases, refunds and time are what most of the arithmetic is about: they come up more
 # often (st.one_of would drop repeated strategies, so the kind is sampled first).
 weighted_kinds: list[st.SearchStrategy[Any]] = [
-    buys,
-    buys,
-    buys,
-    refunds,
-    refunds,
-    waits,
-    waits,
-    waits,
-    adjustments,
-    replays,
+    buys, buys, buys, refunds, refunds, waits, waits, waits, adjustments, replays
 ]
-operations_st: st.SearchStrategy[Op] = st.sampled_from(weighted_kinds).flatmap(lambda kind: kind)
+operations_st: st.SearchStrategy[Op] = st.sampled_from(weighted_kinds).flatmap(
+    lambda kind: kind
+)
 
 
 @st.composite
@@ -178,22 +161,15 @@ class Done:
 async def snapshot(engine: AsyncEngine) -> tuple[Any, ...]:
     """Row counts of the ledger's tables and every member's totals."""
     counts = select(
-        *(
-            select(func.count()).select_from(table).scalar_subquery()
-            for table in (entries, operations, purchases, lots, spends)
-        )
+        *(select(func.count()).select_from(table).scalar_subquery()
+          for table in (entries, operations, purchases, lots, spends))
     )
     async with engine.connect() as conn:
         row = (await conn.execute(counts)).one()
         totals = (
             await conn.execute(
-                select(
-                    members.c.id,
-                    members.c.balance,
-                    members.c.pending,
-                    members.c.debt,
-                    members.c.tier,
-                ).order_by(members.c.id)
+                select(members.c.id, members.c.balance, members.c.pending, members.c.debt,
+                       members.c.tier).order_by(members.c.id)
             )
         ).all()
     return (*row, tuple(tuple(total) for total in totals))
@@ -264,9 +240,7 @@ class Run:
         self.touched.add(member)
         allowed = self.model.redeem_limit(member, op.amount, self.clock.now())
         redeem = {
-            "none": 0,
-            "part": allowed * op.share // 100,
-            "max": allowed,
+            "none": 0, "part": allowed * op.share // 100, "max": allowed,
             "above": allowed + op.extra,
         }[op.redeem]
         receipt = self._next("R")
@@ -282,9 +256,7 @@ class Run:
             self.log.append(f"  model: refused, allowed {refused.details['allowed']}")
             error = await self.refused(
                 self.ledger.purchase(
-                    receipt_id=receipt,
-                    member_id=member_id,
-                    amount_kopecks=op.amount,
+                    receipt_id=receipt, member_id=member_id, amount_kopecks=op.amount,
                     redeem_points=redeem,
                 ),
                 RedeemAboveLimit,
@@ -299,9 +271,7 @@ class Run:
         if redeem and redeem == allowed:
             self.features.add("redemption of the allowed maximum")
         result = await self.ledger.purchase(
-            receipt_id=receipt,
-            member_id=member_id,
-            amount_kopecks=op.amount,
+            receipt_id=receipt, member_id=member_id, amount_kopecks=op.amount,
             redeem_points=redeem,
         )
         got = (result.accrued, result.redeemed, result.balance, result.pending, result.tier)
@@ -311,10 +281,8 @@ class Run:
 
         def again(conflict: bool) -> Awaitable[Any]:
             return self.ledger.purchase(
-                receipt_id=receipt,
-                member_id=member_id,
-                amount_kopecks=op.amount + (1 if conflict else 0),
-                redeem_points=redeem,
+                receipt_id=receipt, member_id=member_id,
+                amount_kopecks=op.amount + (1 if conflict else 0), redeem_points=redeem,
             )
 
         self.done.append(Done(f"purchase {receipt}", again, result))
@@ -325,14 +293,10 @@ class Run:
             return
         receipt = list(self.model.purchases)[op.pick % len(self.model.purchases)]
         refundable = self.model.refundable(receipt)
-        amount = max(
-            1,
-            {
-                "all": refundable,
-                "some": refundable * op.share // 100,
-                "over": refundable + op.extra,
-            }[op.part],
-        )
+        amount = max(1, {
+            "all": refundable, "some": refundable * op.share // 100,
+            "over": refundable + op.extra,
+        }[op.part])
         refund_id = self._next("RF")
         self.log.append(f"  refund {refund_id} of {receipt}: {amount} of {refundable} kop")
         purchase = self.model.purchases[receipt]
@@ -367,22 +331,10 @@ class Run:
         result = await self.ledger.refund(
             refund_id=refund_id, receipt_id=receipt, amount_kopecks=amount
         )
-        got = (
-            result.reversed,
-            result.returned,
-            result.debt,
-            result.balance,
-            result.pending,
-            result.tier,
-        )
-        want = (
-            expected.reversed,
-            expected.returned,
-            expected.debt,
-            expected.balance,
-            0,
-            expected.tier,
-        )
+        got = (result.reversed, result.returned, result.debt, result.balance, result.pending,
+               result.tier)
+        want = (expected.reversed, expected.returned, expected.debt, expected.balance, 0,
+                expected.tier)
         assert got == want, (
             f"refund (reversed, returned, debt, balance, pending, tier): {got} != {want}"
         )
@@ -390,8 +342,7 @@ class Run:
 
         def again(conflict: bool) -> Awaitable[Any]:
             return self.ledger.refund(
-                refund_id=refund_id,
-                receipt_id=receipt,
+                refund_id=refund_id, receipt_id=receipt,
                 amount_kopecks=amount + (1 if conflict else 0),
             )
 
@@ -403,8 +354,7 @@ class Run:
         self.touched.add(member)
         balance = self.model.members[member].balance
         points = {
-            "add": op.size,
-            "take": -max(1, balance * op.share // 100),
+            "add": op.size, "take": -max(1, balance * op.share // 100),
             "overdraw": -(balance + op.size),
         }[op.mode]
         key = self._next("A")
@@ -412,10 +362,7 @@ class Run:
 
         def send(points: int) -> Awaitable[Any]:
             return self.ledger.adjust(
-                member_id=member_id,
-                points=points,
-                reason="model test",
-                actor="test",
+                member_id=member_id, points=points, reason="model test", actor="test",
                 operation_id=key,
             )
 
@@ -431,10 +378,7 @@ class Run:
             self.features.add("an adjustment paid off debt")
         entry = await send(points)
         assert (entry.kind, entry.points, entry.pending, entry.debt) == (
-            "adjustment",
-            points,
-            0,
-            0,
+            "adjustment", points, 0, 0
         ), entry
 
         def again(conflict: bool) -> Awaitable[Any]:
@@ -501,24 +445,14 @@ class Run:
         async with engine.connect() as conn:
             rows = (
                 await conn.execute(
-                    select(
-                        members.c.id,
-                        members.c.balance,
-                        members.c.pending,
-                        members.c.debt,
-                        members.c.tier,
-                    )
+                    select(members.c.id, members.c.balance, members.c.pending, members.c.debt,
+                           members.c.tier)
                 )
             ).all()
             lot_rows = (
                 await conn.execute(
-                    select(
-                        lots.c.member_id,
-                        lots.c.expires_at,
-                        lots.c.points,
-                        lots.c.remaining,
-                        lots.c.status,
-                    ).order_by(lots.c.id)
+                    select(lots.c.member_id, lots.c.expires_at, lots.c.points, lots.c.remaining,
+                           lots.c.status).order_by(lots.c.id)
                 )
             ).all()
         totals = {row.id: (row.balance, row.pending, row.debt, row.tier) for row in rows}
@@ -530,11 +464,8 @@ class Run:
                 f"after {label}: member {index} (balance, pending, debt, tier) "
                 f"{totals[member_id]} != model {want}"
             )
-            got_lots = [
-                (lot.expires_at, lot.points, lot.remaining)
-                for lot in lot_rows
-                if lot.member_id == member_id
-            ]
+            got_lots = [(lot.expires_at, lot.points, lot.remaining) for lot in lot_rows
+                        if lot.member_id == member_id]
             assert got_lots == self.model.lots(index), (
                 f"after {label}: member {index} lots (expiry, points, left) "
                 f"{got_lots} != model {self.model.lots(index)}"
@@ -543,13 +474,9 @@ class Run:
             view = await self.ledger.balance(self.member_ids[index])
             model = self.model.members[index]
             got_view = (view.balance, view.pending, view.debt, view.tier, view.qualifying_spend)
-            want_view = (
-                model.balance - self.model.overdue(index, now),
-                0,
-                model.debt,
-                model.tier,
-                self.model.qualifying_spend(index, now),
-            )
+            usable = model.balance - self.model.overdue(index, now)
+            want_view = (usable, 0, model.debt, model.tier,
+                         self.model.qualifying_spend(index, now))
             assert got_view == want_view, (
                 f"after {label}: member {index} balance view (balance, pending, debt, tier, "
                 f"spend) {got_view} != model {want_view}"
@@ -588,57 +515,45 @@ model_settings = settings(deadline=None, derandomize=True, database=None)
 # Situations that random sequences reach only now and then, always played first.
 KNOWN_SCENARIOS = [
     # A refund after the earned points were spent leaves a debt; the next credits pay it.
-    Scenario(
-        1,
-        (
-            Buy(0, 5_000 * RUB, "none", 0, 1),
-            Adjust(0, "take", 1, 100),
-            Refund(0, "all", 0, 1),
-            Adjust(0, "add", 30, 0),
-            Buy(0, 10_000 * RUB, "none", 0, 1),
-            Replay(1, conflict=False),
-            Replay(0, conflict=True),
-        ),
-    ),
+    Scenario(1, (
+        Buy(0, 5_000 * RUB, "none", 0, 1),
+        Adjust(0, "take", 1, 100),
+        Refund(0, "all", 0, 1),
+        Adjust(0, "add", 30, 0),
+        Buy(0, 10_000 * RUB, "none", 0, 1),
+        Replay(1, conflict=False),
+        Replay(0, conflict=True),
+    )),
     # Redeemed points go back into a lot that has burnt meanwhile: usable until the next run.
-    Scenario(
-        1,
-        (
-            Buy(0, 1_000 * RUB, "max", 0, 1),
-            Wait(180, tier_job=False),
-            Refund(0, "all", 0, 1),
-            Buy(0, 100 * RUB, "max", 0, 1),
-            Wait(0, tier_job=False),
-        ),
-    ),
+    Scenario(1, (
+        Buy(0, 1_000 * RUB, "max", 0, 1),
+        Wait(180, tier_job=False),
+        Refund(0, "all", 0, 1),
+        Buy(0, 100 * RUB, "max", 0, 1),
+        Wait(0, tier_job=False),
+    )),
     # Partial refunds add up to exactly what the purchase earned and redeemed.
-    Scenario(
-        1,
-        (
-            Adjust(0, "add", 200, 0),
-            Buy(0, 999 * RUB, "max", 0, 1),
-            Refund(0, "some", 33, 1),
-            Refund(0, "some", 50, 1),
-            Refund(0, "all", 0, 1),
-            Refund(0, "over", 0, 1),
-            Replay(2, conflict=False),
-        ),
-    ),
+    Scenario(1, (
+        Adjust(0, "add", 200, 0),
+        Buy(0, 999 * RUB, "max", 0, 1),
+        Refund(0, "some", 33, 1),
+        Refund(0, "some", 50, 1),
+        Refund(0, "all", 0, 1),
+        Refund(0, "over", 0, 1),
+        Replay(2, conflict=False),
+    )),
     # The tier window's edge (day 365 no longer counts), the tier job, a refund of a purchase
     # that has left the window, and two members side by side.
-    Scenario(
-        2,
-        (
-            Buy(0, 30_000 * RUB, "none", 0, 1),
-            Buy(1, 10_000 * RUB, "part", 50, 1),
-            Wait(200, tier_job=True),
-            Wait(164, tier_job=True),
-            Buy(0, 3_000 * RUB, "none", 0, 1),
-            Wait(1, tier_job=True),
-            Refund(0, "some", 50, 1),
-            Buy(0, 100 * RUB, "none", 0, 1),
-        ),
-    ),
+    Scenario(2, (
+        Buy(0, 30_000 * RUB, "none", 0, 1),
+        Buy(1, 10_000 * RUB, "part", 50, 1),
+        Wait(200, tier_job=True),
+        Wait(164, tier_job=True),
+        Buy(0, 3_000 * RUB, "none", 0, 1),
+        Wait(1, tier_job=True),
+        Refund(0, "some", 50, 1),
+        Buy(0, 100 * RUB, "none", 0, 1),
+    )),
 ]
 
 
@@ -663,9 +578,7 @@ def check(scenario: Scenario, url: str, rules: Rules, reset: bool) -> None:
 @known_scenarios
 @given(scenario=scenarios())
 def test_ledger_matches_the_model_on_sqlite(
-    scenario: Scenario,
-    rules: Rules,
-    sqlite_template: Path,
+    scenario: Scenario, rules: Rules, sqlite_template: Path,
     tmp_path_factory: pytest.TempPathFactory,
 ) -> None:
     with tempfile.TemporaryDirectory(dir=tmp_path_factory.getbasetemp()) as folder:

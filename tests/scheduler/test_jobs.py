@@ -21,30 +21,21 @@ RUB = 100
 
 
 def make_jobs(ledger: LedgerService) -> Jobs:
-    return Jobs(ledger, Notifier(build_i18n(), ledger, Outbox(ledger.engine, ledger.clock)), "test")
+    return Jobs(ledger, Notifier(build_i18n(), ledger, Outbox(ledger.engine, ledger.clock)),
+                "test")
 
 
 async def queued(ledger: LedgerService) -> list[tuple[str, str]]:
     async with ledger.engine.connect() as conn:
-        rows = (
-            await conn.execute(select(outbox.c.dedup_key, outbox.c.text).order_by(outbox.c.id))
-        ).all()
+        rows = (await conn.execute(select(outbox.c.dedup_key, outbox.c.text)
+                                   .order_by(outbox.c.id))).all()
     return [(row.dedup_key, row.text) for row in rows]
 
 
 def test_a_late_run_warns_for_the_threshold_it_is_in() -> None:
     thresholds = (7, 3)
     assert [warning_threshold(d, thresholds) for d in (9, 8, 7, 6, 4, 3, 2, 0, -1)] == [
-        None,
-        None,
-        7,
-        7,
-        7,
-        3,
-        3,
-        3,
-        None,
-    ]
+        None, None, 7, 7, 7, 3, 3, 3, None]
 
 
 async def test_after_downtime_warnings_and_burns_happen_once(
@@ -79,16 +70,17 @@ async def test_tier_up_is_told_once_and_a_fall_is_silent(
 ) -> None:
     member = (await ledger.register_member(phones.next(), telegram_id=78, language="en")).member
     jobs = make_jobs(ledger)
-    await ledger.purchase(receipt_id="R-1", member_id=member.member_id, amount_kopecks=10_000 * RUB)
+    await ledger.purchase(receipt_id="R-1", member_id=member.member_id,
+                          amount_kopecks=10_000 * RUB)
     await jobs.tiers()
     await jobs.tiers()
     assert [text for _, text in await queued(ledger)] == [
-        "🎉 You've reached the Silver tier! From now on you earn 1 point for every 40 ₽."
-    ]
+        "🎉 You've reached the Silver tier! From now on you earn 1 point for every 40 ₽."]
     clock.advance(timedelta(days=366))
     assert (await jobs.tiers())["recomputed"] == 1  # back to base, nobody told
     assert len(await queued(ledger)) == 1
-    await ledger.purchase(receipt_id="R-2", member_id=member.member_id, amount_kopecks=30_000 * RUB)
+    await ledger.purchase(receipt_id="R-2", member_id=member.member_id,
+                          amount_kopecks=30_000 * RUB)
     await jobs.tiers()
     assert "Gold tier" in (await queued(ledger))[-1][1]
 
@@ -98,17 +90,15 @@ async def test_birthday_bonus_and_greeting_once(
 ) -> None:
     member = (await ledger.register_member(phones.next(), telegram_id=79, language="ru")).member
     today = clock.now().date()
-    await ledger.set_birthday(
-        member.member_id, date(1990, today.month, today.day) + timedelta(days=10)
-    )
+    await ledger.set_birthday(member.member_id, date(1990, today.month, today.day)
+                              + timedelta(days=10))
     jobs = make_jobs(ledger)
     clock.advance(timedelta(days=10))
     results = [await jobs.birthdays(), await jobs.birthdays()]
     assert [r["credited"] for r in results] == [300, 0]
     greetings = await queued(ledger)
-    assert len(greetings) == 1 and greetings[0][1].startswith(
-        "🎂 С днём рождения! На ваш счёт начислено 300 баллов"
-    )
+    assert len(greetings) == 1 and greetings[0][1].startswith("🎂 С днём рождения! На ваш счёт "
+                                                              "начислено 300 баллов")
     assert (await ledger.balance(member.member_id)).balance == 400
 
 
