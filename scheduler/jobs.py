@@ -4,8 +4,9 @@ Every job is idempotent and state-based (it looks at what is due *now*, not at w
 since its last run), so a job that runs twice does nothing the second time, and a bot that was
 off for a day catches up on its first run. With several processes on one PostgreSQL, only the
 holder of an advisory lock runs jobs and drains the outbox; when it dies, its connection closes,
-the lock is released, and another process takes over at its next attempt. SQLite is single-
-process: the one process always leads.
+the lock is released, and another process takes over at its next attempt. Several processes on
+one SQLite file (on one host) do the same with an exclusive lock on a file beside the database,
+which the kernel releases when its holder dies. An in-memory database has one process: it leads.
 """
 
 from __future__ import annotations
@@ -29,7 +30,13 @@ from handlers.notifications import Notifier
 from ledger.service import LedgerService
 from scheduler.due import Recipient, burn_warnings_due, tier_news_due, tier_rank
 from scheduler.outbox import Sender
+from storage.engine import sqlite_file
 from storage.schema import job_runs, members
+
+try:
+    import fcntl
+except ImportError:  # Windows: no flock; a SQLite deployment there is one process
+    fcntl = None  # type: ignore[assignment]
 
 log = logging.getLogger("loyalty.scheduler")
 
@@ -145,22 +152,35 @@ class Jobs:
 
 
 class Leadership:
-    """Who runs the jobs: the holder of a PostgreSQL advisory lock, kept on its own
-    connection for as long as the process lives; on SQLite, always this process."""
+    """Who runs the jobs and polls the chat: on PostgreSQL the holder of an advisory lock,
+    kept on its own connection for as long as the process lives; on a SQLite file the holder
+    of an exclusive lock on `<database>-leader` (the kernel drops it with its process); with
+    an in-memory database (one process by nature), this process."""
 
     def __init__(self, engine: AsyncEngine) -> None:
         self.engine = engine
         self._conn: AsyncConnection | None = None
-        self._always = engine.dialect.name != "postgresql"
+        self._file: _FileLock | None = None
+        self._always = False
+        if engine.dialect.name != "postgresql":
+            database = sqlite_file(engine.url.render_as_string(hide_password=False))
+            if database is None or fcntl is None:  # no file, or no flock (Windows)
+                self._always = True
+            else:
+                self._file = _FileLock(f"{database}-leader")
 
     @property
     def is_leader(self) -> bool:
+        if self._file is not None:
+            return self._file.held
         return self._always or self._conn is not None
 
     async def try_lead(self) -> bool:
         """Take the lock if free; check that a held one is still held."""
         if self._always:
             return True
+        if self._file is not None:
+            return self._file.take()
         if self._conn is not None:
             try:
                 await self._conn.execute(text("SELECT 1"))
@@ -187,6 +207,8 @@ class Leadership:
         return False
 
     async def resign(self) -> None:
+        if self._file is not None:
+            self._file.release()
         if self._conn is not None:
             with contextlib.suppress(Exception):
                 await self._conn.execute(
@@ -200,6 +222,55 @@ class Leadership:
         if conn is not None:
             with contextlib.suppress(Exception):
                 await conn.close()
+
+
+class _FileLock:
+    """An exclusive, non-blocking flock on one file, held while the file stays open (the
+    file itself stays: deleting it would let a newcomer lock a new file beside a held one)."""
+
+    def __init__(self, path: str) -> None:
+        self.path = path
+        self._fd: int | None = None
+        self._unlockable = False  # the file system cannot lock: this process leads alone
+
+    @property
+    def held(self) -> bool:
+        return self._fd is not None or self._unlockable
+
+    def take(self) -> bool:
+        if self.held:
+            return True
+        assert fcntl is not None
+        try:
+            fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o600)
+        except OSError as error:
+            return self._lead_without(error)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:  # another process holds it
+            os.close(fd)
+            return False
+        except OSError as error:
+            os.close(fd)
+            return self._lead_without(error)
+        self._fd = fd
+        log.info("this process runs the scheduled jobs")
+        return True
+
+    def _lead_without(self, error: OSError) -> bool:
+        log.warning(
+            "cannot lock %s (%s): this process runs the jobs without it; run only one",
+            self.path,
+            error.strerror,
+        )
+        self._unlockable = True
+        return True
+
+    def release(self) -> None:
+        self._unlockable = False
+        fd, self._fd = self._fd, None
+        if fd is not None:
+            os.close(fd)  # closing the only descriptor drops the lock
 
 
 def new_runner_id() -> str:

@@ -1,21 +1,14 @@
-"""Several processes on one PostgreSQL: Telegram gives updates to one poller at a time, so only
+"""Several processes on one database: Telegram gives updates to one poller at a time, so only
 the process that leads the scheduler polls; when it stops, another one takes the chat over."""
 
 from __future__ import annotations
 
 from pathlib import Path
 
-import pytest
-
 from bot.app import Application
 from emulator import BotAPIEmulator
 from ledger.clock import ManualClock
 from tests.e2e.conftest import join, make_settings
-
-
-@pytest.fixture(params=["postgresql"])
-def backend(request: pytest.FixtureRequest) -> str:
-    return str(request.param)  # leadership is a PostgreSQL advisory lock
 
 
 async def test_only_the_leader_polls_and_another_takes_over_when_it_stops(

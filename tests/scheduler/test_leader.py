@@ -1,4 +1,5 @@
-"""Several bot processes on one PostgreSQL: one runs the jobs; another takes over if it dies."""
+"""Several bot processes on one database: one runs the jobs; another takes over if it dies.
+(PostgreSQL: an advisory lock; a SQLite file: a lock on a file beside it.)"""
 
 from __future__ import annotations
 
@@ -25,12 +26,9 @@ from storage.schema import job_runs
 from tests.conftest import ROOT
 
 Spawned = asyncio.subprocess.Process
-
-
-@pytest.fixture(params=["postgresql"])
-def backend(request: pytest.FixtureRequest) -> str:
-    """Advisory locks are PostgreSQL's; SQLite deployments are one process by design."""
-    return str(request.param)
+# Waits (up to 5 s) until the backend is gone: without a timeout it returns once signalled,
+# and its advisory lock may still be held for a moment.
+TERMINATE = "SELECT pg_terminate_backend(:pid, 5000)"
 
 
 class Process:
@@ -52,12 +50,19 @@ class Process:
             await self.runner._run_job("tiers")
 
     async def die(self) -> None:
-        """The process is killed: its connections vanish with it."""
+        """The process is killed: its connections and open files vanish with it."""
+        lock = self.leadership._file
+        if lock is not None:
+            assert lock._fd is not None
+            os.close(lock._fd)  # as the kernel does for a dead process
+            lock._fd = None
+            await self.engine.dispose()
+            return
         conn = self.leadership._conn
         assert conn is not None
         pid = (await conn.execute(text("SELECT pg_backend_pid()"))).scalar_one()
         async with self.engine.connect() as other:
-            await other.execute(text("SELECT pg_terminate_backend(:pid)"), {"pid": pid})
+            await other.execute(text(TERMINATE), {"pid": pid})
         await self.engine.dispose()
 
 
@@ -104,6 +109,7 @@ async def test_another_process_takes_over_when_the_leader_dies(
     assert runners == ["first", "first", "second", "second"]
 
 
+@pytest.mark.parametrize("backend", ["postgresql"])  # a SQLite lock is no connection
 async def test_a_leader_that_lost_its_connection_steps_down(
     processes: tuple[Process, Process],
 ) -> None:
@@ -113,7 +119,7 @@ async def test_a_leader_that_lost_its_connection_steps_down(
     assert conn is not None
     pid = (await conn.execute(text("SELECT pg_backend_pid()"))).scalar_one()
     async with second.engine.connect() as other:
-        await other.execute(text("SELECT pg_terminate_backend(:pid)"), {"pid": pid})
+        await other.execute(text(TERMINATE), {"pid": pid})
     await second.tick()  # the lock was released with the connection
     assert second.leadership.is_leader
     assert not await first.leadership.try_lead()  # first notices and does not run jobs
@@ -169,7 +175,7 @@ async def _until(predicate: Callable[[], Awaitable[bool]], limit: float) -> bool
 async def test_two_real_bot_processes_run_the_jobs_once_and_the_survivor_takes_over(
     database_url: str, tmp_path: Path
 ) -> None:
-    """`python -m bot` twice for one bot on one PostgreSQL: only the first runs the jobs and
+    """`python -m bot` twice for one bot on one database: only the first runs the jobs and
     polls; when it is killed (SIGKILL: no goodbye, its connections just drop), the second takes
     the lock within one lead interval, catches up at once and takes the chat over."""
     engine = create_engine(database_url)
@@ -183,7 +189,7 @@ async def test_two_real_bot_processes_run_the_jobs_once_and_the_survivor_takes_o
             second = await _spawn_bot(token, emulator, database_url, tmp_path / "second")
             started = lambda: _calls(emulator, "getMe", token, 2)  # noqa: E731
             assert await _until(started, 60), "the second bot never started"
-            await asyncio.sleep(1)  # its first try for the lock has happened
+            await asyncio.sleep(3)  # it has tried for the lock (and caught up, had it led)
             pids = await _runner_pids(engine)
             assert set(pids) == {first.pid}, pids  # every job so far ran in the first process
             first.kill()
