@@ -21,6 +21,7 @@ from typing import Any
 from urllib.parse import parse_qs, urlparse
 
 from aiohttp import web
+from aiohttp.web_protocol import RequestPayloadError
 
 from api.keys import ApiKey, ApiKeyService
 from api.openapi import openapi_document
@@ -29,6 +30,7 @@ from handlers.notifications import Notifier
 from ledger import policy
 from ledger.errors import (
     IdempotencyConflict,
+    InvalidAmount,
     LedgerError,
     MemberNotFound,
     PurchaseNotFound,
@@ -227,9 +229,14 @@ async def _json_object(request: web.Request) -> dict[str, Any]:
         raw = await request.read()
     except web.HTTPRequestEntityTooLarge:
         raise
+    except RequestPayloadError as error:
+        # A body that is not what its headers say: broken gzip or deflate, a cut chunk.
+        raise ApiError(
+            400, "invalid_body", "the body could not be read as its headers describe it"
+        ) from error
     try:
         body = json.loads(raw)
-    except (ValueError, UnicodeDecodeError) as error:
+    except (ValueError, UnicodeDecodeError, RecursionError) as error:  # (nested too deep)
         raise ApiError(400, "invalid_json", "the body must be a JSON object") from error
     if not isinstance(body, dict):
         raise ApiError(400, "invalid_json", "the body must be a JSON object")
@@ -246,7 +253,12 @@ def _string(body: dict[str, Any], field: str, *, max_length: int) -> str:
         raise ApiError(
             422, "invalid_field", f"{field} is longer than {max_length} characters", field=field
         )
-    return value.strip()
+    value = value.strip()
+    if not policy.is_plain_text(value):
+        raise ApiError(
+            422, "invalid_field", f"{field} must not contain control characters", field=field
+        )
+    return value
 
 
 def _amount(body: dict[str, Any]) -> int:
@@ -260,7 +272,11 @@ def _amount(body: dict[str, Any]) -> int:
             'amount must be a string with at most two decimals, e.g. "1500.00"',
             field="amount",
         )
-    return policy.parse_amount(value)
+    try:
+        return policy.parse_amount(value)
+    except InvalidAmount as error:
+        error.details["field"] = "amount"
+        raise
 
 
 def _points(body: dict[str, Any], field: str) -> int:
@@ -285,7 +301,10 @@ def _customer_reference(services: ApiServices, customer: str) -> str:
     signed for; anything else as given (a card number or a phone)."""
     text = customer.strip()
     if "start=" in text:
-        text = parse_qs(urlparse(text).query).get("start", [text])[0]
+        try:
+            text = parse_qs(urlparse(text).query).get("start", [text])[0]
+        except ValueError:  # not a URL after all ("http://[start=..."): no such member
+            pass
     token = text[2:] if text.startswith("c_") else text
     card_number = verify_card_token(token, services.secret_key) if len(token) >= 20 else None
     return card_number if card_number is not None else text

@@ -24,7 +24,10 @@ def _ok(description: str, schema: str) -> dict[str, Any]:
 
 _AUTH_ERRORS = {"401": _error("Missing, unknown or revoked API key.")}
 _BODY_ERRORS = {
-    "400": _error("The body is not a JSON object (code invalid_json)."),
+    "400": _error(
+        "The body is not a JSON object (code invalid_json), or cannot be read as its headers "
+        "say, e.g. a Content-Encoding it is not in (code invalid_body)."
+    ),
     "413": _error("The body is larger than 16 KiB (code body_too_large)."),
 }
 
@@ -89,9 +92,11 @@ def openapi_document() -> dict[str, Any]:
                             "request's customer (code idempotency_conflict)."
                         ),
                         "422": _error(
-                            "Invalid field (invalid_field, invalid_amount, invalid_points), "
-                            "or more points than allowed (redeem_above_limit, with `allowed`: "
-                            "the most points this purchase may be paid with)."
+                            "Invalid field (invalid_field, invalid_amount, invalid_points; "
+                            "`field` names it), or more points than allowed "
+                            "(redeem_above_limit, with `allowed`: the most points this "
+                            "purchase may be paid with), or the member would hold more than "
+                            "1,000,000,000 points (points_limit)."
                         ),
                     },
                 }
@@ -169,7 +174,18 @@ def openapi_document() -> dict[str, Any]:
 _INT = {"type": "integer"}
 _STR = {"type": "string"}
 _TIER = {"type": "string", "description": "base, silver or gold (see rules.toml)"}
-_MONEY = {"type": "string", "pattern": r"^[0-9]{1,12}([.,][0-9]{1,2})?$", "examples": ["1500.00"]}
+_MONEY = {
+    "type": ["string", "integer"],
+    "pattern": r"^\s*[0-9]{1,12}([.,][0-9]{1,2})?\s*$",  # for a string; spaces around ignored
+    "minimum": 1,  # for an integer: whole roubles
+    "maximum": 100_000_000,
+    "examples": ["1500.00"],
+}
+_MONEY_LIMITS = (
+    " A string with at most two decimals (a comma also works), or an integer of whole "
+    "roubles; more than 0 and at most 100000000.00."
+)
+_ID = {"type": "string", "minLength": 1, "maxLength": 100}  # and no control characters
 
 _SCHEMAS: dict[str, Any] = {
     "Health": {
@@ -182,16 +198,20 @@ _SCHEMAS: dict[str, Any] = {
         "required": ["receipt_id", "customer", "amount"],
         "properties": {
             "receipt_id": {
+                **_ID,
+                "description": "The till's receipt id; the idempotency key. No control characters.",
+            },
+            "customer": {
                 "type": "string",
                 "minLength": 1,
-                "maxLength": 100,
-                "description": "The till's receipt id; the idempotency key.",
+                "maxLength": 300,
+                "description": _CUSTOMER_DOC,
             },
-            "customer": {"type": "string", "description": _CUSTOMER_DOC},
-            "amount": {**_MONEY, "description": "The whole receipt, in roubles."},
+            "amount": {**_MONEY, "description": "The whole receipt, in roubles." + _MONEY_LIMITS},
             "redeem_points": {
                 "type": "integer",
                 "minimum": 0,
+                "maximum": 10_000_000,
                 "default": 0,
                 "description": "Points to pay with: at most 30% of the amount "
                 "and at most the balance.",
@@ -224,13 +244,11 @@ _SCHEMAS: dict[str, Any] = {
         "required": ["refund_id", "receipt_id", "amount"],
         "properties": {
             "refund_id": {
-                "type": "string",
-                "minLength": 1,
-                "maxLength": 100,
-                "description": "The refund's id; the idempotency key.",
+                **_ID,
+                "description": "The refund's id; the idempotency key. No control characters.",
             },
-            "receipt_id": {"type": "string", "description": "The purchase being refunded."},
-            "amount": {**_MONEY, "description": "The refunded part, in roubles."},
+            "receipt_id": {**_ID, "description": "The purchase being refunded."},
+            "amount": {**_MONEY, "description": "The refunded part, in roubles." + _MONEY_LIMITS},
         },
     },
     "Refund": {
@@ -278,6 +296,7 @@ _SCHEMAS: dict[str, Any] = {
             "error": {
                 "type": "object",
                 "required": ["code", "message"],
+                "additionalProperties": False,
                 "properties": {
                     "code": {"type": "string", "description": "Stable, for programs."},
                     "message": {"type": "string", "description": "For people."},
@@ -288,6 +307,11 @@ _SCHEMAS: dict[str, Any] = {
                         "left to refund, in roubles.",
                     },
                     "field": {**_STR, "description": "The request field that is wrong."},
+                    "key": {
+                        **_STR,
+                        "description": "idempotency_conflict: the operation's key, e.g. "
+                        "purchase:R-1.",
+                    },
                 },
             }
         },

@@ -25,6 +25,12 @@ class InvalidPoints(LedgerError):
     code = "invalid_points"
 
 
+class PointsLimit(LedgerError):
+    """The member's points would pass policy.MAX_MEMBER_POINTS."""
+
+    code = "points_limit"
+
+
 class InvalidPhone(LedgerError):
     code = "invalid_phone"
 

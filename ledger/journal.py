@@ -20,7 +20,7 @@ from sqlalchemy import Connection, bindparam, func, select, update
 from sqlalchemy.engine import Row
 
 from ledger import policy
-from ledger.errors import InsufficientPoints, LedgerError, MemberNotFound
+from ledger.errors import InsufficientPoints, LedgerError, MemberNotFound, PointsLimit
 from ledger.rules import Rules
 from storage.fast import Fast, later
 from storage.schema import entries, lots, members, purchases, spends
@@ -120,6 +120,10 @@ class Journal:
         if min(totals.balance, totals.pending, totals.debt) < 0:
             # Unreachable unless a rule above is wrong; the CHECK constraints back this up.
             raise LedgerError("the operation would make a total negative; nothing was changed")
+        if max(totals.balance + totals.pending, totals.debt) > policy.MAX_MEMBER_POINTS:
+            raise PointsLimit(
+                f"a member can hold at most {policy.MAX_MEMBER_POINTS} points; nothing was changed"
+            )
         params: dict[str, Any] = {
             "member_id": member_id,
             "balance": totals.balance,

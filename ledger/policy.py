@@ -7,6 +7,7 @@ Money is integer kopecks and points are integers everywhere; `Decimal` appears o
 from __future__ import annotations
 
 import re
+import unicodedata
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
@@ -16,6 +17,9 @@ from ledger.errors import InvalidAmount
 from ledger.rules import Rules, Tier
 
 MAX_AMOUNT_KOPECKS = 100_000_000_00  # 100 million roubles: anything above is a typo
+# A member's points (usable plus held, and debt) stay below this: far above any real program,
+# and well inside the 32-bit columns that hold them.
+MAX_MEMBER_POINTS = 1_000_000_000
 
 
 _AMOUNT_TEXT = re.compile(r"^[0-9]{1,12}(?:[.,][0-9]{1,2})?$")
@@ -169,3 +173,9 @@ def is_valid_card_number(card_number: str) -> bool:
         and card_number.isdigit()
         and luhn_check_digit(card_number[:-1]) == card_number[-1]
     )
+
+
+def is_plain_text(value: str) -> bool:
+    """No control characters (NUL, newline, escape, ...) and no lone surrogates: text that
+    every database stores as it is and that reads the same in a message."""
+    return not any(unicodedata.category(char) in ("Cc", "Cs") for char in value)

@@ -537,7 +537,10 @@ class LedgerService:
         if amount_kopecks <= 0 or amount_kopecks > policy.MAX_AMOUNT_KOPECKS:
             raise InvalidAmount("amount must be positive", value=amount_kopecks)
         if redeem_points < 0 or redeem_points > MAX_POINTS:
-            raise InvalidPoints("points to redeem must be zero or positive")
+            raise InvalidPoints(
+                f"points to redeem must be a whole number from 0 to {MAX_POINTS}",
+                field="redeem_points",
+            )
         if (member_id is None) == (customer is None):
             raise ValueError("give either member_id or customer")
         member: int | Callable[[Connection], int]
@@ -743,7 +746,10 @@ class LedgerService:
     ) -> EntryView:
         """Add (positive) or remove (negative) points by hand, with a reason."""
         if points == 0 or abs(points) > MAX_POINTS:
-            raise InvalidPoints("an adjustment must be a non-zero number of points")
+            raise InvalidPoints(
+                f"an adjustment must be a non-zero number of points, at most {MAX_POINTS} "
+                "either way"
+            )
         if not reason.strip():
             raise ReasonRequired("a reason is required")
         key = f"adjust:{operation_id or secrets.token_hex(12)}"
@@ -1315,9 +1321,15 @@ def _member_id_by_lookup(conn: Connection, lookup: _CustomerLookup) -> int:
 
 
 def _check_reference(value: str, name: str) -> None:
-    if not isinstance(value, str) or not value.strip() or len(value) > MAX_REFERENCE_LENGTH:
+    if (
+        not isinstance(value, str)
+        or not value.strip()
+        or len(value) > MAX_REFERENCE_LENGTH
+        or not policy.is_plain_text(value)
+    ):
         raise InvalidReference(
-            f"{name} must be a non-empty string of at most {MAX_REFERENCE_LENGTH} characters",
+            f"{name} must be a non-empty string of at most {MAX_REFERENCE_LENGTH} characters, "
+            "without control characters",
             field=name,
         )
 

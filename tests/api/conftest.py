@@ -38,10 +38,11 @@ class Till:
         *,
         key: str | None = None,
         raw: bytes | None = None,
+        headers: dict[str, str] | None = None,
     ) -> tuple[int, Any]:
-        headers = {"Authorization": f"Bearer {self.key if key is None else key}"}
+        headers = {"Authorization": f"Bearer {self.key if key is None else key}", **(headers or {})}
         if key == "":
-            headers = {}
+            headers.pop("Authorization")
         kwargs: dict[str, Any] = {"headers": headers}
         if raw is not None:
             kwargs["data"] = raw
@@ -102,6 +103,9 @@ def validate(value: Any, schema: dict[str, Any], document: dict[str, Any], where
         for name, sub in schema.get("properties", {}).items():
             if name in value:
                 validate(value[name], sub, document, f"{where}.{name}")
+        if schema.get("additionalProperties") is False:
+            extra = set(value) - set(schema.get("properties", {}))
+            assert not extra, f"{where}: undocumented {sorted(extra)} in {value!r}"
     elif kind == "integer":
         assert isinstance(value, int) and not isinstance(value, bool), f"{where}: {value!r}"
     elif kind == "string":

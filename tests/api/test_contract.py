@@ -143,6 +143,12 @@ async def test_bad_amounts_are_422_and_change_nothing(till: Till, phones: Phones
     for amount in ["-5", "0", "0.00", "1.001", "abc", "1e3", "", 12.5, None, True, [1]]:
         status, body = await till.purchase(receipt_id="R-1", customer=card, amount=amount)
         assert (status, body["error"]["code"]) == (422, "invalid_amount"), amount
+        assert body["error"]["field"] == "amount", amount
+    status, body = await till.purchase(
+        receipt_id="R-1", customer=card, amount="100", redeem_points=10**7 + 1
+    )
+    assert (status, body["error"]["field"]) == (422, "redeem_points")
+    assert "from 0 to 10000000" in body["error"]["message"]
     for points in [-1, 1.5, "10", True]:
         status, body = await till.purchase(
             receipt_id="R-1", customer=card, amount="100", redeem_points=points
@@ -163,6 +169,44 @@ async def test_broken_or_huge_bodies_are_refused(till: Till) -> None:
     assert (status, body["error"]["code"]) == (413, "body_too_large")
     assert (await till.call("GET", "/api/v1/nothing-here"))[0] == 404
     assert (await till.call("DELETE", "/api/v1/purchases"))[0] == 405
+    # JSON nested deeper than the parser's recursion (16 KB, under the size limit) was a 500.
+    deep = b"[" * 8000 + b"]" * 8000
+    status, body = await till.call("POST", "/api/v1/purchases", raw=deep)
+    assert (status, body["error"]["code"]) == (400, "invalid_json")
+    # A body that is not in the Content-Encoding it claims was a 500.
+    gzipped = {"Content-Encoding": "gzip", "Content-Type": "application/json"}
+    status, body = await till.call("POST", "/api/v1/refunds", raw=b"not gzip", headers=gzipped)
+    assert (status, body["error"]["code"]) == (400, "invalid_body")
+
+
+async def test_ids_and_customers_with_control_characters_are_422_on_both_backends(
+    till: Till, phones: Phones
+) -> None:
+    """NUL was a 500 on PostgreSQL and stored on SQLite; a lone surrogate a 500 on both."""
+    _, card, _ = await member(till, phones)
+    for bad in ["R\x00-1", "R-\ud800", "R\n1", "R\x1b[2J", "\udfff"]:
+        status, body = await till.purchase(receipt_id=bad, customer=card, amount="10")
+        assert (status, body["error"]["field"]) == (422, "receipt_id"), repr(bad)
+        status, body = await till.purchase(receipt_id="R-1", customer=card + bad, amount="10")
+        assert (status, body["error"]["field"]) == (422, "customer"), repr(bad)
+        status, body = await till.refund(refund_id=bad, receipt_id="R-1", amount="10")
+        assert (status, body["error"]["field"]) == (422, "refund_id"), repr(bad)
+        status, body = await till.refund(refund_id="RF-1", receipt_id=bad, amount="10")
+        assert (status, body["error"]["field"]) == (422, "receipt_id"), repr(bad)
+    # Spaces, tabs and newlines around an id are trimmed, as before.
+    status, body = await till.purchase(receipt_id="\tR-1\n", customer=card, amount="10")
+    assert (status, body["receipt_id"]) == (201, "R-1")
+    assert (await till.call("GET", f"/api/v1/members/{card}"))[1]["balance"] == 100
+    assert await check_ledger(till.ledger.engine) == []
+
+
+async def test_a_customer_that_looks_like_a_broken_link_is_404(till: Till) -> None:
+    """urlparse refuses "http://[start=..." (an unclosed IPv6 host): it was a 500."""
+    for customer in ["https://[start=x", "http://[::1?start=c_" + "A" * 40]:
+        status, body = await till.purchase(receipt_id="R-1", customer=customer, amount="10")
+        assert (status, body["error"]["code"]) == (404, "member_not_found"), customer
+        status, _ = await till.call("GET", "/api/v1/members/" + quote(customer, safe=""))
+        assert status == 404, customer
 
 
 async def test_customer_by_phone_card_or_qr_token(till: Till, phones: Phones) -> None:

@@ -20,6 +20,7 @@ from ledger.errors import (
     InvalidPoints,
     InvalidReference,
     MemberNotFound,
+    PointsLimit,
     PurchaseNotFound,
     ReasonRequired,
     RedeemAboveLimit,
@@ -211,6 +212,17 @@ async def test_bad_purchase_input_changes_nothing(ledger: LedgerService, phones:
         await ledger.purchase(receipt_id=" ", member_id=member_id, amount_kopecks=100)
     with pytest.raises(InvalidReference):
         await ledger.purchase(receipt_id="R" * 101, member_id=member_id, amount_kopecks=100)
+    # PostgreSQL cannot store NUL and nobody can store a lone surrogate; SQLite took NUL: both
+    # now refuse what is not plain text, as they refuse an empty id.
+    for receipt_id in ["R\x00-1", "R-\ud800", "R\n1", "R\x1b[2J"]:
+        with pytest.raises(InvalidReference):
+            await ledger.purchase(receipt_id=receipt_id, member_id=member_id, amount_kopecks=100)
+        with pytest.raises(InvalidReference):
+            await ledger.refund(refund_id=receipt_id, receipt_id="R-1", amount_kopecks=100)
+    with pytest.raises(InvalidPoints, match="from 0 to 10000000"):
+        await ledger.purchase(
+            receipt_id="R-1", member_id=member_id, amount_kopecks=100, redeem_points=10**7 + 1
+        )
     with pytest.raises(MemberNotFound):
         await ledger.purchase(receipt_id="R-1", member_id=999_999, amount_kopecks=100)
     assert await snapshot(ledger) == before
@@ -337,6 +349,34 @@ async def test_support_adjusts_with_a_reason_and_cannot_overdraw(
         await ledger.adjust(member_id=member_id, points=5, reason="  ", actor="staff:7")
     with pytest.raises(InvalidPoints):
         await ledger.adjust(member_id=member_id, points=0, reason="x", actor="staff:7")
+    await assert_consistent(ledger)
+
+
+async def test_a_member_cannot_pass_the_points_limit(
+    ledger: LedgerService, phones: Phones
+) -> None:
+    """PostgreSQL keeps points in 32-bit columns: past 2,147,483,647 a purchase failed with a
+    database error (a 500 at the till), while SQLite went on. Both now stop at
+    MAX_MEMBER_POINTS with a refusal that changes nothing."""
+    member_id = await new_member(ledger, phones)  # 100 welcome points
+    step = 10_000_000
+    for _ in range(policy.MAX_MEMBER_POINTS // step - 1):
+        await ledger.adjust(member_id=member_id, points=step, reason="load", actor="staff:7")
+    balance = (await ledger.balance(member_id)).balance
+    assert balance == policy.MAX_MEMBER_POINTS - step + 100
+    room = policy.MAX_MEMBER_POINTS - balance
+    await ledger.adjust(member_id=member_id, points=room, reason="to the brim", actor="staff:7")
+    before = await snapshot(ledger)
+    with pytest.raises(PointsLimit):
+        await ledger.adjust(member_id=member_id, points=1, reason="one more", actor="staff:7")
+    with pytest.raises(PointsLimit):
+        await ledger.purchase(receipt_id="R-1", member_id=member_id, amount_kopecks=500 * RUB)
+    assert await snapshot(ledger) == before
+    assert (await ledger.balance(member_id)).balance == policy.MAX_MEMBER_POINTS
+    # Spending is never refused for it, and makes room again.
+    await ledger.purchase(
+        receipt_id="R-2", member_id=member_id, amount_kopecks=1_000 * RUB, redeem_points=300
+    )
     await assert_consistent(ledger)
 
 
