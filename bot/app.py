@@ -31,12 +31,13 @@ from bot.i18n import LANGUAGES, MemberLanguageMiddleware, build_i18n
 from bot.middlewares import MemberMiddleware, OwnChatCallbackMiddleware
 from bot.settings import Settings
 from cards.service import CardService
-from handlers.admin import build_admin_router
+from handlers.admin import build_admin_router, build_staff_help_router
 from handlers.cashier import StaffLanguage, build_cashier_router, build_confirmation_router
 from handlers.fallback import build_fallback_router
 from handlers.member import build_member_router
 from handlers.notifications import Notifier
 from handlers.onboarding import build_onboarding_router
+from handlers.support import build_support_router
 from ledger.clock import Clock, SystemClock
 from ledger.rules import Rules, RulesError, load_rules
 from ledger.service import LedgerService
@@ -248,17 +249,19 @@ class Application:
                 self.clock,
                 ttl=timedelta(seconds=services.settings.redemption_confirm_seconds),
             ),
-            staff_language=StaffLanguage(services.ledger, i18n),
+            staff_language=StaffLanguage(services.ledger, i18n, services.staff),
         )
         dispatcher.update.outer_middleware(MemberMiddleware(services.ledger, services.staff))
         MemberLanguageMiddleware(i18n).setup(dispatcher)
         dispatcher.callback_query.outer_middleware(OwnChatCallbackMiddleware())
         dispatcher.include_routers(
             build_admin_router(),
-            build_cashier_router(),
+            build_cashier_router(),  # first: a command in the middle of a sale ends the sale
+            build_support_router(),
             build_confirmation_router(),
             build_onboarding_router(),
             build_member_router(),
+            build_staff_help_router(),
             build_fallback_router(),
         )
         dispatcher.errors.register(_on_error)

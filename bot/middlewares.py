@@ -10,6 +10,7 @@ from aiogram.types import CallbackQuery, TelegramObject, User
 from aiogram.utils.i18n import gettext as _
 from sqlalchemy import Connection, Row
 
+from handlers.common import language_for
 from ledger.service import LedgerService
 from staff.roles import Role, StaffService
 
@@ -34,12 +35,20 @@ class MemberMiddleware(BaseMiddleware):
         else:
             telegram_id = user.id
 
-            def who(conn: Connection) -> tuple[Row[Any] | None, frozenset[Role]]:
+            def who(
+                conn: Connection,
+            ) -> tuple[Row[Any] | None, tuple[frozenset[Role], str | None, bool]]:
                 row = self.ledger.member_row_by_telegram(conn, telegram_id)
-                return row, self.staff.roles_in(conn, telegram_id)
+                return row, self.staff.roles_and_language_in(conn, telegram_id)
 
-            row, data["roles"] = await self.ledger.db.read(who)  # one read per update
+            row, (roles, known, granted) = await self.ledger.db.read(who)  # one read an update
             data["member"] = self.ledger.view(row) if row is not None else None
+            data["roles"] = roles
+            language = language_for(user.language_code)
+            if granted and row is None and known != language:
+                # Staff who are not members: the bot learns their language only from their
+                # own updates, and needs it to write to them first (a new request, say).
+                await self.staff.remember_language(telegram_id, language)
         return await handler(event, data)
 
 

@@ -1,4 +1,5 @@
-"""Admins manage staff roles: /staff add|remove|list. Every change is audited."""
+"""Admins manage staff roles: /staff add|remove|list (every change is audited); /help for
+staff who are not members."""
 
 from __future__ import annotations
 
@@ -8,11 +9,29 @@ from aiogram.types import Message
 from aiogram.utils.i18n import I18n
 from aiogram.utils.i18n import gettext as _
 
-from handlers.common import HasRole
+from handlers.common import HasRole, IsMember, staff_help
 from ledger.service import LedgerService
-from staff.roles import Role, StaffService
+from staff.roles import Role, StaffMember, StaffService
 
 TELEGRAM_ID_LIMIT = 2**52  # Telegram's user ids are positive and have at most 52 bits
+MAX_WHO = 40  # an @username has at most 32 characters, an id 16 digits
+
+
+def _clip(text: str, limit: int = MAX_WHO) -> str:
+    """What the admin typed, shortened for echoing back."""
+    return text if len(text) <= limit else text[: limit - 1] + "…"
+
+
+def build_staff_help_router() -> Router:
+    """/help for staff who have not joined the program themselves (members get theirs)."""
+    router = Router(name="staff-help")
+    router.message.filter(HasRole(*Role), IsMember(registered=False), F.chat.type == "private")
+    router.message.register(staff_help_command, Command("help"))
+    return router
+
+
+async def staff_help_command(message: Message, roles: frozenset[Role] = frozenset()) -> None:
+    await message.answer("\n\n".join([*staff_help(roles), _("staff-help-join")]))
 
 
 def build_admin_router() -> Router:
@@ -51,10 +70,12 @@ async def staff_command(
     try:
         role = Role(role_name.lower())
     except ValueError:
-        await message.answer(_("staff-unknown-role").format(role=role_name, roles=_roles_text()))
+        await message.answer(
+            _("staff-unknown-role").format(role=_clip(role_name), roles=_roles_text())
+        )
         return
-    if who.lstrip("-").isdigit() and not 0 < int(who) < TELEGRAM_ID_LIMIT:
-        await message.answer(_("staff-bad-id").format(who=who))
+    if len(who) > MAX_WHO or (who.lstrip("-").isdigit() and not 0 < int(who) < TELEGRAM_ID_LIMIT):
+        await message.answer(_("staff-bad-id").format(who=_clip(who)))
         return
     target_id, username = await _resolve_person(who, staff, ledger)
     if target_id is None:
@@ -64,7 +85,7 @@ async def staff_command(
     if action == "add":
         if await staff.grant(target_id, role, by=admin_id, username=username):
             await message.answer(_("staff-granted").format(who=who, role=role_label))
-            await _tell_new_staff(bot, ledger, i18n, target_id, role)
+            await _tell_new_staff(bot, ledger, staff, i18n, target_id, role, i18n.current_locale)
         else:
             await message.answer(_("staff-already").format(who=who, role=role_label))
         return
@@ -79,9 +100,11 @@ async def staff_command(
 async def _resolve_person(
     who: str, staff: StaffService, ledger: LedgerService
 ) -> tuple[int | None, str | None]:
-    """A numeric id as is; an @username among members (who opened the bot) or staff."""
+    """A numeric id as is (with the member's @username, if they joined); an @username among
+    members or staff."""
     if who.lstrip("-").isdigit():
-        return int(who), None
+        member = await ledger.member_by_telegram(int(who))
+        return int(who), (member.username.lower() if member and member.username else None)
     username = who.lstrip("@").lower()
     if not username:
         return None, None
@@ -92,25 +115,39 @@ async def _resolve_person(
 
 
 async def _staff_list(staff: StaffService) -> str:
+    """One line a person: "@kate (4100) — cashier, support"."""
     people = await staff.list_staff()
     if not people:
         return _("staff-list-empty")
-    lines = [_("staff-list-title")]
+    by_person: dict[int, list[StaffMember]] = {}
     for person in people:
-        who = f"@{person.username}" if person.username else str(person.telegram_id)
-        line = _("staff-list-line").format(who=who, role=_(f"role-{person.role.value}"))
-        if person.granted_at is None:
-            line += " " + _("staff-from-env")
-        lines.append(line)
+        by_person.setdefault(person.telegram_id, []).append(person)
+    lines = [_("staff-list-title")]
+    for telegram_id, grants in by_person.items():
+        username = next((grant.username for grant in grants if grant.username), None)
+        who = f"@{username} ({telegram_id})" if username else str(telegram_id)
+        roles = []
+        for grant in grants:
+            role = _(f"role-{grant.role.value}")
+            roles.append(f"{role} {_('staff-from-env')}" if grant.granted_at is None else role)
+        lines.append(_("staff-list-line").format(who=who, role=", ".join(roles)))
     return "\n".join(lines)
 
 
 async def _tell_new_staff(
-    bot: Bot, ledger: LedgerService, i18n: I18n, telegram_id: int, role: Role
+    bot: Bot,
+    ledger: LedgerService,
+    staff: StaffService,
+    i18n: I18n,
+    telegram_id: int,
+    role: Role,
+    guess: str,
 ) -> None:
-    """A courtesy note to the person; failing to deliver it changes nothing."""
+    """A courtesy note to the person, in their language as a member, else in the admin's
+    (the bot knows no language of someone who has not joined); failing to deliver it
+    changes nothing."""
     member = await ledger.member_by_telegram(telegram_id)
-    language = member.language if member else i18n.default_locale
+    language = member.language if member else await staff.language_of(telegram_id) or guess
     text = i18n.gettext("staff-you-were-granted", locale=language).format(
         role=i18n.gettext(f"role-{role.value}", locale=language)
     )

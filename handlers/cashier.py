@@ -50,7 +50,7 @@ from ledger.service import LedgerService
 from ledger.views import MemberView, PurchaseResult
 from scheduler.outbox import TRANSACTIONAL, Outbox
 from staff.audit import AuditLog
-from staff.roles import Role
+from staff.roles import Role, StaffService
 from staff.sales import ConfirmationService
 
 log = logging.getLogger("loyalty.cashier")
@@ -91,7 +91,6 @@ def build_cashier_router() -> Router:
         leave_sale, StateFilter(Selling.finding, Selling.amount, Selling.points), not_typed
     )
     router.message.register(start_sale, Command("sale"))
-    router.message.register(staff_help, Command("help"), IsMember(registered=False))
     typed = and_f(F.text, invert_f(not_typed))
     router.message.register(find_customer, Selling.finding, typed)
     router.message.register(take_amount, Selling.amount, typed)
@@ -119,15 +118,6 @@ async def leave_sale(message: Message, state: FSMContext) -> None:
     raise SkipHandler  # the command or button is handled as if no sale had been open
 
 
-async def staff_help(message: Message, roles: frozenset[Role] = frozenset()) -> None:
-    """/help for staff who have not joined the program themselves (members get theirs)."""
-    lines = [_("cashier-help")]
-    if Role.ADMIN in roles:
-        lines.append(_("admin-help"))
-    lines.append(_("staff-help-join"))
-    await message.answer("\n\n".join(lines))
-
-
 # ----------------------------------------------------------------- finding the customer
 
 
@@ -140,11 +130,13 @@ async def open_from_qr(
 ) -> None:
     card_number = cards.card_number_from_token((command.args or "")[len(CARD_LINK_PREFIX) :])
     if card_number is None:
+        await state.set_state(Selling.finding)  # "ask for the card number instead"
         await message.answer(_("cashier-bad-card"))
         return
     try:
         member = await ledger.member_by_card(card_number)
-    except MemberNotFound:
+    except MemberNotFound:  # the card's member erased their data: a number may still work
+        await state.set_state(Selling.finding)
         await message.answer(_("cashier-not-found"))
         return
     await state.clear()
@@ -242,7 +234,9 @@ async def sale_step(
     if action != "confirm":
         return
     redeem = int(data.get("redeem", 0))
-    receipt_id = f"tg-{cashier_id}-{data['sale']}"
+    # Shown to the member on the receipt and in the history: no Telegram id in it (the
+    # cashier is the operation's actor and in the audit log).
+    receipt_id = f"B-{data['sale'].upper()}"
     await state.clear()
     if redeem > rules.member_confirm_above:
         await _ask_member(
@@ -458,6 +452,7 @@ async def _ask_member(
         receipt_id=receipt_id,
         amount=amount,
         redeem_points=redeem,
+        cashier_language=i18n.current_locale,
     )
     with i18n.use_locale(member.language):
         text = _("confirm-redeem").format(points=points_text(redeem), amount=roubles_text(amount))
@@ -506,8 +501,8 @@ async def _expire_later(
     """Tell the cashier when the member did not answer in time (the request's state in the
     database is what counts; this is only the notice)."""
     await asyncio.sleep(seconds)
-    request = await confirmations.settle(request_id, "expired")
-    if request is not None and request.status == "expired":
+    settled = await confirmations.settle(request_id, "expired")
+    if settled is not None and settled[1]:
         with contextlib.suppress(Exception):
             await bot.send_message(cashier_chat, i18n.gettext("cashier-timeout", locale=language))
 
@@ -527,22 +522,24 @@ async def member_answers(
     if request is None or request.member_id != member.member_id:
         await callback.answer(_("button-stale"), show_alert=True)
         return
-    settled = await confirmations.settle(
-        request.request_id, "confirmed" if callback_data.accept else "declined"
-    )
-    assert settled is not None
+    answer = "confirmed" if callback_data.accept else "declined"
+    outcome = await confirmations.settle(request.request_id, answer)
+    assert outcome is not None
+    settled, moved = outcome
     message = callback.message if isinstance(callback.message, Message) else None
-    if settled.status == "expired" or (settled.status == "confirmed") != callback_data.accept:
-        await callback.answer(_("confirm-expired"), show_alert=True)
-        if message is not None:
-            await message.edit_reply_markup(reply_markup=None)
+    if not moved:
+        # A second tap, or the other button after the first: the first answer stands and
+        # was acted on already (the ledger would not charge twice, but the cashier would
+        # hear twice).
+        why = "confirm-expired" if settled.status == "expired" else "confirm-already"
+        await callback.answer(_(why), show_alert=True)
         return
     await callback.answer()
     if message is not None:
         await message.edit_text(
             _("confirm-done") if callback_data.accept else _("confirm-declined")
         )
-    cashier_language = await staff_language(settled.cashier_id)
+    cashier_language = settled.cashier_language or await staff_language(settled.cashier_id)
     if not callback_data.accept:
         await bot.send_message(
             settled.cashier_id,
@@ -565,15 +562,19 @@ async def member_answers(
 
 
 class StaffLanguage:
-    """The language to speak to a staff member in: theirs as a member, else the default."""
+    """The language to speak to a staff member in: theirs as a member, else the one their
+    Telegram was last seen speaking, else the default."""
 
-    def __init__(self, ledger: LedgerService, i18n: I18n) -> None:
+    def __init__(self, ledger: LedgerService, i18n: I18n, staff: StaffService) -> None:
         self.ledger = ledger
         self.i18n = i18n
+        self.staff = staff
 
     async def __call__(self, telegram_id: int) -> str:
         member = await self.ledger.member_by_telegram(telegram_id)
-        return member.language if member else self.i18n.default_locale
+        if member is not None:
+            return member.language
+        return await self.staff.language_of(telegram_id) or self.i18n.default_locale
 
 
 def _keyboard(rows: list[list[tuple[str, CallbackData]]]) -> InlineKeyboardMarkup:

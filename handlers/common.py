@@ -92,6 +92,20 @@ class MenuButton(BaseFilter):
 # ---------------------------------------------------------------------- keyboards
 
 
+def staff_help(roles: frozenset[Role]) -> list[str]:
+    """What each of these roles can do, a paragraph each (admins can do everything)."""
+    lines = []
+    if roles & {Role.CASHIER, Role.ADMIN}:
+        lines.append(_("cashier-help"))
+    if roles & {Role.SUPPORT, Role.ADMIN}:
+        lines.append(_("support-help"))
+    if Role.MARKETER in roles:
+        lines.append(_("marketer-help"))
+    if Role.ADMIN in roles:
+        lines.append(_("admin-help"))
+    return lines
+
+
 def main_menu() -> ReplyKeyboardMarkup:
     return ReplyKeyboardMarkup(
         keyboard=[[KeyboardButton(text=_(key)) for key in row] for row in MENU_ROWS],
@@ -113,6 +127,26 @@ def points_text(points: int) -> str:
     return ngettext("points-count", "points-count-plural", abs(points)).format(
         n=format_decimal(points, locale=current_language())
     )
+
+
+def signed_text(number: int) -> str:
+    """ "+1,200", "-262", "0": a change, grouped as points_text groups."""
+    grouped = format_decimal(abs(number), locale=current_language())
+    return ("+" if number > 0 else "-" if number < 0 else "") + grouped
+
+
+def burn_text(points: int, day: datetime | date, timezone: str | None = None) -> str:
+    """ "120 points burn on 12 December" / "12 декабря сгорит 21 балл": the verb agrees."""
+    verb = ngettext("burn-verb", "burn-verb-plural", abs(points))
+    return _("burn-phrase").format(
+        points=points_text(points), date=date_text(day, timezone), burns=verb
+    )
+
+
+def shorten(text: str, limit: int) -> str:
+    """Someone's text in a list or a notice: on one line, cut to `limit` characters."""
+    text = " ".join(text.split())
+    return text if len(text) <= limit else text[: limit - 1] + "…"
 
 
 def days_text(days: int) -> str:

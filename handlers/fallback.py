@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from aiogram import F, Router
+from aiogram.filters import Command
 from aiogram.types import CallbackQuery, Message
 from aiogram.utils.i18n import gettext as _
 
@@ -12,6 +13,7 @@ from ledger.views import MemberView
 
 def build_fallback_router() -> Router:
     router = Router(name="fallback")
+    router.message.register(my_id, Command("id"), F.chat.type == "private")
     router.message.register(anything, F.chat.type == "private")
     router.callback_query.register(stale_button)
     return router
@@ -24,6 +26,12 @@ async def anything(message: Message, member: MemberView | None = None) -> None:
         await message.answer(_("unknown-command"), reply_markup=main_menu())
     else:
         await message.answer(_("fallback-member"), reply_markup=main_menu())
+
+
+async def my_id(message: Message) -> None:
+    """/id: what an admin needs to give this person a staff role."""
+    if message.from_user is not None:
+        await message.answer(_("your-id").format(id=message.from_user.id))
 
 
 async def stale_button(callback: CallbackQuery) -> None:

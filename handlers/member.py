@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import logging
 import re
 from datetime import date
 
@@ -15,6 +16,7 @@ from aiogram.filters import (
     Command,
     CommandObject,
     CommandStart,
+    StateFilter,
 )
 from aiogram.fsm.context import FSMContext
 from aiogram.fsm.state import State, StatesGroup
@@ -39,21 +41,26 @@ from handlers.common import (
     IsMember,
     MenuButton,
     SettingsCb,
-    date_text,
+    burn_text,
     display_name,
     full_date_text,
     main_menu,
     moment_text,
     points_text,
     roubles_text,
+    signed_text,
+    staff_help,
     tier_text,
 )
+from handlers.notifications import Notifier
 from ledger.errors import BirthdayAlreadySet, BirthdayInvalid, EntryNotFound
 from ledger.rules import Rules
 from ledger.service import LedgerService
 from ledger.views import EntryView, MemberView
-from staff.roles import Role
+from staff.roles import Role, StaffService
 from support.tickets import MAX_TICKET_TEXT, TicketService
+
+log = logging.getLogger("loyalty.member")
 
 HISTORY_PAGE_SIZE = 10
 NOTIFY_FIELDS = ("notify_reminders", "notify_tier", "notify_offers")
@@ -87,8 +94,7 @@ def build_member_router() -> Router:
     router.message.register(ask_support, Command("support"))
     router.message.register(ask_support, MenuButton("menu-support"))
     # Free text while a question is pending; menu buttons above win over it.
-    router.message.register(receive_support, Asking.support)
-    router.message.register(receive_dispute, Asking.dispute)
+    router.message.register(receive_request, StateFilter(Asking.support, Asking.dispute))
     router.message.register(receive_birthday, Asking.birthday)
 
     router.callback_query.register(turn_history_page, HistoryPageCb.filter())
@@ -138,10 +144,7 @@ async def show_help(message: Message, rules: Rules, roles: frozenset[Role] = fro
             program=rules.program_name, referral=points_text(rules.referral.inviter_points)
         )
     ]
-    if roles & {Role.CASHIER, Role.ADMIN}:
-        lines.append(_("cashier-help"))
-    if Role.ADMIN in roles:
-        lines.append(_("admin-help"))
+    lines += staff_help(roles)
     await message.answer("\n\n".join(lines), reply_markup=main_menu())
 
 
@@ -211,11 +214,9 @@ async def show_balance(
     else:
         lines.append(_("balance-top-tier"))
     if view.nearest_burn:
+        burn = view.nearest_burn
         lines.append(
-            _("balance-burn").format(
-                points=points_text(view.nearest_burn.points),
-                date=date_text(view.nearest_burn.burns_at, member.timezone),
-            )
+            _("balance-burn").format(burn=burn_text(burn.points, burn.burns_at, member.timezone))
         )
     elif view.balance:
         lines.append(_("balance-no-burn"))
@@ -273,7 +274,7 @@ def entry_line(entry: EntryView, timezone: str) -> str:
     if entry.kind == "activation":  # held points moved to usable: no change in the total
         return " · ".join([when, _("kind-activation"), points_text(entry.points)])
     change = entry.points + entry.pending - max(entry.debt, 0)
-    parts = [when, f"{change:+d}" if change else "0", _(f"kind-{entry.kind}")]
+    parts = [when, signed_text(change), _(f"kind-{entry.kind}")]
     if entry.reference and entry.kind in {"earn", "redeem", "refund_reverse", "refund_return"}:
         parts[-1] += f" {entry.reference}"
     if entry.pending > 0:
@@ -330,18 +331,6 @@ async def ask_dispute(
         )
 
 
-async def receive_dispute(
-    message: Message, member: MemberView, tickets: TicketService, state: FSMContext
-) -> None:
-    text = await _ticket_text(message)
-    if text is None:
-        return
-    entry_id = (await state.get_data()).get("entry_id")
-    ticket = await tickets.open_ticket(member.member_id, text, kind="dispute", entry_id=entry_id)
-    await state.clear()
-    await message.answer(
-        _("dispute-received").format(ticket=ticket.ticket_id), reply_markup=main_menu()
-    )
 
 
 # ------------------------------------------------------------------------- invite
@@ -533,17 +522,37 @@ async def ask_support(message: Message, state: FSMContext) -> None:
     await message.answer(_("support-ask"), reply_markup=main_menu())
 
 
-async def receive_support(
-    message: Message, member: MemberView, tickets: TicketService, state: FSMContext
+async def receive_request(
+    message: Message,
+    member: MemberView,
+    tickets: TicketService,
+    state: FSMContext,
+    notifier: Notifier,
+    staff: StaffService,
 ) -> None:
+    """A question to support, or a dispute of the entry chosen before: stored as a ticket,
+    confirmed to the member, and support is told (the ticket stands either way)."""
     text = await _ticket_text(message)
     if text is None:
         return
-    ticket = await tickets.open_ticket(member.member_id, text)
+    if await state.get_state() == Asking.dispute.state:
+        entry_id = (await state.get_data()).get("entry_id")
+        ticket = await tickets.open_ticket(
+            member.member_id, text, kind="dispute", entry_id=entry_id
+        )
+        key = "dispute-received"
+    else:
+        ticket = await tickets.open_ticket(member.member_id, text)
+        key = "support-received"
     await state.clear()
-    await message.answer(
-        _("support-received").format(ticket=ticket.ticket_id), reply_markup=main_menu()
-    )
+    text = _(key).format(ticket=ticket.ticket_id)
+    if message.photo or message.document or message.video:
+        text += "\n" + _("support-text-kept")  # the caption is; the file is not
+    await message.answer(text, reply_markup=main_menu())
+    try:
+        await notifier.new_ticket(ticket, member, await staff.who_answers_members())
+    except Exception:
+        log.exception("could not tell support about ticket %s", ticket.ticket_id)
 
 
 async def _ticket_text(message: Message) -> str | None:

@@ -9,11 +9,20 @@ from aiogram.utils.i18n import I18n
 from aiogram.utils.i18n import gettext as _
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from handlers.common import date_text, points_text, roubles_text, tier_text
+from handlers.common import (
+    burn_text,
+    date_text,
+    points_text,
+    roubles_text,
+    shorten,
+    signed_text,
+    tier_text,
+)
 from ledger.service import LedgerService
 from ledger.views import MemberView, PurchaseResult, RefundResult
 from scheduler.due import BurnWarning, Recipient, TierNews
 from scheduler.outbox import TRANSACTIONAL, Outbox
+from support.tickets import Ticket
 
 
 class Notifier:
@@ -79,8 +88,7 @@ class Notifier:
             return False
         with self.i18n.context(), self.i18n.use_locale(recipient.language):
             text = _("burn-warning").format(
-                points=points_text(warning.points),
-                date=date_text(warning.burns_at, recipient.timezone),
+                burn=burn_text(warning.points, warning.burns_at, recipient.timezone)
             )
         return await self.outbox.enqueue(
             dedup_key=warning.dedup_key,
@@ -124,6 +132,65 @@ class Notifier:
             category="birthday",
             expires_at=valid_until,
         )
+
+    # ------------------------------------------------------------------ support
+
+    async def support_answer(self, member_id: int, ticket_id: int, answer: str | None) -> bool:
+        """Tell the member their request was answered (with the answer) or closed."""
+        member = await self.ledger.get_member(member_id)
+        if member.telegram_id is None or not member.is_active:
+            return False
+        with self.i18n.context(), self.i18n.use_locale(member.language):
+            if answer:
+                text = _("support-answered").format(ticket=ticket_id, answer=answer)
+            else:
+                text = _("support-closed").format(ticket=ticket_id)
+        return await self.outbox.enqueue(
+            dedup_key=f"ticket:closed:{ticket_id}",
+            chat_id=member.telegram_id,
+            member_id=member.member_id,
+            text=text,
+        )
+
+    async def points_changed(self, member_id: int, change: int, reason: str, key: str) -> bool:
+        """Tell the member support added or took points (an adjustment or a reversal)."""
+        member = await self.ledger.get_member(member_id)
+        if member.telegram_id is None or not member.is_active or not change:
+            return False
+        balance = (await self.ledger.balance(member_id)).balance
+        with self.i18n.context(), self.i18n.use_locale(member.language):
+            text = _("support-points-changed").format(
+                change=signed_text(change), reason=reason, balance=points_text(balance)
+            )
+        return await self.outbox.enqueue(
+            dedup_key=f"support:points:{key}",
+            chat_id=member.telegram_id,
+            member_id=member.member_id,
+            text=text,
+        )
+
+    async def new_ticket(
+        self, ticket: Ticket, member: MemberView, staff: list[tuple[int, str | None]]
+    ) -> int:
+        """Tell support (each of `staff`: their Telegram id and the language last seen, if
+        known) about a new request; how many messages were queued."""
+        queued = 0
+        for staff_id, seen in staff:
+            as_member = await self.ledger.member_by_telegram(staff_id)
+            language = as_member.language if as_member else seen or self.i18n.default_locale
+            with self.i18n.context(), self.i18n.use_locale(language):
+                text = _(f"support-new-{ticket.kind}").format(
+                    ticket=ticket.ticket_id,
+                    name=member.first_name or "—",
+                    card=member.card_number,
+                    text=shorten(ticket.text, 300),
+                )
+            queued += await self.outbox.enqueue(
+                dedup_key=f"ticket:new:{ticket.ticket_id}:{staff_id}",
+                chat_id=staff_id,
+                text=text,
+            )
+        return queued
 
     async def _tier_lines(self, member: MemberView, tier: str, previous: str) -> list[str]:
         """Progress to the next tier; reaching a tier is announced separately as tier news."""

@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import contextlib
+
 from aiogram import F, Router
+from aiogram.exceptions import TelegramBadRequest
 from aiogram.filters import CommandObject, CommandStart
 from aiogram.fsm.context import FSMContext
 from aiogram.fsm.state import State, StatesGroup
@@ -46,7 +49,9 @@ def build_onboarding_router() -> Router:
     router.callback_query.register(agree, ConsentCb.filter())
     router.message.register(own_contact, Joining.contact, F.contact)
     router.message.register(contact_before_consent, F.contact)
-    router.message.register(typed_instead_of_contact, Joining.contact)
+    typed = F.text & ~F.text.startswith("/")
+    router.message.register(typed_instead_of_contact, Joining.contact, typed)
+    router.message.register(share_the_phone, Joining.contact)  # a sticker, /help, /balance ...
     router.message.register(needs_consent, Joining.consent)
     return router
 
@@ -76,9 +81,13 @@ async def start(
 
 
 async def agree(callback: CallbackQuery, state: FSMContext) -> None:
-    await state.set_state(Joining.contact)
     await callback.answer()
-    if callback.message is not None:
+    if await state.get_state() == Joining.contact.state:
+        return  # a second tap on "I agree": the request for the phone is there already
+    await state.set_state(Joining.contact)
+    if isinstance(callback.message, Message):
+        with contextlib.suppress(TelegramBadRequest):  # its keyboard may be gone already
+            await callback.message.edit_reply_markup(reply_markup=None)
         await callback.message.answer(_("consent-thanks"), reply_markup=_share_phone_keyboard())
 
 
@@ -106,7 +115,12 @@ async def own_contact(
         return
     await state.clear()
     member = registration.member
-    if registration.created:
+    if registration.created and not registration.welcome_points:
+        # The number had its joining bonus before (its data were deleted since): say so.
+        text = _("registered-no-welcome").format(
+            program=rules.program_name, card=format_card_number(member.card_number)
+        )
+    elif registration.created:
         text = _("registered").format(
             program=rules.program_name,
             welcome=points_text(registration.welcome_points),
@@ -123,6 +137,11 @@ async def contact_before_consent(message: Message, state: FSMContext) -> None:
 
 async def typed_instead_of_contact(message: Message) -> None:
     await message.answer(_("contact-typed"), reply_markup=_share_phone_keyboard())
+
+
+async def share_the_phone(message: Message) -> None:
+    """Anything but text while the phone is asked for: what is needed, with the button."""
+    await message.answer(_("contact-needed"), reply_markup=_share_phone_keyboard())
 
 
 async def needs_consent(message: Message, state: FSMContext) -> None:

@@ -6,7 +6,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from enum import StrEnum
 
-from sqlalchemy import Connection, bindparam, delete, select
+from sqlalchemy import Connection, bindparam, delete, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncEngine
 
@@ -17,7 +17,9 @@ from storage.fast import Fast
 from storage.schema import staff_roles
 
 _ROLES_OF = Fast(
-    select(staff_roles.c.role).where(staff_roles.c.telegram_id == bindparam("telegram_id"))
+    select(staff_roles.c.role, staff_roles.c.language).where(
+        staff_roles.c.telegram_id == bindparam("telegram_id")
+    )
 )
 
 
@@ -57,11 +59,33 @@ class StaffService:
 
     def roles_in(self, conn: Connection, telegram_id: int) -> frozenset[Role]:
         """The roles of this person, read inside a caller's transaction."""
-        stored = _ROLES_OF(conn, {"telegram_id": telegram_id}).scalars()
-        roles = {Role(role) for role in stored}
+        return self.roles_and_language_in(conn, telegram_id)[0]
+
+    def roles_and_language_in(
+        self, conn: Connection, telegram_id: int
+    ) -> tuple[frozenset[Role], str | None, bool]:
+        """Their roles; the language stored with their granted roles (None if none is); and
+        whether they have any granted role (admins from ADMIN_IDS may have none stored)."""
+        rows = _ROLES_OF(conn, {"telegram_id": telegram_id}).all()
+        roles = {Role(row.role) for row in rows}
         if telegram_id in self.admin_ids:
             roles.add(Role.ADMIN)
-        return frozenset(roles)
+        languages = {row.language for row in rows}
+        language = languages.pop() if len(languages) == 1 else None
+        return frozenset(roles), language, bool(rows)
+
+    async def remember_language(self, telegram_id: int, language: str) -> None:
+        """Keep the language a staff member's Telegram speaks (on their granted roles)."""
+        async with self.engine.begin() as conn:
+            await conn.execute(
+                update(staff_roles)
+                .where(staff_roles.c.telegram_id == telegram_id)
+                .values(language=language)
+            )
+
+    async def language_of(self, telegram_id: int) -> str | None:
+        async with self.reader.connect() as conn:
+            return await conn.run_sync(lambda c: self.roles_and_language_in(c, telegram_id)[1])
 
     async def grant(
         self, telegram_id: int, role: Role, *, by: int, username: str | None = None
@@ -143,3 +167,13 @@ class StaffService:
             for admin in sorted(self.admin_ids - stored_admins)
         ]
         return listed
+
+    async def who_answers_members(self) -> list[tuple[int, str | None]]:
+        """Whom to tell about a member's new request, with the language they were last seen
+        speaking: support staff, or the admins while there are none."""
+        people = await self.list_staff()
+        for role in (Role.SUPPORT, Role.ADMIN):
+            ids = sorted({person.telegram_id for person in people if person.role is role})
+            if ids:
+                return [(telegram_id, await self.language_of(telegram_id)) for telegram_id in ids]
+        return []

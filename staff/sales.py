@@ -25,6 +25,7 @@ class RedemptionRequest:
     redeem_points: int
     status: str  # pending | confirmed | declined | expired
     expires_at: datetime
+    cashier_language: str | None = None  # the language the cashier was spoken to in
 
 
 class ConfirmationService:
@@ -38,7 +39,14 @@ class ConfirmationService:
         self.ttl = ttl
 
     async def open(
-        self, *, member_id: int, cashier_id: int, receipt_id: str, amount: int, redeem_points: int
+        self,
+        *,
+        member_id: int,
+        cashier_id: int,
+        receipt_id: str,
+        amount: int,
+        redeem_points: int,
+        cashier_language: str | None = None,
     ) -> RedemptionRequest:
         now = self.clock.now()
         async with self.engine.begin() as conn:
@@ -54,6 +62,7 @@ class ConfirmationService:
                         status="pending",
                         expires_at=now + self.ttl,
                         created_at=now,
+                        cashier_language=cashier_language,
                     )
                     .returning(*redemption_requests.c)
                 )
@@ -69,10 +78,11 @@ class ConfirmationService:
             ).first()
         return _request(row) if row is not None else None
 
-    async def settle(self, request_id: int, status: str) -> RedemptionRequest | None:
+    async def settle(self, request_id: int, status: str) -> tuple[RedemptionRequest, bool] | None:
         """Move a pending request to `status`: confirmed or declined while it is unexpired;
         expired when its time is over or when the timer says so. Returns the request as it
-        now is; None if unknown."""
+        now is, and whether this call moved it (a second tap, or the other answer after the
+        first, finds it settled already); None if unknown."""
         now = self.clock.now()
         async with self.engine.begin() as conn:
             expire = update(redemption_requests).where(
@@ -80,22 +90,24 @@ class ConfirmationService:
             )
             if status != "expired":
                 expire = expire.where(redemption_requests.c.expires_at <= now)
-            await conn.execute(expire.values(status="expired"))
+            moved = (await conn.execute(expire.values(status="expired"))).rowcount == 1
             if status != "expired":
-                await conn.execute(
-                    update(redemption_requests)
-                    .where(
-                        redemption_requests.c.id == request_id,
-                        redemption_requests.c.status == "pending",
+                moved = (
+                    await conn.execute(
+                        update(redemption_requests)
+                        .where(
+                            redemption_requests.c.id == request_id,
+                            redemption_requests.c.status == "pending",
+                        )
+                        .values(status=status)
                     )
-                    .values(status=status)
-                )
+                ).rowcount == 1
             row = (
                 await conn.execute(
                     select(redemption_requests).where(redemption_requests.c.id == request_id)
                 )
             ).first()
-        return _request(row) if row is not None else None
+        return (_request(row), moved and row.status == status) if row is not None else None
 
 
 def _request(row: Any) -> RedemptionRequest:
@@ -108,4 +120,5 @@ def _request(row: Any) -> RedemptionRequest:
         redeem_points=row.redeem_points,
         status=row.status,
         expires_at=row.expires_at,
+        cashier_language=row.cashier_language,
     )

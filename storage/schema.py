@@ -204,6 +204,8 @@ tickets = Table(
     Column("status", String(16), nullable=False, server_default="open"),  # open | closed
     Column("created_at", UTCDateTime, nullable=False),
     Column("closed_at", UTCDateTime, nullable=True),
+    Column("answer", Text, nullable=True),  # what support wrote back when closing it
+    Column("closed_by", BigInteger, nullable=True),  # their Telegram id
 )
 
 # The Telegram file_id of a member's card picture, reused until something on the card changes.
@@ -237,6 +239,8 @@ staff_roles = Table(
     Column("username", String(64), nullable=True),
     Column("granted_by", BigInteger, nullable=True),
     Column("granted_at", UTCDateTime, nullable=False),
+    # The language of their Telegram as last seen: to speak to staff who are not members.
+    Column("language", String(8), nullable=True),
 )
 
 # Every staff action: who, what, when, why.
@@ -266,6 +270,7 @@ redemption_requests = Table(
     Column("status", String(16), nullable=False),  # pending|confirmed|declined|expired|failed
     Column("expires_at", UTCDateTime, nullable=False),
     Column("created_at", UTCDateTime, nullable=False),
+    Column("cashier_language", String(8), nullable=True),  # to tell the cashier the outcome
 )
 
 # The one delivery path for messages the bot starts on its own (receipts, reminders, tier

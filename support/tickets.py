@@ -6,7 +6,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import select
+from sqlalchemy import func, select, update
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from ledger.clock import Clock, SystemClock
@@ -23,8 +23,11 @@ class Ticket:
     kind: str
     entry_id: int | None
     text: str
-    status: str
+    status: str  # open | closed
     created_at: datetime
+    closed_at: datetime | None = None
+    closed_by: int | None = None  # the Telegram id of who closed it
+    answer: str | None = None  # what they wrote back to the member
 
 
 class TicketTooLong(ValueError):
@@ -60,6 +63,53 @@ class TicketService:
             ).one()
         return _ticket(row)
 
+    async def get(self, ticket_id: int) -> Ticket | None:
+        async with self.reader.connect() as conn:
+            row = (await conn.execute(select(tickets).where(tickets.c.id == ticket_id))).first()
+        return _ticket(row) if row is not None else None
+
+    async def open_tickets(self, limit: int = 20) -> tuple[list[Ticket], int]:
+        """The oldest open tickets first, and how many are open in all."""
+        async with self.reader.connect() as conn:
+            rows = (
+                await conn.execute(
+                    select(tickets)
+                    .where(tickets.c.status == "open")
+                    .order_by(tickets.c.id)
+                    .limit(limit)
+                )
+            ).all()
+            total = (
+                await conn.execute(
+                    select(func.count()).select_from(tickets).where(tickets.c.status == "open")
+                )
+            ).scalar_one()
+        return [_ticket(row) for row in rows], int(total)
+
+    async def close(
+        self, ticket_id: int, *, by: int, answer: str | None = None
+    ) -> tuple[Ticket, bool] | None:
+        """Close an open ticket (with the answer the member was sent, if any). Returns the
+        ticket as it now is and whether this call closed it (two people answering at once:
+        one closes it, the other learns it was closed); None if there is no such ticket."""
+        if answer is not None and len(answer.strip()) > MAX_TICKET_TEXT:
+            raise TicketTooLong(f"at most {MAX_TICKET_TEXT} characters")
+        async with self.engine.begin() as conn:
+            closed = (
+                await conn.execute(
+                    update(tickets)
+                    .where(tickets.c.id == ticket_id, tickets.c.status == "open")
+                    .values(
+                        status="closed",
+                        closed_at=self.clock.now(),
+                        closed_by=by,
+                        answer=answer.strip() if answer else None,
+                    )
+                )
+            ).rowcount == 1
+            row = (await conn.execute(select(tickets).where(tickets.c.id == ticket_id))).first()
+        return (_ticket(row), closed) if row is not None else None
+
     async def tickets_of(self, member_id: int) -> list[Ticket]:
         async with self.reader.connect() as conn:
             rows = (
@@ -79,4 +129,7 @@ def _ticket(row: Any) -> Ticket:
         text=row.text,
         status=row.status,
         created_at=row.created_at,
+        closed_at=row.closed_at,
+        closed_by=row.closed_by,
+        answer=row.answer,
     )

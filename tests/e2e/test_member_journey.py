@@ -39,9 +39,19 @@ async def test_new_user_registers_with_own_contact_and_gets_welcome_bonus(
     assert "100 баллов за регистрацию" in (greeting.text or "")
     assert "согласие на обработку персональных данных" in (greeting.text or "")
 
-    await anna.press_button(greeting, "✅ Согласен")
+    agree = greeting.button("✅ Согласен").callback_data or ""
+    await anna.press(greeting, agree)
     share = await anna.wait_message()
     assert share.keyboard[0][0].request_contact
+    assert not greeting.inline_buttons  # the button is gone; a tap already on its way
+    await anna.press(greeting, agree)  # asks for the phone only once
+    await anna.assert_no_messages(within=0.3)
+
+    for other in (anna.send_sticker(), anna.send_command("/help")):  # nothing was typed
+        await other
+        asked = await anna.wait_message()
+        assert "поделитесь номером телефона кнопкой" in (asked.text or "")
+        assert asked.keyboard[0][0].request_contact
 
     await anna.send_text("+7 999 123-45-67")  # typed: refused, button again
     typed = await anna.wait_message()
@@ -217,6 +227,11 @@ async def test_deleting_my_data_removes_me_from_lookups_and_keeps_the_ledger_con
     assert await check_ledger(ledger.engine) == []
     await user.send_text("hello?")
     assert "tap /start" in ((await user.wait_message()).text or "")
+    # Joining again with the same number: a new card, and no second joining bonus, said so
+    # (it read "0 points are already on your account").
+    await join(user, "+79990000007")
+    again = user.messages[-1].text or ""
+    assert "given once per phone number" in again and "0 points" not in again
 
 
 async def test_friend_joins_by_invite_link_and_inviter_earns_after_first_purchase(

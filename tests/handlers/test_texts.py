@@ -8,7 +8,7 @@ import pytest
 from aiogram.utils.i18n import I18n
 
 from bot.i18n import build_i18n
-from handlers.common import roubles_text
+from handlers.common import burn_text, roubles_text
 from handlers.member import entry_line
 from ledger.views import EntryView
 
@@ -65,3 +65,24 @@ def test_roubles_keep_both_kopeck_digits_or_none(
     for language, want in (("en", en), ("ru", ru)):
         with i18n.context(), i18n.use_locale(language):
             assert roubles_text(kopecks).replace("\u00a0", " ").replace("\u202f", " ") == want
+
+
+def test_history_changes_are_grouped_like_every_other_number(i18n: I18n) -> None:
+    assert line(i18n, "en", entry("earn", points=2000)).startswith("2 Mar, 12:00 · +2,000 · ")
+    assert " · -1\u00a0262 · " in line(i18n, "ru", entry("redeem", points=-1262))
+
+
+@pytest.mark.parametrize(
+    ("points", "en", "ru"),
+    [
+        (1, "1 point burns on 12 December", "12 декабря сгорит 1 балл"),
+        (21, "21 points burn on 12 December", "12 декабря сгорит 21 балл"),
+        (22, "22 points burn on 12 December", "12 декабря сгорят 22 балла"),
+        (100, "100 points burn on 12 December", "12 декабря сгорят 100 баллов"),
+    ],
+)
+def test_the_burn_verb_agrees_with_the_number(i18n: I18n, points: int, en: str, ru: str) -> None:
+    day = datetime(2026, 12, 12, 9, 0, tzinfo=UTC)
+    for language, expected in (("en", en), ("ru", ru)):
+        with i18n.context(), i18n.use_locale(language):
+            assert burn_text(points, day, "Europe/Moscow") == expected

@@ -1,0 +1,416 @@
+"""The support desk, for support staff and admins, in their private chat with the bot.
+
+    /tickets                         the open requests and disputes, oldest first
+    /ticket N                        one request: who, what, the disputed entry, its answer
+    /reply N TEXT                    send the member TEXT and close the request
+    /close N                         close it without an answer (the member is told)
+    /member WHO                      profile, balance, open requests, the last entries
+    /adjust WHO +50|-50 REASON       add or take points, with a reason
+    /reverse ENTRY REASON            undo a bonus or an adjustment
+
+WHO is a card number, a phone (no spaces), @username or #member-id. Every action is audited
+(who, what, when, why) and the member is told in their own language, through the outbox.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Awaitable, Callable
+
+from aiogram import F, Router
+from aiogram.filters import Command, CommandObject
+from aiogram.types import Message
+from aiogram.utils.i18n import gettext as _
+
+from cards.render import format_card_number
+from handlers.common import HasRole, moment_text, points_text, shorten, signed_text, tier_text
+from handlers.member import entry_line
+from handlers.notifications import Notifier
+from ledger.errors import LedgerError, MemberNotFound
+from ledger.phones import mask_phone
+from ledger.service import LedgerService
+from ledger.views import EntryView, MemberView
+from staff.audit import AuditLog
+from staff.roles import Role
+from support.tickets import MAX_TICKET_TEXT, Ticket, TicketService, TicketTooLong
+
+log = logging.getLogger("loyalty.support")
+
+LIST_LIMIT = 20
+HISTORY_LINES = 10
+# Refusals the desk explains in the reader's language; anything else reads as the ledger's.
+EXPLAINED = frozenset(
+    {
+        "insufficient_points",
+        "entry_not_reversible",
+        "entry_not_found",
+        "points_limit",
+        "invalid_points",
+        "member_erased",
+    }
+)
+
+
+def build_support_router() -> Router:
+    router = Router(name="support-desk")
+    router.message.filter(HasRole(Role.SUPPORT, Role.ADMIN), F.chat.type == "private")
+    router.message.register(list_tickets, Command("tickets"))
+    router.message.register(show_ticket, Command("ticket"))
+    router.message.register(answer_ticket, Command("reply", "close"))
+    router.message.register(show_member, Command("member"))
+    router.message.register(adjust_points, Command("adjust"))
+    router.message.register(reverse_entry, Command("reverse"))
+    return router
+
+
+# --------------------------------------------------------------------------- requests
+
+
+async def list_tickets(message: Message, tickets: TicketService, ledger: LedgerService) -> None:
+    shown, total = await tickets.open_tickets(LIST_LIMIT)
+    if not shown:
+        await message.answer(_("desk-list-empty"))
+        return
+    lines = [_("desk-list-title").format(count=total)]
+    for ticket in shown:
+        member = await ledger.get_member(ticket.member_id)
+        lines.append(
+            _("desk-list-line").format(
+                ticket=ticket.ticket_id,
+                kind=_(f"desk-kind-{ticket.kind}"),
+                name=_name(member),
+                when=moment_text(ticket.created_at, member.timezone),
+                text=shorten(ticket.text, 80),
+            )
+        )
+    if total > len(shown):
+        lines.append(_("desk-list-more").format(more=total - len(shown)))
+    lines.append(_("desk-list-hint"))
+    await message.answer("\n\n".join(lines))
+
+
+async def show_ticket(
+    message: Message, command: CommandObject, tickets: TicketService, ledger: LedgerService
+) -> None:
+    ticket = await _ticket_from(message, command, tickets, "/ticket NUMBER")
+    if ticket is None:
+        return
+    member = await ledger.get_member(ticket.member_id)
+    lines = [
+        _("desk-ticket").format(
+            ticket=ticket.ticket_id,
+            kind=_(f"desk-kind-{ticket.kind}"),
+            status=_(f"desk-status-{ticket.status}"),
+            when=moment_text(ticket.created_at, member.timezone),
+            name=_name(member),
+            card=format_card_number(member.card_number),
+            member=member.member_id,
+        ),
+    ]
+    if ticket.entry_id is not None:
+        try:
+            entry = await ledger.entry(ticket.entry_id)
+        except LedgerError:
+            entry = None
+        if entry is not None:
+            lines.append(_("desk-ticket-entry").format(line=_entry(entry, member)))
+    lines.append(_("desk-quote").format(text=ticket.text))
+    if ticket.status == "closed":
+        when = moment_text(ticket.closed_at or ticket.created_at, member.timezone)
+        if ticket.answer:
+            lines.append(_("desk-ticket-answered").format(when=when, answer=ticket.answer))
+        else:
+            lines.append(_("desk-ticket-closed").format(when=when))
+    else:
+        lines.append(_("desk-ticket-actions").format(ticket=ticket.ticket_id))
+    await message.answer("\n\n".join(lines))
+
+
+async def answer_ticket(
+    message: Message,
+    command: CommandObject,
+    tickets: TicketService,
+    ledger: LedgerService,
+    notifier: Notifier,
+    audit: AuditLog,
+) -> None:
+    """/reply N TEXT: send the member TEXT and close; /close N: close without an answer."""
+    number, rest = _number_and_text(command.args)
+    replying = command.command == "reply"
+    if not number.isdigit() or replying != bool(rest):
+        usage = "/reply NUMBER TEXT" if replying else "/close NUMBER"
+        await message.answer(_("desk-usage").format(usage=usage))
+        return
+    answer = rest if replying else None
+    ticket_id = int(number)
+    staff_id = _sender(message)
+    try:
+        outcome = await tickets.close(ticket_id, by=staff_id, answer=answer)
+    except TicketTooLong:
+        await message.answer(_("support-too-long").format(limit=MAX_TICKET_TEXT))
+        return
+    if outcome is None:
+        await message.answer(_("desk-no-ticket").format(ticket=ticket_id))
+        return
+    ticket, closed = outcome
+    if not closed:  # someone else answered or closed it first
+        member = await ledger.get_member(ticket.member_id)
+        when = moment_text(ticket.closed_at or ticket.created_at, member.timezone)
+        await message.answer(_("desk-already-closed").format(ticket=ticket_id, when=when))
+        return
+    await audit.record(
+        f"tg:{staff_id}",
+        "support.reply" if answer else "support.close",
+        target=f"ticket:{ticket_id}",
+        member=ticket.member_id,
+    )
+    told = await _tell(notifier.support_answer(ticket.member_id, ticket_id, answer))
+    key = "desk-replied" if answer else "desk-closed"
+    text = _(key).format(ticket=ticket_id)
+    if not told:
+        text += "\n" + _("desk-not-told")
+    await message.answer(text)
+
+
+# ---------------------------------------------------------------------------- members
+
+
+async def show_member(
+    message: Message, command: CommandObject, ledger: LedgerService, tickets: TicketService
+) -> None:
+    member = await _member_from(message, (command.args or "").strip(), ledger, "/member WHO")
+    if member is None:
+        return
+    view = await ledger.balance(member.member_id)
+    username = f" (@{member.username})" if member.username else ""
+    lines = [
+        _("desk-member").format(
+            name=_name(member) + username,
+            member=member.member_id,
+            phone=mask_phone(member.phone or ""),
+            card=format_card_number(member.card_number),
+            tier=tier_text(member.tier),
+            balance=points_text(view.balance),
+            pending=points_text(view.pending),
+            debt=points_text(view.debt),
+            status=_(f"desk-member-{member.status}"),
+            joined=moment_text(member.created_at, member.timezone),
+        )
+    ]
+    own = await tickets.tickets_of(member.member_id)
+    open_ones = [ticket.ticket_id for ticket in own if ticket.status == "open"]
+    if open_ones:
+        lines.append(
+            _("desk-member-tickets").format(tickets=", ".join(f"#{n}" for n in open_ones))
+        )
+    history = await ledger.history(member.member_id, 0, HISTORY_LINES)
+    if history.entries:
+        lines.append(
+            "\n".join(
+                [_("desk-member-history")] + [_entry(entry, member) for entry in history.entries]
+            )
+        )
+    await message.answer("\n\n".join(lines))
+
+
+async def adjust_points(
+    message: Message,
+    command: CommandObject,
+    ledger: LedgerService,
+    notifier: Notifier,
+    audit: AuditLog,
+) -> None:
+    usage = "/adjust WHO +50 REASON"
+    who, points_text_, reason = _three(command.args)
+    if not who or not _is_signed_number(points_text_) or not reason:
+        await message.answer(_("desk-usage").format(usage=usage))
+        return
+    member = await _member_from(message, who, ledger, usage)
+    if member is None:
+        return
+    staff_id = _sender(message)
+    points = int(points_text_)
+
+    async def adjust() -> EntryView:
+        return await ledger.adjust(
+            member_id=member.member_id,
+            points=points,
+            reason=reason,
+            actor=f"tg:{staff_id}",
+            # A redelivered update (a restart mid-way) adjusts once.
+            operation_id=f"tg:{message.chat.id}:{message.message_id}",
+        )
+
+    entry = await _refusing(message, adjust)
+    if entry is None:
+        return
+    await audit.record(
+        f"tg:{staff_id}",
+        "support.adjust",
+        target=f"member:{member.member_id}",
+        reason=reason,
+        points=points,
+        entry=entry.entry_id,
+    )
+    await _done(message, ledger, notifier, member.member_id, entry, reason, target=None)
+
+
+async def reverse_entry(
+    message: Message,
+    command: CommandObject,
+    ledger: LedgerService,
+    notifier: Notifier,
+    audit: AuditLog,
+) -> None:
+    number, reason = _number_and_text(command.args)
+    if not number.isdigit() or not reason:
+        await message.answer(_("desk-usage").format(usage="/reverse ENTRY REASON"))
+        return
+    staff_id = _sender(message)
+
+    async def reverse() -> EntryView:
+        return await ledger.reverse_entry(
+            entry_id=int(number), reason=reason, actor=f"tg:{staff_id}"
+        )
+
+    entry = await _refusing(message, reverse)
+    if entry is None:
+        return
+    member_id = await ledger.entry_owner(entry.entry_id)
+    await audit.record(
+        f"tg:{staff_id}",
+        "support.reverse",
+        target=f"entry:{number}",
+        reason=reason,
+        member=member_id,
+        entry=entry.entry_id,
+    )
+    await _done(message, ledger, notifier, member_id, entry, reason, target=int(number))
+
+
+async def _done(
+    message: Message,
+    ledger: LedgerService,
+    notifier: Notifier,
+    member_id: int,
+    entry: EntryView,
+    reason: str,
+    *,
+    target: int | None,
+) -> None:
+    """Tell the member, then the staff member what happened."""
+    change = entry.points + entry.pending - max(entry.debt, 0)
+    told = await _tell(notifier.points_changed(member_id, change, reason, str(entry.entry_id)))
+    balance = (await ledger.balance(member_id)).balance
+    if target is None:
+        text = _("desk-adjusted").format(
+            change=signed_text(change), entry=entry.entry_id, balance=points_text(balance)
+        )
+    else:
+        text = _("desk-reversed").format(
+            target=target,
+            change=signed_text(change),
+            entry=entry.entry_id,
+            balance=points_text(balance),
+        )
+    if not told:
+        text += "\n" + _("desk-not-told")
+    await message.answer(text)
+
+
+# ---------------------------------------------------------------------------- helpers
+
+
+async def _ticket_from(
+    message: Message, command: CommandObject, tickets: TicketService, usage: str
+) -> Ticket | None:
+    number = (command.args or "").strip().lstrip("#")
+    if not number.isdigit():
+        await message.answer(_("desk-usage").format(usage=usage))
+        return None
+    ticket = await tickets.get(int(number))
+    if ticket is None:
+        await message.answer(_("desk-no-ticket").format(ticket=number))
+    return ticket
+
+
+async def _member_from(
+    message: Message, who: str, ledger: LedgerService, usage: str
+) -> MemberView | None:
+    """A member by card number, phone, @username or #member-id; None after saying why."""
+    if not who:
+        await message.answer(_("desk-usage").format(usage=usage))
+        return None
+    member: MemberView | None = None
+    try:
+        if who.startswith("@"):
+            member = await ledger.member_by_username(who[1:])
+        elif who.startswith("#") and who[1:].isdigit():
+            member = await ledger.get_member(int(who[1:]))
+        else:
+            member = await ledger.find_member(who)
+    except LedgerError:
+        member = None
+    if member is None:
+        await message.answer(_("desk-no-member").format(who=shorten(who, 40)))
+    return member
+
+
+async def _refusing(
+    message: Message, action: Callable[[], Awaitable[EntryView]]
+) -> EntryView | None:
+    """Run a ledger action; a refusal is explained to the staff member, and changes nothing."""
+    try:
+        return await action()
+    except MemberNotFound:
+        await message.answer(_("desk-why-member_erased"))
+    except LedgerError as error:
+        if error.code in EXPLAINED:
+            await message.answer(_(f"desk-why-{error.code}"))
+        else:
+            await message.answer(_("desk-why-other").format(why=error.message))
+    return None
+
+
+async def _tell(queued: Awaitable[bool]) -> bool:
+    """Queue a message to the member; whether it could be (not erased, reachable)."""
+    try:
+        return await queued
+    except Exception:  # what was done stands; the message is a courtesy
+        log.exception("could not queue a support message to a member")
+        return False
+
+
+def _entry(entry: EntryView, member: MemberView) -> str:
+    line = f"#{entry.entry_id} · {entry_line(entry, member.timezone)}"
+    if entry.reversed:
+        line += " · " + _("desk-entry-reversed")
+    return line
+
+
+def _number_and_text(args: str | None) -> tuple[str, str]:
+    """ "12 some text" (or "#12" and text on the next lines) -> ("12", "some text")."""
+    parts = (args or "").strip().split(maxsplit=1)
+    parts += [""] * (2 - len(parts))
+    return parts[0].lstrip("#"), parts[1].strip()
+
+
+def _three(args: str | None) -> tuple[str, str, str]:
+    parts = (args or "").strip().split(maxsplit=2)
+    parts += [""] * (3 - len(parts))
+    return parts[0], parts[1], parts[2].strip()
+
+
+def _is_signed_number(text: str) -> bool:
+    return (text[:1] in {"+", "-"} and text[1:].isdigit()) or text.isdigit()
+
+
+def _name(member: MemberView) -> str:
+    if not member.is_active:
+        return _("desk-erased")
+    return " ".join(part for part in (member.first_name, member.last_name) if part) or "—"
+
+
+def _sender(message: Message) -> int:
+    return message.from_user.id if message.from_user else 0
+
