@@ -28,6 +28,7 @@ from sqlalchemy import (
     delete,
     func,
     literal_column,
+    or_,
     select,
     update,
 )
@@ -78,6 +79,7 @@ from storage.schema import (
     lots,
     members,
     operations,
+    outbox,
     purchases,
     referral_rewards,
     spends,
@@ -501,10 +503,30 @@ class LedgerService:
                     notify_offers=False,
                 )
             )
-            # Personal data outside the ledger: the card picture (it shows the name) and what the
-            # member wrote to support.
+            # Personal data outside the ledger: the card picture (it shows the name), what the
+            # member wrote to support and was answered, and the messages to them (their chat
+            # id and texts: unsent ones are dropped) or about them (support's news of their
+            # requests, which quote them).
             conn.execute(delete(card_images).where(card_images.c.member_id == member_id))
-            conn.execute(update(tickets).where(tickets.c.member_id == member_id).values(text=""))
+            own_tickets = conn.execute(
+                update(tickets)
+                .where(tickets.c.member_id == member_id)
+                .values(text="", answer=None)
+                .returning(tickets.c.id)
+            ).scalars()
+            about = [f"ticket:new:{ticket_id}:%" for ticket_id in own_tickets]
+            to_or_about = or_(
+                outbox.c.member_id == member_id, *(outbox.c.dedup_key.like(k) for k in about)
+            )
+            conn.execute(
+                update(outbox)
+                .where(to_or_about, outbox.c.status == "queued")
+                .values(status="dropped", reason="the member deleted their data")
+            )
+            conn.execute(update(outbox).where(to_or_about).values(text="", reply_markup=None))
+            conn.execute(
+                update(outbox).where(outbox.c.member_id == member_id).values(chat_id=0)
+            )
 
         await self.db.write(work)
 

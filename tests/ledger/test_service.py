@@ -29,7 +29,11 @@ from ledger.errors import (
 from ledger.invariants import check_ledger
 from ledger.rules import Rules
 from ledger.service import LedgerService
+from scheduler.outbox import Outbox
 from storage.schema import entries, members, operations, purchases
+from storage.schema import outbox as outbox_table
+from storage.schema import tickets as tickets_table
+from support.tickets import TicketService
 from tests.conftest import Phones
 
 RUB = 100  # kopecks
@@ -121,6 +125,38 @@ async def test_erased_member_is_gone_from_lookups_but_ledger_adds_up(
         await ledger.find_member(member.card_number)
     assert erased.balance == 120  # the points stay in the anonymised ledger
     await assert_consistent(ledger)
+
+
+async def test_erasing_scrubs_messages_to_and_about_the_member(
+    ledger: LedgerService, phones: Phones
+) -> None:
+    """Their chat id and the texts sent to them, their requests and the answers, and
+    support's news that quoted them; an unsent message is not sent any more."""
+    member = (await ledger.register_member(phones.next(), telegram_id=31)).member
+    other = (await ledger.register_member(phones.next(), telegram_id=32)).member
+    tickets = TicketService(ledger.engine, ledger.clock)
+    ticket = await tickets.open_ticket(member.member_id, "I am Anna, call me on +7 999 ...")
+    await tickets.close(ticket.ticket_id, by=77, answer="Anna, your points are back")
+    outbox = Outbox(ledger.engine, ledger.clock)
+    for key, chat, member_id in [
+        ("receipt:1", 31, member.member_id),
+        (f"ticket:new:{ticket.ticket_id}:77", 77, None),  # to support, quoting the member
+        ("receipt:2", 32, other.member_id),
+    ]:
+        await outbox.enqueue(dedup_key=key, chat_id=chat, member_id=member_id, text="Anna ...")
+    await ledger.erase_member(member.member_id)
+    async with ledger.engine.connect() as conn:
+        rows = {
+            row.dedup_key: row
+            for row in await conn.execute(select(outbox_table).order_by(outbox_table.c.id))
+        }
+        stored = (await conn.execute(select(tickets_table))).one()
+    assert (rows["receipt:1"].text, rows["receipt:1"].chat_id) == ("", 0)
+    assert rows["receipt:1"].status == "dropped"
+    news = rows[f"ticket:new:{ticket.ticket_id}:77"]
+    assert (news.text, news.status) == ("", "dropped")
+    assert (rows["receipt:2"].text, rows["receipt:2"].chat_id) == ("Anna ...", 32)  # untouched
+    assert (stored.text, stored.answer) == ("", None)
 
 
 # --------------------------------------------------------------------- purchases
