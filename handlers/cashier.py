@@ -75,6 +75,12 @@ class ConfirmCb(CallbackData, prefix="rr"):
     accept: bool
 
 
+class WithdrawCb(CallbackData, prefix="rw"):
+    """The cashier gives up waiting for the member's confirmation."""
+
+    request_id: int
+
+
 def build_cashier_router() -> Router:
     router = Router(name="cashier")
     router.message.filter(HasRole(Role.CASHIER, Role.ADMIN), F.chat.type == "private")
@@ -96,6 +102,7 @@ def build_cashier_router() -> Router:
     router.message.register(take_amount, Selling.amount, typed)
     router.message.register(take_points, Selling.points, typed)
     router.callback_query.register(sale_step, SaleCb.filter())
+    router.callback_query.register(withdraw_request, WithdrawCb.filter())
     return router
 
 
@@ -169,6 +176,10 @@ async def _find(message: Message, text: str, ledger: LedgerService, state: FSMCo
 
 
 async def _show_member(message: Message, member: MemberView, ledger: LedgerService) -> None:
+    if member.telegram_id is not None and member.telegram_id == message.chat.id:
+        # The cashier's own card (the chat is the cashier's): someone else records that sale.
+        await message.answer(_("cashier-own-card"))
+        return
     usable = (await ledger.balance(member.member_id)).balance  # as the member's own screen
     text = _("cashier-member").format(
         name=member.first_name or "—",
@@ -474,7 +485,10 @@ async def _ask_member(
     )
     seconds = int(confirmations.ttl.total_seconds())
     await message.edit_text(
-        _("cashier-waiting").format(points=points_text(redeem), seconds=seconds)
+        _("cashier-waiting").format(points=points_text(redeem), seconds=seconds),
+        reply_markup=_keyboard(
+            [[(_("cashier-cancel-button"), WithdrawCb(request_id=request.request_id))]]
+        ),
     )
     language = i18n.current_locale
     task = asyncio.create_task(
@@ -487,6 +501,24 @@ async def _ask_member(
 
 
 _PENDING_TIMERS: set[asyncio.Task[None]] = set()
+
+
+async def withdraw_request(
+    callback: CallbackQuery, callback_data: WithdrawCb, confirmations: ConfirmationService
+) -> None:
+    """The cashier cancels a sale that waits for the member: a later "yes" records nothing."""
+    request = await confirmations.get(callback_data.request_id)
+    if request is None or request.cashier_id != callback.from_user.id:
+        await callback.answer(_("button-stale"), show_alert=True)
+        return
+    outcome = await confirmations.settle(request.request_id, "cancelled")
+    assert outcome is not None
+    if not outcome[1]:  # the member answered, or the time ran out, first: that stands
+        await callback.answer(_("button-stale"), show_alert=True)
+        return
+    await callback.answer()
+    if isinstance(callback.message, Message):
+        await callback.message.edit_text(_("cashier-withdrawn"))
 
 
 async def _expire_later(
@@ -531,7 +563,9 @@ async def member_answers(
         # A second tap, or the other button after the first: the first answer stands and
         # was acted on already (the ledger would not charge twice, but the cashier would
         # hear twice).
-        why = "confirm-expired" if settled.status == "expired" else "confirm-already"
+        why = {"expired": "confirm-expired", "cancelled": "confirm-withdrawn"}.get(
+            settled.status, "confirm-already"
+        )
         await callback.answer(_(why), show_alert=True)
         return
     await callback.answer()

@@ -23,7 +23,7 @@ class RedemptionRequest:
     receipt_id: str
     amount: int
     redeem_points: int
-    status: str  # pending | confirmed | declined | expired
+    status: str  # pending | confirmed | declined | expired | cancelled
     expires_at: datetime
     cashier_language: str | None = None  # the language the cashier was spoken to in
 
@@ -79,7 +79,8 @@ class ConfirmationService:
         return _request(row) if row is not None else None
 
     async def settle(self, request_id: int, status: str) -> tuple[RedemptionRequest, bool] | None:
-        """Move a pending request to `status`: confirmed or declined while it is unexpired;
+        """Move a pending request to `status`: confirmed, declined (by the member) or cancelled
+        (by the cashier) while it is unexpired;
         expired when its time is over or when the timer says so. Returns the request as it
         now is, and whether this call moved it (a second tap, or the other answer after the
         first, finds it settled already); None if unknown."""

@@ -267,7 +267,8 @@ redemption_requests = Table(
     Column("receipt_id", String(100), nullable=False, unique=True),
     Column("amount", BigInteger, nullable=False),
     Column("redeem_points", Integer, nullable=False),
-    Column("status", String(16), nullable=False),  # pending|confirmed|declined|expired|failed
+    # pending | confirmed | declined | expired | cancelled (by the cashier)
+    Column("status", String(16), nullable=False),
     Column("expires_at", UTCDateTime, nullable=False),
     Column("created_at", UTCDateTime, nullable=False),
     Column("cashier_language", String(8), nullable=True),  # to tell the cashier the outcome

@@ -220,6 +220,18 @@ async def test_large_redemption_is_confirmed_by_the_member_first(
     assert "expired" in (answer.text or "")
     assert (await ledger.balance(member_id)).balance == 2000
 
+    # Withdrawn by the cashier while waiting: the member's "yes" afterwards records nothing.
+    await sell("5000")
+    withdrawn = await customer.wait_message()
+    waiting = cashier.messages[-1]
+    await cashier.press_button(waiting, "Cancel")
+    assert (await cashier.wait_edit(waiting)).text == (
+        "Cancelled: nothing was recorded, and the customer's answer no longer counts."
+    )
+    answer = await (await customer.press_button(withdrawn, "✅ Yes, pay with points")).wait_answer()
+    assert answer.text == "The cashier cancelled this request; nothing was charged."
+    assert (await ledger.balance(member_id)).balance == 2000
+
     # Confirmed: recorded once, both told.
     await sell("6000")
     ask = await customer.wait_message()
@@ -386,3 +398,13 @@ async def test_a_card_that_cannot_be_used_leaves_the_cashier_asking_for_a_number
     assert "not valid" in ((await cashier.wait_message()).text or "")
     await cashier.send_text(member.card_number)
     assert "Ann" in ((await cashier.wait_message()).text or "")
+
+
+async def test_a_cashier_cannot_sell_to_their_own_card(
+    emulator: BotAPIEmulator, app: Application
+) -> None:
+    cashier = await _make_cashier(emulator, app, 4105, "till_six")  # a member too
+    await cashier.send_command(await _qr_start(app, 4105))
+    assert (await cashier.wait_message()).text == (
+        "This is your own card: a sale on it is recorded by another cashier."
+    )
