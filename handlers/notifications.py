@@ -32,7 +32,9 @@ class Notifier:
         self.outbox = outbox
 
     async def purchase_receipt(self, result: PurchaseResult, amount_kopecks: int) -> bool:
-        """Queue the receipt for a purchase; False if the member cannot be messaged."""
+        """Queue the receipt for a purchase (and the inviter's news of a referral reward it
+        paid); False if the member cannot be messaged."""
+        await self.referral_reward(result)
         member = await self.ledger.get_member(result.member_id)
         if member.telegram_id is None or not member.is_active:
             return False
@@ -56,6 +58,26 @@ class Notifier:
             member_id=member.member_id,
             text=text,
             category=TRANSACTIONAL,
+        )
+
+    async def referral_reward(self, result: PurchaseResult) -> bool:
+        """Tell the inviter their friend's first purchase earned them the referral reward."""
+        if result.rewarded_inviter is None:
+            return False
+        inviter = await self.ledger.get_member(result.rewarded_inviter)
+        if inviter.telegram_id is None or not inviter.is_active:
+            return False
+        balance = (await self.ledger.balance(inviter.member_id)).balance
+        with self.i18n.context(), self.i18n.use_locale(inviter.language):
+            text = _("referral-rewarded").format(
+                points=points_text(self.ledger.rules.referral.inviter_points),
+                balance=points_text(balance),
+            )
+        return await self.outbox.enqueue(
+            dedup_key=f"referral:{result.member_id}",  # one reward per invited member
+            chat_id=inviter.telegram_id,
+            member_id=inviter.member_id,
+            text=text,
         )
 
     async def refund_receipt(self, result: RefundResult) -> bool:

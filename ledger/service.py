@@ -634,8 +634,9 @@ class LedgerService:
                     "created_at": now,
                 },
             )
+            inviter = None
             if row.last_purchase_at is None and row.referred_by is not None:
-                self._reward_referral(conn, row, now, op_id)
+                inviter = self._reward_referral(conn, row, now, op_id)
             new_tier = policy.tier_for_spend(self.rules, spend_before + money).name
             self.journal.store_totals(
                 conn, member_id, totals, last=True, tier=new_tier, last_purchase_at=now
@@ -650,6 +651,7 @@ class LedgerService:
                 "pending": totals.pending,
                 "tier": new_tier,
                 "previous_tier": row.tier,
+                "rewarded_inviter": inviter,
             }
 
         result, replayed = await self._run_operation(
@@ -1261,10 +1263,12 @@ class LedgerService:
 
     def _reward_referral(
         self, conn: Connection, invited: Row[Any], now: datetime, op_id: int
-    ) -> None:
+    ) -> int | None:
+        """Credit the inviter on the invited member's first purchase; the inviter's id if
+        they were credited."""
         points = self.rules.referral.inviter_points
         if points <= 0 or invited.phone is None:
-            return
+            return None
         inviter_id = invited.referred_by
         phone_hash = _phone_hash(invited.phone)
         insert = postgresql.insert if self._is_postgres else sqlite.insert
@@ -1282,10 +1286,10 @@ class LedgerService:
             )
         ).scalar_one_or_none()
         if claimed is None:
-            return
+            return None
         totals = self.journal.lock_totals(conn, inviter_id)
         if self.journal.member_row(conn, inviter_id).status != "active":  # read once locked
-            return
+            return None
         self.journal.credit(
             conn,
             inviter_id,
@@ -1297,6 +1301,7 @@ class LedgerService:
             reference=invited.card_number,
         )
         self.journal.store_totals(conn, inviter_id, totals)
+        return int(inviter_id)
 
 
 # ---------------------------------------------------------------------- helpers

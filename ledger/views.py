@@ -99,6 +99,7 @@ class PurchaseResult:
     pending: int
     tier: str
     previous_tier: str  # the tier before this purchase: a change is tier news
+    rewarded_inviter: int | None = None  # the member paid the referral reward by this purchase
     replayed: bool = False  # True when this is the stored answer to an earlier identical request
 
     def to_json(self) -> dict[str, Any]:

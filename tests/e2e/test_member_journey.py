@@ -263,10 +263,21 @@ async def test_friend_joins_by_invite_link_and_inviter_earns_after_first_purchas
     inviter_member = await ledger.member_by_telegram(1008)
     assert friend_member is not None and inviter_member is not None
     assert friend_member.referred_by == inviter_member.member_id
-    await ledger.purchase(
+    result = await ledger.purchase(
         receipt_id="R-1", member_id=friend_member.member_id, amount_kopecks=500 * RUB
     )
     assert (await ledger.balance(inviter_member.member_id)).balance == 300
+    assert result.rewarded_inviter == inviter_member.member_id
+    notifier = app.notifier
+    assert notifier is not None
+    await notifier.purchase_receipt(result, 500 * RUB)  # as the till's purchase does
+    assert (await inviter.wait_message()).text == (
+        "🎁 Your friend made their first purchase: you get 200 points. Balance: 300 points."
+    )
+    second = await ledger.purchase(
+        receipt_id="R-2", member_id=friend_member.member_id, amount_kopecks=500 * RUB
+    )
+    assert second.rewarded_inviter is None  # once
 
 
 async def test_settings_birthday_once_and_notification_toggles(
