@@ -19,7 +19,7 @@ from aiogram.client.telegram import TelegramAPIServer
 from aiogram.exceptions import TelegramUnauthorizedError
 from aiogram.fsm.storage.base import BaseStorage
 from aiogram.fsm.storage.memory import MemoryStorage
-from aiogram.types import BotCommand, BotCommandScopeDefault, ErrorEvent
+from aiogram.types import ErrorEvent
 from aiogram.utils.i18n import I18n
 from aiohttp import web
 from sqlalchemy.engine import make_url
@@ -27,12 +27,13 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from api.app import ApiServices, build_api
 from api.keys import ApiKeyService
-from bot.i18n import LANGUAGES, MemberLanguageMiddleware, build_i18n
+from bot.i18n import MemberLanguageMiddleware, build_i18n
 from bot.middlewares import MemberMiddleware, OwnChatCallbackMiddleware
 from bot.settings import Settings
 from cards.service import CardService
 from handlers.admin import build_admin_router, build_staff_help_router
 from handlers.cashier import StaffLanguage, build_cashier_router, build_confirmation_router
+from handlers.commands import set_all_staff_commands, set_member_commands
 from handlers.fallback import build_fallback_router
 from handlers.member import build_member_router
 from handlers.notifications import Notifier
@@ -44,7 +45,7 @@ from ledger.service import LedgerService
 from scheduler.jobs import Jobs, Leadership, SchedulerRunner, new_runner_id
 from scheduler.outbox import Outbox, Sender
 from staff.audit import AuditLog
-from staff.roles import StaffService
+from staff.roles import Role, StaffService
 from staff.sales import ConfirmationService
 from storage.engine import create_engine
 from storage.migrate import upgrade_schema
@@ -72,7 +73,6 @@ def pin_response_types() -> None:
                 _PINNED_RESPONSE_TYPES.append(Response[returning])  # type: ignore[index,valid-type]
 
 
-COMMANDS = ("start", "card", "balance", "history", "invite", "settings", "support", "help")
 
 
 @dataclass
@@ -157,7 +157,13 @@ class Application:
         if settings.redis_url:
             with _failing_as(f"cannot reach Redis at {_safe_url(settings.redis_url)} (REDIS_URL)"):
                 await self.dispatcher.storage.redis.ping()  # type: ignore[attr-defined]
-        await self._set_commands(self.bot, self.i18n)
+        await set_member_commands(self.bot, self.i18n)
+        people: dict[int, set[Role]] = {}
+        for person in await self.services.staff.list_staff():
+            people.setdefault(person.telegram_id, set()).add(person.role)
+        await set_all_staff_commands(
+            self.bot, self.i18n, {who: frozenset(roles) for who, roles in people.items()}
+        )
         await self.bot.delete_webhook(drop_pending_updates=False)
         self.sender = Sender(
             self.services.outbox,
@@ -276,17 +282,6 @@ class Application:
             keys = DefaultKeyBuilder(with_bot_id=True)
             return RedisStorage.from_url(self.settings.redis_url, key_builder=keys)
         return MemoryStorage()
-
-    async def _set_commands(self, bot: Bot, i18n: I18n) -> None:
-        for language in (None, *LANGUAGES):
-            locale = language or i18n.default_locale
-            commands = [
-                BotCommand(command=name, description=i18n.gettext(f"cmd-{name}", locale=locale))
-                for name in COMMANDS
-            ]
-            await bot.set_my_commands(
-                commands, scope=BotCommandScopeDefault(), language_code=language
-            )
 
     async def stop(self) -> None:
         if self._api_runner is not None:

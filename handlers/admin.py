@@ -9,6 +9,7 @@ from aiogram.types import Message
 from aiogram.utils.i18n import I18n
 from aiogram.utils.i18n import gettext as _
 
+from handlers.commands import set_staff_commands
 from handlers.common import HasRole, IsMember, staff_help
 from ledger.service import LedgerService
 from staff.roles import Role, StaffMember, StaffService
@@ -84,6 +85,7 @@ async def staff_command(
     role_label = _(f"role-{role.value}")
     if action == "add":
         if await staff.grant(target_id, role, by=admin_id, username=username):
+            await set_staff_commands(bot, i18n, target_id, await staff.roles_of(target_id))
             await message.answer(_("staff-granted").format(who=who, role=role_label))
             await _tell_new_staff(bot, ledger, staff, i18n, target_id, role, i18n.current_locale)
         else:
@@ -92,6 +94,7 @@ async def staff_command(
     if role is Role.ADMIN and target_id in staff.admin_ids:
         await message.answer(_("staff-cannot-remove-env-admin").format(who=who))
     elif await staff.revoke(target_id, role, by=admin_id):
+        await set_staff_commands(bot, i18n, target_id, await staff.roles_of(target_id))
         await message.answer(_("staff-revoked").format(who=who, role=role_label))
     else:
         await message.answer(_("staff-not-had").format(who=who, role=role_label))

@@ -75,8 +75,17 @@ async def test_admin_grants_lists_and_removes_roles(
     await admin.wait_message()
     await admin.send_command(f"/staff remove {ADMIN_ID} admin")
     assert "from ADMIN_IDS" in ((await admin.wait_message()).text or "")
+    # Staff see their commands in their chat's menu, from the start (admins from ADMIN_IDS)
+    # or from when they are granted a role; without roles, the members' menu again.
+    def menu(chat_id: int) -> list[str]:
+        scope = {"type": "chat", "chat_id": chat_id}
+        return [c["command"] for c in emulator.commands(language_code="en", scope=scope)]
+
+    assert {"sale", "tickets", "member", "staff"} <= set(menu(ADMIN_ID))
+    assert {"tickets", "member"} <= set(menu(4242)) and "staff" not in menu(4242)
     await admin.send_command("/staff remove 4242 support")
     assert (await admin.wait_message()).text == "Done: 4242 is no longer support."
+    assert menu(4242) == []
     actions = [(r.action, r.actor, r.target) for r in await AuditLog(app.engine).recent()]  # type: ignore[arg-type]
     assert ("staff.grant", f"tg:{ADMIN_ID}", "tg:4242") in actions
     assert ("staff.revoke", f"tg:{ADMIN_ID}", "tg:4242") in actions

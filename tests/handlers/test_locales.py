@@ -7,6 +7,7 @@ from pathlib import Path
 
 from babel.messages.pofile import read_po
 
+from handlers.commands import MEMBER_COMMANDS, ROLE_COMMANDS
 from handlers.support import EXPLAINED
 from staff.roles import Role
 from tests.conftest import ROOT
@@ -20,6 +21,7 @@ FAMILIES = {
     "support-new-": ["support", "dispute"],
     "desk-status-": ["open", "closed"],
     "desk-member-": ["active", "erased"],
+    "cmd-": [*MEMBER_COMMANDS, *(name for names in ROLE_COMMANDS.values() for name in names)],
 }
 
 
