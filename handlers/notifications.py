@@ -9,6 +9,7 @@ from aiogram.utils.i18n import I18n
 from aiogram.utils.i18n import gettext as _
 from sqlalchemy.ext.asyncio import AsyncConnection
 
+from cards.render import format_card_number
 from handlers.common import (
     burn_text,
     date_text,
@@ -153,6 +154,17 @@ class Notifier:
             text=text,
             category="birthday",
             expires_at=valid_until,
+        )
+
+    async def account_moved(self, member: MemberView, previous_chat: int) -> bool:
+        """Tell the Telegram account a card was linked to that another account (one that
+        shared the same phone number) has it now."""
+        with self.i18n.context(), self.i18n.use_locale(member.language):
+            text = _("account-moved").format(card=format_card_number(member.card_number))
+        return await self.outbox.enqueue(
+            dedup_key=f"moved:{member.member_id}:{previous_chat}:{member.telegram_id}",
+            chat_id=previous_chat,
+            text=text,
         )
 
     # ------------------------------------------------------------------ support

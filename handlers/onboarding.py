@@ -28,6 +28,7 @@ from handlers.common import (
     main_menu,
     points_text,
 )
+from handlers.notifications import Notifier
 from ledger.errors import InvalidPhone
 from ledger.rules import Rules
 from ledger.service import LedgerService
@@ -92,7 +93,7 @@ async def agree(callback: CallbackQuery, state: FSMContext) -> None:
 
 
 async def own_contact(
-    message: Message, state: FSMContext, ledger: LedgerService, rules: Rules
+    message: Message, state: FSMContext, ledger: LedgerService, rules: Rules, notifier: Notifier
 ) -> None:
     contact = message.contact
     user = message.from_user
@@ -129,6 +130,8 @@ async def own_contact(
     else:
         text = _("registered-linked").format(card=format_card_number(member.card_number))
     await message.answer(text, reply_markup=main_menu())
+    if registration.moved_from is not None:
+        await notifier.account_moved(member, registration.moved_from)
 
 
 async def contact_before_consent(message: Message, state: FSMContext) -> None:

@@ -312,8 +312,10 @@ class LedgerService:
                     .where(members.c.telegram_id == telegram_id, members.c.phone != e164)
                     .values(telegram_id=None)
                 )
+            previous_account = None
             if existing is not None:
                 member_id = existing
+                previous_account = self.journal.member_row(conn, member_id).telegram_id
                 values: dict[str, Any] = {k: v for k, v in profile.items() if v is not None}
                 if telegram_id is not None:
                     values["telegram_id"] = telegram_id
@@ -369,8 +371,12 @@ class LedgerService:
                     self._finish_operation(conn, op_id, {"points": self.rules.welcome_bonus})
                     welcome = self.rules.welcome_bonus
             member = self.journal.member_row(conn, member_id)
+            moved_from = previous_account if previous_account != telegram_id else None
             return Registration(
-                member=_member_view(member), created=created, welcome_points=welcome
+                member=_member_view(member),
+                created=created,
+                welcome_points=welcome,
+                moved_from=moved_from if telegram_id is not None else None,
             )
 
         return await self.db.write(work)

@@ -43,6 +43,9 @@ class Registration:
     member: MemberView
     created: bool  # False when the phone was already known and is now linked
     welcome_points: int  # credited by this call (0 when it was credited before)
+    # The Telegram account the card was linked to until this call moved it (a new account
+    # shared the same phone), if any: it should hear of it.
+    moved_from: int | None = None
 
 
 @dataclass(frozen=True, slots=True)

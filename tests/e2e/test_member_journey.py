@@ -325,3 +325,20 @@ async def test_commands_menu_is_set_per_language(
     assert {"start", "card", "balance", "history"} <= {c["command"] for c in en}
     assert next(c for c in ru if c["command"] == "card")["description"] == "Моя карта"
     assert next(c for c in en if c["command"] == "card")["description"] == "My card"
+
+
+async def test_a_new_account_with_the_same_phone_takes_the_card_and_the_old_one_is_told(
+    emulator: BotAPIEmulator, app: Application
+) -> None:
+    old = emulator.user(1021, "Ivan", language_code="en")
+    await join(old, "+79990000021")
+    new = emulator.user(1022, "Ivan", language_code="en")  # the same person, a new account
+    await join(new, "+79990000021")
+    assert "linked to your card" in (new.messages[-1].text or "")
+    told = await old.wait_message()
+    assert (told.text or "").startswith("Your loyalty card ") and "another Telegram account" in (
+        told.text or ""
+    )
+    ledger = app.services.ledger  # type: ignore[union-attr]
+    assert await ledger.member_by_telegram(1021) is None
+    assert await ledger.member_by_telegram(1022) is not None
