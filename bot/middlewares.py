@@ -37,15 +37,15 @@ class MemberMiddleware(BaseMiddleware):
 
             def who(
                 conn: Connection,
-            ) -> tuple[Row[Any] | None, tuple[frozenset[Role], str | None, bool]]:
+            ) -> tuple[Row[Any] | None, tuple[frozenset[Role], str | None]]:
                 row = self.ledger.member_row_by_telegram(conn, telegram_id)
                 return row, self.staff.roles_and_language_in(conn, telegram_id)
 
-            row, (roles, known, granted) = await self.ledger.db.read(who)  # one read an update
+            row, (roles, known) = await self.ledger.db.read(who)  # one read per update
             data["member"] = self.ledger.view(row) if row is not None else None
             data["roles"] = roles
             language = language_for(user.language_code)
-            if granted and row is None and known != language:
+            if roles and row is None and known != language:
                 # Staff who are not members: the bot learns their language only from their
                 # own updates, and needs it to write to them first (a new request, say).
                 await self.staff.remember_language(telegram_id, language)

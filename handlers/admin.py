@@ -10,7 +10,7 @@ from aiogram.utils.i18n import I18n
 from aiogram.utils.i18n import gettext as _
 
 from handlers.commands import set_staff_commands
-from handlers.common import HasRole, IsMember, staff_help
+from handlers.common import HasRole, IsMember, plain_number, staff_help
 from ledger.service import LedgerService
 from staff.roles import Role, StaffMember, StaffService
 
@@ -75,7 +75,8 @@ async def staff_command(
             _("staff-unknown-role").format(role=_clip(role_name), roles=_roles_text())
         )
         return
-    if len(who) > MAX_WHO or (who.lstrip("-").isdigit() and not 0 < int(who) < TELEGRAM_ID_LIMIT):
+    numeric = who.lstrip("-").isdigit()  # "-5" and "²" too: refused here, never looked up
+    if len(who) > MAX_WHO or (numeric and not plain_number(who, TELEGRAM_ID_LIMIT - 1)):
         await message.answer(_("staff-bad-id").format(who=_clip(who)))
         return
     target_id, username = await _resolve_person(who, staff, ledger)

@@ -16,6 +16,7 @@ import secrets
 
 from aiogram import Bot, F, Router
 from aiogram.dispatcher.event.bases import SkipHandler
+from aiogram.exceptions import TelegramBadRequest
 from aiogram.filters import (
     Command,
     CommandObject,
@@ -567,6 +568,9 @@ async def member_answers(
             settled.status, "confirm-already"
         )
         await callback.answer(_(why), show_alert=True)
+        if message is not None and settled.status == "expired":
+            with contextlib.suppress(TelegramBadRequest):  # its buttons may be gone already
+                await message.edit_reply_markup(reply_markup=None)
         return
     await callback.answer()
     if message is not None:

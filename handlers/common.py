@@ -143,6 +143,20 @@ def burn_text(points: int, day: datetime | date, timezone: str | None = None) ->
     )
 
 
+def plain_number(text: str, limit: int) -> int | None:
+    """A whole number typed in ASCII digits, from 0 to `limit`; None for anything else
+    ("²" and "٣" are digits to str.isdigit, but not numbers anyone meant)."""
+    if not (text.isascii() and text.isdigit()) or len(text) > len(str(limit)):
+        return None
+    number = int(text)
+    return number if number <= limit else None
+
+
+def utf16_length(text: str) -> int:
+    """The length Telegram counts a message's text in."""
+    return len(text.encode("utf-16-le")) // 2
+
+
 def shorten(text: str, limit: int) -> str:
     """Someone's text in a list or a notice: on one line, cut to `limit` characters."""
     text = " ".join(text.split())

@@ -216,7 +216,7 @@ class Notifier:
                 text = _(f"support-new-{ticket.kind}").format(
                     ticket=ticket.ticket_id,
                     name=member.first_name or "—",
-                    card=member.card_number,
+                    card=format_card_number(member.card_number),
                     text=shorten(ticket.text, 300),
                 )
             queued += await self.outbox.enqueue(

@@ -117,8 +117,10 @@ async def own_contact(
     await state.clear()
     member = registration.member
     if registration.created and not registration.welcome_points:
-        # The number had its joining bonus before (its data were deleted since): say so.
-        text = _("registered-no-welcome").format(
+        # No bonus: the program gives none, or the number had it before (its data were
+        # deleted since), which is said.
+        key = "registered-no-welcome" if rules.welcome_bonus > 0 else "registered-plain"
+        text = _(key).format(
             program=rules.program_name, card=format_card_number(member.card_number)
         )
     elif registration.created:

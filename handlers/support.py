@@ -23,10 +23,19 @@ from aiogram.types import Message
 from aiogram.utils.i18n import gettext as _
 
 from cards.render import format_card_number
-from handlers.common import HasRole, moment_text, points_text, shorten, signed_text, tier_text
+from handlers.common import (
+    HasRole,
+    moment_text,
+    plain_number,
+    points_text,
+    shorten,
+    signed_text,
+    tier_text,
+    utf16_length,
+)
 from handlers.member import entry_line
 from handlers.notifications import Notifier
-from ledger.errors import LedgerError, MemberNotFound
+from ledger.errors import EntryNotReversible, LedgerError, MemberNotFound
 from ledger.phones import mask_phone
 from ledger.service import LedgerService
 from ledger.views import EntryView, MemberView
@@ -38,6 +47,10 @@ log = logging.getLogger("loyalty.support")
 
 LIST_LIMIT = 20
 HISTORY_LINES = 10
+MESSAGE_BUDGET = 3800  # UTF-16 units of one answer (Telegram's limit is 4096)
+QUOTE_LIMIT = 1500  # a member's text or an answer, quoted on the desk
+MAX_REASON = 500  # the reason of an adjustment or a reversal: the member reads it
+ID_LIMIT = 2**31 - 1  # ticket, entry and member numbers are 32-bit
 # Refusals the desk explains in the reader's language; anything else reads as the ledger's.
 EXPLAINED = frozenset(
     {
@@ -47,6 +60,7 @@ EXPLAINED = frozenset(
         "points_limit",
         "invalid_points",
         "member_erased",
+        "own_account",
     }
 )
 
@@ -72,19 +86,22 @@ async def list_tickets(message: Message, tickets: TicketService, ledger: LedgerS
         await message.answer(_("desk-list-empty"))
         return
     lines = [_("desk-list-title").format(count=total)]
+    listed = 0
     for ticket in shown:
         member = await ledger.get_member(ticket.member_id)
-        lines.append(
-            _("desk-list-line").format(
-                ticket=ticket.ticket_id,
-                kind=_(f"desk-kind-{ticket.kind}"),
-                name=_name(member),
-                when=moment_text(ticket.created_at, member.timezone),
-                text=shorten(ticket.text, 80),
-            )
+        line = _("desk-list-line").format(
+            ticket=ticket.ticket_id,
+            kind=_(f"desk-kind-{ticket.kind}"),
+            name=shorten(_name(member), 40),
+            when=moment_text(ticket.created_at, member.timezone),
+            text=shorten(ticket.text, 80),
         )
-    if total > len(shown):
-        lines.append(_("desk-list-more").format(more=total - len(shown)))
+        if utf16_length("\n\n".join([*lines, line])) > MESSAGE_BUDGET:
+            break
+        lines.append(line)
+        listed += 1
+    if total > listed:
+        lines.append(_("desk-list-more").format(more=total - listed))
     lines.append(_("desk-list-hint"))
     await message.answer("\n\n".join(lines))
 
@@ -92,7 +109,7 @@ async def list_tickets(message: Message, tickets: TicketService, ledger: LedgerS
 async def show_ticket(
     message: Message, command: CommandObject, tickets: TicketService, ledger: LedgerService
 ) -> None:
-    ticket = await _ticket_from(message, command, tickets, "/ticket NUMBER")
+    ticket = await _ticket_from(message, command, tickets, _("desk-usage-ticket"))
     if ticket is None:
         return
     member = await ledger.get_member(ticket.member_id)
@@ -102,7 +119,7 @@ async def show_ticket(
             kind=_(f"desk-kind-{ticket.kind}"),
             status=_(f"desk-status-{ticket.status}"),
             when=moment_text(ticket.created_at, member.timezone),
-            name=_name(member),
+            name=shorten(_name(member), 60),
             card=format_card_number(member.card_number),
             member=member.member_id,
         ),
@@ -114,11 +131,12 @@ async def show_ticket(
             entry = None
         if entry is not None:
             lines.append(_("desk-ticket-entry").format(line=_entry(entry, member)))
-    lines.append(_("desk-quote").format(text=ticket.text))
+    lines.append(_("desk-quote").format(text=_cut(ticket.text)))
     if ticket.status == "closed":
         when = moment_text(ticket.closed_at or ticket.created_at, member.timezone)
         if ticket.answer:
-            lines.append(_("desk-ticket-answered").format(when=when, answer=ticket.answer))
+            answer = _cut(ticket.answer)
+            lines.append(_("desk-ticket-answered").format(when=when, answer=answer))
         else:
             lines.append(_("desk-ticket-closed").format(when=when))
     else:
@@ -137,12 +155,11 @@ async def answer_ticket(
     """/reply N TEXT: send the member TEXT and close; /close N: close without an answer."""
     number, rest = _number_and_text(command.args)
     replying = command.command == "reply"
-    if not number.isdigit() or replying != bool(rest):
-        usage = "/reply NUMBER TEXT" if replying else "/close NUMBER"
-        await message.answer(_("desk-usage").format(usage=usage))
+    ticket_id = plain_number(number, ID_LIMIT)
+    if ticket_id is None or replying != bool(rest):
+        await message.answer(_("desk-usage-reply" if replying else "desk-usage-close"))
         return
     answer = rest if replying else None
-    ticket_id = int(number)
     staff_id = _sender(message)
     try:
         outcome = await tickets.close(ticket_id, by=staff_id, answer=answer)
@@ -166,10 +183,7 @@ async def answer_ticket(
     )
     told = await _tell(notifier.support_answer(ticket.member_id, ticket_id, answer))
     key = "desk-replied" if answer else "desk-closed"
-    text = _(key).format(ticket=ticket_id)
-    if not told:
-        text += "\n" + _("desk-not-told")
-    await message.answer(text)
+    await message.answer(_(key).format(ticket=ticket_id) + "\n" + _told_text(told))
 
 
 # ---------------------------------------------------------------------------- members
@@ -178,14 +192,15 @@ async def answer_ticket(
 async def show_member(
     message: Message, command: CommandObject, ledger: LedgerService, tickets: TicketService
 ) -> None:
-    member = await _member_from(message, (command.args or "").strip(), ledger, "/member WHO")
+    usage = _("desk-usage-member")
+    member = await _member_from(message, (command.args or "").strip(), ledger, usage)
     if member is None:
         return
     view = await ledger.balance(member.member_id)
     username = f" (@{member.username})" if member.username else ""
     lines = [
         _("desk-member").format(
-            name=_name(member) + username,
+            name=shorten(_name(member), 60) + username,
             member=member.member_id,
             phone=mask_phone(member.phone or ""),
             card=format_card_number(member.card_number),
@@ -220,16 +235,24 @@ async def adjust_points(
     notifier: Notifier,
     audit: AuditLog,
 ) -> None:
-    usage = "/adjust WHO +50 REASON"
-    who, points_text_, reason = _three(command.args)
-    if not who or not _is_signed_number(points_text_) or not reason:
-        await message.answer(_("desk-usage").format(usage=usage))
+    usage = _("desk-usage-adjust")
+    who, signed, reason = _three(command.args)
+    sign = -1 if signed.startswith("-") else 1
+    size = plain_number(signed.removeprefix("+").removeprefix("-"), ID_LIMIT)
+    if not who or size is None or not reason:
+        await message.answer(usage)
+        return
+    if len(reason) > MAX_REASON:
+        await message.answer(_("desk-reason-too-long").format(limit=MAX_REASON))
         return
     member = await _member_from(message, who, ledger, usage)
     if member is None:
         return
     staff_id = _sender(message)
-    points = int(points_text_)
+    if member.telegram_id == staff_id:  # their own points: another person decides
+        await message.answer(_("desk-own-account"))
+        return
+    points = sign * size
 
     async def adjust() -> EntryView:
         return await ledger.adjust(
@@ -263,15 +286,21 @@ async def reverse_entry(
     audit: AuditLog,
 ) -> None:
     number, reason = _number_and_text(command.args)
-    if not number.isdigit() or not reason:
-        await message.answer(_("desk-usage").format(usage="/reverse ENTRY REASON"))
+    target = plain_number(number, ID_LIMIT)
+    if target is None or not reason:
+        await message.answer(_("desk-usage-reverse"))
+        return
+    if len(reason) > MAX_REASON:
+        await message.answer(_("desk-reason-too-long").format(limit=MAX_REASON))
         return
     staff_id = _sender(message)
 
     async def reverse() -> EntryView:
-        return await ledger.reverse_entry(
-            entry_id=int(number), reason=reason, actor=f"tg:{staff_id}"
-        )
+        if (await ledger.entry(target)).reversed:  # the ledger would answer with the first
+            raise EntryNotReversible("this entry is already reversed")
+        if await ledger.entry_owner(target) == await _member_id_of(ledger, staff_id):
+            raise OwnAccount("support cannot reverse their own entries")
+        return await ledger.reverse_entry(entry_id=target, reason=reason, actor=f"tg:{staff_id}")
 
     entry = await _refusing(message, reverse)
     if entry is None:
@@ -280,12 +309,12 @@ async def reverse_entry(
     await audit.record(
         f"tg:{staff_id}",
         "support.reverse",
-        target=f"entry:{number}",
+        target=f"entry:{target}",
         reason=reason,
         member=member_id,
         entry=entry.entry_id,
     )
-    await _done(message, ledger, notifier, member_id, entry, reason, target=int(number))
+    await _done(message, ledger, notifier, member_id, entry, reason, target=target)
 
 
 async def _done(
@@ -300,7 +329,9 @@ async def _done(
 ) -> None:
     """Tell the member, then the staff member what happened."""
     change = entry.points + entry.pending - max(entry.debt, 0)
-    told = await _tell(notifier.points_changed(member_id, change, reason, str(entry.entry_id)))
+    told = None  # nothing changed (a bonus that had burnt): nothing to tell
+    if change:
+        told = await _tell(notifier.points_changed(member_id, change, reason, str(entry.entry_id)))
     balance = (await ledger.balance(member_id)).balance
     if target is None:
         text = _("desk-adjusted").format(
@@ -313,8 +344,8 @@ async def _done(
             entry=entry.entry_id,
             balance=points_text(balance),
         )
-    if not told:
-        text += "\n" + _("desk-not-told")
+    if told is not None:
+        text += "\n" + _told_text(told)
     await message.answer(text)
 
 
@@ -324,11 +355,11 @@ async def _done(
 async def _ticket_from(
     message: Message, command: CommandObject, tickets: TicketService, usage: str
 ) -> Ticket | None:
-    number = (command.args or "").strip().lstrip("#")
-    if not number.isdigit():
-        await message.answer(_("desk-usage").format(usage=usage))
+    number = plain_number((command.args or "").strip().lstrip("#"), ID_LIMIT)
+    if number is None:
+        await message.answer(usage)
         return None
-    ticket = await tickets.get(int(number))
+    ticket = await tickets.get(number)
     if ticket is None:
         await message.answer(_("desk-no-ticket").format(ticket=number))
     return ticket
@@ -339,14 +370,15 @@ async def _member_from(
 ) -> MemberView | None:
     """A member by card number, phone, @username or #member-id; None after saying why."""
     if not who:
-        await message.answer(_("desk-usage").format(usage=usage))
+        await message.answer(usage)
         return None
     member: MemberView | None = None
     try:
         if who.startswith("@"):
             member = await ledger.member_by_username(who[1:])
-        elif who.startswith("#") and who[1:].isdigit():
-            member = await ledger.get_member(int(who[1:]))
+        elif who.startswith("#"):
+            number = plain_number(who[1:], ID_LIMIT)
+            member = await ledger.get_member(number) if number is not None else None
         else:
             member = await ledger.find_member(who)
     except LedgerError:
@@ -401,8 +433,23 @@ def _three(args: str | None) -> tuple[str, str, str]:
     return parts[0], parts[1], parts[2].strip()
 
 
-def _is_signed_number(text: str) -> bool:
-    return (text[:1] in {"+", "-"} and text[1:].isdigit()) or text.isdigit()
+def _cut(text: str) -> str:
+    return text if len(text) <= QUOTE_LIMIT else text[: QUOTE_LIMIT - 1] + "…"
+
+
+def _told_text(told: bool) -> str:
+    return _("desk-told") if told else _("desk-not-told")
+
+
+async def _member_id_of(ledger: LedgerService, telegram_id: int) -> int | None:
+    member = await ledger.member_by_telegram(telegram_id)
+    return member.member_id if member is not None else None
+
+
+class OwnAccount(LedgerError):
+    """Support acting on their own points: someone else should."""
+
+    code = "own_account"
 
 
 def _name(member: MemberView) -> str:

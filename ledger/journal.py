@@ -120,10 +120,6 @@ class Journal:
         if min(totals.balance, totals.pending, totals.debt) < 0:
             # Unreachable unless a rule above is wrong; the CHECK constraints back this up.
             raise LedgerError("the operation would make a total negative; nothing was changed")
-        if max(totals.balance + totals.pending, totals.debt) > policy.MAX_MEMBER_POINTS:
-            raise PointsLimit(
-                f"a member can hold at most {policy.MAX_MEMBER_POINTS} points; nothing was changed"
-            )
         params: dict[str, Any] = {
             "member_id": member_id,
             "balance": totals.balance,
@@ -204,7 +200,14 @@ class Journal:
         """Add a lot of points; held ones are pending until the hold is over.
 
         last: nothing in this transaction reads this member's lots afterwards, so the lot may
-        be written at the end of the transaction (storage.fast.later)."""
+        be written at the end of the transaction (storage.fast.later).
+
+        Refused past policy.MAX_MEMBER_POINTS (usable plus held): only what adds points is,
+        so spending, burning and activating always go through."""
+        if totals.balance + totals.pending + points > policy.MAX_MEMBER_POINTS:
+            raise PointsLimit(
+                f"a member can hold at most {policy.MAX_MEMBER_POINTS} points; nothing was changed"
+            )
         held = hold and self.rules.hold_days > 0
         available_at = now + timedelta(days=self.rules.hold_days) if held else now
         expires = expires_at or available_at + timedelta(days=self.rules.points_lifetime_days)

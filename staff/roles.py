@@ -6,7 +6,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from enum import StrEnum
 
-from sqlalchemy import Connection, bindparam, delete, select, update
+from sqlalchemy import Connection, bindparam, delete, select
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncEngine
 
@@ -14,11 +14,14 @@ from ledger.clock import Clock, SystemClock
 from staff.audit import AuditLog
 from storage.engine import readonly
 from storage.fast import Fast
-from storage.schema import staff_roles
+from storage.schema import staff_languages, staff_roles
 
 _ROLES_OF = Fast(
-    select(staff_roles.c.role, staff_roles.c.language).where(
-        staff_roles.c.telegram_id == bindparam("telegram_id")
+    select(staff_roles.c.role).where(staff_roles.c.telegram_id == bindparam("telegram_id"))
+)
+_LANGUAGE_OF = Fast(
+    select(staff_languages.c.language).where(
+        staff_languages.c.telegram_id == bindparam("telegram_id")
     )
 )
 
@@ -63,29 +66,40 @@ class StaffService:
 
     def roles_and_language_in(
         self, conn: Connection, telegram_id: int
-    ) -> tuple[frozenset[Role], str | None, bool]:
-        """Their roles; the language stored with their granted roles (None if none is); and
-        whether they have any granted role (admins from ADMIN_IDS may have none stored)."""
-        rows = _ROLES_OF(conn, {"telegram_id": telegram_id}).all()
-        roles = {Role(row.role) for row in rows}
+    ) -> tuple[frozenset[Role], str | None]:
+        """Their roles, and (for staff only) the language their Telegram was last seen
+        speaking, if the bot has seen it."""
+        roles = {Role(role) for role in _ROLES_OF(conn, {"telegram_id": telegram_id}).scalars()}
         if telegram_id in self.admin_ids:
             roles.add(Role.ADMIN)
-        languages = {row.language for row in rows}
-        language = languages.pop() if len(languages) == 1 else None
-        return frozenset(roles), language, bool(rows)
+        if not roles:
+            return frozenset(), None  # a member or a guest: nothing more to read
+        language = _LANGUAGE_OF(conn, {"telegram_id": telegram_id}).scalar_one_or_none()
+        return frozenset(roles), language
 
     async def remember_language(self, telegram_id: int, language: str) -> None:
-        """Keep the language a staff member's Telegram speaks (on their granted roles)."""
+        """Keep the language a staff member's Telegram speaks."""
+        insert = postgresql.insert if self.engine.dialect.name == "postgresql" else sqlite.insert
+        statement = insert(staff_languages).values(
+            telegram_id=telegram_id, language=language, seen_at=self.clock.now()
+        )
         async with self.engine.begin() as conn:
             await conn.execute(
-                update(staff_roles)
-                .where(staff_roles.c.telegram_id == telegram_id)
-                .values(language=language)
+                statement.on_conflict_do_update(
+                    index_elements=[staff_languages.c.telegram_id],
+                    set_={"language": language, "seen_at": statement.excluded.seen_at},
+                )
             )
 
     async def language_of(self, telegram_id: int) -> str | None:
         async with self.reader.connect() as conn:
-            return await conn.run_sync(lambda c: self.roles_and_language_in(c, telegram_id)[1])
+            return (
+                await conn.execute(
+                    select(staff_languages.c.language).where(
+                        staff_languages.c.telegram_id == telegram_id
+                    )
+                )
+            ).scalar_one_or_none()
 
     async def grant(
         self, telegram_id: int, role: Role, *, by: int, username: str | None = None

@@ -239,8 +239,16 @@ staff_roles = Table(
     Column("username", String(64), nullable=True),
     Column("granted_by", BigInteger, nullable=True),
     Column("granted_at", UTCDateTime, nullable=False),
-    # The language of their Telegram as last seen: to speak to staff who are not members.
-    Column("language", String(8), nullable=True),
+)
+
+# The language a staff member's Telegram was last seen speaking: to write first to staff who
+# are not members (a new request for support, say), admins from ADMIN_IDS included.
+staff_languages = Table(
+    "staff_languages",
+    metadata,
+    Column("telegram_id", BigInteger, primary_key=True, autoincrement=False),
+    Column("language", String(8), nullable=False),
+    Column("seen_at", UTCDateTime, nullable=False),
 )
 
 # Every staff action: who, what, when, why.

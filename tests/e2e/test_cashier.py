@@ -407,6 +407,14 @@ async def test_a_card_that_cannot_be_used_leaves_the_cashier_asking_for_a_number
     assert "not valid" in ((await cashier.wait_message()).text or "")
     await cashier.send_text(member.card_number)
     assert "Ann" in ((await cashier.wait_message()).text or "")
+    # The card of someone who deleted their data: the same.
+    _, gone_id = await _customer_with_points(emulator, app, 4009, "Gone", 1)
+    link = await _qr_start(app, 4009)
+    await app.services.ledger.erase_member(gone_id)  # type: ignore[union-attr]
+    await cashier.send_command(link)
+    assert "No member with this card number" in ((await cashier.wait_message()).text or "")
+    await cashier.send_text(member.card_number)
+    assert "Ann" in ((await cashier.wait_message()).text or "")
 
 
 async def test_a_cashier_cannot_sell_to_their_own_card(

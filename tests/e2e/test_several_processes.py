@@ -5,10 +5,17 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import pytest
+
 from bot.app import Application
 from emulator import BotAPIEmulator
 from ledger.clock import ManualClock
 from tests.e2e.conftest import join, make_settings
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def backend(request: pytest.FixtureRequest) -> str:
+    return str(request.param)  # (the e2e tests run on SQLite unless they ask)
 
 
 async def test_only_the_leader_polls_and_another_takes_over_when_it_stops(

@@ -22,13 +22,17 @@ def upgrade() -> None:
         batch_op.add_column(sa.Column("closed_by", sa.BigInteger(), nullable=True))
     with op.batch_alter_table("redemption_requests", schema=None) as batch_op:
         batch_op.add_column(sa.Column("cashier_language", sa.String(length=8), nullable=True))
-    with op.batch_alter_table("staff_roles", schema=None) as batch_op:
-        batch_op.add_column(sa.Column("language", sa.String(length=8), nullable=True))
+    op.create_table(
+        "staff_languages",
+        sa.Column("telegram_id", sa.BigInteger(), autoincrement=False, nullable=False),
+        sa.Column("language", sa.String(length=8), nullable=False),
+        sa.Column("seen_at", sa.DateTime(), nullable=False),
+        sa.PrimaryKeyConstraint("telegram_id", name=op.f("pk_staff_languages")),
+    )
 
 
 def downgrade() -> None:
-    with op.batch_alter_table("staff_roles", schema=None) as batch_op:
-        batch_op.drop_column("language")
+    op.drop_table("staff_languages")
     with op.batch_alter_table("redemption_requests", schema=None) as batch_op:
         batch_op.drop_column("cashier_language")
     with op.batch_alter_table("tickets", schema=None) as batch_op:
