@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import unicodedata
 from datetime import UTC, datetime, timedelta
 
 import pytest
@@ -185,3 +186,12 @@ def test_card_numbers_carry_a_luhn_check_digit() -> None:
     assert not policy.is_valid_card_number("79927398710")
     assert not policy.is_valid_card_number("7992739871a")
     assert policy.format_amount(150050) == "1500.50"
+
+
+def test_plain_text_is_unicodes_control_and_surrogate_categories_exactly() -> None:
+    """The regex behind is_plain_text refuses exactly categories Cc and Cs, over every code
+    point (it replaced a unicodedata loop that cost 3% of an API purchase)."""
+    for code in range(0x110000):
+        char = chr(code)
+        expected = unicodedata.category(char) not in ("Cc", "Cs")
+        assert policy.is_plain_text(f"a{char}b") is expected, hex(code)
