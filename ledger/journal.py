@@ -58,6 +58,17 @@ _OPEN_LOTS = Fast(
         lots.c.member_id == bindparam("member_id"), lots.c.status == "active", lots.c.remaining > 0
     )
 )
+# The member's lots whose expiry has come: an index range (ix_lots_member_open) that is empty
+# unless the burn job is behind, instead of every open lot (a quarter of a SQLite purchase's
+# writer time in bench.ledger, read for nothing).
+_DUE_LOTS = Fast(
+    select(lots.c.id, lots.c.remaining).where(
+        lots.c.member_id == bindparam("member_id"),
+        lots.c.status == "active",
+        lots.c.expires_at <= bindparam("now"),
+        lots.c.remaining > 0,
+    )
+)
 _TAKE_FROM_LOT = Fast(
     update(lots)
     .where(lots.c.id == bindparam("lot_id"))
@@ -445,16 +456,13 @@ class Journal:
 
     def burn_own_due(
         self, conn: Connection, member_id: int, totals: Totals, now: datetime
-    ) -> list[policy.OpenLot]:
+    ) -> None:
         """Burn the lots of this member (locked) whose expiry has come, as the burn job would
-        (which may not have run yet), and return the open lots left. `totals` is changed here
-        and stored by the caller."""
-        open_lots = self.open_lots(conn, member_id)
-        due = policy.due_to_burn(open_lots, now)
+        (which may not have run yet). `totals` is changed here and stored by the caller."""
+        due = _DUE_LOTS(conn, {"member_id": member_id, "now": now}).all()
         if due:
-            burnt = self._burn(conn, [(member_id, lot.lot_id, lot.remaining) for lot in due], now)
+            burnt = self._burn(conn, [(member_id, lot.id, lot.remaining) for lot in due], now)
             totals.balance -= burnt[member_id]
-        return [lot for lot in open_lots if lot not in due]
 
     def _burn(
         self, conn: Connection, due: Sequence[tuple[int, int, int]], now: datetime

@@ -922,7 +922,8 @@ class LedgerService:
                 )
             if not ids:
                 return done
-            done += await self.db.write(functools.partial(_flip, work, ids))
+            # A batch of a job: long, so never on the event loop's thread.
+            done += await self.db.write(functools.partial(_flip, work, ids), long=True)
             after = ids[-1]
 
     async def credit_birthday(self, member_id: int) -> int:
@@ -1023,7 +1024,8 @@ class LedgerService:
             batch = ids[start : start + BATCH_MEMBERS]
             changes.extend(
                 await self.db.write(
-                    functools.partial(self._recompute_batch, member_ids=batch, now=now)
+                    functools.partial(self._recompute_batch, member_ids=batch, now=now),
+                    long=True,
                 )
             )
         return changes

@@ -3,8 +3,10 @@
 
 from __future__ import annotations
 
+import asyncio
 import shutil
 import sqlite3
+import threading
 from pathlib import Path
 from typing import Any
 
@@ -42,12 +44,13 @@ async def test_a_connection_lost_during_commit_is_not_retried(
 ) -> None:
     db = SyncDatabase(engine)
     calls: list[int] = []
-    dialect: Any = (db._sync or engine.sync_engine).dialect
 
     def commit_and_lose(_dbapi_connection: Any) -> None:
         raise _gone()
 
-    monkeypatch.setattr(dialect, "do_commit", commit_and_lose)
+    # SQLite writes on the loop's thread (db._inline) or on the writer thread (db._sync).
+    for sync in {db._inline, db._sync, engine.sync_engine} - {None}:
+        monkeypatch.setattr(sync.dialect, "do_commit", commit_and_lose)  # type: ignore[union-attr]
 
     def work(conn: Connection) -> None:
         calls.append(1)
@@ -115,5 +118,40 @@ async def test_a_failed_commit_leaves_no_transaction_open_on_the_kept_writer(
     assert await db.write(lambda conn: conn.execute(text("SELECT 5")).scalar_one()) == 5
     count = await db.read(lambda conn: conn.execute(text("SELECT count(*) FROM lots")).scalar())
     assert count == 0
+    db.close()
+    await engine.dispose()
+
+
+async def test_a_write_waits_on_the_writer_thread_while_another_process_holds_the_lock(
+    tmp_path: Path, sqlite_template: Path
+) -> None:
+    """SQLite writes run on the event loop's thread when they can take the write lock at once
+    (no hop to the writer thread); when another process holds it, the write goes to the
+    writer thread, which waits for it (the loop is never blocked waiting), and the next
+    write runs on the loop's thread again."""
+    path = tmp_path / "loyalty.db"
+    shutil.copy(sqlite_template, path)
+    engine = create_engine(sqlite_url(path))
+    db = SyncDatabase(engine)
+    threads: list[str] = []
+
+    def where(conn: Connection) -> int:
+        threads.append(threading.current_thread().name)
+        return int(conn.execute(text("SELECT count(*) FROM members")).scalar_one())
+
+    assert await db.write(where) == 0
+    other = sqlite3.connect(path, timeout=0.5, isolation_level=None)
+    other.execute("BEGIN IMMEDIATE")  # another process writes
+    waiting = asyncio.ensure_future(db.write(where))
+    await asyncio.sleep(0.2)
+    assert not waiting.done()  # it waits on the writer thread; the loop runs on
+    other.execute("ROLLBACK")
+    other.close()
+    assert await waiting == 0
+    assert await db.write(where) == 0
+    assert threads[0] == threads[2] == threading.current_thread().name  # the loop's thread
+    assert threads[1].startswith("ledger-writer")
+    assert await db.write(where, long=True) == 0  # a long one always on the writer thread
+    assert threads[3].startswith("ledger-writer")
     db.close()
     await engine.dispose()
