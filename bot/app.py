@@ -294,6 +294,7 @@ class Application:
         if self.bot is not None:
             await self.bot.session.close()
         if self.services is not None:
+            await self.services.api_keys.close()
             self.services.ledger.db.close()
         if self.engine is not None:
             await self.engine.dispose()

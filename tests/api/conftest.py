@@ -69,6 +69,7 @@ async def till(ledger: LedgerService) -> AsyncIterator[Till]:
     _, secret = await keys.create("till-1")
     async with TestClient(TestServer(app)) as client:
         yield Till(client, secret, ledger, keys, outbox)
+    await keys.close()
 
 
 # ----------------------------------------------------- checking answers against the document

@@ -6,8 +6,9 @@ import asyncio
 from urllib.parse import quote
 
 import pytest
-from sqlalchemy import select
+from sqlalchemy import select, text
 
+from api.keys import ApiKeyService
 from cards.token import card_deep_link, sign_card_token
 from ledger.invariants import check_ledger
 from storage.schema import outbox
@@ -57,6 +58,43 @@ async def test_missing_wrong_or_revoked_key_gets_401(till: Till, phones: Phones)
     await till.keys.revoke(other.key_id)
     assert (await till.call("GET", f"/api/v1/members/{card}", key=secret))[0] == 401
     assert (await till.ledger.history((await till.ledger.find_member(card)).member_id)).total == 1
+
+
+async def test_a_key_revoked_by_another_process_stops_working_at_once(
+    till: Till, phones: Phones
+) -> None:
+    """The CLI (another process, another ApiKeyService) revokes a key this server has just
+    accepted. On PostgreSQL the server keeps verified keys in memory while it listens for
+    revocations; the NOTIFY makes it forget. On SQLite nothing is kept."""
+    _, card, _ = await member(till, phones)
+    key, secret = await till.keys.create("till-3")
+    for _ in range(2):
+        assert (await till.call("GET", f"/api/v1/members/{card}", key=secret))[0] == 200
+    postgres = till.ledger.engine.dialect.name == "postgresql"
+    assert (till.keys._listener is not None) == postgres  # keeps keys only while listening
+    assert bool(till.keys._kept) == postgres
+    cli = ApiKeyService(till.ledger.engine)
+    assert await cli.revoke(key.key_id)
+    await cli.close()
+    for _ in range(100):  # the notification takes a moment to arrive
+        if not till.keys._kept:
+            break
+        await asyncio.sleep(0.01)
+    assert (await till.call("GET", f"/api/v1/members/{card}", key=secret))[0] == 401
+    if postgres:  # a listener that dies: nothing is kept until it listens again
+        listener = till.keys._listener
+        assert listener is not None
+        async with till.ledger.engine.connect() as conn:
+            await conn.execute(
+                text("SELECT pg_terminate_backend(:pid, 5000)"),
+                {"pid": listener.get_server_pid()},
+            )
+        for _ in range(100):
+            if till.keys._listener is None:
+                break
+            await asyncio.sleep(0.01)
+        assert till.keys._listener is None and not till.keys._kept
+        assert (await till.call("GET", f"/api/v1/members/{card}", key=till.key))[0] == 200
 
 
 async def test_purchase_is_created_with_the_contract_body(till: Till, phones: Phones) -> None:
