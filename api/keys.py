@@ -1,8 +1,9 @@
 """API keys for tills and online shops: shown once, stored as a SHA-256 hash.
 
-On PostgreSQL a process keeps the keys it has verified in memory while it listens for their
-revocation: `revoke` (from this process, another one, or the CLI) sends a NOTIFY in its
-transaction, and every listening process drops what it keeps as soon as it arrives. Without
+On PostgreSQL a process keeps the keys it has verified in memory (for at most KEEP_SECONDS)
+while it listens for their revocation: a trigger on api_keys sends a NOTIFY with the COMMIT of
+whatever revokes or deletes a key (`revoke` from any process, the CLI, psql), and every
+listening process drops what it keeps as soon as it arrives. Without
 a working listener nothing is kept, and every request reads the key. The read cost about a
 tenth of the machine's time per purchase through the API on PostgreSQL (bench/api.py); on
 SQLite a read takes microseconds and nothing is kept.
@@ -13,6 +14,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import hashlib
+import inspect
 import logging
 import secrets
 import time
@@ -20,7 +22,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import bindparam, func, select, update
+from sqlalchemy import bindparam, select, update
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from ledger.clock import Clock, SystemClock
@@ -33,8 +35,11 @@ log = logging.getLogger("loyalty.api")
 
 KEY_PREFIX = "lk_"
 REVOKED_CHANNEL = "loyalty_api_key_revoked"
-KEEP_SECONDS = 300.0  # a verified key is read again after this, notification or not
+# A verified key is read again after this, notification or not: the bound on how long a key
+# stays accepted if a notification never comes (a listener cut off without noticing).
+KEEP_SECONDS = 30.0
 RETRY_LISTEN_SECONDS = 5.0
+LISTEN_CONNECT_TIMEOUT_S = 2.0
 _ACTIVE_KEY = Fast(
     select(api_keys).where(
         api_keys.c.key_hash == bindparam("hash"), api_keys.c.revoked_at.is_(None)
@@ -69,6 +74,7 @@ class ApiKeyService:
         self._listener: Any = None  # asyncpg's connection, while it listens
         self._next_listen = 0.0
         self._listening_lock = asyncio.Lock()
+        self._closed = False
 
     async def create(self, name: str) -> tuple[ApiKey, str]:
         """A new key; the secret is returned here and never again."""
@@ -100,7 +106,12 @@ class ApiKeyService:
             kept = self._kept.get(key_hash)
             if kept is not None and kept[1] > time.monotonic() and self._listener is not None:
                 return kept[0]
-            if self._listener is None and time.monotonic() >= self._next_listen:
+            if (
+                self._listener is None
+                and not self._closed
+                and not self._listening_lock.locked()  # one request connects; none waits
+                and time.monotonic() >= self._next_listen
+            ):
                 await self._listen()
         generation = self._generation
         row = await self.db.read(
@@ -118,17 +129,30 @@ class ApiKeyService:
         """Start listening for revocations on a connection of its own (not the pool's); on
         failure keep nothing, and try again a few seconds later."""
         async with self._listening_lock:
-            if self._listener is not None:
+            if self._listener is not None or self._closed:
                 return
             self._next_listen = time.monotonic() + RETRY_LISTEN_SECONDS
             import asyncpg
 
-            url = self.engine.url.set(drivername="postgresql")
+            # The dialect's own connect arguments, less the ones only SQLAlchemy's adapter
+            # takes (prepared_statement_cache_size, ...): not PostgreSQL settings.
+            args, found = self.engine.dialect.create_connect_args(self.engine.url)
+            accepted = inspect.signature(asyncpg.connect).parameters
+            kwargs = {name: value for name, value in found.items() if name in accepted}
+            kwargs["timeout"] = LISTEN_CONNECT_TIMEOUT_S
+            listener = None
             try:
-                listener = await asyncpg.connect(url.render_as_string(hide_password=False))
+                listener = await asyncpg.connect(*args, **kwargs)
                 await listener.add_listener(REVOKED_CHANNEL, self._revoked)
-            except Exception as error:  # keep nothing; the reads go on as before
+            except BaseException as error:  # keep nothing; the reads go on as before
+                if listener is not None:
+                    listener.terminate()
+                if not isinstance(error, Exception):
+                    raise
                 log.warning("API keys are read on every request: %s", type(error).__name__)
+                return
+            if self._closed:  # closed while this connected
+                listener.terminate()
                 return
             listener.add_termination_listener(self._lost)
             self._forget()  # nothing kept from before can be trusted
@@ -137,9 +161,10 @@ class ApiKeyService:
     def _revoked(self, *_notification: Any) -> None:
         self._forget()
 
-    def _lost(self, *_connection: Any) -> None:
+    def _lost(self, connection: Any) -> None:
         """The listening connection closed: revocations would go unheard, so keep nothing."""
-        self._listener = None
+        if connection is self._listener:  # (not an old one, closing late)
+            self._listener = None
         self._forget()
 
     def _forget(self) -> None:
@@ -147,7 +172,9 @@ class ApiKeyService:
         self._kept.clear()
 
     async def close(self) -> None:
-        listener, self._listener = self._listener, None
+        self._closed = True
+        async with self._listening_lock:  # a listener being connected: it sees _closed
+            listener, self._listener = self._listener, None
         self._forget()
         if listener is not None:
             with contextlib.suppress(Exception):
@@ -169,8 +196,8 @@ class ApiKeyService:
                     .values(revoked_at=self.clock.now())
                 )
             ).rowcount
-            if changed and self._postgres:
-                await conn.execute(select(func.pg_notify(REVOKED_CHANNEL, str(key_id))))
+            # (On PostgreSQL a trigger on api_keys sends the NOTIFY with the COMMIT, whatever
+            # changed the key: this method, psql or a restored backup.)
         self._forget()
         return bool(changed)
 

@@ -534,7 +534,9 @@ class LedgerService:
                 update(outbox).where(outbox.c.member_id == member_id).values(chat_id=0)
             )
 
-        await self.db.write(work)
+        # Long: the messages that quote the member are found by their key's pattern, which
+        # no index serves (a scan of the outbox): never on the event loop's thread.
+        await self.db.write(work, long=True)
 
     # ---------------------------------------------------------------- purchases
 

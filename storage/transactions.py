@@ -42,6 +42,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import random
 import sys
 import threading
@@ -89,8 +90,9 @@ class SyncDatabase:
         self._on_thread = 0  # writes queued or running on the writer thread
         if is_sqlite(url) and sqlite_file(url) is not None:
             self._sync = create_sync_sqlite_engine(url)
-            # For writes on the loop's thread: never waits for the lock (see _run_inline).
-            self._inline = create_sync_sqlite_engine(url, busy_timeout_ms=0)
+            # For writes on the loop's thread: never waits for the lock (see _run_inline); a
+            # connection per thread that writes, as for readers.
+            self._inline = create_sync_sqlite_engine(url, busy_timeout_ms=0, for_readers=True)
             self._thread = ThreadPoolExecutor(max_workers=1, thread_name_prefix="ledger-writer")
             self._sync_reader = create_sync_sqlite_engine(
                 url, busy_timeout_ms=READ_BUSY_TIMEOUT_MS, for_readers=True
@@ -148,6 +150,7 @@ class SyncDatabase:
                 if not long and self._on_thread == 0 and self._sync is not None:
                     done, result = self._run_inline(work, committing)
                     if done:
+                        await asyncio.sleep(0)  # a loop of writes still lets others run
                         return result  # type: ignore[return-value]
                 return await self._run_once(work, committing)
             except DBAPIError as exc:
@@ -172,14 +175,16 @@ class SyncDatabase:
         The loop is blocked meanwhile, as for the inline reads (a purchase is a few hundred
         microseconds; long work is sent to the thread). BEGIN IMMEDIATE does not wait here
         (busy timeout 0): if another process writes, the thread waits instead. Nothing else
-        on this thread can start a write in between: the work is synchronous."""
+        on this thread can start a write in between: the work is synchronous. SQLite's
+        automatic checkpoint (every 1,000 WAL pages) now runs in some of these COMMITs: a
+        review measured 38 us a write in the median and 6.6 ms at worst over 3,000 writes."""
         conn = self._kept_connection("inline")
         try:
             transaction = conn.begin()  # BEGIN IMMEDIATE: the write lock, or "locked" at once
         except OperationalError as error:
+            _end_what_is_left(conn)
             if not _locked(error):
                 raise
-            _end_what_is_left(conn)
             return False, None
         try:
             with transaction:
@@ -200,13 +205,14 @@ class SyncDatabase:
                     committing[0] = True  # leaving the block sends COMMIT
                     return result
 
+            # Counted until the job itself ends, not until its caller stops waiting (a caller
+            # cancelled while the job waits for another process's lock): a write that comes
+            # later must queue behind it, not run inline before it.
+            loop = asyncio.get_running_loop()
+            job = self._thread.submit(transaction)
             self._on_thread += 1
-            try:
-                return await asyncio.get_running_loop().run_in_executor(
-                    self._thread, transaction
-                )
-            finally:
-                self._on_thread -= 1
+            job.add_done_callback(functools.partial(_tell_loop, loop, self._thread_job_done))
+            return await asyncio.wrap_future(job)
         sync_engine = self.engine.sync_engine
 
         def in_greenlet() -> T:
@@ -216,6 +222,9 @@ class SyncDatabase:
                 return result
 
         return await greenlet_spawn(in_greenlet)  # type: ignore[no-any-return]
+
+    def _thread_job_done(self) -> None:
+        self._on_thread -= 1
 
     def _kept_connection(self, role: str) -> Connection:
         """The connection this thread keeps for `role` (opened on first use). One that was
@@ -246,6 +255,12 @@ class SyncDatabase:
         for engine in (self._sync, self._inline, self._sync_reader):
             if engine is not None:
                 engine.dispose()
+
+
+def _tell_loop(loop: asyncio.AbstractEventLoop, callback: Callable[[], None], _job: object) -> None:
+    """From the writer thread: run `callback` on the loop (unless it has closed meanwhile)."""
+    with contextlib.suppress(RuntimeError):
+        loop.call_soon_threadsafe(callback)
 
 
 def _locked(error: OperationalError) -> bool:

@@ -155,3 +155,36 @@ async def test_a_write_waits_on_the_writer_thread_while_another_process_holds_th
     assert threads[3].startswith("ledger-writer")
     db.close()
     await engine.dispose()
+
+
+async def test_a_later_write_does_not_overtake_one_whose_caller_gave_up_waiting(
+    tmp_path: Path, sqlite_template: Path
+) -> None:
+    """A write waits on the writer thread for another process's lock; its caller is cancelled
+    (a timeout), but the write still runs when the lock comes free: a write sent after it
+    must queue behind it, not run inline first (a refund before its purchase)."""
+    path = tmp_path / "loyalty.db"
+    shutil.copy(sqlite_template, path)
+    engine = create_engine(sqlite_url(path))
+    db = SyncDatabase(engine)
+    order: list[str] = []
+
+    def write(name: str) -> Any:
+        def work(conn: Connection) -> None:
+            order.append(name)
+
+        return work
+
+    other = sqlite3.connect(path, timeout=0.5, isolation_level=None)
+    other.execute("BEGIN IMMEDIATE")
+    first = asyncio.ensure_future(db.write(write("first")))
+    await asyncio.sleep(0.1)
+    first.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await first
+    other.execute("ROLLBACK")
+    other.close()
+    await db.write(write("second"))
+    assert order == ["first", "second"]
+    db.close()
+    await engine.dispose()

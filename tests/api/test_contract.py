@@ -81,6 +81,21 @@ async def test_a_key_revoked_by_another_process_stops_working_at_once(
             break
         await asyncio.sleep(0.01)
     assert (await till.call("GET", f"/api/v1/members/{card}", key=secret))[0] == 401
+    if postgres:  # revoked by hand (psql, a restored backup): the trigger tells all the same
+        by_hand, by_hand_secret = await till.keys.create("till-4")
+        assert (await till.call("GET", f"/api/v1/members/{card}", key=by_hand_secret))[0] == 200
+        assert till.keys._kept
+        async with till.ledger.engine.begin() as conn:
+            await conn.execute(
+                text("UPDATE api_keys SET revoked_at = now() WHERE id = :id"),
+                {"id": by_hand.key_id},
+            )
+        for _ in range(100):
+            if not till.keys._kept:
+                break
+            await asyncio.sleep(0.01)
+        status, _ = await till.call("GET", f"/api/v1/members/{card}", key=by_hand_secret)
+        assert status == 401
     if postgres:  # a listener that dies: nothing is kept until it listens again
         listener = till.keys._listener
         assert listener is not None

@@ -1,4 +1,5 @@
-"""support desk: answers to tickets; the languages of staff and of a redemption's cashier
+"""support desk: answers to tickets; the languages of staff and of a redemption's cashier;
+on PostgreSQL, a notification whenever an API key changes (processes keep verified keys)
 
 Revision ID: 0005
 Revises: 0004
@@ -31,7 +32,24 @@ def upgrade() -> None:
     )
 
 
+    if op.get_bind().dialect.name == "postgresql":
+        # Whatever revokes or deletes a key (the CLI, psql, a restored backup) tells every
+        # process that keeps verified keys in memory (api/keys.py).
+        op.execute(
+            "CREATE FUNCTION loyalty_api_key_changed() RETURNS trigger LANGUAGE plpgsql AS $$ "
+            "BEGIN PERFORM pg_notify('loyalty_api_key_revoked', OLD.id::text); RETURN NULL; "
+            "END $$"
+        )
+        op.execute(
+            "CREATE TRIGGER api_key_changed AFTER UPDATE OR DELETE ON api_keys "
+            "FOR EACH ROW EXECUTE FUNCTION loyalty_api_key_changed()"
+        )
+
+
 def downgrade() -> None:
+    if op.get_bind().dialect.name == "postgresql":
+        op.execute("DROP TRIGGER api_key_changed ON api_keys")
+        op.execute("DROP FUNCTION loyalty_api_key_changed()")
     op.drop_table("staff_languages")
     with op.batch_alter_table("redemption_requests", schema=None) as batch_op:
         batch_op.drop_column("cashier_language")
