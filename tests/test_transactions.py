@@ -7,6 +7,7 @@ import asyncio
 import shutil
 import sqlite3
 import threading
+from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
@@ -122,17 +123,28 @@ async def test_a_failed_commit_leaves_no_transaction_open_on_the_kept_writer(
     await engine.dispose()
 
 
-async def test_a_write_waits_on_the_writer_thread_while_another_process_holds_the_lock(
+@pytest.fixture
+async def sqlite_file_db(
     tmp_path: Path, sqlite_template: Path
+) -> AsyncIterator[tuple[Path, SyncDatabase]]:
+    """A migrated SQLite file and a SyncDatabase on it."""
+    path = tmp_path / "loyalty.db"
+    shutil.copy(sqlite_template, path)
+    engine = create_engine(sqlite_url(path))
+    db = SyncDatabase(engine)
+    yield path, db
+    db.close()
+    await engine.dispose()
+
+
+async def test_a_write_waits_on_the_writer_thread_while_another_process_holds_the_lock(
+    sqlite_file_db: tuple[Path, SyncDatabase],
 ) -> None:
     """SQLite writes run on the event loop's thread when they can take the write lock at once
     (no hop to the writer thread); when another process holds it, the write goes to the
     writer thread, which waits for it (the loop is never blocked waiting), and the next
     write runs on the loop's thread again."""
-    path = tmp_path / "loyalty.db"
-    shutil.copy(sqlite_template, path)
-    engine = create_engine(sqlite_url(path))
-    db = SyncDatabase(engine)
+    path, db = sqlite_file_db
     threads: list[str] = []
 
     def where(conn: Connection) -> int:
@@ -153,20 +165,15 @@ async def test_a_write_waits_on_the_writer_thread_while_another_process_holds_th
     assert threads[1].startswith("ledger-writer")
     assert await db.write(where, long=True) == 0  # a long one always on the writer thread
     assert threads[3].startswith("ledger-writer")
-    db.close()
-    await engine.dispose()
 
 
 async def test_a_later_write_does_not_overtake_one_whose_caller_gave_up_waiting(
-    tmp_path: Path, sqlite_template: Path
+    sqlite_file_db: tuple[Path, SyncDatabase],
 ) -> None:
     """A write waits on the writer thread for another process's lock; its caller is cancelled
     (a timeout), but the write still runs when the lock comes free: a write sent after it
     must queue behind it, not run inline first (a refund before its purchase)."""
-    path = tmp_path / "loyalty.db"
-    shutil.copy(sqlite_template, path)
-    engine = create_engine(sqlite_url(path))
-    db = SyncDatabase(engine)
+    path, db = sqlite_file_db
     order: list[str] = []
 
     def write(name: str) -> Any:
@@ -186,5 +193,3 @@ async def test_a_later_write_does_not_overtake_one_whose_caller_gave_up_waiting(
     other.close()
     await db.write(write("second"))
     assert order == ["first", "second"]
-    db.close()
-    await engine.dispose()
