@@ -71,7 +71,12 @@ async def start(
     greeting = _("start-greeting").format(
         name=(user.first_name if user else "") or "",
         program=rules.program_name,
-        welcome=points_text(rules.welcome_bonus),
+        # (No line at all when the program gives no joining bonus.)
+        welcome=(
+            _("start-welcome-line").format(points=points_text(rules.welcome_bonus))
+            if rules.welcome_bonus > 0
+            else ""
+        ),
         base_rate=base.rub_per_point,
         cap=rules.max_redeem_percent,
         lifetime=days_text(rules.points_lifetime_days),

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import io
+from pathlib import Path
 from urllib.parse import parse_qs, urlparse
 
 import zxingcpp
@@ -13,9 +14,11 @@ from sqlalchemy import select
 from bot.app import Application
 from cards.token import verify_card_token
 from emulator import BotAPIEmulator
+from ledger.clock import ManualClock
 from ledger.invariants import check_ledger
 from storage.schema import card_images
-from tests.e2e.conftest import BOT_USERNAME, SECRET, join
+from tests.conftest import ROOT
+from tests.e2e.conftest import BOT_USERNAME, SECRET, join, make_settings
 
 RUB = 100
 MENU_RU = [
@@ -342,3 +345,28 @@ async def test_a_new_account_with_the_same_phone_takes_the_card_and_the_old_one_
     ledger = app.services.ledger  # type: ignore[union-attr]
     assert await ledger.member_by_telegram(1021) is None
     assert await ledger.member_by_telegram(1022) is not None
+
+
+async def test_a_program_without_a_joining_bonus_promises_none(
+    emulator: BotAPIEmulator, database_url: str, clock: ManualClock, tmp_path: Path
+) -> None:
+    """welcome_bonus = 0: the greeting listed "0 points for joining" and the welcome said the
+    number had had its bonus before."""
+    rules_file = tmp_path / "rules.toml"
+    text = (ROOT / "rules.toml").read_text(encoding="utf-8")
+    rules_file.write_text(text.replace("welcome_bonus = 100", "welcome_bonus = 0", 1))
+    settings = make_settings(emulator, database_url, tmp_path).model_copy(
+        update={"rules_file": rules_file}
+    )
+    application = Application(settings, clock=clock)
+    await application.start()
+    try:
+        user = emulator.user(1031, "Ivan", language_code="en")
+        await user.send_command("/start")
+        greeting = (await user.wait_message()).text or ""
+        assert "for joining" not in greeting and "• 1 point for every" in greeting
+        await join(user, "+79990000031")
+        welcome = user.messages[-1].text or ""
+        assert welcome.startswith("Welcome to") and "once per phone" not in welcome
+    finally:
+        await application.stop()
