@@ -32,8 +32,9 @@ from bot.middlewares import MemberMiddleware, OwnChatCallbackMiddleware
 from bot.settings import Settings
 from cards.service import CardService
 from handlers.admin import build_admin_router, build_staff_help_router
-from handlers.cashier import StaffLanguage, build_cashier_router, build_confirmation_router
+from handlers.cashier import build_cashier_router, build_confirmation_router
 from handlers.commands import set_all_staff_commands, set_member_commands
+from handlers.common import StaffLanguage
 from handlers.fallback import build_fallback_router
 from handlers.member import build_member_router
 from handlers.notifications import Notifier

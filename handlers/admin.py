@@ -10,7 +10,7 @@ from aiogram.utils.i18n import I18n
 from aiogram.utils.i18n import gettext as _
 
 from handlers.commands import set_staff_commands
-from handlers.common import HasRole, IsMember, plain_number, staff_help
+from handlers.common import HasRole, IsMember, StaffLanguage, plain_number, staff_help
 from ledger.service import LedgerService
 from staff.roles import Role, StaffMember, StaffService
 
@@ -58,6 +58,7 @@ async def staff_command(
     ledger: LedgerService,
     bot: Bot,
     i18n: I18n,
+    staff_language: StaffLanguage,
 ) -> None:
     args = (command.args or "").split()
     admin_id = message.from_user.id if message.from_user else 0
@@ -88,7 +89,7 @@ async def staff_command(
         if await staff.grant(target_id, role, by=admin_id, username=username):
             await set_staff_commands(bot, i18n, target_id, await staff.roles_of(target_id))
             await message.answer(_("staff-granted").format(who=who, role=role_label))
-            await _tell_new_staff(bot, ledger, staff, i18n, target_id, role, i18n.current_locale)
+            await _tell_new_staff(bot, staff_language, i18n, target_id, role)
         else:
             await message.answer(_("staff-already").format(who=who, role=role_label))
         return
@@ -139,19 +140,11 @@ async def _staff_list(staff: StaffService) -> str:
 
 
 async def _tell_new_staff(
-    bot: Bot,
-    ledger: LedgerService,
-    staff: StaffService,
-    i18n: I18n,
-    telegram_id: int,
-    role: Role,
-    guess: str,
+    bot: Bot, staff_language: StaffLanguage, i18n: I18n, telegram_id: int, role: Role
 ) -> None:
-    """A courtesy note to the person, in their language as a member, else in the admin's
-    (the bot knows no language of someone who has not joined); failing to deliver it
-    changes nothing."""
-    member = await ledger.member_by_telegram(telegram_id)
-    language = member.language if member else await staff.language_of(telegram_id) or guess
+    """A courtesy note to the person, in their language if the bot knows it, else in the
+    admin's; failing to deliver it changes nothing."""
+    language = await staff_language(telegram_id, fallback=i18n.current_locale)
     text = i18n.gettext("staff-you-were-granted", locale=language).format(
         role=i18n.gettext(f"role-{role.value}", locale=language)
     )

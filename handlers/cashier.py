@@ -38,6 +38,7 @@ from handlers.common import (
     HasRole,
     IsMember,
     MenuButton,
+    StaffLanguage,
     points_text,
     roubles_text,
     tier_text,
@@ -51,7 +52,7 @@ from ledger.service import LedgerService
 from ledger.views import MemberView, PurchaseResult
 from scheduler.outbox import TRANSACTIONAL, Outbox
 from staff.audit import AuditLog
-from staff.roles import Role, StaffService
+from staff.roles import Role
 from staff.sales import ConfirmationService
 
 log = logging.getLogger("loyalty.cashier")
@@ -597,22 +598,6 @@ async def member_answers(
             settled.amount,
             settled.redeem_points,
         )
-
-
-class StaffLanguage:
-    """The language to speak to a staff member in: theirs as a member, else the one their
-    Telegram was last seen speaking, else the default."""
-
-    def __init__(self, ledger: LedgerService, i18n: I18n, staff: StaffService) -> None:
-        self.ledger = ledger
-        self.i18n = i18n
-        self.staff = staff
-
-    async def __call__(self, telegram_id: int) -> str:
-        member = await self.ledger.member_by_telegram(telegram_id)
-        if member is not None:
-            return member.language
-        return await self.staff.language_of(telegram_id) or self.i18n.default_locale
 
 
 def _keyboard(rows: list[list[tuple[str, CallbackData]]]) -> InlineKeyboardMarkup:

@@ -3,7 +3,6 @@ staff member, in their own chat, the members' plus those of their roles."""
 
 from __future__ import annotations
 
-import contextlib
 import logging
 
 from aiogram import Bot
@@ -62,5 +61,4 @@ async def set_staff_commands(
 
 async def set_all_staff_commands(bot: Bot, i18n: I18n, staff: dict[int, frozenset[Role]]) -> None:
     for telegram_id, roles in staff.items():
-        with contextlib.suppress(TelegramAPIError):
-            await set_staff_commands(bot, i18n, telegram_id, roles)
+        await set_staff_commands(bot, i18n, telegram_id, roles)

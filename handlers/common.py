@@ -18,8 +18,9 @@ from aiogram.utils.i18n import gettext as _
 from babel.dates import format_date, format_datetime
 from babel.numbers import format_decimal
 
+from ledger.service import LedgerService
 from ledger.views import MemberView
-from staff.roles import Role
+from staff.roles import Role, StaffService
 
 MENU_ROWS = (
     ("menu-card", "menu-balance"),
@@ -87,6 +88,24 @@ class MenuButton(BaseFilter):
             return False
         labels = {i18n.gettext(key, locale=lang) for key in self.keys for lang in i18n.locales}
         return message.text in labels
+
+
+class StaffLanguage:
+    """The language to write to a staff member in, first (they are not the sender): theirs
+    as a member, else the one their Telegram was last seen speaking, else `fallback` (or the
+    default)."""
+
+    def __init__(self, ledger: LedgerService, i18n: I18n, staff: StaffService) -> None:
+        self.ledger = ledger
+        self.i18n = i18n
+        self.staff = staff
+
+    async def __call__(self, telegram_id: int, fallback: str | None = None) -> str:
+        member = await self.ledger.member_by_telegram(telegram_id)
+        if member is not None:
+            return member.language
+        seen = await self.staff.language_of(telegram_id)
+        return seen or fallback or self.i18n.default_locale
 
 
 # ---------------------------------------------------------------------- keyboards

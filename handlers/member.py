@@ -41,6 +41,7 @@ from handlers.common import (
     IsMember,
     MenuButton,
     SettingsCb,
+    StaffLanguage,
     burn_text,
     display_name,
     full_date_text,
@@ -529,6 +530,7 @@ async def receive_request(
     state: FSMContext,
     notifier: Notifier,
     staff: StaffService,
+    staff_language: StaffLanguage,
 ) -> None:
     """A question to support, or a dispute of the entry chosen before: stored as a ticket,
     confirmed to the member, and support is told (the ticket stands either way)."""
@@ -550,7 +552,8 @@ async def receive_request(
         text += "\n" + _("support-text-kept")  # the caption is; the file is not
     await message.answer(text, reply_markup=main_menu())
     try:
-        await notifier.new_ticket(ticket, member, await staff.who_answers_members())
+        people = await staff.who_answers_members()
+        await notifier.new_ticket(ticket, member, [(p, await staff_language(p)) for p in people])
     except Exception:
         log.exception("could not tell support about ticket %s", ticket.ticket_id)
 

@@ -3,6 +3,7 @@ outbox (scheduler.outbox), the one delivery path. Receipts are transactional: ne
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from datetime import datetime
 
 from aiogram.utils.i18n import I18n
@@ -65,20 +66,28 @@ class Notifier:
         """Tell the inviter their friend's first purchase earned them the referral reward."""
         if result.rewarded_inviter is None:
             return False
-        inviter = await self.ledger.get_member(result.rewarded_inviter)
-        if inviter.telegram_id is None or not inviter.is_active:
+        points = self.ledger.rules.referral.inviter_points
+        return await self._tell_member(
+            result.rewarded_inviter,
+            f"referral:{result.member_id}",  # one reward per invited member
+            lambda balance: _("referral-rewarded").format(
+                points=points_text(points), balance=balance
+            ),
+        )
+
+    async def _tell_member(
+        self, member_id: int, dedup_key: str, render: Callable[[str], str]
+    ) -> bool:
+        """Queue a transactional message to a member, rendered in their language by `render`
+        (given their usable balance, as text); False if they cannot be messaged."""
+        member = await self.ledger.get_member(member_id)
+        if member.telegram_id is None or not member.is_active:
             return False
-        balance = (await self.ledger.balance(inviter.member_id)).balance
-        with self.i18n.context(), self.i18n.use_locale(inviter.language):
-            text = _("referral-rewarded").format(
-                points=points_text(self.ledger.rules.referral.inviter_points),
-                balance=points_text(balance),
-            )
+        balance = (await self.ledger.balance(member_id)).balance
+        with self.i18n.context(), self.i18n.use_locale(member.language):
+            text = render(points_text(balance))
         return await self.outbox.enqueue(
-            dedup_key=f"referral:{result.member_id}",  # one reward per invited member
-            chat_id=inviter.telegram_id,
-            member_id=inviter.member_id,
-            text=text,
+            dedup_key=dedup_key, chat_id=member.telegram_id, member_id=member_id, text=text
         )
 
     async def refund_receipt(self, result: RefundResult) -> bool:
@@ -171,47 +180,35 @@ class Notifier:
 
     async def support_answer(self, member_id: int, ticket_id: int, answer: str | None) -> bool:
         """Tell the member their request was answered (with the answer) or closed."""
-        member = await self.ledger.get_member(member_id)
-        if member.telegram_id is None or not member.is_active:
-            return False
-        with self.i18n.context(), self.i18n.use_locale(member.language):
-            if answer:
-                text = _("support-answered").format(ticket=ticket_id, answer=answer)
-            else:
-                text = _("support-closed").format(ticket=ticket_id)
-        return await self.outbox.enqueue(
-            dedup_key=f"ticket:closed:{ticket_id}",
-            chat_id=member.telegram_id,
-            member_id=member.member_id,
-            text=text,
+        return await self._tell_member(
+            member_id,
+            f"ticket:closed:{ticket_id}",
+            lambda _balance: (
+                _("support-answered").format(ticket=ticket_id, answer=answer)
+                if answer
+                else _("support-closed").format(ticket=ticket_id)
+            ),
         )
 
     async def points_changed(self, member_id: int, change: int, reason: str, key: str) -> bool:
         """Tell the member support added or took points (an adjustment or a reversal)."""
-        member = await self.ledger.get_member(member_id)
-        if member.telegram_id is None or not member.is_active or not change:
+        if not change:
             return False
-        balance = (await self.ledger.balance(member_id)).balance
-        with self.i18n.context(), self.i18n.use_locale(member.language):
-            text = _("support-points-changed").format(
-                change=signed_text(change), reason=reason, balance=points_text(balance)
-            )
-        return await self.outbox.enqueue(
-            dedup_key=f"support:points:{key}",
-            chat_id=member.telegram_id,
-            member_id=member.member_id,
-            text=text,
+        return await self._tell_member(
+            member_id,
+            f"support:points:{key}",
+            lambda balance: _("support-points-changed").format(
+                change=signed_text(change), reason=reason, balance=balance
+            ),
         )
 
     async def new_ticket(
-        self, ticket: Ticket, member: MemberView, staff: list[tuple[int, str | None]]
+        self, ticket: Ticket, member: MemberView, staff: list[tuple[int, str]]
     ) -> int:
-        """Tell support (each of `staff`: their Telegram id and the language last seen, if
-        known) about a new request; how many messages were queued."""
+        """Tell support (each of `staff`: their Telegram id and language, see
+        handlers.common.StaffLanguage) about a new request; how many messages were queued."""
         queued = 0
-        for staff_id, seen in staff:
-            as_member = await self.ledger.member_by_telegram(staff_id)
-            language = as_member.language if as_member else seen or self.i18n.default_locale
+        for staff_id, language in staff:
             with self.i18n.context(), self.i18n.use_locale(language):
                 text = _(f"support-new-{ticket.kind}").format(
                     ticket=ticket.ticket_id,

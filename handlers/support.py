@@ -242,8 +242,7 @@ async def adjust_points(
     if not who or size is None or not reason:
         await message.answer(usage)
         return
-    if len(reason) > MAX_REASON:
-        await message.answer(_("desk-reason-too-long").format(limit=MAX_REASON))
+    if await _reason_too_long(message, reason):
         return
     member = await _member_from(message, who, ledger, usage)
     if member is None:
@@ -290,8 +289,7 @@ async def reverse_entry(
     if target is None or not reason:
         await message.answer(_("desk-usage-reverse"))
         return
-    if len(reason) > MAX_REASON:
-        await message.answer(_("desk-reason-too-long").format(limit=MAX_REASON))
+    if await _reason_too_long(message, reason):
         return
     staff_id = _sender(message)
 
@@ -431,6 +429,14 @@ def _three(args: str | None) -> tuple[str, str, str]:
     parts = (args or "").strip().split(maxsplit=2)
     parts += [""] * (3 - len(parts))
     return parts[0], parts[1], parts[2].strip()
+
+
+async def _reason_too_long(message: Message, reason: str) -> bool:
+    """The member reads the reason: at most MAX_REASON characters, else say so."""
+    if len(reason) <= MAX_REASON:
+        return False
+    await message.answer(_("desk-reason-too-long").format(limit=MAX_REASON))
+    return True
 
 
 def _cut(text: str) -> str:

@@ -16,14 +16,14 @@ from ledger.errors import InvalidAmount
 from ledger.rules import Rules, Tier
 
 MAX_AMOUNT_KOPECKS = 100_000_000_00  # 100 million roubles: anything above is a typo
-# A member's points (usable plus held, and debt) stay below this: far above any real program,
-# and well inside the 32-bit columns that hold them.
+# A member's points (usable plus held) stay below this: far above any real program, and well
+# inside the 32-bit columns that hold them (Journal.credit refuses what would pass it).
 MAX_MEMBER_POINTS = 1_000_000_000
 
 
 # Unicode's control characters (category Cc: C0, DEL, C1) and surrogates (Cs), as a regex:
-# checked on every id from outside, and a search is some thirty times faster than asking
-# unicodedata character by character (bench/api.py's profile).
+# checked on every id from outside, and a search is 13 times faster than asking unicodedata
+# character by character (timeit, a 40-character receipt id: 0.21 against 2.61 us).
 _NOT_PLAIN = re.compile("[\x00-\x1f\x7f-\x9f\ud800-\udfff]")
 _AMOUNT_TEXT = re.compile(r"^[0-9]{1,12}(?:[.,][0-9]{1,2})?$")
 

@@ -118,7 +118,11 @@ _BURNT_OF_ENTRY = Fast(  # points of an entry's own lot that an expiry took
     .where(lots.c.entry_id == bindparam("entry_id"), entries.c.kind == "expiry")
 )
 _OVERDUE_SELECT = select(_OVERDUE).where(_OPEN_ACTIVE)
-_OVERDUE_POINTS = Fast(_OVERDUE_SELECT)
+_USABLE = Fast(  # the balance without what should have burnt already: one read
+    select(members.c.balance - _OVERDUE_SELECT.scalar_subquery()).where(
+        members.c.id == bindparam("member_id", type_=Integer)
+    )
+)
 _BURNING_BEFORE = Fast(
     select(func.coalesce(func.sum(lots.c.remaining), 0)).where(
         _OPEN_ACTIVE, lots.c.expires_at > bindparam("now"), lots.c.expires_at < bindparam("day_end")
@@ -542,12 +546,13 @@ class LedgerService:
 
     async def redeemable_points(self, member_id: int, amount_kopecks: int) -> int:
         """The most points this member may spend on a purchase of this amount, right now."""
-        member = await self.get_member(member_id)
         params = {"member_id": member_id, "now": self.clock.now()}
-        overdue = await self.db.read(
-            lambda conn: int(_OVERDUE_POINTS(conn, params).scalar_one()), single=True
+        usable = await self.db.read(
+            lambda conn: _USABLE(conn, params).scalar_one_or_none(), single=True
         )
-        return policy.redeemable_points(self.rules, amount_kopecks, member.balance - overdue)
+        if usable is None:
+            raise MemberNotFound("no such member")
+        return policy.redeemable_points(self.rules, amount_kopecks, int(usable))
 
     async def purchase(
         self,

@@ -93,13 +93,9 @@ class StaffService:
 
     async def language_of(self, telegram_id: int) -> str | None:
         async with self.reader.connect() as conn:
-            return (
-                await conn.execute(
-                    select(staff_languages.c.language).where(
-                        staff_languages.c.telegram_id == telegram_id
-                    )
-                )
-            ).scalar_one_or_none()
+            return await conn.run_sync(  # type: ignore[no-any-return]
+                lambda sync: _LANGUAGE_OF(sync, {"telegram_id": telegram_id}).scalar_one_or_none()
+            )
 
     async def grant(
         self, telegram_id: int, role: Role, *, by: int, username: str | None = None
@@ -182,12 +178,12 @@ class StaffService:
         ]
         return listed
 
-    async def who_answers_members(self) -> list[tuple[int, str | None]]:
-        """Whom to tell about a member's new request, with the language they were last seen
-        speaking: support staff, or the admins while there are none."""
+    async def who_answers_members(self) -> list[int]:
+        """Whom to tell about a member's new request: support staff, or the admins while
+        there are none."""
         people = await self.list_staff()
         for role in (Role.SUPPORT, Role.ADMIN):
             ids = sorted({person.telegram_id for person in people if person.role is role})
             if ids:
-                return [(telegram_id, await self.language_of(telegram_id)) for telegram_id in ids]
+                return ids
         return []
