@@ -46,7 +46,7 @@ from ledger.service import LedgerService
 from scheduler.jobs import Jobs, Leadership, SchedulerRunner, new_runner_id
 from scheduler.outbox import Outbox, Sender
 from staff.audit import AuditLog
-from staff.roles import Role, StaffService
+from staff.roles import StaffService
 from staff.sales import ConfirmationService
 from storage.engine import create_engine
 from storage.migrate import upgrade_schema
@@ -72,8 +72,6 @@ def pin_response_types() -> None:
             returning = getattr(method, "__returning__", None)
             if method is not TelegramMethod and returning is not None:
                 _PINNED_RESPONSE_TYPES.append(Response[returning])  # type: ignore[index,valid-type]
-
-
 
 
 @dataclass
@@ -159,12 +157,7 @@ class Application:
             with _failing_as(f"cannot reach Redis at {_safe_url(settings.redis_url)} (REDIS_URL)"):
                 await self.dispatcher.storage.redis.ping()  # type: ignore[attr-defined]
         await set_member_commands(self.bot, self.i18n)
-        people: dict[int, set[Role]] = {}
-        for person in await self.services.staff.list_staff():
-            people.setdefault(person.telegram_id, set()).add(person.role)
-        await set_all_staff_commands(
-            self.bot, self.i18n, {who: frozenset(roles) for who, roles in people.items()}
-        )
+        await set_all_staff_commands(self.bot, self.i18n, await self.services.staff.list_staff())
         await self.bot.delete_webhook(drop_pending_updates=False)
         self.sender = Sender(
             self.services.outbox,

@@ -11,7 +11,7 @@ from aiogram.types import BotCommand, BotCommandScopeChat, BotCommandScopeDefaul
 from aiogram.utils.i18n import I18n
 
 from bot.i18n import LANGUAGES
-from staff.roles import Role
+from staff.roles import Role, StaffMember
 
 log = logging.getLogger("loyalty.commands")
 
@@ -59,6 +59,10 @@ async def set_staff_commands(
         log.info("no command menu for a staff chat: %s", type(error).__name__)
 
 
-async def set_all_staff_commands(bot: Bot, i18n: I18n, staff: dict[int, frozenset[Role]]) -> None:
-    for telegram_id, roles in staff.items():
-        await set_staff_commands(bot, i18n, telegram_id, roles)
+async def set_all_staff_commands(bot: Bot, i18n: I18n, staff: list[StaffMember]) -> None:
+    """At start: the menu of everyone with a role (admins from ADMIN_IDS included)."""
+    roles: dict[int, set[Role]] = {}
+    for person in staff:
+        roles.setdefault(person.telegram_id, set()).add(person.role)
+    for telegram_id, theirs in roles.items():
+        await set_staff_commands(bot, i18n, telegram_id, frozenset(theirs))
