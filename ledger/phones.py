@@ -7,6 +7,7 @@ import phonenumbers
 from ledger.errors import InvalidPhone
 
 DEFAULT_REGION = "RU"
+MASK_KEEP_DIGITS = 4  # the last digits of a masked phone that stay visible
 
 
 def normalize_phone(raw: str, region: str = DEFAULT_REGION) -> str:
@@ -28,5 +29,24 @@ def normalize_phone(raw: str, region: str = DEFAULT_REGION) -> str:
 
 
 def mask_phone(e164: str) -> str:
-    """ "+79991234567" -> "+7 *** ***-45-67": enough for a cashier to confirm, nothing more."""
-    return f"{e164[:2]} *** ***-{e164[-4:-2]}-{e164[-2:]}" if len(e164) > 6 else "***"
+    """A phone as a cashier sees it, in its own country's format with all but the country code
+    and the last 4 digits hidden: "+79991234567" -> "+7 *** ***-45-67", "+447911123456" ->
+    "+44 **** **3456". Enough to confirm the number with the customer, nothing more."""
+    try:
+        parsed = phonenumbers.parse(e164, None)
+    except phonenumbers.NumberParseException:
+        return "***"
+    national = phonenumbers.national_significant_number(parsed)
+    if len(national) <= MASK_KEEP_DIGITS:
+        return "***"
+    formatted = phonenumbers.format_number(parsed, phonenumbers.PhoneNumberFormat.INTERNATIONAL)
+    code, _, rest = formatted.partition(" ")
+    hidden = sum(ch.isdigit() for ch in rest) - MASK_KEEP_DIGITS
+    masked = []
+    for ch in rest:
+        if ch.isdigit() and hidden > 0:
+            masked.append("*")
+            hidden -= 1
+        else:
+            masked.append(ch)
+    return f"{code} {''.join(masked)}"
