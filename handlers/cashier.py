@@ -13,6 +13,7 @@ import contextlib
 import logging
 import re
 import secrets
+from typing import Any
 
 from aiogram import Bot, F, Router
 from aiogram.dispatcher.event.bases import SkipHandler
@@ -38,6 +39,8 @@ from handlers.common import (
     HasRole,
     IsMember,
     MenuButton,
+    Points,
+    RowId,
     StaffLanguage,
     points_text,
     roubles_text,
@@ -67,20 +70,25 @@ class Selling(StatesGroup):
 
 
 class SaleCb(CallbackData, prefix="sale"):
+    """A button of a sale. Only `action` picks the step: the member, the amount and the
+    points are the server's (the cashier's FSM data); the button's own values must match them,
+    or it is an old screen or a forged one."""
+
     action: str  # record | redeem | other | confirm | cancel
-    member_id: int
-    points: int = 0
+    member_id: RowId
+    points: Points = 0
+    sale: str = ""  # the sale's token in the FSM data ("" on the customer's panel)
 
 
 class ConfirmCb(CallbackData, prefix="rr"):
-    request_id: int
+    request_id: RowId
     accept: bool
 
 
 class WithdrawCb(CallbackData, prefix="rw"):
     """The cashier gives up waiting for the member's confirmation."""
 
-    request_id: int
+    request_id: RowId
 
 
 def build_cashier_router() -> Router:
@@ -103,7 +111,11 @@ def build_cashier_router() -> Router:
     router.message.register(find_customer, Selling.finding, typed)
     router.message.register(take_amount, Selling.amount, typed)
     router.message.register(take_points, Selling.points, typed)
-    router.callback_query.register(sale_step, SaleCb.filter())
+    router.callback_query.register(open_sale, SaleCb.filter(F.action == "record"))
+    router.callback_query.register(choose_points, SaleCb.filter(F.action == "redeem"))
+    router.callback_query.register(ask_points, SaleCb.filter(F.action == "other"))
+    router.callback_query.register(confirm_sale, SaleCb.filter(F.action == "confirm"))
+    router.callback_query.register(cancel_sale, SaleCb.filter(F.action == "cancel"))
     router.callback_query.register(withdraw_request, WithdrawCb.filter())
     return router
 
@@ -148,8 +160,7 @@ async def open_from_qr(
         await state.set_state(Selling.finding)
         await message.answer(_("cashier-not-found"))
         return
-    await state.clear()
-    await _show_member(message, member, ledger)
+    await _show_member(message, member, ledger, state)
 
 
 async def start_sale(
@@ -173,11 +184,15 @@ async def _find(message: Message, text: str, ledger: LedgerService, state: FSMCo
         await state.set_state(Selling.finding)
         await message.answer(_("cashier-not-found"))
         return
+    await _show_member(message, member, ledger, state)
+
+
+async def _show_member(
+    message: Message, member: MemberView, ledger: LedgerService, state: FSMContext
+) -> None:
+    """The customer's panel; its [Record a purchase] opens a sale for this member only (the
+    member shown is kept in the FSM data: the last one shown is the one a sale can be for)."""
     await state.clear()
-    await _show_member(message, member, ledger)
-
-
-async def _show_member(message: Message, member: MemberView, ledger: LedgerService) -> None:
     if member.telegram_id is not None and member.telegram_id == message.chat.id:
         # The cashier's own card (the chat is the cashier's): someone else records that sale.
         await message.answer(_("cashier-own-card"))
@@ -192,13 +207,79 @@ async def _show_member(message: Message, member: MemberView, ledger: LedgerServi
     keyboard = _keyboard(
         [[(_("cashier-record"), SaleCb(action="record", member_id=member.member_id))]]
     )
+    await state.update_data(shown=member.member_id)
     await message.answer(text, reply_markup=keyboard)
 
 
 # --------------------------------------------------------------------- the sale itself
 
 
-async def sale_step(
+async def open_sale(
+    callback: CallbackQuery, callback_data: SaleCb, ledger: LedgerService, state: FSMContext
+) -> None:
+    """[Record a purchase] on the panel of the customer shown last: asks for the amount."""
+    member_id = callback_data.member_id
+    shown = (await state.get_data()).get("shown")
+    if (
+        not isinstance(callback.message, Message)
+        or shown != member_id
+        or await _own_card(ledger, member_id, callback.from_user.id)
+    ):
+        await callback.answer(_("button-stale"), show_alert=True)
+        return
+    await callback.answer()
+    await state.set_state(Selling.amount)
+    await state.set_data({"shown": shown, "member_id": member_id, "sale": secrets.token_hex(6)})
+    await callback.message.answer(_("cashier-ask-amount"))
+
+
+async def choose_points(
+    callback: CallbackQuery,
+    callback_data: SaleCb,
+    ledger: LedgerService,
+    rules: Rules,
+    state: FSMContext,
+) -> None:
+    """[Pay N points] or [No points]: N from 0 to what the ledger allows now."""
+    data = await _sale_of(callback, callback_data, ledger, state)
+    if data is None or not isinstance(callback.message, Message):
+        return
+    member_id, amount = int(data["member_id"]), int(data["amount"])
+    allowed = await ledger.redeemable_points(member_id, amount)  # as of now, not the button's
+    if callback_data.points > allowed:
+        await callback.answer(_("button-stale"), show_alert=True)
+        return
+    await callback.answer()
+    await state.update_data(redeem=callback_data.points, allowed=allowed)
+    await _ask_confirmation(callback.message, ledger, rules, data, amount, callback_data.points)
+
+
+async def ask_points(
+    callback: CallbackQuery, callback_data: SaleCb, ledger: LedgerService, state: FSMContext
+) -> None:
+    """[Other number]: the cashier types how many points."""
+    data = await _sale_of(callback, callback_data, ledger, state)
+    if data is None or not isinstance(callback.message, Message):
+        return
+    await callback.answer()
+    await state.set_state(Selling.points)
+    await callback.message.answer(
+        _("cashier-ask-points").format(points=points_text(int(data.get("allowed", 0))))
+    )
+
+
+async def cancel_sale(
+    callback: CallbackQuery, callback_data: SaleCb, ledger: LedgerService, state: FSMContext
+) -> None:
+    data = await _sale_of(callback, callback_data, ledger, state)
+    if data is None or not isinstance(callback.message, Message):
+        return
+    await callback.answer()
+    await state.clear()
+    await callback.message.edit_text(_("cashier-cancelled"))
+
+
+async def confirm_sale(
     callback: CallbackQuery,
     callback_data: SaleCb,
     ledger: LedgerService,
@@ -211,42 +292,18 @@ async def sale_step(
     i18n: I18n,
     bot: Bot,
 ) -> None:
-    message = callback.message if isinstance(callback.message, Message) else None
-    cashier_id = callback.from_user.id
-    if message is None:
-        await callback.answer(_("button-stale"), show_alert=True)
+    """[Confirm]: records the sale the screen shows, or first asks the member to confirm a
+    redemption above the threshold."""
+    data = await _sale_of(callback, callback_data, ledger, state)
+    if data is None or not isinstance(callback.message, Message):
         return
-    action, member_id = callback_data.action, callback_data.member_id
-    if action == "record":
-        await callback.answer()
-        await state.set_state(Selling.amount)
-        await state.update_data(member_id=member_id, sale=secrets.token_hex(6))
-        await message.answer(_("cashier-ask-amount"))
-        return
-    data = await state.get_data()
-    if data.get("member_id") != member_id or "amount" not in data:
-        # An old screen, or a second tap on "Confirm": the sale is already settled.
+    redeem = int(data.get("redeem", 0))
+    if callback_data.points != redeem:  # an older confirmation screen of this sale
         await callback.answer(_("button-stale"), show_alert=True)
         return
     await callback.answer()
-    amount = int(data["amount"])
-    if action == "cancel":
-        await state.clear()
-        await message.edit_text(_("cashier-cancelled"))
-        return
-    if action == "other":
-        await state.set_state(Selling.points)
-        await message.answer(
-            _("cashier-ask-points").format(points=points_text(int(data.get("allowed", 0))))
-        )
-        return
-    if action == "redeem":
-        await state.update_data(redeem=callback_data.points)
-        await _ask_confirmation(message, ledger, rules, member_id, amount, callback_data.points)
-        return
-    if action != "confirm":
-        return
-    redeem = int(data.get("redeem", 0))
+    message, cashier_id = callback.message, callback.from_user.id
+    member_id, amount = int(data["member_id"]), int(data["amount"])
     # Shown to the member on the receipt and in the history: no Telegram id in it (the
     # cashier is the operation's actor and in the audit log).
     receipt_id = f"B-{data['sale'].upper()}"
@@ -281,6 +338,34 @@ async def sale_step(
     )
 
 
+async def _sale_of(
+    callback: CallbackQuery, callback_data: SaleCb, ledger: LedgerService, state: FSMContext
+) -> dict[str, Any] | None:
+    """The FSM data of the sale this button belongs to, or None after answering "this button
+    is no longer active": a button of another sale (an old screen, a second tap on [Confirm]
+    after the sale was recorded) or a forged one (another member, the cashier's own card)."""
+    data = await state.get_data()
+    if (
+        not isinstance(callback.message, Message)
+        or "amount" not in data
+        or data.get("sale") != callback_data.sale
+        or data.get("member_id") != callback_data.member_id
+        or await _own_card(ledger, callback_data.member_id, callback.from_user.id)
+    ):
+        await callback.answer(_("button-stale"), show_alert=True)
+        return None
+    return data
+
+
+async def _own_card(ledger: LedgerService, member_id: int, cashier_id: int) -> bool:
+    """Whether the member is the cashier themself (or no longer exists)."""
+    try:
+        member = await ledger.get_member(member_id)
+    except MemberNotFound:
+        return True
+    return member.telegram_id == cashier_id
+
+
 async def take_amount(
     message: Message, ledger: LedgerService, rules: Rules, state: FSMContext
 ) -> None:
@@ -294,9 +379,14 @@ async def take_amount(
     member_id = int(data["member_id"])
     allowed = await ledger.redeemable_points(member_id, amount)
     await state.update_data(amount=amount, redeem=0, allowed=allowed)
+    data = await state.get_data()
     if allowed <= 0:
-        await _ask_confirmation(message, ledger, rules, member_id, amount, 0)
+        await _ask_confirmation(message, ledger, rules, data, amount, 0)
         return
+
+    def button(action: str, points: int = 0) -> SaleCb:
+        return SaleCb(action=action, member_id=member_id, points=points, sale=data["sale"])
+
     await message.answer(
         _("cashier-redeem-offer").format(amount=roubles_text(amount), points=points_text(allowed)),
         reply_markup=_keyboard(
@@ -304,20 +394,14 @@ async def take_amount(
                 [
                     (
                         _("cashier-redeem-max").format(points=points_text(allowed)),
-                        SaleCb(action="redeem", member_id=member_id, points=allowed),
+                        button("redeem", allowed),
                     )
                 ],
                 [
-                    (
-                        _("cashier-redeem-other"),
-                        SaleCb(action="other", member_id=member_id),
-                    ),
-                    (
-                        _("cashier-redeem-none"),
-                        SaleCb(action="redeem", member_id=member_id, points=0),
-                    ),
+                    (_("cashier-redeem-other"), button("other")),
+                    (_("cashier-redeem-none"), button("redeem")),
                 ],
-                [(_("cashier-cancel-button"), SaleCb(action="cancel", member_id=member_id))],
+                [(_("cashier-cancel-button"), button("cancel"))],
             ]
         ),
     )
@@ -333,10 +417,10 @@ async def take_points(
     if not text.isdigit() or int(text) > allowed:
         await message.answer(_("cashier-bad-points").format(points=points_text(allowed)))
         return
-    member_id, amount, redeem = int(data["member_id"]), int(data["amount"]), int(text)
+    amount, redeem = int(data["amount"]), int(text)
     await state.set_state(None)  # the sale's data stays for the confirm button
     await state.update_data(redeem=redeem)
-    await _ask_confirmation(message, ledger, rules, member_id, amount, redeem)
+    await _ask_confirmation(message, ledger, rules, data, amount, redeem)
 
 
 _SPACES = re.compile(r"(?<=\d)[\s\u00a0\u202f\u2009]+(?=\d)")
@@ -356,12 +440,18 @@ async def _ask_confirmation(
     message: Message,
     ledger: LedgerService,
     rules: Rules,
-    member_id: int,
+    sale: dict[str, Any],
     amount: int,
     redeem: int,
 ) -> None:
+    """The sale as it will be recorded; its [Confirm] carries the points it shows."""
+    member_id = int(sale["member_id"])
     member = await ledger.get_member(member_id)
     earn = policy.earned_points(policy.money_paid(rules, amount, redeem), rules.tier(member.tier))
+
+    def button(action: str) -> SaleCb:
+        return SaleCb(action=action, member_id=member_id, points=redeem, sale=sale["sale"])
+
     await message.answer(
         _("cashier-confirm").format(
             amount=roubles_text(amount), redeem=points_text(redeem), earn=points_text(earn)
@@ -369,8 +459,8 @@ async def _ask_confirmation(
         reply_markup=_keyboard(
             [
                 [
-                    (_("cashier-confirm-button"), SaleCb(action="confirm", member_id=member_id)),
-                    (_("cashier-cancel-button"), SaleCb(action="cancel", member_id=member_id)),
+                    (_("cashier-confirm-button"), button("confirm")),
+                    (_("cashier-cancel-button"), button("cancel")),
                 ]
             ]
         ),

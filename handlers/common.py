@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from datetime import date, datetime
 from decimal import Decimal
-from typing import Any
+from typing import Annotated, Any
 from zoneinfo import ZoneInfo
 
 from aiogram.filters import BaseFilter
@@ -17,6 +17,7 @@ from aiogram.utils.i18n import I18n, get_i18n, ngettext
 from aiogram.utils.i18n import gettext as _
 from babel.dates import format_date, format_datetime
 from babel.numbers import format_decimal
+from pydantic import Field
 
 from ledger.service import LedgerService
 from ledger.views import MemberView
@@ -30,18 +31,25 @@ MENU_ROWS = (
 
 
 # ------------------------------------------------------------------ callback data
+# A button's data comes from the person's client and can be anything: out-of-range numbers
+# do not unpack (the fallback answers "this button is no longer active"), and every value
+# that does is checked again against what the server knows.
+
+RowId = Annotated[int, Field(ge=1, le=2**31 - 1)]  # a member, entry or request number
+Points = Annotated[int, Field(ge=0, le=2**31 - 1)]
+Page = Annotated[int, Field(ge=0, le=2**31 - 1)]
 
 
 class HistoryPageCb(CallbackData, prefix="hist"):
-    page: int
+    page: Page
 
 
 class DisputeListCb(CallbackData, prefix="dlist"):
-    page: int
+    page: Page
 
 
 class DisputeEntryCb(CallbackData, prefix="disp"):
-    entry_id: int
+    entry_id: RowId
 
 
 class ConsentCb(CallbackData, prefix="consent"):

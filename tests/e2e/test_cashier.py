@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from bot.app import Application
 from cards.token import sign_card_token
 from emulator import BotAPIEmulator, EmulatedUser
+from handlers.cashier import SaleCb
 from ledger.invariants import check_ledger
 from staff.audit import AuditLog
 from tests.e2e.conftest import ADMIN_ID, SECRET, join
@@ -425,3 +428,97 @@ async def test_a_cashier_cannot_sell_to_their_own_card(
     assert (await cashier.wait_message()).text == (
         "This is your own card: a sale on it is recorded by another cashier."
     )
+
+
+# ------------------------------------------------------- forged and stale sale buttons
+
+STALE = "This button is no longer active."
+
+
+def _forged(data: str, **fields: object) -> str:
+    """A sale button's callback data with some fields changed, as a forger would send it."""
+    return SaleCb.unpack(data).model_copy(update=fields).pack()
+
+
+async def _offer(cashier: EmulatedUser, app: Application, telegram_id: int, amount: str) -> Any:
+    """The cashier opens the customer's QR link, records a purchase of `amount`: the offer to
+    pay with points (or the confirmation, when there are no points to pay with)."""
+    await cashier.send_command(await _qr_start(app, telegram_id))
+    panel = await cashier.wait_message()
+    await cashier.press_button(panel, "🧾 Record a purchase")
+    await cashier.wait_message()
+    await cashier.send_text(amount)
+    return await cashier.wait_message()
+
+
+async def test_cashier_cannot_record_a_sale_on_own_card_with_a_forged_button(
+    emulator: BotAPIEmulator, app: Application
+) -> None:
+    cashier = await _make_cashier(emulator, app, 4110, "till_own")  # a member too
+    ledger = app.services.ledger  # type: ignore[union-attr]
+    own = await ledger.member_by_telegram(4110)
+    assert own is not None
+    await ledger.adjust(member_id=own.member_id, points=900, reason="test", actor="test")
+    _, customer_id = await _customer_with_points(emulator, app, 4011, "Vera", 1)
+    await cashier.send_command("/sale +7 999 000-40-11")
+    panel = await cashier.wait_message()
+    record = panel.button("🧾 Record a purchase").callback_data or ""
+    # The customer's panel, with the cashier's own member id in the button's data.
+    forged = await cashier.press(panel, _forged(record, member_id=own.member_id))
+    assert (await forged.wait_answer()).text == STALE
+    await cashier.assert_no_messages(within=0.5)
+    await cashier.send_text("1000")  # no sale is open: not read as an amount
+    assert "Points can pay" not in ((await cashier.wait_message()).text or "")
+    # A sale opened for the customer cannot be turned onto the cashier's card either.
+    offer = await _offer(cashier, app, 4011, "1000")
+    for button in offer.inline_buttons:
+        data = _forged(button.callback_data or "", member_id=own.member_id)
+        assert (await (await cashier.press(offer, data)).wait_answer()).text == STALE
+    await cashier.assert_no_messages(within=0.5)
+    assert (await ledger.balance(own.member_id)).balance == 1000
+    assert (await ledger.history(own.member_id)).total == 2  # the welcome bonus, the test's
+    assert (await ledger.balance(customer_id)).balance == 101
+
+
+async def test_a_sale_button_works_only_for_the_customer_the_cashier_opened(
+    emulator: BotAPIEmulator, app: Application
+) -> None:
+    cashier = await _make_cashier(emulator, app, 4111, "till_other")
+    _, first_id = await _customer_with_points(emulator, app, 4012, "Ira", 1)
+    _, second_id = await _customer_with_points(emulator, app, 4013, "Yana", 900)
+    await cashier.send_command("/sale +7 999 000-40-12")
+    panel = await cashier.wait_message()
+    record = panel.button("🧾 Record a purchase").callback_data or ""
+    # Another member's id on the panel shown for the first: nobody's sale was opened for them.
+    forged = await cashier.press(panel, _forged(record, member_id=second_id))
+    assert (await forged.wait_answer()).text == STALE
+    await cashier.assert_no_messages(within=0.5)
+    ledger = app.services.ledger  # type: ignore[union-attr]
+    assert (await ledger.balance(first_id)).balance == 101
+    assert (await ledger.balance(second_id)).balance == 1000
+
+
+async def test_forged_points_on_a_sale_button_are_refused(
+    emulator: BotAPIEmulator, app: Application
+) -> None:
+    customer, member_id = await _customer_with_points(emulator, app, 4014, "Zoya", 1900)
+    cashier = await _make_cashier(emulator, app, 4112, "till_points")
+    offer = await _offer(cashier, app, 4014, "5000")
+    assert "up to 1,500 points" in (offer.text or "")
+    none = offer.button("No points").callback_data or ""
+    for points in (-500, 1501, 99_999_999_999):
+        handle = await cashier.press(offer, _forged(none, points=points))
+        assert (await handle.wait_answer()).text == STALE, points
+    await cashier.assert_no_messages(within=0.5)
+    # The confirmation screen says what is recorded: its button cannot carry other points.
+    await cashier.press_button(offer, "No points")
+    confirm = await cashier.wait_message()
+    assert "Paid with points: 0 points" in (confirm.text or "")
+    yes = confirm.button("✅ Confirm").callback_data or ""
+    handle = await cashier.press(confirm, _forged(yes, points=1500))
+    assert (await handle.wait_answer()).text == STALE
+    await customer.assert_no_messages(within=0.5)  # nobody asks the member to pay 1,500
+    await cashier.press(confirm, yes)
+    assert "Earned: 100 points" in ((await cashier.wait_message()).text or "")
+    ledger = app.services.ledger  # type: ignore[union-attr]
+    assert (await ledger.balance(member_id)).balance == 2000 + 100
