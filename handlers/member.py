@@ -57,7 +57,7 @@ from handlers.notifications import Notifier
 from ledger.errors import BirthdayAlreadySet, BirthdayInvalid, EntryNotFound
 from ledger.rules import Rules
 from ledger.service import LedgerService
-from ledger.views import EntryView, MemberView
+from ledger.views import EntryView, HistoryPage, MemberView
 from staff.roles import Role, StaffService
 from support.tickets import MAX_TICKET_TEXT, TicketService
 
@@ -231,7 +231,8 @@ async def show_history(
     message: Message, member: MemberView, ledger: LedgerService, state: FSMContext
 ) -> None:
     await state.clear()
-    text, keyboard = await _history_page(ledger, member, 0)
+    history = await ledger.history(member.member_id, 0, HISTORY_PAGE_SIZE)
+    text, keyboard = _history_page(history, member)
     await message.answer(text, reply_markup=keyboard)
 
 
@@ -241,19 +242,19 @@ async def turn_history_page(
     member: MemberView,
     ledger: LedgerService,
 ) -> None:
-    text, keyboard = await _history_page(ledger, member, callback_data.page)
+    history = await ledger.history(member.member_id, callback_data.page, HISTORY_PAGE_SIZE)
+    if history.page != callback_data.page:  # no such page (any more)
+        await callback.answer(_("button-stale"), show_alert=True)
+        return
+    text, keyboard = _history_page(history, member)
     await callback.answer()
     if isinstance(callback.message, Message):
-        try:
-            await callback.message.edit_text(text, reply_markup=keyboard)
-        except TelegramBadRequest:
-            pass  # the same page pressed twice: "message is not modified"
+        await _edit(callback.message, text, keyboard)
 
 
-async def _history_page(
-    ledger: LedgerService, member: MemberView, page: int
+def _history_page(
+    history: HistoryPage, member: MemberView
 ) -> tuple[str, InlineKeyboardMarkup | None]:
-    history = await ledger.history(member.member_id, page, HISTORY_PAGE_SIZE)
     if not history.entries:
         return _("history-empty"), None
     lines = [_("history-title").format(page=history.page + 1, pages=history.pages), ""]
@@ -266,6 +267,15 @@ async def _history_page(
     rows = [nav] if nav else []
     rows.append([_button(_("history-dispute"), DisputeListCb(page=history.page).pack())])
     return "\n".join(lines), InlineKeyboardMarkup(inline_keyboard=rows)
+
+
+async def _edit(message: Message, text: str, keyboard: InlineKeyboardMarkup | None) -> None:
+    """Show `text` in place of the message; a second tap that would change nothing is quiet."""
+    try:
+        await message.edit_text(text, reply_markup=keyboard)
+    except TelegramBadRequest as error:
+        if "message is not modified" not in error.message:
+            raise
 
 
 def entry_line(entry: EntryView, timezone: str) -> str:
@@ -292,6 +302,9 @@ async def list_disputable(
     ledger: LedgerService,
 ) -> None:
     history = await ledger.history(member.member_id, callback_data.page, HISTORY_PAGE_SIZE)
+    if history.page != callback_data.page or not history.entries:
+        await callback.answer(_("button-stale"), show_alert=True)
+        return
     await callback.answer()
     rows = [
         [
@@ -367,7 +380,7 @@ async def settings_action(
 ) -> None:
     action, value = callback_data.action, callback_data.value
     message = callback.message if isinstance(callback.message, Message) else None
-    if message is None:
+    if message is None or not _known_setting(action, value, i18n):
         await callback.answer(_("button-stale"), show_alert=True)
         return
     if action == "lang" and value in i18n.available_locales:
@@ -378,16 +391,16 @@ async def settings_action(
             await message.answer(_("settings-title"), reply_markup=_settings_keyboard(member))
     elif action == "lang":
         await callback.answer()
-        await message.edit_text(_("language-choose"), reply_markup=_language_keyboard(i18n))
+        await _edit(message, _("language-choose"), _language_keyboard(i18n))
     elif action == "notify" and value in NOTIFY_FIELDS:
         member = await ledger.update_profile(
             member.member_id, **{value: not getattr(member, value)}
         )
         await callback.answer(_("notify-saved"))
-        await message.edit_text(_("notifications-title"), reply_markup=_notify_keyboard(member))
+        await _edit(message, _("notifications-title"), _notify_keyboard(member))
     elif action == "notify":
         await callback.answer()
-        await message.edit_text(_("notifications-title"), reply_markup=_notify_keyboard(member))
+        await _edit(message, _("notifications-title"), _notify_keyboard(member))
     elif action == "birthday":
         await callback.answer()
         if member.birthday is not None:
@@ -418,10 +431,10 @@ async def settings_action(
         await message.answer(_("delete-done"), reply_markup=ReplyKeyboardRemove())
     elif action == "delete_no":
         await callback.answer()
-        await message.edit_text(_("delete-cancelled"))
+        await _edit(message, _("delete-cancelled"), None)
     elif action == "menu":
         await callback.answer()
-        await message.edit_text(_("settings-title"), reply_markup=_settings_keyboard(member))
+        await _edit(message, _("settings-title"), _settings_keyboard(member))
     else:
         await callback.answer(_("button-stale"), show_alert=True)
 
@@ -460,6 +473,23 @@ def _parse_date(text: str) -> date | None:
         return date(year, month, day)
     except ValueError:
         return None
+
+
+_SETTINGS_VALUES: dict[str, frozenset[str]] = {  # the values the settings buttons carry
+    "menu": frozenset({""}),
+    "notify": frozenset({"", *NOTIFY_FIELDS}),
+    "birthday": frozenset({""}),
+    "delete": frozenset({""}),
+    "delete_yes": frozenset({""}),
+    "delete_no": frozenset({""}),
+}
+
+
+def _known_setting(action: str, value: str, i18n: I18n) -> bool:
+    """Whether a settings button's data is one the bot draws (a language: one it speaks)."""
+    if action == "lang":
+        return value == "" or value in i18n.available_locales
+    return value in _SETTINGS_VALUES.get(action, frozenset())
 
 
 def _settings_keyboard(member: MemberView) -> InlineKeyboardMarkup:
