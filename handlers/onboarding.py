@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import contextlib
 
-from aiogram import F, Router
+from aiogram import Bot, F, Router
 from aiogram.exceptions import TelegramBadRequest
 from aiogram.filters import CommandObject, CommandStart
 from aiogram.fsm.context import FSMContext
@@ -34,6 +34,8 @@ from ledger.rules import Rules
 from ledger.service import LedgerService
 
 REFERRAL_PREFIX = "ref_"
+CONSENT_MESSAGES = "consent_messages"  # FSM data: the ids of the messages with [I agree]
+MAX_CONSENT_MESSAGES = 20
 
 
 class Joining(StatesGroup):
@@ -83,17 +85,24 @@ async def start(
     )
     if referral:
         greeting = _("start-invited") + "\n\n" + greeting
-    await message.answer(greeting, reply_markup=_consent_keyboard())
+    await _ask_consent(message, state, greeting)
 
 
-async def agree(callback: CallbackQuery, state: FSMContext) -> None:
+async def agree(callback: CallbackQuery, state: FSMContext, bot: Bot) -> None:
     await callback.answer()
     if await state.get_state() == Joining.contact.state:
         return  # a second tap on "I agree": the request for the phone is there already
+    asked = (await state.get_data()).get(CONSENT_MESSAGES, [])
     await state.set_state(Joining.contact)
+    await state.update_data({CONSENT_MESSAGES: []})
     if isinstance(callback.message, Message):
-        with contextlib.suppress(TelegramBadRequest):  # its keyboard may be gone already
-            await callback.message.edit_reply_markup(reply_markup=None)
+        chat_id = callback.message.chat.id
+        # Every message that asked (the greeting, a second one, a reminder) loses its button.
+        for message_id in {callback.message.message_id, *asked}:
+            with contextlib.suppress(TelegramBadRequest):  # its keyboard may be gone already
+                await bot.edit_message_reply_markup(
+                    chat_id=chat_id, message_id=message_id, reply_markup=None
+                )
         await callback.message.answer(_("consent-thanks"), reply_markup=_share_phone_keyboard())
 
 
@@ -156,7 +165,15 @@ async def share_the_phone(message: Message) -> None:
 
 async def needs_consent(message: Message, state: FSMContext) -> None:
     await state.set_state(Joining.consent)
-    await message.answer(_("consent-first"), reply_markup=_consent_keyboard())
+    await _ask_consent(message, state, _("consent-first"))
+
+
+async def _ask_consent(message: Message, state: FSMContext, text: str) -> None:
+    """Send `text` with [I agree], remembering the message: agreeing takes every such
+    button away."""
+    sent = await message.answer(text, reply_markup=_consent_keyboard())
+    asked = (await state.get_data()).get(CONSENT_MESSAGES, [])
+    await state.update_data({CONSENT_MESSAGES: [*asked, sent.message_id][-MAX_CONSENT_MESSAGES:]})
 
 
 def _consent_keyboard() -> InlineKeyboardMarkup:

@@ -80,6 +80,28 @@ async def test_new_user_registers_with_own_contact_and_gets_welcome_bonus(
     assert "сгорят 100 баллов" in (balance.text or "")
 
 
+async def test_every_i_agree_goes_once_the_person_agreed(
+    emulator: BotAPIEmulator, app: Application
+) -> None:
+    """The greeting, a second greeting and the reminder each carry [I agree]; agreeing on one
+    takes the button off all of them (the greeting kept a live one)."""
+    user = emulator.user(1011, "Ivan", language_code="en")
+    await user.send_command("/start")
+    greeting = await user.wait_message()
+    await user.send_text("hello?")
+    reminder = await user.wait_message()
+    await user.send_command("/start")
+    again = await user.wait_message()
+    assert all(m.inline_buttons for m in (greeting, reminder, again))
+    await user.press(reminder, reminder.inline_buttons[0].callback_data or "")
+    share = await user.wait_message()
+    assert share.keyboard[0][0].request_contact
+    await user.wait_for(
+        lambda: not any(m.inline_buttons for m in (greeting, reminder, again)),
+        what="no [I agree] left",
+    )
+
+
 async def test_russian_plurals_read_correctly(emulator: BotAPIEmulator, app: Application) -> None:
     user = emulator.user(1002, "Вера", language_code="ru")
     await join(user, "+79990000002")
