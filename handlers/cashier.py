@@ -17,7 +17,7 @@ from typing import Any
 
 from aiogram import Bot, F, Router
 from aiogram.dispatcher.event.bases import SkipHandler
-from aiogram.exceptions import TelegramBadRequest
+from aiogram.exceptions import TelegramAPIError, TelegramBadRequest
 from aiogram.filters import (
     Command,
     CommandObject,
@@ -56,7 +56,7 @@ from ledger.views import MemberView, PurchaseResult
 from scheduler.outbox import TRANSACTIONAL, Outbox
 from staff.audit import AuditLog
 from staff.roles import Role
-from staff.sales import ConfirmationService
+from staff.sales import ConfirmationService, RedemptionRequest
 
 log = logging.getLogger("loyalty.cashier")
 
@@ -556,6 +556,7 @@ async def _ask_member(
         amount=amount,
         redeem_points=redeem,
         cashier_language=i18n.current_locale,
+        cashier_message_id=message.message_id,  # the screen that becomes "waiting…"
     )
     with i18n.use_locale(member.language):
         text = _("confirm-redeem").format(points=points_text(redeem), amount=roubles_text(amount))
@@ -568,7 +569,7 @@ async def _ask_member(
             ]
         )
     await outbox.enqueue(
-        dedup_key=f"confirm:{request.request_id}",
+        dedup_key=_question_key(request.request_id),
         chat_id=member.telegram_id,
         member_id=member_id,
         text=text,
@@ -584,9 +585,7 @@ async def _ask_member(
     )
     language = i18n.current_locale
     task = asyncio.create_task(
-        _expire_later(
-            confirmations, bot, i18n, language, message.chat.id, request.request_id, seconds
-        )
+        _expire_later(confirmations, bot, i18n, ledger, outbox, language, request, seconds)
     )
     _PENDING_TIMERS.add(task)
     task.add_done_callback(_PENDING_TIMERS.discard)
@@ -596,7 +595,13 @@ _PENDING_TIMERS: set[asyncio.Task[None]] = set()
 
 
 async def withdraw_request(
-    callback: CallbackQuery, callback_data: WithdrawCb, confirmations: ConfirmationService
+    callback: CallbackQuery,
+    callback_data: WithdrawCb,
+    confirmations: ConfirmationService,
+    ledger: LedgerService,
+    outbox: Outbox,
+    i18n: I18n,
+    bot: Bot,
 ) -> None:
     """The cashier cancels a sale that waits for the member: a later "yes" records nothing."""
     request = await confirmations.get(callback_data.request_id)
@@ -611,24 +616,69 @@ async def withdraw_request(
     await callback.answer()
     if isinstance(callback.message, Message):
         await callback.message.edit_text(_("cashier-withdrawn"))
+    await _end_member_question(outbox, bot, i18n, ledger, outcome[0], "confirm-withdrawn")
 
 
 async def _expire_later(
     confirmations: ConfirmationService,
     bot: Bot,
     i18n: I18n,
+    ledger: LedgerService,
+    outbox: Outbox,
     language: str,
-    cashier_chat: int,
-    request_id: int,
+    request: RedemptionRequest,
     seconds: int,
 ) -> None:
-    """Tell the cashier when the member did not answer in time (the request's state in the
-    database is what counts; this is only the notice)."""
+    """Tell the cashier when the member did not answer in time, and take the request's
+    buttons away (the request's state in the database is what counts; this is the notice)."""
     await asyncio.sleep(seconds)
-    settled = await confirmations.settle(request_id, "expired")
+    settled = await confirmations.settle(request.request_id, "expired")
     if settled is not None and settled[1]:
         with contextlib.suppress(Exception):
-            await bot.send_message(cashier_chat, i18n.gettext("cashier-timeout", locale=language))
+            await bot.send_message(
+                request.cashier_id, i18n.gettext("cashier-timeout", locale=language)
+            )
+        await _end_cashier_wait(bot, request)
+        await _end_member_question(outbox, bot, i18n, ledger, request, "confirm-expired")
+
+
+def _question_key(request_id: int) -> str:
+    """The outbox's key of the question a request asks the member."""
+    return f"confirm:{request_id}"
+
+
+async def _end_cashier_wait(bot: Bot, request: RedemptionRequest) -> None:
+    """The request ended: the cashier's [Cancel] goes (the outcome is a message of its own)."""
+    if request.cashier_message_id is None:
+        return
+    with contextlib.suppress(TelegramAPIError):  # gone already, or the chat is unreachable
+        await bot.edit_message_reply_markup(
+            chat_id=request.cashier_id, message_id=request.cashier_message_id, reply_markup=None
+        )
+
+
+async def _end_member_question(
+    outbox: Outbox,
+    bot: Bot,
+    i18n: I18n,
+    ledger: LedgerService,
+    request: RedemptionRequest,
+    key: str,
+) -> None:
+    """The request ended without the member's answer: the question is not sent if it is still
+    queued; if it was, its [Yes] [No] give way to why it ended (`key`), in their language."""
+    message_id = await outbox.withdraw(_question_key(request.request_id), key)
+    if message_id is None:
+        return
+    with contextlib.suppress(LedgerError, TelegramAPIError):
+        member = await ledger.get_member(request.member_id)
+        if member.telegram_id is not None:
+            await bot.edit_message_text(
+                i18n.gettext(key, locale=member.language),
+                chat_id=member.telegram_id,
+                message_id=message_id,
+                reply_markup=None,
+            )
 
 
 async def member_answers(
@@ -662,12 +712,14 @@ async def member_answers(
         if message is not None and settled.status == "expired":
             with contextlib.suppress(TelegramBadRequest):  # its buttons may be gone already
                 await message.edit_reply_markup(reply_markup=None)
+            await _end_cashier_wait(bot, settled)
         return
     await callback.answer()
     if message is not None:
         await message.edit_text(
             _("confirm-done") if callback_data.accept else _("confirm-declined")
         )
+    await _end_cashier_wait(bot, settled)
     cashier_language = settled.cashier_language or await staff_language(settled.cashier_id)
     if not callback_data.accept:
         await bot.send_message(

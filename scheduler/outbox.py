@@ -182,6 +182,23 @@ class Outbox:
         async with self.engine.begin() as conn:
             await conn.execute(update(outbox).where(outbox.c.id == message_id).values(**values))
 
+    async def withdraw(self, dedup_key: str, reason: str) -> int | None:
+        """A message that no longer makes sense (a request that ended): dropped if still
+        queued; if sent already, its Telegram message id (to edit it), else None."""
+        async with self.engine.begin() as conn:
+            await conn.execute(
+                update(outbox)
+                .where(outbox.c.dedup_key == dedup_key, outbox.c.status == "queued")
+                .values(status="dropped", reason=reason)
+            )
+            sent = await conn.execute(
+                select(outbox.c.message_id).where(
+                    outbox.c.dedup_key == dedup_key, outbox.c.status == "sent"
+                )
+            )
+            message_id = sent.scalar_one_or_none()
+        return int(message_id) if message_id is not None else None
+
     async def capped_sent_since(
         self, member_id: int, since: datetime
     ) -> list[tuple[int, datetime]]:

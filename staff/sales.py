@@ -26,6 +26,7 @@ class RedemptionRequest:
     status: str  # pending | confirmed | declined | expired | cancelled
     expires_at: datetime
     cashier_language: str | None = None  # the language the cashier was spoken to in
+    cashier_message_id: int | None = None  # the cashier's "waiting for the customer" message
 
 
 class ConfirmationService:
@@ -47,6 +48,7 @@ class ConfirmationService:
         amount: int,
         redeem_points: int,
         cashier_language: str | None = None,
+        cashier_message_id: int | None = None,
     ) -> RedemptionRequest:
         now = self.clock.now()
         async with self.engine.begin() as conn:
@@ -63,6 +65,7 @@ class ConfirmationService:
                         expires_at=now + self.ttl,
                         created_at=now,
                         cashier_language=cashier_language,
+                        cashier_message_id=cashier_message_id,
                     )
                     .returning(*redemption_requests.c)
                 )
@@ -122,4 +125,5 @@ def _request(row: Any) -> RedemptionRequest:
         status=row.status,
         expires_at=row.expires_at,
         cashier_language=row.cashier_language,
+        cashier_message_id=row.cashier_message_id,
     )

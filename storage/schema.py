@@ -280,6 +280,8 @@ redemption_requests = Table(
     Column("expires_at", UTCDateTime, nullable=False),
     Column("created_at", UTCDateTime, nullable=False),
     Column("cashier_language", String(8), nullable=True),  # to tell the cashier the outcome
+    # The cashier's "waiting for the customer" message: its [Cancel] goes when the request ends.
+    Column("cashier_message_id", BigInteger, nullable=True),
 )
 
 # The one delivery path for messages the bot starts on its own (receipts, reminders, tier

@@ -522,3 +522,49 @@ async def test_forged_points_on_a_sale_button_are_refused(
     assert "Earned: 100 points" in ((await cashier.wait_message()).text or "")
     ledger = app.services.ledger  # type: ignore[union-attr]
     assert (await ledger.balance(member_id)).balance == 2000 + 100
+
+
+async def test_a_redemption_requests_buttons_go_once_it_is_answered_cancelled_or_expired(
+    emulator: BotAPIEmulator, app: Application
+) -> None:
+    """The cashier's [Cancel] while waiting and the member's [Yes] [No] stay only while the
+    request is open: after an answer, a cancellation or the time limit, both screens say how
+    it ended, without buttons."""
+    customer, _ = await _customer_with_points(emulator, app, 4015, "Nina", 9900)
+    cashier = await _make_cashier(emulator, app, 4113, "till_stale")
+
+    async def ask() -> tuple[Any, Any]:
+        offer = await _offer(cashier, app, 4015, "5000")
+        await cashier.press_button(offer, "Pay 1,500 points")
+        waiting = await cashier.wait_message()
+        await cashier.press_button(waiting, "✅ Confirm")
+        await cashier.wait_edit(waiting)
+        assert [b.text for b in waiting.inline_buttons] == ["Cancel"]
+        request = await customer.wait_message()
+        return waiting, request
+
+    def buttons_gone(message: Any) -> Any:
+        return lambda: not message.inline_buttons
+
+    # The member confirms: the cashier's [Cancel] goes.
+    waiting, request = await ask()
+    await customer.press_button(request, "✅ Yes, pay with points")
+    assert "Recorded" in ((await cashier.wait_message()).text or "")
+    await cashier.wait_for(buttons_gone(waiting), what="the cashier's [Cancel] removed")
+    await customer.wait_message()  # the receipt
+    # The member declines: the same.
+    waiting, request = await ask()
+    await customer.press_button(request, "❌ No")
+    assert "declined" in ((await cashier.wait_message()).text or "")
+    await cashier.wait_for(buttons_gone(waiting), what="the cashier's [Cancel] removed")
+    # The cashier cancels: the member's [Yes] [No] go, and the message says so.
+    waiting, request = await ask()
+    await cashier.press_button(waiting, "Cancel")
+    await customer.wait_for(buttons_gone(request), what="the member's buttons removed")
+    assert request.text == "The cashier cancelled this request; nothing was charged."
+    # Nobody answers in time: both lose their buttons.
+    waiting, request = await ask()
+    assert "did not confirm in time" in ((await cashier.wait_message(timeout=6)).text or "")
+    await cashier.wait_for(buttons_gone(waiting), what="the cashier's [Cancel] removed")
+    await customer.wait_for(buttons_gone(request), what="the member's buttons removed")
+    assert request.text == "This request has expired; nothing was charged."

@@ -46,6 +46,24 @@ async def test_a_message_is_queued_once_per_dedup_key_and_sent_once(
     assert await _statuses(delivery.outbox) == {"receipt:R-1": "sent"}
 
 
+async def test_a_withdrawn_question_is_never_sent_and_a_sent_one_can_be_edited(
+    delivery: Delivery, phones: Phones
+) -> None:
+    """A redemption request that ended: still queued, its question is dropped; sent already,
+    its Telegram message id comes back so the bot can take the buttons away."""
+    member_id = await _member(delivery, phones, 509)
+    for key in ("confirm:2", "confirm:1"):  # the first one sent, the second still queued
+        await delivery.outbox.enqueue(dedup_key=key, chat_id=509, member_id=member_id, text=key)
+        if key == "confirm:2":
+            await delivery.sender.drain()
+    assert await delivery.outbox.withdraw("confirm:1", "cancelled") is None  # queued only
+    sent = await delivery.outbox.withdraw("confirm:2", "cancelled")
+    assert sent == delivery.emulator.user(509).messages[0].message_id
+    assert await delivery.sender.drain() == 0
+    assert await _statuses(delivery.outbox) == {"confirm:1": "dropped", "confirm:2": "sent"}
+    assert [m.text for m in delivery.emulator.user(509).messages] == ["confirm:2"]
+
+
 async def test_opted_out_category_is_skipped_and_recorded(
     delivery: Delivery, phones: Phones
 ) -> None:
