@@ -39,6 +39,7 @@ from handlers.common import (
     HasRole,
     IsMember,
     MenuButton,
+    STAFF_ACTOR,
     Points,
     RowId,
     StaffLanguage,
@@ -486,7 +487,7 @@ async def _record(
             member_id=member_id,
             amount_kopecks=amount,
             redeem_points=redeem,
-            actor=f"tg:{cashier_id}",
+            actor=f"{STAFF_ACTOR}{cashier_id}",
         )
     except LedgerError as error:
         await bot.send_message(chat_id, _("cashier-failed").format(why=_error_text(error)))
@@ -510,7 +511,7 @@ async def _record(
         ),
     )
     try:
-        await notifier.purchase_receipt(result, amount)
+        await notifier.purchase_receipt(result, amount, shop_receipt=False)
     except Exception:  # the purchase stands; the receipt is a courtesy
         log.exception("could not queue the receipt")
     return result

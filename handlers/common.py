@@ -23,6 +23,9 @@ from ledger.service import LedgerService
 from ledger.views import MemberView
 from staff.roles import Role, StaffService
 
+# The actor of what staff do in the bot, in the journal and the audit: "tg:<telegram id>".
+STAFF_ACTOR = "tg:"
+
 MENU_ROWS = (
     ("menu-card", "menu-balance"),
     ("menu-history", "menu-invite"),

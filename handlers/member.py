@@ -40,6 +40,7 @@ from handlers.common import (
     HistoryPageCb,
     IsMember,
     MenuButton,
+    STAFF_ACTOR,
     SettingsCb,
     StaffLanguage,
     burn_text,
@@ -287,7 +288,10 @@ def entry_line(entry: EntryView, timezone: str) -> str:
     change = entry.points + entry.pending - max(entry.debt, 0)
     parts = [when, signed_text(change), _(f"kind-{entry.kind}")]
     if entry.reference and entry.kind in {"earn", "redeem", "refund_reverse", "refund_return"}:
-        parts[-1] += f" {entry.reference}"
+        # The shop's receipt or refund number; a sale a cashier recorded in the bot has only
+        # an internal id ("B-48B377C139FC"), which means nothing to the member: none.
+        if not (entry.actor or "").startswith(STAFF_ACTOR):
+            parts[-1] += f" {entry.reference}"
     if entry.pending > 0:
         parts.append(_("history-pending-mark"))
     if entry.debt > 0:

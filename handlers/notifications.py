@@ -33,18 +33,23 @@ class Notifier:
         self.ledger = ledger
         self.outbox = outbox
 
-    async def purchase_receipt(self, result: PurchaseResult, amount_kopecks: int) -> bool:
+    async def purchase_receipt(
+        self, result: PurchaseResult, amount_kopecks: int, *, shop_receipt: bool = True
+    ) -> bool:
         """Queue the receipt for a purchase (and the inviter's news of a referral reward it
-        paid); False if the member cannot be messaged."""
+        paid); False if the member cannot be messaged. `shop_receipt`: the receipt id is the
+        shop's own (a till's), which the member can match with the paper receipt; a sale
+        recorded in the bot has only an internal id, not shown."""
         await self.referral_reward(result)
         member = await self.ledger.get_member(result.member_id)
         if member.telegram_id is None or not member.is_active:
             return False
         with self.i18n.context(), self.i18n.use_locale(member.language):
+            amount = roubles_text(amount_kopecks)
             lines = [
-                _("receipt-purchase").format(
-                    receipt=result.receipt_id, amount=roubles_text(amount_kopecks)
-                )
+                _("receipt-purchase").format(receipt=result.receipt_id, amount=amount)
+                if shop_receipt
+                else _("receipt-purchase-in-bot").format(amount=amount)
             ]
             if result.redeemed:
                 lines.append(_("receipt-redeemed").format(points=points_text(result.redeemed)))

@@ -1448,6 +1448,7 @@ def _entry_view(row: Row[Any]) -> EntryView:
         created_at=row.created_at,
         reversible=row.kind in REVERSIBLE_KINDS and row.reversed_by is None,
         reversed=row.reversed_by is not None,
+        actor=row.actor,
     )
 
 

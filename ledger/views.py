@@ -81,6 +81,7 @@ class EntryView:
     created_at: datetime
     reversible: bool
     reversed: bool
+    actor: str | None = None  # who recorded it: "api:<key>" (the till), "tg:<id>" (staff) ...
 
 
 @dataclass(frozen=True, slots=True)

@@ -134,8 +134,9 @@ async def test_cashier_scans_qr_records_purchase_with_redemption_and_member_gets
     assert (await again.wait_answer()).text == "This button is no longer active."
 
     receipt = await customer.wait_message()
-    # The sale's id is "B-" and 12 hex digits: no Telegram id of the cashier's in it.
-    assert "Purchase B-" in (receipt.text or "") and "4100" not in (receipt.text or "")
+    # No number: the sale's internal id means nothing to the customer (and no Telegram id).
+    assert (receipt.text or "").splitlines()[0] == "🧾 Purchase: 1,000 ₽"
+    assert "B-" not in (receipt.text or "") and "4100" not in (receipt.text or "")
     assert "Paid with points: 100 points" in (receipt.text or "")
     assert "Earned: 18 points" in (receipt.text or "") and "Balance: 18 points" in (
         receipt.text or ""
@@ -568,3 +569,27 @@ async def test_a_redemption_requests_buttons_go_once_it_is_answered_cancelled_or
     await cashier.wait_for(buttons_gone(waiting), what="the cashier's [Cancel] removed")
     await customer.wait_for(buttons_gone(request), what="the member's buttons removed")
     assert request.text == "This request has expired; nothing was charged."
+
+
+async def test_a_sale_in_the_bot_reads_without_a_number_and_a_till_sale_with_the_shops_receipt(
+    emulator: BotAPIEmulator, app: Application
+) -> None:
+    """The customer knows a till purchase by the number on the shop's paper receipt; a sale
+    recorded in the bot has none, and its internal id ("B-48B377C139FC") is not shown."""
+    customer, member_id = await _customer_with_points(emulator, app, 4016, "Lida", 1)
+    cashier = await _make_cashier(emulator, app, 4114, "till_numbers")
+    offer = await _offer(cashier, app, 4016, "1500")
+    await cashier.press_button(offer, "No points")
+    await cashier.press_button(await cashier.wait_message(), "✅ Confirm")
+    done = (await cashier.wait_message()).text or ""
+    assert done == "✅ Recorded. Earned: 30 points. Balance: 131 points."
+    receipt = (await customer.wait_message()).text or ""
+    assert receipt.splitlines()[0] == "🧾 Purchase: 1,500 ₽" and "B-" not in receipt
+    ledger = app.services.ledger  # type: ignore[union-attr]
+    result = await ledger.purchase(receipt_id="R-77", member_id=member_id, amount_kopecks=50000)
+    await app.notifier.purchase_receipt(result, 50000)  # type: ignore[union-attr]
+    assert ((await customer.wait_message()).text or "").splitlines()[0] == "🧾 Purchase R-77: 500 ₽"
+    await customer.press_reply_button("📜 History")
+    lines = ((await customer.wait_message()).text or "").splitlines()
+    assert lines[2].endswith(" · +10 · Purchase R-77")
+    assert lines[3].endswith(" · +30 · Purchase")

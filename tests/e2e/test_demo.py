@@ -71,7 +71,8 @@ def test_demo_runs_offline_and_tells_the_whole_story(tmp_path: Path) -> None:
     assert "💰 Balance:" in out and "🏅 Tier: Silver" in out
     assert "📜 History, page 1 of 1" in out and "Welcome bonus" in out
     assert "saved to data/demo-card.png" in out
-    assert "✅ Recorded." in out and "🧾 Purchase B-" in out and "tg-7001" not in out
+    assert "✅ Recorded." in out and "🧾 Purchase: 640 ₽" in out and "tg-7001" not in out
+    assert "B-" not in out  # the bot's internal sale id
     assert "Silver tier" in out and "✅ Demo finished" in out
 
     # The card is saved relative to the current directory and its QR opens the bot.
