@@ -36,10 +36,10 @@ from aiogram.utils.i18n import gettext as _
 
 from cards.service import CardService
 from handlers.common import (
+    STAFF_ACTOR,
     HasRole,
     IsMember,
     MenuButton,
-    STAFF_ACTOR,
     Points,
     RowId,
     StaffLanguage,

@@ -35,12 +35,12 @@ from aiogram.utils.i18n import gettext as _
 from cards.render import format_card_number
 from cards.service import CardPrint, CardService
 from handlers.common import (
+    STAFF_ACTOR,
     DisputeEntryCb,
     DisputeListCb,
     HistoryPageCb,
     IsMember,
     MenuButton,
-    STAFF_ACTOR,
     SettingsCb,
     StaffLanguage,
     burn_text,
