@@ -43,6 +43,7 @@ from handlers.common import (
     Points,
     RowId,
     StaffLanguage,
+    plain_number,
     points_text,
     roubles_text,
     tier_text,
@@ -414,11 +415,11 @@ async def take_points(
     """The number of points to pay with, typed by the cashier: 0 up to the allowed maximum."""
     data = await state.get_data()
     allowed = int(data.get("allowed", 0))
-    text = _without_spaces(message.text or "")
-    if not text.isdigit() or int(text) > allowed:
+    redeem = plain_number(_without_spaces(message.text or ""), allowed)
+    if redeem is None:
         await message.answer(_("cashier-bad-points").format(points=points_text(allowed)))
         return
-    amount, redeem = int(data["amount"]), int(text)
+    amount = int(data["amount"])
     await state.set_state(None)  # the sale's data stays for the confirm button
     await state.update_data(redeem=redeem)
     await _ask_confirmation(message, ledger, rules, data, amount, redeem)

@@ -309,7 +309,7 @@ async def test_the_cashier_types_how_many_points_to_pay_with(
     assert "up to 600 points" in (offer.text or "")
     await cashier.press_button(offer, "Other number")
     assert "From 0 to 600 points" in ((await cashier.wait_message()).text or "")
-    for wrong in ("601", "-5", "ten"):
+    for wrong in ("601", "-5", "ten", "²", "1" * 5000):  # "²" was an error message
         await cashier.send_text(wrong)
         assert "from 0 to 600 points" in ((await cashier.wait_message()).text or "")
     await cashier.send_text("250")
