@@ -543,6 +543,8 @@ class LedgerService:
         # Long: the messages that quote the member are found by their key's pattern, which
         # no index serves (a scan of the outbox): never on the event loop's thread.
         await self.db.write(work, long=True)
+        # SQLite's WAL still holds the pages as they were before: empty it.
+        await self.db.checkpoint()
 
     # ---------------------------------------------------------------- purchases
 

@@ -102,7 +102,8 @@ def create_sync_sqlite_engine(
 def install_sqlite_listeners(
     sync_engine: Engine, busy_timeout_ms: int = SQLITE_BUSY_TIMEOUT_MS
 ) -> None:
-    """WAL, busy timeout, foreign keys; BEGIN IMMEDIATE for every transaction that may write."""
+    """WAL, busy timeout, foreign keys, secure delete; BEGIN IMMEDIATE for every transaction
+    that may write."""
 
     @event.listens_for(sync_engine, "connect")
     def _on_connect(dbapi_conn: Any, _record: Any) -> None:
@@ -112,6 +113,9 @@ def install_sqlite_listeners(
         cursor.execute(f"PRAGMA busy_timeout={busy_timeout_ms}")
         cursor.execute("PRAGMA foreign_keys=ON")
         cursor.execute("PRAGMA synchronous=NORMAL")
+        # What is deleted or overwritten is zeroed, not left in free space: an erased member's
+        # data leaves no copy in the file (the WAL is emptied by SyncDatabase.checkpoint).
+        cursor.execute("PRAGMA secure_delete=ON")
         cursor.close()
 
     @event.listens_for(sync_engine, "begin")
