@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import os
 import re
 import sqlite3
 import sys
@@ -125,11 +126,13 @@ def _backup(url: str, target: Path) -> int:
         hint = "on PostgreSQL use pg_dump, e.g. pg_dump -Fc DBNAME > loyalty.dump"
         print(f"nothing for this command to copy: {hint}", file=sys.stderr)
         return 2
-    if target.exists():
-        print(f"{target} exists already; give a new file name", file=sys.stderr)
-        return 2
     if not target.parent.is_dir():
         print(f"no directory {target.parent.resolve()} to write the copy in", file=sys.stderr)
+        return 2
+    try:  # made here, readable by its owner only (it holds the members' personal data)
+        os.close(os.open(target, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o600))
+    except FileExistsError:
+        print(f"{target} exists already; give a new file name", file=sys.stderr)
         return 2
     try:
         with closing(sqlite3.connect(source)) as live, closing(sqlite3.connect(target)) as copy:
