@@ -9,7 +9,6 @@ import gc
 import logging
 import signal
 import sys
-from collections.abc import Iterator
 from dataclasses import dataclass, field
 from datetime import timedelta
 
@@ -22,11 +21,11 @@ from aiogram.fsm.storage.memory import MemoryStorage
 from aiogram.types import ErrorEvent
 from aiogram.utils.i18n import I18n
 from aiohttp import web
-from sqlalchemy.engine import make_url
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from api.app import ApiServices, build_api
 from api.keys import ApiKeyService
+from bot.failures import StartupError, failing_as, failing_database, reason, safe_url
 from bot.i18n import MemberLanguageMiddleware, build_i18n
 from bot.middlewares import MemberMiddleware, OwnChatCallbackMiddleware
 from bot.settings import Settings
@@ -118,7 +117,7 @@ class Application:
             rules = load_rules(settings.rules_file)
         except RulesError as error:
             raise StartupError(str(error)) from error
-        with _failing_as(f"cannot open the database {_safe_url(settings.database_url)}"):
+        with failing_database(settings.database_url):
             self.engine = create_engine(settings.database_url)
             await upgrade_schema(self.engine)
         audit = AuditLog(self.engine, self.clock)
@@ -147,14 +146,14 @@ class Application:
         except Exception as error:
             raise StartupError(
                 f"cannot reach the Bot API at {settings.telegram_api_url} (TELEGRAM_API_URL): "
-                f"{_reason(error)}"
+                f"{reason(error)}"
             ) from error
         self.bot_username = me.username or ""
         self.i18n = build_i18n()
         self.notifier = Notifier(self.i18n, self.services.ledger, self.services.outbox)
         self.dispatcher = self._build_dispatcher(self.services, self.i18n)
         if settings.redis_url:
-            with _failing_as(f"cannot reach Redis at {_safe_url(settings.redis_url)} (REDIS_URL)"):
+            with failing_as(f"cannot reach Redis at {safe_url(settings.redis_url)} (REDIS_URL)"):
                 await self.dispatcher.storage.redis.ping()  # type: ignore[attr-defined]
         await set_member_commands(self.bot, self.i18n)
         await set_all_staff_commands(self.bot, self.i18n, await self.services.staff.list_staff())
@@ -225,7 +224,7 @@ class Application:
         await self._api_runner.setup()
         site = web.TCPSite(self._api_runner, settings.api_host, settings.api_port)
         where = f"{settings.api_host}:{settings.api_port}"
-        with _failing_as(f"cannot serve the HTTP API on {where} (API_HOST, API_PORT)"):
+        with failing_as(f"cannot serve the HTTP API on {where} (API_HOST, API_PORT)"):
             await site.start()
         host, port = self._api_runner.addresses[0][:2]
         self.api_url = f"http://{host}:{port}"
@@ -292,42 +291,8 @@ class Application:
             self.services.ledger.db.close()
         if self.engine is not None:
             await self.engine.dispose()
-        log.info("stopped")
-
-
-class StartupError(Exception):
-    """Something the program needs could not be started; the message says what and why."""
-
-
-@contextlib.contextmanager
-def _failing_as(what: str) -> Iterator[None]:
-    try:
-        yield
-    except StartupError:
-        raise
-    except Exception as error:
-        raise StartupError(f"{what}: {_reason(error)}") from error
-
-
-def _reason(error: BaseException) -> str:
-    """The innermost cause's first line: what the driver or the OS said."""
-    seen = {id(error)}
-    while True:
-        inner = error.__cause__ or getattr(error, "orig", None)
-        if not isinstance(inner, BaseException) or id(inner) in seen:
-            break
-        seen.add(id(inner))
-        error = inner
-    lines = str(error).strip().splitlines()
-    return lines[0] if lines else type(error).__name__
-
-
-def _safe_url(url: str) -> str:
-    """The URL without its password."""
-    try:
-        return make_url(url).render_as_string(hide_password=True)
-    except Exception:
-        return "(unreadable URL)"
+        if self.scheduler is not None:  # it had started (a failed start says why instead)
+            log.info("stopped")
 
 
 async def _on_error(event: ErrorEvent) -> bool:
@@ -355,6 +320,9 @@ def configure_logging(level: str) -> None:
     )
     if level.upper() != "DEBUG":  # "Running job ..." every 15 s says nothing the jobs don't
         logging.getLogger("apscheduler").setLevel(logging.WARNING)
+        # Nor do Alembic's lines at every start ("Context impl ..."): a start that fails
+        # says so in one line (bot.failures), with nothing above it.
+        logging.getLogger("alembic").setLevel(logging.WARNING)
 
 
 def freeze_what_start_made() -> None:

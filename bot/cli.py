@@ -10,9 +10,11 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import os
 import re
 import sqlite3
 import sys
+import traceback
 from collections.abc import Sequence
 from contextlib import closing
 from pathlib import Path
@@ -22,6 +24,7 @@ from sqlalchemy import func, inspect, select
 from sqlalchemy.engine import Connection
 
 from api.keys import ApiKeyService
+from bot.failures import StartupError, failing_database, reason
 from bot.settings import Settings
 from ledger.invariants import check_ledger
 from storage.engine import create_engine, is_sqlite, sqlite_file
@@ -70,6 +73,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
         return 130
+    except StartupError as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 1
+    except Exception as error:  # one line for a person; the traceback for a bug report
+        if os.environ.get("LOG_LEVEL", "").upper() == "DEBUG":
+            traceback.print_exception(error)
+        print(f"error: {reason(error)} (LOG_LEVEL=DEBUG shows where)", file=sys.stderr)
+        return 1
 
 
 def _main(argv: Sequence[str] | None) -> int:
@@ -125,11 +136,13 @@ def _backup(url: str, target: Path) -> int:
         hint = "on PostgreSQL use pg_dump, e.g. pg_dump -Fc DBNAME > loyalty.dump"
         print(f"nothing for this command to copy: {hint}", file=sys.stderr)
         return 2
-    if target.exists():
-        print(f"{target} exists already; give a new file name", file=sys.stderr)
-        return 2
     if not target.parent.is_dir():
         print(f"no directory {target.parent.resolve()} to write the copy in", file=sys.stderr)
+        return 2
+    try:  # made here, readable by its owner only (it holds the members' personal data)
+        os.close(os.open(target, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o600))
+    except FileExistsError:
+        print(f"{target} exists already; give a new file name", file=sys.stderr)
         return 2
     try:
         with closing(sqlite3.connect(source)) as live, closing(sqlite3.connect(target)) as copy:
@@ -146,6 +159,17 @@ def _run(settings: Settings) -> int:
     if not settings.bot_token:
         print(NO_TOKEN_HELP, file=sys.stderr)
         return 2
+    from aiogram.utils.token import TokenValidationError, validate_token
+
+    try:
+        validate_token(settings.bot_token)
+    except TokenValidationError:  # never printed: part of it may be a real token's secret
+        print(
+            "error: BOT_TOKEN is not a bot token (one looks like 123456789:AAH...): copy it "
+            "again from @BotFather",
+            file=sys.stderr,
+        )
+        return 2
     from bot.app import run_app
 
     return asyncio.run(run_app(settings))
@@ -154,7 +178,8 @@ def _run(settings: Settings) -> int:
 async def _migrate(settings: Settings) -> int:
     engine = create_engine(settings.database_url)
     try:
-        await upgrade_schema(engine)
+        with failing_database(settings.database_url):
+            await upgrade_schema(engine)
     finally:
         await engine.dispose()
     print("database schema is up to date")
@@ -168,14 +193,18 @@ def _has_ledger_tables(connection: Connection) -> bool:
 async def _ledger_check(settings: Settings) -> int:
     engine = create_engine(settings.database_url)
     try:
-        async with engine.connect() as conn:
-            if not await conn.run_sync(_has_ledger_tables):
-                print(
-                    "no ledger in this database yet (run: python -m bot migrate)", file=sys.stderr
-                )
-                return 2
-            member_count = (await conn.execute(select(func.count()).select_from(members))).scalar()
-            entry_count = (await conn.execute(select(func.count()).select_from(entries))).scalar()
+        with failing_database(settings.database_url):
+            async with engine.connect() as conn:
+                if not await conn.run_sync(_has_ledger_tables):
+                    print(
+                        "no ledger in this database yet (run: python -m bot migrate)",
+                        file=sys.stderr,
+                    )
+                    return 2
+                count_members = select(func.count()).select_from(members)
+                count_entries = select(func.count()).select_from(entries)
+                member_count = (await conn.execute(count_members)).scalar()
+                entry_count = (await conn.execute(count_entries)).scalar()
         violations = await check_ledger(engine)
     finally:
         await engine.dispose()
@@ -194,7 +223,8 @@ async def _ledger_check(settings: Settings) -> int:
 async def _api_keys(settings: Settings, args: argparse.Namespace) -> int:
     engine = create_engine(settings.database_url)
     try:
-        await upgrade_schema(engine)
+        with failing_database(settings.database_url):
+            await upgrade_schema(engine)
         keys = ApiKeyService(engine)
         if args.key_command == "create":
             try:

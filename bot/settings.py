@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import secrets
 from pathlib import Path
 from typing import Annotated
@@ -100,8 +101,12 @@ class Settings(BaseSettings):
         path = data_dir / "secret_key"
         if path.exists():
             return path.read_text().strip()
-        data_dir.mkdir(parents=True, exist_ok=True)
+        data_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
         key = secrets.token_urlsafe(32)
-        path.write_text(key)
-        path.chmod(0o600)
+        try:  # readable by its owner only from the start
+            created = os.open(path, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o600)
+        except FileExistsError:  # another process made it just now
+            return path.read_text().strip()
+        with os.fdopen(created, "w") as file:
+            file.write(key)
         return key

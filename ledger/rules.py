@@ -1,4 +1,7 @@
-"""The program rules: plain typed data loaded from one TOML file and validated at start-up."""
+"""The program rules: plain typed data loaded from one TOML file and validated at start-up.
+
+Every key has a default, the value in the shipped rules.toml (a test keeps the two equal): a
+rules file may set only what it changes."""
 
 from __future__ import annotations
 
@@ -21,6 +24,7 @@ class _Strict(BaseModel):
 
 
 class Tier(_Strict):
+    # No defaults here: a tier written in the file is written whole.
     name: str = Field(min_length=1, max_length=16, pattern=r"^[a-z][a-z0-9_]*$")
     threshold_rub: int = Field(ge=0)
     rub_per_point: int = Field(gt=0)
@@ -35,21 +39,21 @@ class Tier(_Strict):
 
 
 class ReferralRules(_Strict):
-    inviter_points: int = Field(ge=0)
+    inviter_points: int = Field(default=200, ge=0)
 
 
 class BirthdayRules(_Strict):
-    points: int = Field(ge=0)
-    valid_days: int = Field(gt=0)
-    min_days_set_before: int = Field(ge=0)
+    points: int = Field(default=300, ge=0)
+    valid_days: int = Field(default=14, gt=0)
+    min_days_set_before: int = Field(default=7, ge=0)
 
 
 class MessageRules(_Strict):
-    burn_warning_days: tuple[int, ...]
-    weekly_cap: int = Field(ge=0)
-    quiet_hours_start: time
-    quiet_hours_end: time
-    default_timezone: str
+    burn_warning_days: tuple[int, ...] = (7, 3)
+    weekly_cap: int = Field(default=3, ge=0)
+    quiet_hours_start: time = time(21, 0)
+    quiet_hours_end: time = time(10, 0)
+    default_timezone: str = "Europe/Moscow"
 
     @field_validator("burn_warning_days")
     @classmethod
@@ -69,18 +73,25 @@ class MessageRules(_Strict):
 
 
 class Rules(_Strict):
-    program_name: str = Field(min_length=1, max_length=64)
-    point_value_kopecks: int = Field(gt=0)
-    max_redeem_percent: int = Field(ge=0, le=100)
-    welcome_bonus: int = Field(ge=0)
-    hold_days: int = Field(ge=0)
-    points_lifetime_days: int = Field(gt=0)
-    tier_window_days: int = Field(gt=0)
-    member_confirm_above: int = Field(ge=0)
-    tiers: tuple[Tier, ...] = Field(min_length=1)
-    referral: ReferralRules
-    birthday: BirthdayRules
-    messages: MessageRules
+    program_name: str = Field(default="Bonus Club", min_length=1, max_length=64)
+    point_value_kopecks: int = Field(default=100, gt=0)
+    max_redeem_percent: int = Field(default=30, ge=0, le=100)
+    welcome_bonus: int = Field(default=100, ge=0)
+    hold_days: int = Field(default=0, ge=0)
+    points_lifetime_days: int = Field(default=180, gt=0)
+    tier_window_days: int = Field(default=365, gt=0)
+    member_confirm_above: int = Field(default=1000, ge=0)
+    tiers: tuple[Tier, ...] = Field(
+        default=(
+            Tier(name="base", threshold_rub=0, rub_per_point=50),
+            Tier(name="silver", threshold_rub=10_000, rub_per_point=40),
+            Tier(name="gold", threshold_rub=30_000, rub_per_point=30),
+        ),
+        min_length=1,
+    )
+    referral: ReferralRules = ReferralRules()
+    birthday: BirthdayRules = BirthdayRules()
+    messages: MessageRules = MessageRules()
 
     @model_validator(mode="after")
     def _tiers_ascending(self) -> Rules:

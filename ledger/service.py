@@ -70,6 +70,7 @@ from ledger.views import (
     Registration,
     TierChange,
 )
+from storage import phone_hashes
 from storage.engine import readonly
 from storage.fast import Fast, later
 from storage.schema import (
@@ -251,6 +252,7 @@ class LedgerService:
         # Each operation: one transaction, one sync function (see storage.transactions).
         self._owns_db = db is None
         self.db = db or SyncDatabase(engine)
+        self._phone_hash_key: str | None = None  # the database's; it never changes
 
     def close(self) -> None:
         """Release the SQLite connections and threads (the engine is the caller's)."""
@@ -354,7 +356,7 @@ class LedgerService:
             if self.rules.welcome_bonus > 0 and given_before is None:
                 op_id = self._claim_operation(
                     conn,
-                    f"welcome:{_phone_hash(e164)}",
+                    f"welcome:{self.phone_hash(conn, e164)}",
                     "welcome",
                     member_id,
                     _hash_request({}),
@@ -541,6 +543,8 @@ class LedgerService:
         # Long: the messages that quote the member are found by their key's pattern, which
         # no index serves (a scan of the outbox): never on the event loop's thread.
         await self.db.write(work, long=True)
+        # SQLite's WAL still holds the pages as they were before: empty it.
+        await self.db.checkpoint()
 
     # ---------------------------------------------------------------- purchases
 
@@ -1260,6 +1264,16 @@ class LedgerService:
         result: dict[str, Any] = json.loads(row.result)
         return result
 
+    def phone_hash(self, conn: Connection, e164: str) -> str:
+        """What the ledger keeps of a phone once its member's data is erased (once-per-phone
+        bonuses): a keyed hash (storage.phone_hashes)."""
+        if self._phone_hash_key is None:
+            key = phone_hashes.stored_key(conn)
+            if key is None:  # kept only once this transaction commits: not cached
+                return phone_hashes.phone_hash(phone_hashes.make_key(conn), e164)
+            self._phone_hash_key = key
+        return phone_hashes.phone_hash(self._phone_hash_key, e164)
+
     # ------------------------------------------------------------ tiers, referral
 
     def _qualifying_spend(self, conn: Connection, member_id: int, now: datetime) -> int:
@@ -1285,7 +1299,7 @@ class LedgerService:
         if points <= 0 or invited.phone is None:
             return None
         inviter_id = invited.referred_by
-        phone_hash = _phone_hash(invited.phone)
+        phone_hash = self.phone_hash(conn, invited.phone)
         insert = postgresql.insert if self._is_postgres else sqlite.insert
         claimed = (
             conn.execute(
@@ -1450,9 +1464,3 @@ def _entry_view(row: Row[Any]) -> EntryView:
         reversed=row.reversed_by is not None,
         actor=row.actor,
     )
-
-
-def _phone_hash(e164: str) -> str:
-    """What the ledger keeps of a phone once its member's data is erased (once-per-phone
-    bonuses)."""
-    return hashlib.sha256(e164.encode()).hexdigest()

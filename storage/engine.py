@@ -7,6 +7,8 @@ upgrade deadlock), in WAL mode with a busy timeout. This is SQLAlchemy's documen
 
 from __future__ import annotations
 
+import contextlib
+import os
 from pathlib import Path
 from typing import Any
 
@@ -57,7 +59,7 @@ def create_engine(url: str, *, pool_size: int = 20) -> AsyncEngine:
 def _create_sqlite_engine(url: str) -> AsyncEngine:
     database = sqlite_file(url)
     if database:
-        Path(database).parent.mkdir(parents=True, exist_ok=True)
+        make_private(Path(database))
     # Few connections: SQLite has one writer at a time, and every extra waiting writer
     # polls in its busy handler (sleeps of up to 100 ms) instead of queueing in order.
     engine = create_async_engine(
@@ -69,6 +71,22 @@ def _create_sqlite_engine(url: str) -> AsyncEngine:
     )
     install_sqlite_listeners(engine.sync_engine)
     return engine
+
+
+def make_private(database: Path) -> None:
+    """Personal data, readable by its owner only: the database's directory 0700 when made
+    here, and the file 0600 before SQLite opens it (SQLite gives the -wal and -shm files the
+    database file's mode). A file readable by others before is made private."""
+    database.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+    try:
+        os.close(os.open(database, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o600))
+        return  # an empty file is an empty database
+    except FileExistsError:
+        pass
+    for path in (database, Path(f"{database}-wal"), Path(f"{database}-shm")):
+        with contextlib.suppress(OSError):  # gone meanwhile, or someone else's
+            if path.stat().st_mode & 0o077:
+                path.chmod(0o600)
 
 
 def sqlite_file(url: str) -> str | None:
@@ -102,7 +120,8 @@ def create_sync_sqlite_engine(
 def install_sqlite_listeners(
     sync_engine: Engine, busy_timeout_ms: int = SQLITE_BUSY_TIMEOUT_MS
 ) -> None:
-    """WAL, busy timeout, foreign keys; BEGIN IMMEDIATE for every transaction that may write."""
+    """WAL, busy timeout, foreign keys, secure delete; BEGIN IMMEDIATE for every transaction
+    that may write."""
 
     @event.listens_for(sync_engine, "connect")
     def _on_connect(dbapi_conn: Any, _record: Any) -> None:
@@ -112,6 +131,9 @@ def install_sqlite_listeners(
         cursor.execute(f"PRAGMA busy_timeout={busy_timeout_ms}")
         cursor.execute("PRAGMA foreign_keys=ON")
         cursor.execute("PRAGMA synchronous=NORMAL")
+        # What is deleted or overwritten is zeroed, not left in free space: an erased member's
+        # data leaves no copy in the file (the WAL is emptied by SyncDatabase.checkpoint).
+        cursor.execute("PRAGMA secure_delete=ON")
         cursor.close()
 
     @event.listens_for(sync_engine, "begin")

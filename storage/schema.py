@@ -182,7 +182,8 @@ purchases = Table(
     Index("ix_purchases_member_created", "member_id", "created_at"),
 )
 
-# One referral reward per invited phone, even if that phone registers again later.
+# One referral reward per invited phone, even if that phone registers again later (the phone
+# as a keyed hash: storage.phone_hashes).
 referral_rewards = Table(
     "referral_rewards",
     metadata,
@@ -190,6 +191,16 @@ referral_rewards = Table(
     Column("inviter_id", Integer, ForeignKey("members.id"), nullable=False),
     Column("invited_id", Integer, ForeignKey("members.id"), nullable=False),
     Column("created_at", UTCDateTime, nullable=False),
+)
+
+# The key of the phone hashes above and of the welcome bonus's key (storage.phone_hashes): one
+# row, a random value made once, so that every process and every host hashes alike.
+phone_hash_key = Table(
+    "phone_hash_key",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=False),
+    Column("key", String(64), nullable=False),
+    CheckConstraint("id = 1", name="one_row"),
 )
 
 # Support requests and disputes written by members; the support side answers them.

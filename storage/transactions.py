@@ -43,6 +43,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import functools
+import logging
 import random
 import sys
 import threading
@@ -66,6 +67,7 @@ from storage.engine import (
 from storage.fast import flush, will_flush
 
 T = TypeVar("T")
+log = logging.getLogger(__name__)
 SWITCH_INTERVAL_S = 0.0002
 READ_BUSY_TIMEOUT_MS = 2_000
 CONFLICT_ATTEMPTS = 5  # a write PostgreSQL rolled back to break a deadlock runs again
@@ -222,6 +224,31 @@ class SyncDatabase:
                 return result
 
         return await greenlet_spawn(in_greenlet)  # type: ignore[no-any-return]
+
+    async def checkpoint(self) -> None:
+        """On a SQLite file: copy the WAL into the database and empty it, so that the pages
+        written before (an erased member's data, say) leave no copy there. It runs on the
+        writer thread after the writes queued before it, and waits (the busy timeout) for
+        readers of other processes to move on (if they do not, it says so in the log; the
+        next checkpoint copies and empties the WAL). Nothing to do elsewhere."""
+        if self._sync is None or self._thread is None:
+            return
+
+        def truncate() -> bool:
+            conn = self._kept_connection("writer")
+            cursor = conn.connection.dbapi_connection.cursor()  # type: ignore[union-attr]
+            try:  # outside a transaction, as SQLite requires
+                busy, _pages, _copied = cursor.execute("PRAGMA wal_checkpoint(TRUNCATE)").fetchone()
+            finally:
+                cursor.close()
+            return busy == 0
+
+        loop = asyncio.get_running_loop()
+        job = self._thread.submit(truncate)
+        self._on_thread += 1  # writes wait behind it, as behind any job on the thread
+        job.add_done_callback(functools.partial(_tell_loop, loop, self._thread_job_done))
+        if not await asyncio.wrap_future(job):
+            log.warning("the WAL could not be emptied: another process kept reading it")
 
     def _thread_job_done(self) -> None:
         self._on_thread -= 1

@@ -105,3 +105,85 @@ async def test_upgrading_a_database_with_data_keeps_it(empty_url: str) -> None:
         assert await check_ledger(engine) == []
     finally:
         await engine.dispose()
+
+
+async def test_phone_hashes_stored_before_0006_are_keyed_and_still_recognise_the_phone(
+    empty_url: str,
+) -> None:
+    """0005 kept sha256(phone) in the welcome bonus's key and the referral rewards, also for
+    members who deleted their data: after the upgrade none is left, and those phones still get
+    no second welcome bonus nor a second referral reward."""
+    import hashlib
+    from datetime import UTC, datetime
+
+    from sqlalchemy import text
+
+    from ledger.clock import ManualClock
+    from ledger.rules import load_rules
+    from ledger.service import LedgerService
+    from tests.conftest import ROOT
+
+    def plain(phone: str) -> str:
+        return hashlib.sha256(phone.encode()).hexdigest()
+
+    kept, erased = "+79990000001", "+79990000002"  # a member, and one who deleted their data
+    engine = create_engine(empty_url)
+    try:
+        await upgrade_schema(engine, "0005")
+        now = datetime(2026, 1, 1, tzinfo=UTC).replace(tzinfo=None)
+        async with engine.begin() as conn:
+            for member_id, phone, status in [(1, kept, "active"), (2, None, "erased")]:
+                await conn.execute(
+                    text(
+                        "INSERT INTO members (card_number, phone, referral_code, status, "
+                        "created_at) VALUES (:card, :phone, :code, :status, :now)"
+                    ),
+                    {
+                        "card": f"12345678901{member_id}",
+                        "phone": phone,
+                        "code": f"code{member_id}",
+                        "status": status,
+                        "now": now,
+                    },
+                )
+            for member_id, phone in [(1, kept), (2, erased)]:  # ids in the order of insertion
+                await conn.execute(
+                    text(
+                        "INSERT INTO operations (key, kind, member_id, request_hash, result, "
+                        "created_at) VALUES (:key, 'welcome', :member, '', '{}', :now)"
+                    ),
+                    {"key": f"welcome:{plain(phone)}", "member": member_id, "now": now},
+                )
+            await conn.execute(
+                text(
+                    "INSERT INTO referral_rewards (invited_phone_hash, inviter_id, invited_id, "
+                    "created_at) VALUES (:hash, 1, 2, :now)"
+                ),
+                {"hash": plain(erased), "now": now},
+            )
+        await upgrade_schema(engine)
+        async with engine.connect() as conn:
+            keys = set((await conn.execute(text("SELECT key FROM operations"))).scalars())
+            rewards = set(
+                (
+                    await conn.execute(text("SELECT invited_phone_hash FROM referral_rewards"))
+                ).scalars()
+            )
+        stored = " ".join(keys | rewards)
+        assert plain(kept) not in stored and plain(erased) not in stored
+        assert len(keys) == 2 and len(rewards) == 1
+
+        clock = ManualClock(datetime.now(UTC))
+        ledger = LedgerService(engine, load_rules(ROOT / "rules.toml"), clock)
+        try:
+            again = await ledger.register_member(erased, referral_code="code1")
+            assert again.created and again.welcome_points == 0
+            await ledger.purchase(
+                receipt_id="R-1", member_id=again.member.member_id, amount_kopecks=100_000
+            )
+            assert (await ledger.balance(1)).balance == 0  # no second referral reward
+            assert (await ledger.register_member(kept)).welcome_points == 0
+        finally:
+            ledger.close()
+    finally:
+        await engine.dispose()

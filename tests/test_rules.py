@@ -65,3 +65,50 @@ def test_missing_and_broken_files_say_what_is_wrong(tmp_path: Path) -> None:
     broken.write_text("welcome_bonus = = 1")
     with pytest.raises(RulesError, match="not valid TOML"):
         load_rules(broken)
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "welcome_bonus = 50\n",
+        'program_name = "Coffee"\nmax_redeem_percent = 20\n',
+        "[messages]\nweekly_cap = 5\n",
+    ],
+)
+def test_a_partial_rules_file_takes_the_shipped_defaults_for_what_it_omits(
+    tmp_path: Path, text: str
+) -> None:
+    path = tmp_path / "rules.toml"
+    path.write_text(text)
+    rules = load_rules(path)
+    shipped = load_rules(ROOT / "rules.toml").model_dump()
+    given = rules.model_dump()
+    changed = {
+        (section, key)
+        for section, values in given.items()
+        for key, value in (values.items() if isinstance(values, dict) else [(None, values)])
+        if (shipped[section] if key is None else shipped[section][key]) != value
+    }
+    expected = {
+        "welcome_bonus = 50\n": {("welcome_bonus", None)},
+        'program_name = "Coffee"\nmax_redeem_percent = 20\n': {
+            ("program_name", None),
+            ("max_redeem_percent", None),
+        },
+        "[messages]\nweekly_cap = 5\n": {("messages", "weekly_cap")},
+    }[text]
+    assert changed == expected
+
+
+def test_a_partial_rules_file_with_a_wrong_value_still_names_the_key(tmp_path: Path) -> None:
+    path = tmp_path / "rules.toml"
+    path.write_text("[messages]\nweekly_cap = -1\n")
+    with pytest.raises(RulesError, match=r"messages\.weekly_cap") as refused:
+        load_rules(path)
+    assert "Field required" not in str(refused.value)
+
+
+def test_the_shipped_rules_file_says_what_the_defaults_are(tmp_path: Path) -> None:
+    empty = tmp_path / "rules.toml"
+    empty.write_text("")
+    assert load_rules(empty) == load_rules(ROOT / "rules.toml")

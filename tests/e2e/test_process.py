@@ -13,11 +13,13 @@ from tests.conftest import ROOT
 from tests.e2e.conftest import TOKEN, join
 
 
-async def _spawn(env: dict[str, str], cwd: Path) -> asyncio.subprocess.Process:
+async def _spawn(env: dict[str, str], cwd: Path, *args: str) -> asyncio.subprocess.Process:
+    """`python -m bot [args]`, its stderr and stdout together."""
     return await asyncio.create_subprocess_exec(
         sys.executable,
         "-m",
         "bot",
+        *args,
         cwd=cwd,
         env=env,
         stdout=asyncio.subprocess.PIPE,

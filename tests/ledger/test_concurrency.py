@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import hashlib
 from datetime import timedelta
 
 import pytest
@@ -169,12 +168,14 @@ async def test_a_first_purchase_and_a_burn_batch_locking_in_opposite_orders_both
     ).member
     assert inviter.member_id < invited.member_id and invited.phone is not None
     clock.advance(timedelta(days=181))  # both welcome bonuses are due to burn
+    phone = invited.phone
+    kept_of_phone = await ledger.db.read(lambda conn: ledger.phone_hash(conn, phone))
     async with engine.connect() as blocker:
         # The purchase waits on this row's key after locking the invited member and before
         # locking the inviter; the burn then locks the inviter and waits for the invited.
         await blocker.execute(
             referral_rewards.insert().values(
-                invited_phone_hash=hashlib.sha256(invited.phone.encode()).hexdigest(),
+                invited_phone_hash=kept_of_phone,
                 inviter_id=inviter.member_id,
                 invited_id=invited.member_id,
                 created_at=clock.now(),

@@ -1,0 +1,115 @@
+"""What stays of a member who deleted their data: nothing that gives their phone back, and no
+copy of it, their name or their words in the database files."""
+
+from __future__ import annotations
+
+import hashlib
+from pathlib import Path
+
+import pytest
+from sqlalchemy import select
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from ledger.service import LedgerService
+from scheduler.outbox import Outbox
+from storage.engine import sqlite_file
+from storage.schema import metadata
+from support.tickets import TicketService
+from tests.conftest import Phones
+
+RUB = 100
+
+
+def unkeyed_hashes(phone: str) -> set[str]:
+    """Every plain digest of the usual spellings of a phone that a loop can recompute."""
+    spellings = {phone, phone.removeprefix("+"), "8" + phone.removeprefix("+7")}
+    algorithms = ("md5", "sha1", "sha224", "sha256", "sha384", "sha512", "blake2b", "blake2s")
+    return {
+        digest
+        for spelling in spellings
+        for name in algorithms
+        for raw in [hashlib.new(name, spelling.encode()).digest()]
+        for digest in (raw.hex(), raw.hex().upper())
+    }
+
+
+async def stored_values(engine: AsyncEngine) -> list[str]:
+    """Every value of every row of every table, as text (bytes also as hex)."""
+    values: list[str] = []
+    async with engine.connect() as conn:
+        for table in metadata.sorted_tables:
+            for row in await conn.execute(select(table)):
+                for value in row:
+                    if isinstance(value, bytes):
+                        values.append(value.hex())
+                    elif value is not None:
+                        values.append(str(value))
+    return values
+
+
+async def test_nothing_stored_of_an_erased_member_gives_their_phone_back_by_hashing(
+    ledger: LedgerService, phones: Phones
+) -> None:
+    inviter = (await ledger.register_member(phones.next())).member
+    phone = phones.next()
+    friend = await ledger.register_member(phone, referral_code=inviter.referral_code)
+    assert friend.welcome_points == 100
+    await ledger.purchase(
+        receipt_id="R-1", member_id=friend.member.member_id, amount_kopecks=100 * RUB
+    )
+    assert (await ledger.balance(inviter.member_id)).balance == 300  # the referral was paid
+    await ledger.erase_member(friend.member.member_id)
+
+    hashes = unkeyed_hashes(phone)
+    stored = await stored_values(ledger.engine)
+    found = [value for value in stored if any(digest in value for digest in hashes)]
+    assert found == []
+
+    # Once per phone still holds: no second welcome, no second referral reward.
+    again = await ledger.register_member(phone, referral_code=inviter.referral_code)
+    assert again.created and again.welcome_points == 0
+    await ledger.purchase(
+        receipt_id="R-2", member_id=again.member.member_id, amount_kopecks=100 * RUB
+    )
+    assert (await ledger.balance(inviter.member_id)).balance == 300
+    other = await ledger.register_member(phones.next(), referral_code=inviter.referral_code)
+    assert other.welcome_points == 100
+
+
+@pytest.mark.parametrize("backend", ["sqlite"])  # the files of PostgreSQL are its own
+async def test_an_erased_member_leaves_no_copy_of_phone_name_or_words_in_the_database_files(
+    ledger: LedgerService, database_url: str
+) -> None:
+    phone, name, words = "+79991234567", "Zinaida", "Please call me back about my order 4471"
+    for other in range(20):  # neighbours on the same pages
+        await ledger.register_member(f"+7999000{other:04d}", first_name=f"Neighbour {other}")
+    member = (
+        await ledger.register_member(phone, telegram_id=4242, first_name=name, last_name="Q")
+    ).member
+    await ledger.register_member("+79990009999", first_name="After")
+    tickets = TicketService(ledger.engine, ledger.clock)
+    ticket = await tickets.open_ticket(member.member_id, f"{words}. " + "More. " * 300)
+    await Outbox(ledger.engine, ledger.clock).enqueue(
+        dedup_key=f"ticket:new:{ticket.ticket_id}:77",
+        chat_id=77,
+        member_id=None,
+        text=f"{name} ({phone}) writes: {words}",
+    )
+    await ledger.purchase(receipt_id="R-1", member_id=member.member_id, amount_kopecks=500 * RUB)
+    await ledger.erase_member(member.member_id)
+
+    database = Path(sqlite_file(database_url) or "")
+    files = [Path(f"{database}{suffix}") for suffix in ("", "-wal", "-shm", "-journal")]
+    secrets = [phone, phone.removeprefix("+"), name, words]
+    found = {
+        (file.name, secret)
+        for file in files
+        if file.exists()
+        for secret in secrets
+        if secret.encode() in file.read_bytes()
+    }
+    assert found == set()
+    # Zeroing what is freed is what keeps the file clean; some builds of SQLite (Debian's) have
+    # it on by default, others not.
+    async with ledger.engine.connect() as conn:
+        assert (await conn.exec_driver_sql("PRAGMA secure_delete")).scalar() == 1
