@@ -4,7 +4,7 @@ The welcome bonus and the referral reward are paid once per phone, also to a num
 deleted its data and joined again, so the ledger keeps something that matches the phone:
 HMAC-SHA256(key, sha256(phone)). A plain hash would give the phone back to a loop over the
 numbering plan in minutes; the keyed one does not without the key. (HMAC over the plain
-hash, not over the phone, because that is what databases before revision 0006 stored: the
+hash, not over the phone, because that is what databases before revision 0007 stored: the
 migration rekeys those values without needing the phone, so also erased members' rows keep
 their once-per-phone rule.)
 

@@ -107,7 +107,7 @@ async def test_upgrading_a_database_with_data_keeps_it(empty_url: str) -> None:
         await engine.dispose()
 
 
-async def test_phone_hashes_stored_before_0006_are_keyed_and_still_recognise_the_phone(
+async def test_phone_hashes_stored_before_0007_are_keyed_and_still_recognise_the_phone(
     empty_url: str,
 ) -> None:
     """0005 kept sha256(phone) in the welcome bonus's key and the referral rewards, also for

@@ -7,8 +7,8 @@ who deleted their data, whose phone nobody knows any more, and those keep recogn
 phone if it joins again. The rekeying cannot be undone: after a downgrade the old code does
 not recognise these phones (a second welcome bonus becomes possible).
 
-Revision ID: 0006
-Revises: 0005
+Revision ID: 0007
+Revises: 0006
 Create Date: 2026-11-25 10:00:00
 """
 
@@ -22,8 +22,8 @@ import secrets
 import sqlalchemy as sa
 from alembic import op
 
-revision = "0006"
-down_revision = "0005"
+revision = "0007"
+down_revision = "0006"
 branch_labels = None
 depends_on = None
 

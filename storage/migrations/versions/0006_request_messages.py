@@ -1,7 +1,7 @@
 """redemption requests remember the cashier's waiting message, to take its [Cancel] away when
 the request ends
 
-Revision ID: 0006_a
+Revision ID: 0006
 Revises: 0005
 Create Date: 2026-12-01 12:00:00
 """
@@ -11,7 +11,7 @@ from __future__ import annotations
 import sqlalchemy as sa
 from alembic import op
 
-revision = "0006_a"
+revision = "0006"
 down_revision = "0005"
 branch_labels = None
 depends_on = None
