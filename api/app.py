@@ -114,9 +114,10 @@ async def _errors_as_json(request: web.Request, handler: Handler) -> web.StreamR
     except web.HTTPNotFound:
         return _error_response(404, "not_found", "no such endpoint; see /api/v1/openapi.json")
     except web.HTTPMethodNotAllowed as error:
-        return _error_response(
-            405, "method_not_allowed", f"use {', '.join(sorted(error.allowed_methods))}"
-        )
+        allowed = ", ".join(sorted(error.allowed_methods))
+        response = _error_response(405, "method_not_allowed", f"use {allowed}")
+        response.headers["Allow"] = allowed  # RFC 9110: a 405 names the methods that work
+        return response
     except web.HTTPException as error:
         return _error_response(error.status, "http_error", error.reason)
     except Exception:

@@ -176,7 +176,12 @@ _STR = {"type": "string"}
 _TIER = {"type": "string", "description": "base, silver or gold (see rules.toml)"}
 _MONEY = {
     "type": ["string", "integer"],
-    "pattern": r"^\s*[0-9]{1,12}([.,][0-9]{1,2})?\s*$",  # for a string; spaces around ignored
+    # For a string: more than 0 (0.01 to 99999999.99, or 100000000 itself), at most two
+    # decimals after a point or a comma. (The server also takes spaces around and leading
+    # zeros; the document asks for the plain form.)
+    "pattern": (
+        r"^([1-9][0-9]{0,7}([.,][0-9]{1,2})?|100000000([.,]00?)?|0[.,](0[1-9]|[1-9][0-9]?))$"
+    ),
     "minimum": 1,  # for an integer: whole roubles
     "maximum": 100_000_000,
     "examples": ["1500.00"],
