@@ -43,6 +43,10 @@ from ledger.views import MemberView
 log = logging.getLogger("loyalty.api")
 
 MAX_BODY_BYTES = 16 * 1024
+# After answering before the whole body came (a 408, a 401 or a 413), what is still coming is
+# read and dropped for this long, so the client can read the answer; then the connection
+# closes (aiohttp's default, 10 s, would let a trickling client hold it that much longer).
+LINGER_S = 2.0
 HEALTH_TIMEOUT_S = 3.0
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
@@ -58,11 +62,14 @@ STATUS_FOR = {
 class ApiError(Exception):
     """An error answered as JSON: status, code, message and extra fields."""
 
-    def __init__(self, status: int, code: str, message: str, **extra: Any) -> None:
+    def __init__(
+        self, status: int, code: str, message: str, *, close: bool = False, **extra: Any
+    ) -> None:
         super().__init__(message)
         self.status = status
         self.code = code
         self.message = message
+        self.close = close  # close the connection after the answer
         self.extra = extra
 
 
@@ -72,6 +79,7 @@ class ApiServices:
     keys: ApiKeyService
     secret_key: str
     notifier: Notifier | None = None
+    body_timeout: float = 30.0
 
 
 SERVICES = web.AppKey("services", ApiServices)
@@ -91,6 +99,17 @@ def build_api(services: ApiServices) -> web.Application:
     return app
 
 
+def api_runner(app: web.Application, *, header_timeout: float) -> web.AppRunner:
+    """The server for the API, with its read timeouts.
+
+    header_timeout: a connection that has not sent a whole request head by then (from its
+    opening, or since its last answer: an idle keep-alive connection too) is closed. The body
+    has its own limit, ApiServices.body_timeout, checked where it is read (a 408)."""
+    return web.AppRunner(
+        app, access_log=None, keepalive_timeout=header_timeout, lingering_time=LINGER_S
+    )
+
+
 # ------------------------------------------------------------------------ middlewares
 
 
@@ -103,7 +122,10 @@ async def _errors_as_json(request: web.Request, handler: Handler) -> web.StreamR
     try:
         return await handler(request)
     except ApiError as error:
-        return _error_response(error.status, error.code, error.message, **error.extra)
+        response = _error_response(error.status, error.code, error.message, **error.extra)
+        if error.close:
+            response.force_close()
+        return response
     except LedgerError as error:
         status = STATUS_FOR.get(type(error), 422)
         return _error_response(status, error.code, error.message, **_public(error.details))
@@ -226,10 +248,23 @@ async def get_member(request: web.Request) -> web.Response:
 
 
 async def _json_object(request: web.Request) -> dict[str, Any]:
+    timeout = request.app[SERVICES].body_timeout
     try:
-        raw = await request.read()
+        async with asyncio.timeout(timeout):
+            raw = await request.read()
     except web.HTTPRequestEntityTooLarge:
         raise
+    except TimeoutError as error:
+        log.info("%s %s: the body took longer than %g s", request.method, request.path, timeout)
+        raise ApiError(
+            408, "body_timeout", f"the body did not arrive within {timeout:g} seconds", close=True
+        ) from error
+    except ConnectionError as error:
+        # Nobody will read this answer: the client is gone. Not an error of ours (no trace).
+        log.info(
+            "%s %s: the client disconnected while sending the body", request.method, request.path
+        )
+        raise ApiError(400, "invalid_body", "the body ended early", close=True) from error
     except RequestPayloadError as error:
         # A body that is not what its headers say: broken gzip or deflate, a cut chunk.
         raise ApiError(

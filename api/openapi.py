@@ -28,6 +28,10 @@ _BODY_ERRORS = {
         "The body is not a JSON object (code invalid_json), or cannot be read as its headers "
         "say, e.g. a Content-Encoding it is not in (code invalid_body)."
     ),
+    "408": _error(
+        "The body did not arrive within the server's body timeout, API_BODY_TIMEOUT_SECONDS "
+        "(code body_timeout); the connection is closed."
+    ),
     "413": _error("The body is larger than 16 KiB (code body_too_large)."),
 }
 

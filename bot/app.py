@@ -25,7 +25,7 @@ from aiohttp import web
 from sqlalchemy.engine import make_url
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from api.app import ApiServices, build_api
+from api.app import ApiServices, api_runner, build_api
 from api.keys import ApiKeyService
 from bot.i18n import MemberLanguageMiddleware, build_i18n
 from bot.middlewares import MemberMiddleware, OwnChatCallbackMiddleware
@@ -219,9 +219,10 @@ class Application:
                 keys=self.services.api_keys,
                 secret_key=settings.resolved_secret_key(),
                 notifier=self.notifier,
+                body_timeout=settings.api_body_timeout_seconds,
             )
         )
-        self._api_runner = web.AppRunner(api, access_log=None)
+        self._api_runner = api_runner(api, header_timeout=settings.api_header_timeout_seconds)
         await self._api_runner.setup()
         site = web.TCPSite(self._api_runner, settings.api_host, settings.api_port)
         where = f"{settings.api_host}:{settings.api_port}"
