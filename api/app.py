@@ -5,6 +5,8 @@
     POST /api/v1/purchases            201 new, 200 the same request again, 409 same id other body
     POST /api/v1/refunds              201 new, 200 again, 409, 404 unknown receipt, 422 too much
     GET  /api/v1/members/{customer}   200 balance and tier, 404 unknown
+    GET  /api/v1/confirmations/{id}   a large redemption's answer from the member (see
+                                      api.confirmations), 404 unknown or another key's
 
 Every error is `{"error": {"code": ..., "message": ...}}` with a code a program can act on, and
 changes nothing.
@@ -23,6 +25,8 @@ from urllib.parse import parse_qs, urlparse
 from aiohttp import web
 from aiohttp.web_protocol import RequestPayloadError
 
+from api.confirmations import TillConfirmations
+from api.errors import ApiError
 from api.keys import ApiKey, ApiKeyService
 from api.openapi import openapi_document
 from cards.token import verify_card_token
@@ -39,6 +43,7 @@ from ledger.errors import (
 )
 from ledger.service import LedgerService
 from ledger.views import MemberView
+from staff.sales import ConfirmationService
 
 log = logging.getLogger("loyalty.api")
 
@@ -59,20 +64,6 @@ STATUS_FOR = {
 }
 
 
-class ApiError(Exception):
-    """An error answered as JSON: status, code, message and extra fields."""
-
-    def __init__(
-        self, status: int, code: str, message: str, *, close: bool = False, **extra: Any
-    ) -> None:
-        super().__init__(message)
-        self.status = status
-        self.code = code
-        self.message = message
-        self.close = close  # close the connection after the answer
-        self.extra = extra
-
-
 @dataclass
 class ApiServices:
     ledger: LedgerService
@@ -80,9 +71,13 @@ class ApiServices:
     secret_key: str
     notifier: Notifier | None = None
     body_timeout: float = 30.0
+    # The bot's, so that the member's answer in the chat reaches the till (one made here when
+    # none is given: the API never spends above the threshold without the member).
+    confirmations: ConfirmationService | None = None
 
 
 SERVICES = web.AppKey("services", ApiServices)
+TILL_CONFIRMATIONS = web.AppKey("till_confirmations", TillConfirmations)
 API_KEY = web.RequestKey("api_key", ApiKey)
 
 
@@ -91,11 +86,16 @@ def build_api(services: ApiServices) -> web.Application:
         middlewares=[_errors_as_json, _require_key], client_max_size=MAX_BODY_BYTES
     )
     app[SERVICES] = services
+    confirmations = services.confirmations or ConfirmationService(
+        services.ledger.engine, services.ledger.clock
+    )
+    app[TILL_CONFIRMATIONS] = TillConfirmations(services.ledger, confirmations, services.notifier)
     app.router.add_get("/health", health)
     app.router.add_get("/api/v1/openapi.json", openapi)
     app.router.add_post("/api/v1/purchases", create_purchase)
     app.router.add_post("/api/v1/refunds", create_refund)
     app.router.add_get("/api/v1/members/{customer}", get_member)
+    app.router.add_get("/api/v1/confirmations/{confirmation_id}", get_confirmation)
     return app
 
 
@@ -196,10 +196,20 @@ async def create_purchase(request: web.Request) -> web.Response:
     customer = _string(body, "customer", max_length=300)
     amount = _amount(body)
     redeem_points = _points(body, "redeem_points")
+    reference, by_qr_token = _customer_reference(services, customer)
+    gate = request.app[TILL_CONFIRMATIONS]
+    if gate.needed(redeem_points, by_qr_token=by_qr_token):
+        await gate.check(
+            key_id=request[API_KEY].key_id,
+            receipt_id=receipt_id,
+            customer=reference,
+            amount=amount,
+            redeem_points=redeem_points,
+        )
     # The member is looked up inside the purchase's transaction: one trip to the database.
     result = await services.ledger.purchase(
         receipt_id=receipt_id,
-        customer=_customer_reference(services, customer),
+        customer=reference,
         amount_kopecks=amount,
         redeem_points=redeem_points,
         actor=_actor(request),
@@ -242,6 +252,16 @@ async def get_member(request: web.Request) -> web.Response:
             "tier": view.tier,
         }
     )
+
+
+async def get_confirmation(request: web.Request) -> web.Response:
+    text = request.match_info["confirmation_id"]
+    found = None
+    if text.isascii() and text.isdigit() and int(text) < 2**31:  # (an id column's range)
+        found = await request.app[TILL_CONFIRMATIONS].status(request[API_KEY].key_id, int(text))
+    if found is None:
+        raise ApiError(404, "confirmation_not_found", "no confirmation with this id for this key")
+    return web.json_response(found)
 
 
 # ------------------------------------------------------------------- input checking
@@ -329,12 +349,12 @@ def _points(body: dict[str, Any], field: str) -> int:
 async def _resolve_customer(services: ApiServices, customer: str) -> MemberView:
     """A card number, a phone in any common format, or the card's QR token (bare, with its
     "c_" prefix, or the whole t.me link)."""
-    return await services.ledger.find_member(_customer_reference(services, customer))
+    return await services.ledger.find_member(_customer_reference(services, customer)[0])
 
 
-def _customer_reference(services: ApiServices, customer: str) -> str:
+def _customer_reference(services: ApiServices, customer: str) -> tuple[str, bool]:
     """The card number a QR token (bare, with its "c_" prefix, or the whole t.me link) was
-    signed for; anything else as given (a card number or a phone)."""
+    signed for, and True; anything else as given (a card number or a phone), and False."""
     text = customer.strip()
     if "start=" in text:
         try:
@@ -343,7 +363,7 @@ def _customer_reference(services: ApiServices, customer: str) -> str:
             pass
     token = text[2:] if text.startswith("c_") else text
     card_number = verify_card_token(token, services.secret_key) if len(token) >= 20 else None
-    return card_number if card_number is not None else text
+    return (card_number, True) if card_number is not None else (text, False)
 
 
 def _actor(request: web.Request) -> str:

@@ -55,7 +55,19 @@ def openapi_document() -> dict[str, Any]:
                 "on receipt_id and refunds on refund_id: the same request again returns the "
                 "first answer with status 200; the same id with a different body is refused "
                 'with 409. Every error is {"error": {"code", "message"}} and changes '
-                "nothing."
+                "nothing.\n\n"
+                "Large redemptions: more points than the program's `member_confirm_above` "
+                "(rules.toml, 1000 by default) are spent only with the member's consent. "
+                "Either the customer is the member's QR token, scanned at the till (no "
+                "question then), or the member says yes in Telegram: the first request is "
+                "answered 409 `confirmation_required` with a `confirmation_id`, and the member "
+                "is asked in their chat. Poll GET /api/v1/confirmations/{confirmation_id} "
+                "(every second or two, until `expires_at`); once its status is `accepted`, "
+                "send the same purchase again (same receipt_id and body): it is recorded (201). "
+                "`declined` or `expired` are final for that receipt_id: the same purchase "
+                "again gets 409 `confirmation_declined` or `confirmation_expired`, and nothing "
+                "is spent; the till may then send it with at most `member_confirm_above` "
+                "points, or with the QR token."
             ),
         },
         "servers": [{"url": "/"}],
@@ -93,7 +105,13 @@ def openapi_document() -> dict[str, Any]:
                         ),
                         "409": _error(
                             "receipt_id was used for a different purchase, whatever this "
-                            "request's customer (code idempotency_conflict)."
+                            "request's customer (code idempotency_conflict); or more than "
+                            "member_confirm_above points without the member's QR token: "
+                            "confirmation_required (the member was asked in Telegram; "
+                            "`confirmation_id` to poll, `expires_at`), confirmation_declined, "
+                            "confirmation_expired (the member said no or did not answer in "
+                            "time: nothing was spent), confirmation_unavailable (the member "
+                            "cannot be asked in Telegram)."
                         ),
                         "422": _error(
                             "Invalid field (invalid_field, invalid_amount, invalid_points; "
@@ -158,6 +176,32 @@ def openapi_document() -> dict[str, Any]:
                         "200": _ok("The member.", "Member"),
                         **_AUTH_ERRORS,
                         "404": _error("Unknown customer (code member_not_found)."),
+                    },
+                }
+            },
+            "/api/v1/confirmations/{confirmation_id}": {
+                "get": {
+                    "summary": "The member's answer to a large redemption",
+                    "description": (
+                        "For a confirmation_id this key got with 409 confirmation_required. "
+                        "pending: not answered yet; accepted: send the purchase again; "
+                        "declined or expired: nothing will be spent under that receipt_id "
+                        "with this many points."
+                    ),
+                    "parameters": [
+                        {
+                            "name": "confirmation_id",
+                            "in": "path",
+                            "required": True,
+                            "schema": {"type": "string"},
+                        }
+                    ],
+                    "responses": {
+                        "200": _ok("The confirmation's state.", "Confirmation"),
+                        **_AUTH_ERRORS,
+                        "404": _error(
+                            "No such confirmation for this key (code confirmation_not_found)."
+                        ),
                     },
                 }
             },
@@ -298,6 +342,22 @@ _SCHEMAS: dict[str, Any] = {
             "tier": _TIER,
         },
     },
+    "Confirmation": {
+        "type": "object",
+        "required": ["confirmation_id", "receipt_id", "status", "expires_at"],
+        "properties": {
+            "confirmation_id": _INT,
+            "receipt_id": _STR,
+            "status": {
+                "type": "string",
+                "enum": ["pending", "accepted", "declined", "expired"],
+            },
+            "expires_at": {
+                **_STR,
+                "description": "When the member's time to answer ends (UTC, ISO 8601).",
+            },
+        },
+    },
     "Error": {
         "type": "object",
         "required": ["error"],
@@ -320,6 +380,16 @@ _SCHEMAS: dict[str, Any] = {
                         **_STR,
                         "description": "idempotency_conflict: the operation's key, e.g. "
                         "purchase:R-1.",
+                    },
+                    "confirmation_id": {
+                        **_INT,
+                        "description": "confirmation_*: what to poll at "
+                        "/api/v1/confirmations/{confirmation_id}.",
+                    },
+                    "expires_at": {
+                        **_STR,
+                        "description": "confirmation_*: when the member's time to answer "
+                        "ends (UTC, ISO 8601).",
                     },
                 },
             }

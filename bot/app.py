@@ -87,6 +87,7 @@ class Services:
     audit: AuditLog
     staff: StaffService
     api_keys: ApiKeyService
+    confirmations: ConfirmationService  # large redemptions, asked for by a cashier or a till
 
 
 @dataclass
@@ -134,6 +135,9 @@ class Application:
             audit=audit,
             staff=StaffService(self.engine, settings.admin_ids, audit, self.clock),
             api_keys=ApiKeyService(self.engine, self.clock, db),
+            confirmations=ConfirmationService(
+                self.engine, self.clock, ttl=timedelta(seconds=settings.redemption_confirm_seconds)
+            ),
         )
         session = AiohttpSession(api=TelegramAPIServer.from_base(settings.telegram_api_url))
         self.bot = Bot(token=settings.bot_token or "", session=session)
@@ -220,6 +224,7 @@ class Application:
                 secret_key=settings.resolved_secret_key(),
                 notifier=self.notifier,
                 body_timeout=settings.api_body_timeout_seconds,
+                confirmations=self.services.confirmations,
             )
         )
         self._api_runner = api_runner(api, header_timeout=settings.api_header_timeout_seconds)
@@ -245,11 +250,7 @@ class Application:
             audit=services.audit,
             staff=services.staff,
             notifier=self.notifier,
-            confirmations=ConfirmationService(
-                services.ledger.engine,
-                self.clock,
-                ttl=timedelta(seconds=services.settings.redemption_confirm_seconds),
-            ),
+            confirmations=services.confirmations,
             staff_language=StaffLanguage(services.ledger, i18n, services.staff),
         )
         dispatcher.update.outer_middleware(MemberMiddleware(services.ledger, services.staff))
