@@ -318,7 +318,7 @@ def _string(body: dict[str, Any], field: str, *, max_length: int) -> str:
 
 
 def _amount(body: dict[str, Any]) -> int:
-    value = body.get("amount")
+    value = _whole(body.get("amount"))
     if value is None:
         raise ApiError(422, "invalid_amount", 'amount is required, e.g. "1500.00"', field="amount")
     if isinstance(value, bool) or not isinstance(value, str | int):
@@ -336,13 +336,21 @@ def _amount(body: dict[str, Any]) -> int:
 
 
 def _points(body: dict[str, Any], field: str) -> int:
-    value = body.get(field, 0)
+    value = _whole(body.get(field, 0))
     if value is None:
         return 0
     if isinstance(value, bool) or not isinstance(value, int) or value < 0:
         raise ApiError(
             422, "invalid_points", f"{field} must be a whole number, 0 or more", field=field
         )
+    return value
+
+
+def _whole(value: Any) -> Any:
+    """A JSON number with no fraction as the integer it is: JSON Schema's "integer" takes
+    1500.0 (and Python's json reads it as a float)."""
+    if isinstance(value, float) and value.is_integer():
+        return int(value)
     return value
 
 

@@ -238,7 +238,17 @@ _MONEY_LIMITS = (
     " A string with at most two decimals (a comma also works), or an integer of whole "
     "roubles; more than 0 and at most 100000000.00."
 )
-_ID = {"type": "string", "minLength": 1, "maxLength": 100}  # and no control characters
+# Control (Cc) and format (Cf: invisible, direction) characters, which ids must not hold: in the
+# \u and \U escapes that Python's re (schemathesis) and Rust's regex (jsonschema-rs) both read.
+_NOT_IN_IDS = (
+    r"\x00-\x1f\x7f-\x9f\u00ad\u0600-\u0605\u061c\u06dd\u070f\u0890-\u0891\u08e2\u180e"
+    r"\u200b-\u200f\u202a-\u202e\u2060-\u2064\u2066-\u206f\ufeff\ufff9-\ufffb\U000110bd"
+    r"\U000110cd\U00013430-\U00013438\U0001bca0-\U0001bca3\U0001d173-\U0001d17a\U000e0001"
+    r"\U000e0020-\U000e007f"
+)
+# Something besides spaces, and no control or format characters.
+_ID_PATTERN = f"^[^{_NOT_IN_IDS}]*[^\\s{_NOT_IN_IDS}][^{_NOT_IN_IDS}]*$"
+_ID = {"type": "string", "minLength": 1, "maxLength": 100, "pattern": _ID_PATTERN}
 
 _SCHEMAS: dict[str, Any] = {
     "Health": {
@@ -258,6 +268,7 @@ _SCHEMAS: dict[str, Any] = {
                 "type": "string",
                 "minLength": 1,
                 "maxLength": 300,
+                "pattern": _ID_PATTERN,
                 "description": _CUSTOMER_DOC,
             },
             "amount": {**_MONEY, "description": "The whole receipt, in roubles." + _MONEY_LIMITS},

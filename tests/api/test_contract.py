@@ -393,3 +393,14 @@ async def test_a_405_says_which_methods_are_allowed(till: Till) -> None:
         ), (method, path)
         body = await response.json()
         assert body["error"]["code"] == "method_not_allowed"
+
+
+async def test_whole_numbers_written_with_a_fraction_are_taken(till: Till, phones: Phones) -> None:
+    """JSON Schema's "integer" takes 1500.0; the server answered 422 invalid_amount."""
+    _, card, _ = await member(till, phones)
+    status, body = await till.purchase(
+        receipt_id="R-1", customer=card, amount=1500.0, redeem_points=30.0
+    )
+    assert (status, body["redeemed"], body["accrued"]) == (201, 30, 29)
+    status, body = await till.refund(refund_id="RF-1", receipt_id="R-1", amount=100.0)
+    assert status == 201
