@@ -1,7 +1,8 @@
 """The OpenAPI 3.1 document of the HTTP API, served at /api/v1/openapi.json.
 
-tests/api/test_openapi.py checks every answer the API gives against this document, so it
-cannot drift from the behaviour.
+The API tests check every answer they get against this document (tests/api/conftest.py), and
+schemathesis sends it requests generated from it (tests/api/test_schemathesis.py), so it cannot
+drift from the behaviour.
 """
 
 from __future__ import annotations
