@@ -5,6 +5,8 @@
     POST /api/v1/purchases            201 new, 200 the same request again, 409 same id other body
     POST /api/v1/refunds              201 new, 200 again, 409, 404 unknown receipt, 422 too much
     GET  /api/v1/members/{customer}   200 balance and tier, 404 unknown
+    GET  /api/v1/confirmations/{id}   a large redemption's answer from the member (see
+                                      api.confirmations), 404 unknown or another key's
 
 Every error is `{"error": {"code": ..., "message": ...}}` with a code a program can act on, and
 changes nothing.
@@ -23,6 +25,8 @@ from urllib.parse import parse_qs, urlparse
 from aiohttp import web
 from aiohttp.web_protocol import RequestPayloadError
 
+from api.confirmations import TillConfirmations
+from api.errors import ApiError
 from api.keys import ApiKey, ApiKeyService
 from api.openapi import openapi_document
 from cards.token import verify_card_token
@@ -39,10 +43,15 @@ from ledger.errors import (
 )
 from ledger.service import LedgerService
 from ledger.views import MemberView
+from staff.sales import ConfirmationService
 
 log = logging.getLogger("loyalty.api")
 
 MAX_BODY_BYTES = 16 * 1024
+# After answering before the whole body came (a 408, a 401 or a 413), what is still coming is
+# read and dropped for this long, so the client can read the answer; then the connection
+# closes (aiohttp's default, 10 s, would let a trickling client hold it that much longer).
+LINGER_S = 2.0
 HEALTH_TIMEOUT_S = 3.0
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
@@ -55,26 +64,20 @@ STATUS_FOR = {
 }
 
 
-class ApiError(Exception):
-    """An error answered as JSON: status, code, message and extra fields."""
-
-    def __init__(self, status: int, code: str, message: str, **extra: Any) -> None:
-        super().__init__(message)
-        self.status = status
-        self.code = code
-        self.message = message
-        self.extra = extra
-
-
 @dataclass
 class ApiServices:
     ledger: LedgerService
     keys: ApiKeyService
     secret_key: str
     notifier: Notifier | None = None
+    body_timeout: float = 30.0
+    # The bot's, so that the member's answer in the chat reaches the till (one made here when
+    # none is given: the API never spends above the threshold without the member).
+    confirmations: ConfirmationService | None = None
 
 
 SERVICES = web.AppKey("services", ApiServices)
+TILL_CONFIRMATIONS = web.AppKey("till_confirmations", TillConfirmations)
 API_KEY = web.RequestKey("api_key", ApiKey)
 
 
@@ -83,12 +86,28 @@ def build_api(services: ApiServices) -> web.Application:
         middlewares=[_errors_as_json, _require_key], client_max_size=MAX_BODY_BYTES
     )
     app[SERVICES] = services
+    confirmations = services.confirmations or ConfirmationService(
+        services.ledger.engine, services.ledger.clock
+    )
+    app[TILL_CONFIRMATIONS] = TillConfirmations(services.ledger, confirmations, services.notifier)
     app.router.add_get("/health", health)
     app.router.add_get("/api/v1/openapi.json", openapi)
     app.router.add_post("/api/v1/purchases", create_purchase)
     app.router.add_post("/api/v1/refunds", create_refund)
     app.router.add_get("/api/v1/members/{customer}", get_member)
+    app.router.add_get("/api/v1/confirmations/{confirmation_id}", get_confirmation)
     return app
+
+
+def api_runner(app: web.Application, *, header_timeout: float) -> web.AppRunner:
+    """The server for the API, with its read timeouts.
+
+    header_timeout: a connection that has not sent a whole request head by then (from its
+    opening, or since its last answer: an idle keep-alive connection too) is closed. The body
+    has its own limit, ApiServices.body_timeout, checked where it is read (a 408)."""
+    return web.AppRunner(
+        app, access_log=None, keepalive_timeout=header_timeout, lingering_time=LINGER_S
+    )
 
 
 # ------------------------------------------------------------------------ middlewares
@@ -103,7 +122,10 @@ async def _errors_as_json(request: web.Request, handler: Handler) -> web.StreamR
     try:
         return await handler(request)
     except ApiError as error:
-        return _error_response(error.status, error.code, error.message, **error.extra)
+        response = _error_response(error.status, error.code, error.message, **error.extra)
+        if error.close:
+            response.force_close()
+        return response
     except LedgerError as error:
         status = STATUS_FOR.get(type(error), 422)
         return _error_response(status, error.code, error.message, **_public(error.details))
@@ -114,9 +136,10 @@ async def _errors_as_json(request: web.Request, handler: Handler) -> web.StreamR
     except web.HTTPNotFound:
         return _error_response(404, "not_found", "no such endpoint; see /api/v1/openapi.json")
     except web.HTTPMethodNotAllowed as error:
-        return _error_response(
-            405, "method_not_allowed", f"use {', '.join(sorted(error.allowed_methods))}"
-        )
+        allowed = ", ".join(sorted(error.allowed_methods))
+        response = _error_response(405, "method_not_allowed", f"use {allowed}")
+        response.headers["Allow"] = allowed  # RFC 9110: a 405 names the methods that work
+        return response
     except web.HTTPException as error:
         return _error_response(error.status, "http_error", error.reason)
     except Exception:
@@ -173,10 +196,20 @@ async def create_purchase(request: web.Request) -> web.Response:
     customer = _string(body, "customer", max_length=300)
     amount = _amount(body)
     redeem_points = _points(body, "redeem_points")
+    reference, by_qr_token = _customer_reference(services, customer)
+    gate = request.app[TILL_CONFIRMATIONS]
+    if gate.needed(redeem_points, by_qr_token=by_qr_token):
+        await gate.check(
+            key_id=request[API_KEY].key_id,
+            receipt_id=receipt_id,
+            customer=reference,
+            amount=amount,
+            redeem_points=redeem_points,
+        )
     # The member is looked up inside the purchase's transaction: one trip to the database.
     result = await services.ledger.purchase(
         receipt_id=receipt_id,
-        customer=_customer_reference(services, customer),
+        customer=reference,
         amount_kopecks=amount,
         redeem_points=redeem_points,
         actor=_actor(request),
@@ -221,14 +254,37 @@ async def get_member(request: web.Request) -> web.Response:
     )
 
 
+async def get_confirmation(request: web.Request) -> web.Response:
+    text = request.match_info["confirmation_id"]
+    found = None
+    if text.isascii() and text.isdigit() and int(text) < 2**31:  # (an id column's range)
+        found = await request.app[TILL_CONFIRMATIONS].status(request[API_KEY].key_id, int(text))
+    if found is None:
+        raise ApiError(404, "confirmation_not_found", "no confirmation with this id for this key")
+    return web.json_response(found)
+
+
 # ------------------------------------------------------------------- input checking
 
 
 async def _json_object(request: web.Request) -> dict[str, Any]:
+    timeout = request.app[SERVICES].body_timeout
     try:
-        raw = await request.read()
+        async with asyncio.timeout(timeout):
+            raw = await request.read()
     except web.HTTPRequestEntityTooLarge:
         raise
+    except TimeoutError as error:
+        log.info("%s %s: the body took longer than %g s", request.method, request.path, timeout)
+        raise ApiError(
+            408, "body_timeout", f"the body did not arrive within {timeout:g} seconds", close=True
+        ) from error
+    except ConnectionError as error:
+        # Nobody will read this answer: the client is gone. Not an error of ours (no trace).
+        log.info(
+            "%s %s: the client disconnected while sending the body", request.method, request.path
+        )
+        raise ApiError(400, "invalid_body", "the body ended early", close=True) from error
     except RequestPayloadError as error:
         # A body that is not what its headers say: broken gzip or deflate, a cut chunk.
         raise ApiError(
@@ -262,7 +318,7 @@ def _string(body: dict[str, Any], field: str, *, max_length: int) -> str:
 
 
 def _amount(body: dict[str, Any]) -> int:
-    value = body.get("amount")
+    value = _whole(body.get("amount"))
     if value is None:
         raise ApiError(422, "invalid_amount", 'amount is required, e.g. "1500.00"', field="amount")
     if isinstance(value, bool) or not isinstance(value, str | int):
@@ -280,7 +336,7 @@ def _amount(body: dict[str, Any]) -> int:
 
 
 def _points(body: dict[str, Any], field: str) -> int:
-    value = body.get(field, 0)
+    value = _whole(body.get(field, 0))
     if value is None:
         return 0
     if isinstance(value, bool) or not isinstance(value, int) or value < 0:
@@ -290,15 +346,23 @@ def _points(body: dict[str, Any], field: str) -> int:
     return value
 
 
+def _whole(value: Any) -> Any:
+    """A JSON number with no fraction as the integer it is: JSON Schema's "integer" takes
+    1500.0 (and Python's json reads it as a float)."""
+    if isinstance(value, float) and value.is_integer():
+        return int(value)
+    return value
+
+
 async def _resolve_customer(services: ApiServices, customer: str) -> MemberView:
     """A card number, a phone in any common format, or the card's QR token (bare, with its
     "c_" prefix, or the whole t.me link)."""
-    return await services.ledger.find_member(_customer_reference(services, customer))
+    return await services.ledger.find_member(_customer_reference(services, customer)[0])
 
 
-def _customer_reference(services: ApiServices, customer: str) -> str:
+def _customer_reference(services: ApiServices, customer: str) -> tuple[str, bool]:
     """The card number a QR token (bare, with its "c_" prefix, or the whole t.me link) was
-    signed for; anything else as given (a card number or a phone)."""
+    signed for, and True; anything else as given (a card number or a phone), and False."""
     text = customer.strip()
     if "start=" in text:
         try:
@@ -307,7 +371,7 @@ def _customer_reference(services: ApiServices, customer: str) -> str:
             pass
     token = text[2:] if text.startswith("c_") else text
     card_number = verify_card_token(token, services.secret_key) if len(token) >= 20 else None
-    return card_number if card_number is not None else text
+    return (card_number, True) if card_number is not None else (text, False)
 
 
 def _actor(request: web.Request) -> str:

@@ -1,7 +1,8 @@
 """The OpenAPI 3.1 document of the HTTP API, served at /api/v1/openapi.json.
 
-tests/api/test_openapi.py checks every answer the API gives against this document, so it
-cannot drift from the behaviour.
+The API tests check every answer they get against this document (tests/api/conftest.py), and
+schemathesis sends it requests generated from it (tests/api/test_schemathesis.py), so it cannot
+drift from the behaviour.
 """
 
 from __future__ import annotations
@@ -28,6 +29,10 @@ _BODY_ERRORS = {
         "The body is not a JSON object (code invalid_json), or cannot be read as its headers "
         "say, e.g. a Content-Encoding it is not in (code invalid_body)."
     ),
+    "408": _error(
+        "The body did not arrive within the server's body timeout, API_BODY_TIMEOUT_SECONDS "
+        "(code body_timeout); the connection is closed."
+    ),
     "413": _error("The body is larger than 16 KiB (code body_too_large)."),
 }
 
@@ -51,7 +56,19 @@ def openapi_document() -> dict[str, Any]:
                 "on receipt_id and refunds on refund_id: the same request again returns the "
                 "first answer with status 200; the same id with a different body is refused "
                 'with 409. Every error is {"error": {"code", "message"}} and changes '
-                "nothing."
+                "nothing.\n\n"
+                "Large redemptions: more points than the program's `member_confirm_above` "
+                "(rules.toml, 1000 by default) are spent only with the member's consent. "
+                "Either the customer is the member's QR token, scanned at the till (no "
+                "question then), or the member says yes in Telegram: the first request is "
+                "answered 409 `confirmation_required` with a `confirmation_id`, and the member "
+                "is asked in their chat. Poll GET /api/v1/confirmations/{confirmation_id} "
+                "(every second or two, until `expires_at`); once its status is `accepted`, "
+                "send the same purchase again (same receipt_id and body): it is recorded (201). "
+                "`declined` or `expired` are final for that receipt_id: the same purchase "
+                "again gets 409 `confirmation_declined` or `confirmation_expired`, and nothing "
+                "is spent; the till may then send it with at most `member_confirm_above` "
+                "points, or with the QR token."
             ),
         },
         "servers": [{"url": "/"}],
@@ -89,7 +106,13 @@ def openapi_document() -> dict[str, Any]:
                         ),
                         "409": _error(
                             "receipt_id was used for a different purchase, whatever this "
-                            "request's customer (code idempotency_conflict)."
+                            "request's customer (code idempotency_conflict); or more than "
+                            "member_confirm_above points without the member's QR token: "
+                            "confirmation_required (the member was asked in Telegram; "
+                            "`confirmation_id` to poll, `expires_at`), confirmation_declined, "
+                            "confirmation_expired (the member said no or did not answer in "
+                            "time: nothing was spent), confirmation_unavailable (the member "
+                            "cannot be asked in Telegram)."
                         ),
                         "422": _error(
                             "Invalid field (invalid_field, invalid_amount, invalid_points; "
@@ -157,6 +180,32 @@ def openapi_document() -> dict[str, Any]:
                     },
                 }
             },
+            "/api/v1/confirmations/{confirmation_id}": {
+                "get": {
+                    "summary": "The member's answer to a large redemption",
+                    "description": (
+                        "For a confirmation_id this key got with 409 confirmation_required. "
+                        "pending: not answered yet; accepted: send the purchase again; "
+                        "declined or expired: nothing will be spent under that receipt_id "
+                        "with this many points."
+                    ),
+                    "parameters": [
+                        {
+                            "name": "confirmation_id",
+                            "in": "path",
+                            "required": True,
+                            "schema": {"type": "string"},
+                        }
+                    ],
+                    "responses": {
+                        "200": _ok("The confirmation's state.", "Confirmation"),
+                        **_AUTH_ERRORS,
+                        "404": _error(
+                            "No such confirmation for this key (code confirmation_not_found)."
+                        ),
+                    },
+                }
+            },
         },
         "components": {
             "securitySchemes": {
@@ -176,7 +225,12 @@ _STR = {"type": "string"}
 _TIER = {"type": "string", "description": "base, silver or gold (see rules.toml)"}
 _MONEY = {
     "type": ["string", "integer"],
-    "pattern": r"^\s*[0-9]{1,12}([.,][0-9]{1,2})?\s*$",  # for a string; spaces around ignored
+    # For a string: more than 0 (0.01 to 99999999.99, or 100000000 itself), at most two
+    # decimals after a point or a comma. (The server also takes spaces around and leading
+    # zeros; the document asks for the plain form.)
+    "pattern": (
+        r"^([1-9][0-9]{0,7}([.,][0-9]{1,2})?|100000000([.,]00?)?|0[.,](0[1-9]|[1-9][0-9]?))$"
+    ),
     "minimum": 1,  # for an integer: whole roubles
     "maximum": 100_000_000,
     "examples": ["1500.00"],
@@ -185,7 +239,17 @@ _MONEY_LIMITS = (
     " A string with at most two decimals (a comma also works), or an integer of whole "
     "roubles; more than 0 and at most 100000000.00."
 )
-_ID = {"type": "string", "minLength": 1, "maxLength": 100}  # and no control characters
+# Control (Cc) and format (Cf: invisible, direction) characters, which ids must not hold: in the
+# \u and \U escapes that Python's re (schemathesis) and Rust's regex (jsonschema-rs) both read.
+_NOT_IN_IDS = (
+    r"\x00-\x1f\x7f-\x9f\u00ad\u0600-\u0605\u061c\u06dd\u070f\u0890-\u0891\u08e2\u180e"
+    r"\u200b-\u200f\u202a-\u202e\u2060-\u2064\u2066-\u206f\ufeff\ufff9-\ufffb\U000110bd"
+    r"\U000110cd\U00013430-\U00013438\U0001bca0-\U0001bca3\U0001d173-\U0001d17a\U000e0001"
+    r"\U000e0020-\U000e007f"
+)
+# Something besides spaces, and no control or format characters.
+_ID_PATTERN = f"^[^{_NOT_IN_IDS}]*[^\\s{_NOT_IN_IDS}][^{_NOT_IN_IDS}]*$"
+_ID = {"type": "string", "minLength": 1, "maxLength": 100, "pattern": _ID_PATTERN}
 
 _SCHEMAS: dict[str, Any] = {
     "Health": {
@@ -205,6 +269,7 @@ _SCHEMAS: dict[str, Any] = {
                 "type": "string",
                 "minLength": 1,
                 "maxLength": 300,
+                "pattern": _ID_PATTERN,
                 "description": _CUSTOMER_DOC,
             },
             "amount": {**_MONEY, "description": "The whole receipt, in roubles." + _MONEY_LIMITS},
@@ -289,6 +354,22 @@ _SCHEMAS: dict[str, Any] = {
             "tier": _TIER,
         },
     },
+    "Confirmation": {
+        "type": "object",
+        "required": ["confirmation_id", "receipt_id", "status", "expires_at"],
+        "properties": {
+            "confirmation_id": _INT,
+            "receipt_id": _STR,
+            "status": {
+                "type": "string",
+                "enum": ["pending", "accepted", "declined", "expired"],
+            },
+            "expires_at": {
+                **_STR,
+                "description": "When the member's time to answer ends (UTC, ISO 8601).",
+            },
+        },
+    },
     "Error": {
         "type": "object",
         "required": ["error"],
@@ -311,6 +392,16 @@ _SCHEMAS: dict[str, Any] = {
                         **_STR,
                         "description": "idempotency_conflict: the operation's key, e.g. "
                         "purchase:R-1.",
+                    },
+                    "confirmation_id": {
+                        **_INT,
+                        "description": "confirmation_*: what to poll at "
+                        "/api/v1/confirmations/{confirmation_id}.",
+                    },
+                    "expires_at": {
+                        **_STR,
+                        "description": "confirmation_*: when the member's time to answer "
+                        "ends (UTC, ISO 8601).",
                     },
                 },
             }

@@ -70,7 +70,7 @@ from aiohttp import web
 from sqlalchemy import event, func, select
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from api.app import ApiServices, build_api
+from api.app import ApiServices, api_runner, build_api
 from api.keys import ApiKeyService
 from bench.common import (
     MAX_AMOUNT_KOPECKS,
@@ -183,7 +183,7 @@ async def serve(args: argparse.Namespace) -> int:
     else:
         app = web.Application()
         app.router.add_post(FLOOR_PATH, _floor_handler)
-    runner = web.AppRunner(app, access_log=None)  # as bot.app serves it
+    runner = api_runner(app, header_timeout=10.0)  # as bot.app serves it
     await runner.setup()
     site = web.TCPSite(runner, "127.0.0.1", 0, backlog=1024)
     await site.start()

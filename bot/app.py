@@ -23,7 +23,7 @@ from aiogram.utils.i18n import I18n
 from aiohttp import web
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from api.app import ApiServices, build_api
+from api.app import ApiServices, api_runner, build_api
 from api.keys import ApiKeyService
 from bot.failures import StartupError, failing_as, failing_database, reason, safe_url
 from bot.i18n import MemberLanguageMiddleware, build_i18n
@@ -86,6 +86,7 @@ class Services:
     audit: AuditLog
     staff: StaffService
     api_keys: ApiKeyService
+    confirmations: ConfirmationService  # large redemptions, asked for by a cashier or a till
 
 
 @dataclass
@@ -133,6 +134,9 @@ class Application:
             audit=audit,
             staff=StaffService(self.engine, settings.admin_ids, audit, self.clock),
             api_keys=ApiKeyService(self.engine, self.clock, db),
+            confirmations=ConfirmationService(
+                self.engine, self.clock, ttl=timedelta(seconds=settings.redemption_confirm_seconds)
+            ),
         )
         session = AiohttpSession(api=TelegramAPIServer.from_base(settings.telegram_api_url))
         self.bot = Bot(token=settings.bot_token or "", session=session)
@@ -218,9 +222,11 @@ class Application:
                 keys=self.services.api_keys,
                 secret_key=settings.resolved_secret_key(),
                 notifier=self.notifier,
+                body_timeout=settings.api_body_timeout_seconds,
+                confirmations=self.services.confirmations,
             )
         )
-        self._api_runner = web.AppRunner(api, access_log=None)
+        self._api_runner = api_runner(api, header_timeout=settings.api_header_timeout_seconds)
         await self._api_runner.setup()
         site = web.TCPSite(self._api_runner, settings.api_host, settings.api_port)
         where = f"{settings.api_host}:{settings.api_port}"
@@ -243,11 +249,7 @@ class Application:
             audit=services.audit,
             staff=services.staff,
             notifier=self.notifier,
-            confirmations=ConfirmationService(
-                services.ledger.engine,
-                self.clock,
-                ttl=timedelta(seconds=services.settings.redemption_confirm_seconds),
-            ),
+            confirmations=services.confirmations,
             staff_language=StaffLanguage(services.ledger, i18n, services.staff),
         )
         dispatcher.update.outer_middleware(MemberMiddleware(services.ledger, services.staff))

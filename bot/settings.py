@@ -49,6 +49,10 @@ class Settings(BaseSettings):
     send_per_chat_interval: float = Field(default=1.0, ge=0)
     # How long a member has to confirm a large redemption asked for at the till.
     redemption_confirm_seconds: int = Field(default=120, gt=0)
+    # The HTTP API closes a connection that has not sent a request's head (or sits idle)
+    # this long, and answers 408 to a body that has not arrived this long after its head.
+    api_header_timeout_seconds: float = Field(default=10.0, gt=0)
+    api_body_timeout_seconds: float = Field(default=30.0, gt=0)
 
     @field_validator("admin_ids", mode="before")
     @classmethod

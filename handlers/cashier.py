@@ -560,24 +560,7 @@ async def _ask_member(
         cashier_language=i18n.current_locale,
         cashier_message_id=message.message_id,  # the screen that becomes "waiting…"
     )
-    with i18n.use_locale(member.language):
-        text = _("confirm-redeem").format(points=points_text(redeem), amount=roubles_text(amount))
-        markup = _keyboard(
-            [
-                [
-                    (_("confirm-yes"), ConfirmCb(request_id=request.request_id, accept=True)),
-                    (_("confirm-no"), ConfirmCb(request_id=request.request_id, accept=False)),
-                ]
-            ]
-        )
-    await outbox.enqueue(
-        dedup_key=_question_key(request.request_id),
-        chat_id=member.telegram_id,
-        member_id=member_id,
-        text=text,
-        category=TRANSACTIONAL,
-        reply_markup=markup.model_dump(exclude_none=True),
-    )
+    await ask_member_to_confirm(outbox, i18n, member, request)
     seconds = int(confirmations.ttl.total_seconds())
     await message.edit_text(
         _("cashier-waiting").format(points=points_text(redeem), seconds=seconds),
@@ -594,6 +577,35 @@ async def _ask_member(
 
 
 _PENDING_TIMERS: set[asyncio.Task[None]] = set()
+
+
+async def ask_member_to_confirm(
+    outbox: Outbox, i18n: I18n, member: MemberView, request: RedemptionRequest
+) -> None:
+    """Ask the member, in their chat and language, to confirm the request's redemption (Yes /
+    No; member_answers takes the answer). The bot's cashier and a till over the HTTP API ask
+    this way."""
+    assert member.telegram_id is not None
+    with i18n.context(), i18n.use_locale(member.language):
+        text = _("confirm-redeem").format(
+            points=points_text(request.redeem_points), amount=roubles_text(request.amount)
+        )
+        markup = _keyboard(
+            [
+                [
+                    (_("confirm-yes"), ConfirmCb(request_id=request.request_id, accept=True)),
+                    (_("confirm-no"), ConfirmCb(request_id=request.request_id, accept=False)),
+                ]
+            ]
+        )
+    await outbox.enqueue(
+        dedup_key=_question_key(request.request_id),
+        chat_id=member.telegram_id,
+        member_id=member.member_id,
+        text=text,
+        category=TRANSACTIONAL,
+        reply_markup=markup.model_dump(exclude_none=True),
+    )
 
 
 async def withdraw_request(
@@ -721,6 +733,8 @@ async def member_answers(
         await message.edit_text(
             _("confirm-done") if callback_data.accept else _("confirm-declined")
         )
+    if settled.api_key_id is not None:
+        return  # a till asked over the HTTP API: it reads the answer and records the sale
     await _end_cashier_wait(bot, settled)
     cashier_language = settled.cashier_language or await staff_language(settled.cashier_id)
     if not callback_data.accept:

@@ -558,6 +558,13 @@ class LedgerService:
             raise MemberNotFound("no such member")
         return policy.redeemable_points(self.rules, amount_kopecks, int(usable))
 
+    async def purchase_recorded(self, receipt_id: str) -> bool:
+        """Whether a purchase was recorded under this receipt_id (the same request again gets
+        its answer; another one, a conflict)."""
+        params = {"key": f"purchase:{receipt_id}"}
+        row = await self.db.read(lambda conn: _OPERATION_EXISTS(conn, params).first(), single=True)
+        return row is not None
+
     async def purchase(
         self,
         *,

@@ -1,4 +1,5 @@
-"""Purchases recorded by a cashier in the bot, and redemptions the member confirms first."""
+"""Purchases recorded by a cashier in the bot, and redemptions the member confirms first (asked
+for by a cashier in the bot, or by a till over the HTTP API)."""
 
 from __future__ import annotations
 
@@ -27,6 +28,11 @@ class RedemptionRequest:
     expires_at: datetime
     cashier_language: str | None = None  # the language the cashier was spoken to in
     cashier_message_id: int | None = None  # the cashier's "waiting for the customer" message
+    api_key_id: int | None = None  # asked for by a till with this key (no cashier in a chat)
+
+    def status_at(self, now: datetime) -> str:
+        """The status, counting a pending request whose time is over as expired."""
+        return "expired" if self.status == "pending" and self.expires_at <= now else self.status
 
 
 class ConfirmationService:
@@ -49,7 +55,9 @@ class ConfirmationService:
         redeem_points: int,
         cashier_language: str | None = None,
         cashier_message_id: int | None = None,
+        api_key_id: int | None = None,
     ) -> RedemptionRequest:
+        """Open a request; a receipt_id that has one already raises IntegrityError."""
         now = self.clock.now()
         async with self.engine.begin() as conn:
             row = (
@@ -66,6 +74,7 @@ class ConfirmationService:
                         created_at=now,
                         cashier_language=cashier_language,
                         cashier_message_id=cashier_message_id,
+                        api_key_id=api_key_id,
                     )
                     .returning(*redemption_requests.c)
                 )
@@ -77,6 +86,17 @@ class ConfirmationService:
             row = (
                 await conn.execute(
                     select(redemption_requests).where(redemption_requests.c.id == request_id)
+                )
+            ).first()
+        return _request(row) if row is not None else None
+
+    async def by_receipt(self, receipt_id: str) -> RedemptionRequest | None:
+        async with self.engine.connect() as conn:
+            row = (
+                await conn.execute(
+                    select(redemption_requests).where(
+                        redemption_requests.c.receipt_id == receipt_id
+                    )
                 )
             ).first()
         return _request(row) if row is not None else None
@@ -126,4 +146,5 @@ def _request(row: Any) -> RedemptionRequest:
         expires_at=row.expires_at,
         cashier_language=row.cashier_language,
         cashier_message_id=row.cashier_message_id,
+        api_key_id=row.api_key_id,
     )

@@ -293,6 +293,9 @@ redemption_requests = Table(
     Column("cashier_language", String(8), nullable=True),  # to tell the cashier the outcome
     # The cashier's "waiting for the customer" message: its [Cancel] goes when the request ends.
     Column("cashier_message_id", BigInteger, nullable=True),
+    # Asked for by a till over the HTTP API with this key (cashier_id is then 0): the till
+    # polls the answer and repeats the purchase itself.
+    Column("api_key_id", Integer, ForeignKey("api_keys.id"), nullable=True),
 )
 
 # The one delivery path for messages the bot starts on its own (receipts, reminders, tier

@@ -16,6 +16,7 @@ from bot.i18n import build_i18n
 from handlers.notifications import Notifier
 from ledger.service import LedgerService
 from scheduler.outbox import Outbox
+from staff.sales import ConfirmationService
 
 SECRET = "api-test-secret"
 
@@ -29,6 +30,7 @@ class Till:
     ledger: LedgerService
     keys: ApiKeyService
     outbox: Outbox
+    confirmations: ConfirmationService
 
     async def call(
         self,
@@ -65,10 +67,18 @@ async def till(ledger: LedgerService) -> AsyncIterator[Till]:
     keys = ApiKeyService(ledger.engine, ledger.clock, ledger.db)  # one SyncDatabase, as bot.app
     outbox = Outbox(ledger.engine, ledger.clock)
     notifier = Notifier(build_i18n(), ledger, outbox)
-    app = build_api(ApiServices(ledger=ledger, keys=keys, secret_key=SECRET, notifier=notifier))
+    confirmations = ConfirmationService(ledger.engine, ledger.clock)
+    services = ApiServices(
+        ledger=ledger,
+        keys=keys,
+        secret_key=SECRET,
+        notifier=notifier,
+        confirmations=confirmations,
+    )
+    app = build_api(services)
     _, secret = await keys.create("till-1")
     async with TestClient(TestServer(app)) as client:
-        yield Till(client, secret, ledger, keys, outbox)
+        yield Till(client, secret, ledger, keys, outbox, confirmations)
     await keys.close()
 
 

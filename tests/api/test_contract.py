@@ -9,6 +9,7 @@ import pytest
 from sqlalchemy import select, text
 
 from api.keys import ApiKeyService
+from api.openapi import openapi_document
 from cards.token import card_deep_link, sign_card_token
 from ledger.invariants import check_ledger
 from storage.schema import outbox
@@ -362,3 +363,44 @@ async def test_the_member_gets_a_receipt_in_their_language_once(till: Till, phon
     assert len(rows) == 1 and rows[0].chat_id == 555 and rows[0].category == "transactional"
     assert "Покупка R-1: 1 500 ₽" in rows[0].text.replace("\xa0", " ")
     assert "Начислено: 29 баллов" in rows[0].text and "Оплачено баллами: 30 баллов" in rows[0].text
+
+
+@pytest.mark.parametrize("schema_name", ["PurchaseRequest", "RefundRequest"])
+def test_the_openapi_document_refuses_the_amounts_the_server_refuses(schema_name: str) -> None:
+    """schemathesis sent {"amount": "0"}, valid by the document, and got 422."""
+    import jsonschema_rs
+
+    amount = openapi_document()["components"]["schemas"][schema_name]["properties"]["amount"]
+    zero = ["0", "0.00", "0,0", "00", "000.00", 0]
+    for refused in [*zero, -1, "-1", "100000000.01", 100000001, "1.001", "1e3", ""]:
+        assert not jsonschema_rs.is_valid(amount, refused), refused
+    for accepted in ["0.01", "0,5", "1", "1500.00", "99999999.99", "100000000.00", 1, 100000000]:
+        assert jsonschema_rs.is_valid(amount, accepted), accepted
+
+
+async def test_a_405_says_which_methods_are_allowed(till: Till) -> None:
+    for method, path, allowed in [
+        ("DELETE", "/api/v1/purchases", "POST"),
+        ("GET", "/api/v1/refunds", "POST"),
+        ("POST", "/api/v1/members/1", "GET,HEAD"),
+    ]:
+        response = await till.client.request(
+            method, path, headers={"Authorization": f"Bearer {till.key}"}
+        )
+        assert response.status == 405, (method, path)
+        assert set(response.headers.get("Allow", "").replace(" ", "").split(",")) == set(
+            allowed.split(",")
+        ), (method, path)
+        body = await response.json()
+        assert body["error"]["code"] == "method_not_allowed"
+
+
+async def test_whole_numbers_written_with_a_fraction_are_taken(till: Till, phones: Phones) -> None:
+    """JSON Schema's "integer" takes 1500.0; the server answered 422 invalid_amount."""
+    _, card, _ = await member(till, phones)
+    status, body = await till.purchase(
+        receipt_id="R-1", customer=card, amount=1500.0, redeem_points=30.0
+    )
+    assert (status, body["redeemed"], body["accrued"]) == (201, 30, 29)
+    status, body = await till.refund(refund_id="RF-1", receipt_id="R-1", amount=100.0)
+    assert status == 201

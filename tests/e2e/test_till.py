@@ -93,3 +93,67 @@ async def test_blocking_and_unblocking_the_bot_is_remembered(
             break
         await asyncio.sleep(0.1)
     assert member is not None and not member.unreachable
+
+
+async def _get(app: Application, key: str, path: str) -> tuple[int, dict[str, object]]:
+    async with (
+        aiohttp.ClientSession() as http,
+        http.get(f"{app.api_url}{path}", headers={"Authorization": f"Bearer {key}"}) as response,
+    ):
+        return response.status, await response.json()
+
+
+async def _answer(app: Application, key: str, confirmation_id: object) -> str:
+    """Poll the confirmation as a till does, until the member has answered."""
+    for _ in range(100):
+        status, body = await _get(app, key, f"/api/v1/confirmations/{confirmation_id}")
+        assert status == 200, body
+        if body["status"] != "pending":
+            return str(body["status"])
+        await asyncio.sleep(0.05)
+    raise AssertionError("the member's answer never reached the till")
+
+
+async def test_a_large_till_redemption_goes_through_once_the_member_says_yes_in_the_chat(
+    emulator: BotAPIEmulator, app: Application
+) -> None:
+    user = emulator.user(8004, "Ivan", language_code="en")
+    await join(user, "+79990008004")
+    ledger = app.services.ledger  # type: ignore[union-attr]
+    member = await ledger.member_by_telegram(8004)
+    assert member is not None
+    await ledger.adjust(member_id=member.member_id, points=4900, reason="test", actor="test")
+    _, key = await app.services.api_keys.create("till")  # type: ignore[union-attr]
+    purchase = {
+        "receipt_id": "T-4",
+        "customer": "+79990008004",
+        "amount": "5000",
+        "redeem_points": 1200,
+    }
+    status, body = await _post(app, key, purchase)
+    error = body["error"]
+    assert isinstance(error, dict)
+    assert (status, error["code"]) == (409, "confirmation_required")
+    ask = await user.wait_message()
+    assert "pay 1,200 points for a purchase of 5,000" in (ask.text or "")
+    await user.press_button(ask, "✅ Yes, pay with points")
+    assert (await user.wait_edit(ask)).text == "Confirmed."
+    assert await _answer(app, key, error["confirmation_id"]) == "accepted"
+    status, body = await _post(app, key, purchase)
+    assert (status, body["redeemed"], body["balance"]) == (201, 1200, 5000 - 1200 + 76)
+    receipt = await user.wait_message()
+    assert "Paid with points: 1,200 points" in (receipt.text or "")
+
+    # "No": nothing is spent, and the same purchase again says so.
+    declined = {**purchase, "receipt_id": "T-5"}
+    status, body = await _post(app, key, declined)
+    error = body["error"]
+    assert isinstance(error, dict) and status == 409
+    ask = await user.wait_message()
+    await user.press_button(ask, "❌ No")
+    assert await _answer(app, key, error["confirmation_id"]) == "declined"
+    status, body = await _post(app, key, declined)
+    error = body["error"]
+    assert isinstance(error, dict)
+    assert (status, error["code"]) == (409, "confirmation_declined")
+    assert (await ledger.balance(member.member_id)).balance == 5000 - 1200 + 76
