@@ -35,7 +35,7 @@ from handlers.admin import build_admin_router, build_staff_help_router
 from handlers.cashier import build_cashier_router, build_confirmation_router
 from handlers.commands import set_all_staff_commands, set_member_commands
 from handlers.common import StaffLanguage
-from handlers.fallback import build_fallback_router
+from handlers.fallback import build_anytime_router, build_fallback_router
 from handlers.member import build_member_router
 from handlers.notifications import Notifier
 from handlers.onboarding import build_onboarding_router
@@ -259,9 +259,12 @@ class Application:
             build_cashier_router(),  # first: a command in the middle of a sale ends the sale
             build_support_router(),
             build_confirmation_router(),
+            # Before joining's steps, which take every message while they wait for a consent
+            # or a phone: staff who pressed /start still get their help, and anyone their id.
+            build_anytime_router(),
+            build_staff_help_router(),
             build_onboarding_router(),
             build_member_router(),
-            build_staff_help_router(),
             build_fallback_router(),
         )
         dispatcher.errors.register(_on_error)
