@@ -29,6 +29,7 @@ from api.app import ApiServices, build_api
 from api.keys import ApiKeyService
 from bot.i18n import MemberLanguageMiddleware, build_i18n
 from bot.middlewares import MemberMiddleware, OwnChatCallbackMiddleware
+from bot.retries import RetryBriefFailures
 from bot.settings import Settings
 from cards.service import CardService
 from handlers.admin import build_admin_router, build_staff_help_router
@@ -97,6 +98,7 @@ class Application:
     clock: Clock = field(default_factory=SystemClock)
     engine: AsyncEngine | None = None
     bot: Bot | None = None
+    outbox_bot: Bot | None = None  # the outbox's sends: its own session, its own retries
     dispatcher: Dispatcher | None = None
     services: Services | None = None
     i18n: I18n | None = None
@@ -150,6 +152,8 @@ class Application:
                 f"{_reason(error)}"
             ) from error
         self.bot_username = me.username or ""
+        # Replies to people retry a brief hiccup (the start's own checks above do not wait).
+        session.middleware(RetryBriefFailures())
         self.i18n = build_i18n()
         self.notifier = Notifier(self.i18n, self.services.ledger, self.services.outbox)
         self.dispatcher = self._build_dispatcher(self.services, self.i18n)
@@ -159,9 +163,15 @@ class Application:
         await set_member_commands(self.bot, self.i18n)
         await set_all_staff_commands(self.bot, self.i18n, await self.services.staff.list_staff())
         await self.bot.delete_webhook(drop_pending_updates=False)
+        # The outbox retries in its own way: its sends go through a session of their own,
+        # without the replies' retries (bot/retries.py).
+        self.outbox_bot = Bot(
+            token=settings.bot_token or "",
+            session=AiohttpSession(api=TelegramAPIServer.from_base(settings.telegram_api_url)),
+        )
         self.sender = Sender(
             self.services.outbox,
-            self.bot,
+            self.outbox_bot,
             rules.messages,
             rate_per_second=settings.send_rate_per_second,
             per_chat_interval=settings.send_per_chat_interval,
@@ -288,8 +298,9 @@ class Application:
             await self.scheduler.stop()
         if self.dispatcher is not None:
             await self.dispatcher.storage.close()
-        if self.bot is not None:
-            await self.bot.session.close()
+        for bot in (self.bot, self.outbox_bot):
+            if bot is not None:
+                await bot.session.close()
         if self.services is not None:
             await self.services.api_keys.close()
             self.services.ledger.db.close()
