@@ -74,3 +74,43 @@ async def test_a_guest_can_leave_joining_with_cancel(
     assert (answer.text or "").startswith("Отменено.") and "/start" in (answer.text or "")
     await guest.send_text("привет")
     assert "/start" in ((await guest.wait_message()).text or "")  # a guest again, not joining
+
+
+async def test_an_admin_names_staff_by_username_and_the_list_shows_who_they_are(
+    emulator: BotAPIEmulator, app: Application
+) -> None:
+    """@sam_support was unknown after `/staff add 2002 support`, and the list showed ids."""
+    admin = emulator.user(ADMIN_ID, "Boss", username="the_boss", language_code="en")
+    sam = emulator.user(2002, "Sam", username="sam_support", language_code="en")
+    await sam.send_command("/id")  # how the admin learnt the number
+    await sam.wait_message()
+    await admin.send_command("/staff add 2002 support")
+    assert (await admin.wait_message()).text == "Done: 2002 is now support."
+    await sam.wait_message()  # "you now have the role"
+    await admin.send_command("/staff add @sam_support cashier")
+    assert (await admin.wait_message()).text == "Done: @sam_support is now cashier."
+    await sam.wait_message()
+    assert await app.services.staff.roles_of(2002) == {"support", "cashier"}  # type: ignore[union-attr]
+
+    # Someone granted before they ever opened the chat is known once they write.
+    emulator.user(2003, "Ola", username="ola_till", language_code="en")
+    await admin.send_command("/staff add 2003 cashier")
+    await admin.wait_message()
+    ola = emulator.user(2003)
+    await ola.wait_message()
+    emulator.user(2003, username="ola_new")  # they changed it since
+    await ola.send_command("/help")
+    await ola.wait_message()
+    await admin.send_command("/staff add @ola_new marketer")
+    assert (await admin.wait_message()).text == "Done: @ola_new is now marketer."
+
+    await admin.send_command("/staff list")
+    listing = (await admin.wait_message()).text or ""
+    assert "• @sam_support (2002) — cashier, support" in listing, listing  # as granted
+    await sam.send_command("/help")  # now the bot has seen Sam as staff
+    await sam.wait_message()
+    await admin.send_command("/staff list")
+    listing = (await admin.wait_message()).text or ""
+    assert "Sam @sam_support (2002) — cashier, support" in listing, listing
+    assert "Ola @ola_new (2003) — cashier, marketer" in listing, listing
+    assert f"Boss @the_boss ({ADMIN_ID}) — admin (from ADMIN_IDS)" in listing, listing
