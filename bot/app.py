@@ -38,7 +38,7 @@ from handlers.commands import set_all_staff_commands, set_member_commands
 from handlers.common import StaffLanguage
 from handlers.fallback import build_anytime_router, build_fallback_router
 from handlers.member import build_member_router
-from handlers.notifications import Notifier
+from handlers.notifications import Notifier, SupportNews
 from handlers.onboarding import build_onboarding_router
 from handlers.support import build_support_router
 from ledger.clock import Clock, SystemClock
@@ -106,6 +106,7 @@ class Application:
     api_url: str = ""
     sender: Sender | None = None
     notifier: Notifier | None = None
+    support_news: SupportNews | None = None
     scheduler: SchedulerRunner | None = None
     jobs: Jobs | None = None
     _polling: asyncio.Task[None] | None = None
@@ -156,6 +157,10 @@ class Application:
         session.middleware(RetryBriefFailures())
         self.i18n = build_i18n()
         self.notifier = Notifier(self.i18n, self.services.ledger, self.services.outbox)
+        staff_language = StaffLanguage(self.services.ledger, self.i18n, self.services.staff)
+        self.support_news = SupportNews(
+            self.notifier, self.services.staff, staff_language, self.services.tickets
+        )
         self.dispatcher = self._build_dispatcher(self.services, self.i18n)
         if settings.redis_url:
             with _failing_as(f"cannot reach Redis at {_safe_url(settings.redis_url)} (REDIS_URL)"):
@@ -175,6 +180,7 @@ class Application:
             rules.messages,
             rate_per_second=settings.send_rate_per_second,
             per_chat_interval=settings.send_per_chat_interval,
+            on_undelivered=self.support_news.undelivered,  # support's news finds another way
         )
         self.jobs = Jobs(self.services.ledger, self.notifier, new_runner_id())
         await self._start_api(settings)  # before the chat: a port in use stops the start here
@@ -242,6 +248,7 @@ class Application:
         log.info("HTTP API on %s", self.api_url)
 
     def _build_dispatcher(self, services: Services, i18n: I18n) -> Dispatcher:
+        assert self.support_news is not None
         dispatcher = Dispatcher(storage=self._fsm_storage())
         dispatcher.workflow_data.update(
             rules=services.rules,
@@ -259,7 +266,8 @@ class Application:
                 self.clock,
                 ttl=timedelta(seconds=services.settings.redemption_confirm_seconds),
             ),
-            staff_language=StaffLanguage(services.ledger, i18n, services.staff),
+            staff_language=self.support_news.staff_language,
+            support_news=self.support_news,
         )
         dispatcher.update.outer_middleware(MemberMiddleware(services.ledger, services.staff))
         MemberLanguageMiddleware(i18n).setup(dispatcher)

@@ -36,7 +36,7 @@ from handlers.common import (
     utf16_length,
 )
 from handlers.member import entry_line
-from handlers.notifications import Notifier
+from handlers.notifications import Notifier, SupportNews
 from ledger.errors import EntryNotReversible, LedgerError, MemberNotFound
 from ledger.phones import mask_phone
 from ledger.service import LedgerService
@@ -83,7 +83,9 @@ def build_support_router() -> Router:
 # --------------------------------------------------------------------------- requests
 
 
-async def list_tickets(message: Message, tickets: TicketService, ledger: LedgerService) -> None:
+async def list_tickets(
+    message: Message, tickets: TicketService, ledger: LedgerService, support_news: SupportNews
+) -> None:
     shown, total = await tickets.open_tickets(LIST_LIMIT)
     if not shown:
         await message.answer(_("desk-list-empty"))
@@ -99,6 +101,8 @@ async def list_tickets(message: Message, tickets: TicketService, ledger: LedgerS
             when=moment_text(ticket.created_at, member.timezone),
             text=shorten(ticket.text, 80),
         )
+        if await support_news.reached_nobody(ticket.ticket_id):
+            line += "\n" + _("desk-reached-nobody")
         if utf16_length("\n\n".join([*lines, line])) > MESSAGE_BUDGET:
             break
         lines.append(line)
@@ -110,7 +114,11 @@ async def list_tickets(message: Message, tickets: TicketService, ledger: LedgerS
 
 
 async def show_ticket(
-    message: Message, command: CommandObject, tickets: TicketService, ledger: LedgerService
+    message: Message,
+    command: CommandObject,
+    tickets: TicketService,
+    ledger: LedgerService,
+    support_news: SupportNews,
 ) -> None:
     ticket = await _ticket_from(message, command, tickets, _("desk-usage-ticket"))
     if ticket is None:
@@ -146,6 +154,8 @@ async def show_ticket(
         else:
             lines.append(_("desk-ticket-closed").format(when=when))
     else:
+        if await support_news.reached_nobody(ticket.ticket_id):
+            lines.append(_("desk-reached-nobody"))
         lines.append(_("desk-ticket-actions").format(ticket=ticket.ticket_id))
     await message.answer("\n\n".join(lines))
 

@@ -207,15 +207,16 @@ class StaffService:
         ]
         return listed
 
-    async def who_answers_members(self) -> list[int]:
-        """Whom to tell about a member's new request: support staff, or the admins while
-        there are none."""
+    async def who_answers_members(self) -> list[list[int]]:
+        """Whom to tell about a member's new request, in turn: the support staff, then (when
+        there are none, or none could be reached) the admins."""
         people = await self.list_staff()
+        groups = []
         for role in (Role.SUPPORT, Role.ADMIN):
             ids = sorted({person.telegram_id for person in people if person.role is role})
             if ids:
-                return ids
-        return []
+                groups.append(ids)
+        return groups
 
 
 def _seen(row: Any) -> SeenAs | None:
