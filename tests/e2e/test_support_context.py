@@ -72,6 +72,6 @@ async def test_support_is_told_the_member_reads_the_reason_word_for_word(
     assert "member reads the REASON word for word" in help_text, help_text
     for usage in ("/adjust", "/reverse"):
         await sam.send_command(usage)
-        assert "member reads the REASON word for word" in (
-            (await sam.wait_message()).text or ""
-        ), usage
+        assert "member reads the REASON word for word" in ((await sam.wait_message()).text or ""), (
+            usage
+        )
