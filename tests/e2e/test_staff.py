@@ -9,6 +9,11 @@ from emulator import BotAPIEmulator, EmulatedUser
 from tests.e2e.conftest import ADMIN_ID
 
 
+@pytest.fixture(params=["sqlite", "postgresql"])
+def backend(request: pytest.FixtureRequest) -> str:
+    return str(request.param)  # staff are found by @username in SQL on both
+
+
 async def _grant(emulator: BotAPIEmulator, user_id: int, role: str) -> None:
     admin = emulator.user(ADMIN_ID, "Boss", language_code="en")
     await admin.send_command(f"/staff add {user_id} {role}")

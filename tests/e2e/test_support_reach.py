@@ -5,9 +5,16 @@ from __future__ import annotations
 
 import asyncio
 
+import pytest
+
 from bot.app import Application
 from emulator import BotAPIEmulator, EmulatedUser
 from tests.e2e.conftest import ADMIN_ID, join
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def backend(request: pytest.FixtureRequest) -> str:
+    return str(request.param)  # the outbox's outcomes are read in SQL on both
 
 
 async def _ask_support(member: EmulatedUser, text: str) -> str:
