@@ -28,15 +28,16 @@ from api.keys import ApiKeyService
 from bot.failures import StartupError, failing_as, failing_database, reason, safe_url
 from bot.i18n import MemberLanguageMiddleware, build_i18n
 from bot.middlewares import MemberMiddleware, OwnChatCallbackMiddleware
+from bot.retries import RetryBriefFailures
 from bot.settings import Settings
 from cards.service import CardService
 from handlers.admin import build_admin_router, build_staff_help_router
 from handlers.cashier import build_cashier_router, build_confirmation_router
 from handlers.commands import set_all_staff_commands, set_member_commands
 from handlers.common import StaffLanguage
-from handlers.fallback import build_fallback_router
+from handlers.fallback import build_anytime_router, build_fallback_router
 from handlers.member import build_member_router
-from handlers.notifications import Notifier
+from handlers.notifications import Notifier, SupportNews
 from handlers.onboarding import build_onboarding_router
 from handlers.support import build_support_router
 from ledger.clock import Clock, SystemClock
@@ -97,6 +98,7 @@ class Application:
     clock: Clock = field(default_factory=SystemClock)
     engine: AsyncEngine | None = None
     bot: Bot | None = None
+    outbox_bot: Bot | None = None  # the outbox's sends: its own session, its own retries
     dispatcher: Dispatcher | None = None
     services: Services | None = None
     i18n: I18n | None = None
@@ -104,6 +106,7 @@ class Application:
     api_url: str = ""
     sender: Sender | None = None
     notifier: Notifier | None = None
+    support_news: SupportNews | None = None
     scheduler: SchedulerRunner | None = None
     jobs: Jobs | None = None
     _polling: asyncio.Task[None] | None = None
@@ -153,8 +156,14 @@ class Application:
                 f"{reason(error)}"
             ) from error
         self.bot_username = me.username or ""
+        # Replies to people retry a brief hiccup (the start's own checks above do not wait).
+        session.middleware(RetryBriefFailures())
         self.i18n = build_i18n()
         self.notifier = Notifier(self.i18n, self.services.ledger, self.services.outbox)
+        staff_language = StaffLanguage(self.services.ledger, self.i18n, self.services.staff)
+        self.support_news = SupportNews(
+            self.notifier, self.services.staff, staff_language, self.services.tickets
+        )
         self.dispatcher = self._build_dispatcher(self.services, self.i18n)
         if settings.redis_url:
             with failing_as(f"cannot reach Redis at {safe_url(settings.redis_url)} (REDIS_URL)"):
@@ -162,12 +171,19 @@ class Application:
         await set_member_commands(self.bot, self.i18n)
         await set_all_staff_commands(self.bot, self.i18n, await self.services.staff.list_staff())
         await self.bot.delete_webhook(drop_pending_updates=False)
+        # The outbox retries in its own way: its sends go through a session of their own,
+        # without the replies' retries (bot/retries.py).
+        self.outbox_bot = Bot(
+            token=settings.bot_token or "",
+            session=AiohttpSession(api=TelegramAPIServer.from_base(settings.telegram_api_url)),
+        )
         self.sender = Sender(
             self.services.outbox,
-            self.bot,
+            self.outbox_bot,
             rules.messages,
             rate_per_second=settings.send_rate_per_second,
             per_chat_interval=settings.send_per_chat_interval,
+            on_undelivered=self.support_news.undelivered,  # support's news finds another way
         )
         self.jobs = Jobs(self.services.ledger, self.notifier, new_runner_id())
         await self._start_api(settings)  # before the chat: a port in use stops the start here
@@ -237,6 +253,7 @@ class Application:
         log.info("HTTP API on %s", self.api_url)
 
     def _build_dispatcher(self, services: Services, i18n: I18n) -> Dispatcher:
+        assert self.support_news is not None
         dispatcher = Dispatcher(storage=self._fsm_storage())
         dispatcher.workflow_data.update(
             rules=services.rules,
@@ -250,7 +267,8 @@ class Application:
             staff=services.staff,
             notifier=self.notifier,
             confirmations=services.confirmations,
-            staff_language=StaffLanguage(services.ledger, i18n, services.staff),
+            staff_language=self.support_news.staff_language,
+            support_news=self.support_news,
         )
         dispatcher.update.outer_middleware(MemberMiddleware(services.ledger, services.staff))
         MemberLanguageMiddleware(i18n).setup(dispatcher)
@@ -260,9 +278,12 @@ class Application:
             build_cashier_router(),  # first: a command in the middle of a sale ends the sale
             build_support_router(),
             build_confirmation_router(),
+            # Before joining's steps, which take every message while they wait for a consent
+            # or a phone: staff who pressed /start still get their help, and anyone their id.
+            build_anytime_router(),
+            build_staff_help_router(),
             build_onboarding_router(),
             build_member_router(),
-            build_staff_help_router(),
             build_fallback_router(),
         )
         dispatcher.errors.register(_on_error)
@@ -286,8 +307,9 @@ class Application:
             await self.scheduler.stop()
         if self.dispatcher is not None:
             await self.dispatcher.storage.close()
-        if self.bot is not None:
-            await self.bot.session.close()
+        for bot in (self.bot, self.outbox_bot):
+            if bot is not None:
+                await bot.session.close()
         if self.services is not None:
             await self.services.api_keys.close()
             self.services.ledger.db.close()

@@ -12,7 +12,7 @@ from sqlalchemy import Connection, Row
 
 from handlers.common import language_for
 from ledger.service import LedgerService
-from staff.roles import Role, StaffService
+from staff.roles import Role, SeenAs, StaffService
 
 
 class MemberMiddleware(BaseMiddleware):
@@ -37,18 +37,19 @@ class MemberMiddleware(BaseMiddleware):
 
             def who(
                 conn: Connection,
-            ) -> tuple[Row[Any] | None, tuple[frozenset[Role], str | None]]:
+            ) -> tuple[Row[Any] | None, tuple[frozenset[Role], SeenAs | None]]:
                 row = self.ledger.member_row_by_telegram(conn, telegram_id)
-                return row, self.staff.roles_and_language_in(conn, telegram_id)
+                return row, self.staff.roles_and_seen_in(conn, telegram_id)
 
             row, (roles, known) = await self.ledger.db.read(who)  # one read per update
             data["member"] = self.ledger.view(row) if row is not None else None
             data["roles"] = roles
-            language = language_for(user.language_code)
-            if roles and row is None and known != language:
-                # Staff who are not members: the bot learns their language only from their
-                # own updates, and needs it to write to them first (a new request, say).
-                await self.staff.remember_language(telegram_id, language)
+            seen = SeenAs(language_for(user.language_code), user.username, user.first_name)
+            if roles and row is None and known != seen:
+                # Staff who are not members: the bot learns their language and name only from
+                # their own updates, and needs them to write to them first (a new request,
+                # say) and for admins to find and list them.
+                await self.staff.remember_seen(telegram_id, seen)
         return await handler(event, data)
 
 

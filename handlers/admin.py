@@ -4,13 +4,14 @@ staff who are not members."""
 from __future__ import annotations
 
 from aiogram import Bot, F, Router
+from aiogram.exceptions import TelegramAPIError
 from aiogram.filters import Command, CommandObject
 from aiogram.types import Message
 from aiogram.utils.i18n import I18n
 from aiogram.utils.i18n import gettext as _
 
 from handlers.commands import set_staff_commands
-from handlers.common import HasRole, IsMember, StaffLanguage, plain_number, staff_help
+from handlers.common import HasRole, IsMember, StaffLanguage, plain_number, shorten, staff_help
 from ledger.service import LedgerService
 from staff.roles import Role, StaffMember, StaffService
 
@@ -63,7 +64,7 @@ async def staff_command(
     args = (command.args or "").split()
     admin_id = message.from_user.id if message.from_user else 0
     if args[:1] == ["list"]:
-        await message.answer(await _staff_list(staff))
+        await message.answer(await _staff_list(staff, ledger))
         return
     if len(args) != 3 or args[0] not in {"add", "remove"}:
         await message.answer(_("staff-usage").format(roles=_roles_text()))
@@ -80,7 +81,7 @@ async def staff_command(
     if len(who) > MAX_WHO or (numeric and not plain_number(who, TELEGRAM_ID_LIMIT - 1)):
         await message.answer(_("staff-bad-id").format(who=_clip(who)))
         return
-    target_id, username = await _resolve_person(who, staff, ledger)
+    target_id, username = await _resolve_person(who, staff, ledger, bot)
     if target_id is None:
         await message.answer(_("staff-unknown-user").format(who=who))
         return
@@ -103,13 +104,16 @@ async def staff_command(
 
 
 async def _resolve_person(
-    who: str, staff: StaffService, ledger: LedgerService
+    who: str, staff: StaffService, ledger: LedgerService, bot: Bot
 ) -> tuple[int | None, str | None]:
-    """A numeric id as is (with the member's @username, if they joined); an @username among
-    members or staff."""
+    """A numeric id as is (with their @username: the member's if they joined, else the one
+    Telegram gives for a chat they opened); an @username among members or staff."""
     if who.lstrip("-").isdigit():
-        member = await ledger.member_by_telegram(int(who))
-        return int(who), (member.username.lower() if member and member.username else None)
+        telegram_id = int(who)
+        member = await ledger.member_by_telegram(telegram_id)
+        if member is not None and member.username:
+            return telegram_id, member.username.lower()
+        return telegram_id, await _telegram_username(bot, telegram_id)
     username = who.lstrip("@").lower()
     if not username:
         return None, None
@@ -119,8 +123,34 @@ async def _resolve_person(
     return await staff.find_by_username(username), username
 
 
-async def _staff_list(staff: StaffService) -> str:
-    """One line a person: "@kate (4100) — cashier, support"."""
+async def _telegram_username(bot: Bot, telegram_id: int) -> str | None:
+    """The @username of someone who opened a chat with the bot (None for anyone else)."""
+    try:
+        chat = await bot.get_chat(telegram_id)
+    except TelegramAPIError:
+        return None
+    return chat.username.lower() if chat.username else None
+
+
+async def _who(
+    telegram_id: int, granted_as: str | None, staff: StaffService, ledger: LedgerService
+) -> str:
+    """ "Kate @kate (4100)": the name and @username as a member, else as their Telegram was
+    last seen, else the @username they were granted a role under; the bare id if none."""
+    member = await ledger.member_by_telegram(telegram_id)
+    if member is not None:
+        name, username = member.first_name, member.username
+    else:
+        seen = await staff.seen_as(telegram_id)
+        name, username = (seen.first_name, seen.username) if seen else (None, None)
+    username = username or granted_as
+    parts = [shorten(name, 40) if name else "", f"@{username}" if username else ""]
+    known = " ".join(part for part in parts if part)
+    return f"{known} ({telegram_id})" if known else str(telegram_id)
+
+
+async def _staff_list(staff: StaffService, ledger: LedgerService) -> str:
+    """One line a person: "Kate @kate (4100) — cashier, support"."""
     people = await staff.list_staff()
     if not people:
         return _("staff-list-empty")
@@ -129,8 +159,8 @@ async def _staff_list(staff: StaffService) -> str:
         by_person.setdefault(person.telegram_id, []).append(person)
     lines = [_("staff-list-title")]
     for telegram_id, grants in by_person.items():
-        username = next((grant.username for grant in grants if grant.username), None)
-        who = f"@{username} ({telegram_id})" if username else str(telegram_id)
+        granted_as = next((grant.username for grant in grants if grant.username), None)
+        who = await _who(telegram_id, granted_as, staff, ledger)
         roles = []
         for grant in grants:
             role = _(f"role-{grant.role.value}")

@@ -11,9 +11,15 @@ from handlers.common import main_menu
 from ledger.views import MemberView
 
 
+def build_anytime_router() -> Router:
+    """Commands that work for anyone in any state (before joining's steps catch them)."""
+    router = Router(name="anytime")
+    router.message.register(my_id, Command("id"), F.chat.type == "private")
+    return router
+
+
 def build_fallback_router() -> Router:
     router = Router(name="fallback")
-    router.message.register(my_id, Command("id"), F.chat.type == "private")
     router.message.register(anything, F.chat.type == "private")
     router.callback_query.register(stale_button)
     return router

@@ -42,7 +42,6 @@ from handlers.common import (
     IsMember,
     MenuButton,
     SettingsCb,
-    StaffLanguage,
     burn_text,
     display_name,
     full_date_text,
@@ -54,12 +53,12 @@ from handlers.common import (
     staff_help,
     tier_text,
 )
-from handlers.notifications import Notifier
+from handlers.notifications import SupportNews
 from ledger.errors import BirthdayAlreadySet, BirthdayInvalid, EntryNotFound
 from ledger.rules import Rules
 from ledger.service import LedgerService
 from ledger.views import EntryView, HistoryPage, MemberView
-from staff.roles import Role, StaffService
+from staff.roles import Role
 from support.tickets import MAX_TICKET_TEXT, TicketService
 
 log = logging.getLogger("loyalty.member")
@@ -562,9 +561,7 @@ async def receive_request(
     member: MemberView,
     tickets: TicketService,
     state: FSMContext,
-    notifier: Notifier,
-    staff: StaffService,
-    staff_language: StaffLanguage,
+    support_news: SupportNews,
 ) -> None:
     """A question to support, or a dispute of the entry chosen before: stored as a ticket,
     confirmed to the member, and support is told (the ticket stands either way)."""
@@ -586,8 +583,7 @@ async def receive_request(
         text += "\n" + _("support-text-kept")  # the caption is; the file is not
     await message.answer(text, reply_markup=main_menu())
     try:
-        people = await staff.who_answers_members()
-        await notifier.new_ticket(ticket, member, [(p, await staff_language(p)) for p in people])
+        await support_news.announce(ticket, member)
     except Exception:
         log.exception("could not tell support about ticket %s", ticket.ticket_id)
 

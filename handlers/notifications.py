@@ -12,6 +12,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 
 from cards.render import format_card_number
 from handlers.common import (
+    StaffLanguage,
     burn_text,
     date_text,
     points_text,
@@ -23,8 +24,12 @@ from handlers.common import (
 from ledger.service import LedgerService
 from ledger.views import MemberView, PurchaseResult, RefundResult
 from scheduler.due import BurnWarning, Recipient, TierNews
-from scheduler.outbox import TRANSACTIONAL, Outbox
-from support.tickets import Ticket
+from scheduler.outbox import TRANSACTIONAL, Outbox, OutboxMessage
+from staff.roles import StaffService
+from support.tickets import Ticket, TicketService
+
+NEWS = "ticket:new:"  # the dedup keys of support's news: ticket:new:<ticket>:<staff id>
+IN_FLIGHT = frozenset({"sent", "queued", "sending"})  # delivered, or may still be
 
 
 class Notifier:
@@ -207,6 +212,15 @@ class Notifier:
             ),
         )
 
+    async def support_unreachable(self, member_id: int, ticket_id: int) -> bool:
+        """Tell the member nobody on the team could be reached about their request (it is
+        kept, and answered when someone opens the desk)."""
+        return await self._tell_member(
+            member_id,
+            f"ticket:unreached:{ticket_id}",
+            lambda _balance: _("support-unreachable").format(ticket=ticket_id),
+        )
+
     async def new_ticket(
         self, ticket: Ticket, member: MemberView, staff: list[tuple[int, str]]
     ) -> int:
@@ -222,7 +236,7 @@ class Notifier:
                     text=shorten(ticket.text, 300),
                 )
             queued += await self.outbox.enqueue(
-                dedup_key=f"ticket:new:{ticket.ticket_id}:{staff_id}",
+                dedup_key=f"{news_prefix(ticket.ticket_id)}{staff_id}",
                 chat_id=staff_id,
                 text=text,
             )
@@ -239,3 +253,60 @@ class Notifier:
                 )
             )
         return lines
+
+
+def news_prefix(ticket_id: int) -> str:
+    return f"{NEWS}{ticket_id}:"
+
+
+class SupportNews:
+    """A member's new request reaches someone who can answer it: the support staff, else the
+    admins. When nobody of one group could be written to (they never opened their chat with
+    the bot, or blocked it), the next group is told; when nobody at all, the member is told
+    that their request is kept, and the desk shows it (`reached_nobody`)."""
+
+    def __init__(
+        self,
+        notifier: Notifier,
+        staff: StaffService,
+        staff_language: StaffLanguage,
+        tickets: TicketService,
+    ) -> None:
+        self.notifier = notifier
+        self.staff = staff
+        self.staff_language = staff_language
+        self.tickets = tickets
+
+    async def announce(self, ticket: Ticket, member: MemberView) -> None:
+        await self._tell_next(ticket, member, tried=set())
+
+    async def undelivered(self, message: OutboxMessage) -> None:
+        """The outbox could not deliver a message: if it was news of a ticket that now has
+        reached nobody, the next group is told (or the member)."""
+        if not message.dedup_key.startswith(NEWS):
+            return
+        ticket_id = int(message.dedup_key.split(":")[2])
+        outcomes = await self.notifier.outbox.outcomes(news_prefix(ticket_id))
+        if IN_FLIGHT & set(outcomes.values()):
+            return  # someone got it, or still may
+        ticket = await self.tickets.get(ticket_id)
+        if ticket is None or ticket.status != "open":
+            return
+        member = await self.notifier.ledger.get_member(ticket.member_id)
+        tried = {int(key.rsplit(":", 1)[1]) for key in outcomes}
+        await self._tell_next(ticket, member, tried)
+
+    async def reached_nobody(self, ticket_id: int) -> bool:
+        """Whether no news of this ticket reached anyone, nor still may."""
+        outcomes = await self.notifier.outbox.outcomes(news_prefix(ticket_id))
+        return not IN_FLIGHT & set(outcomes.values())
+
+    async def _tell_next(self, ticket: Ticket, member: MemberView, tried: set[int]) -> None:
+        for group in await self.staff.who_answers_members():
+            people = [person for person in group if person not in tried]
+            if not people:
+                continue
+            languages = [(person, await self.staff_language(person)) for person in people]
+            if await self.notifier.new_ticket(ticket, member, languages):
+                return
+        await self.notifier.support_unreachable(ticket.member_id, ticket.ticket_id)

@@ -6,7 +6,7 @@ import contextlib
 
 from aiogram import Bot, F, Router
 from aiogram.exceptions import TelegramBadRequest
-from aiogram.filters import CommandObject, CommandStart
+from aiogram.filters import Command, CommandObject, CommandStart
 from aiogram.fsm.context import FSMContext
 from aiogram.fsm.state import State, StatesGroup
 from aiogram.types import (
@@ -16,6 +16,7 @@ from aiogram.types import (
     KeyboardButton,
     Message,
     ReplyKeyboardMarkup,
+    ReplyKeyboardRemove,
 )
 from aiogram.utils.i18n import gettext as _
 
@@ -49,6 +50,7 @@ def build_onboarding_router() -> Router:
     router.callback_query.filter(IsMember(registered=False))
 
     router.message.register(start, CommandStart())
+    router.message.register(leave_joining, Command("cancel"))  # in any step, or none
     router.callback_query.register(agree, ConsentCb.filter())
     router.message.register(own_contact, Joining.contact, F.contact)
     router.message.register(contact_before_consent, F.contact)
@@ -148,6 +150,12 @@ async def own_contact(
     await message.answer(text, reply_markup=main_menu())
     if registration.moved_from is not None:
         await notifier.account_moved(member, registration.moved_from)
+
+
+async def leave_joining(message: Message, state: FSMContext) -> None:
+    """/cancel before joining: whatever step it was is over; /start begins again."""
+    await state.clear()
+    await message.answer(_("joining-cancelled"), reply_markup=ReplyKeyboardRemove())
 
 
 async def contact_before_consent(message: Message, state: FSMContext) -> None:

@@ -20,6 +20,7 @@ from collections.abc import Awaitable, Callable
 from aiogram import F, Router
 from aiogram.filters import Command, CommandObject
 from aiogram.types import Message
+from aiogram.utils.i18n import I18n
 from aiogram.utils.i18n import gettext as _
 
 from cards.render import format_card_number
@@ -28,17 +29,18 @@ from handlers.common import (
     moment_text,
     plain_number,
     points_text,
+    roubles_text,
     shorten,
     signed_text,
     tier_text,
     utf16_length,
 )
 from handlers.member import entry_line
-from handlers.notifications import Notifier
+from handlers.notifications import Notifier, SupportNews
 from ledger.errors import EntryNotReversible, LedgerError, MemberNotFound
 from ledger.phones import mask_phone
 from ledger.service import LedgerService
-from ledger.views import EntryView, MemberView
+from ledger.views import EntryView, MemberView, PurchaseView
 from staff.audit import AuditLog
 from staff.roles import Role
 from support.tickets import MAX_TICKET_TEXT, Ticket, TicketService, TicketTooLong
@@ -51,6 +53,7 @@ MESSAGE_BUDGET = 3800  # UTF-16 units of one answer (Telegram's limit is 4096)
 QUOTE_LIMIT = 1500  # a member's text or an answer, quoted on the desk
 MAX_REASON = 500  # the reason of an adjustment or a reversal: the member reads it
 ID_LIMIT = 2**31 - 1  # ticket, entry and member numbers are 32-bit
+PURCHASE_KINDS = frozenset({"earn", "redeem"})  # entries whose reference is a receipt id
 # Refusals the desk explains in the reader's language; anything else reads as the ledger's.
 EXPLAINED = frozenset(
     {
@@ -80,7 +83,9 @@ def build_support_router() -> Router:
 # --------------------------------------------------------------------------- requests
 
 
-async def list_tickets(message: Message, tickets: TicketService, ledger: LedgerService) -> None:
+async def list_tickets(
+    message: Message, tickets: TicketService, ledger: LedgerService, support_news: SupportNews
+) -> None:
     shown, total = await tickets.open_tickets(LIST_LIMIT)
     if not shown:
         await message.answer(_("desk-list-empty"))
@@ -96,6 +101,8 @@ async def list_tickets(message: Message, tickets: TicketService, ledger: LedgerS
             when=moment_text(ticket.created_at, member.timezone),
             text=shorten(ticket.text, 80),
         )
+        if await support_news.reached_nobody(ticket.ticket_id):
+            line += "\n" + _("desk-reached-nobody")
         if utf16_length("\n\n".join([*lines, line])) > MESSAGE_BUDGET:
             break
         lines.append(line)
@@ -107,7 +114,11 @@ async def list_tickets(message: Message, tickets: TicketService, ledger: LedgerS
 
 
 async def show_ticket(
-    message: Message, command: CommandObject, tickets: TicketService, ledger: LedgerService
+    message: Message,
+    command: CommandObject,
+    tickets: TicketService,
+    ledger: LedgerService,
+    support_news: SupportNews,
 ) -> None:
     ticket = await _ticket_from(message, command, tickets, _("desk-usage-ticket"))
     if ticket is None:
@@ -131,6 +142,9 @@ async def show_ticket(
             entry = None
         if entry is not None:
             lines.append(_("desk-ticket-entry").format(line=_entry(entry, member)))
+            purchase = await _purchase_of(entry, ledger)
+            if purchase is not None:
+                lines.append(_purchase_line(purchase, member))
     lines.append(_("desk-quote").format(text=_cut(ticket.text)))
     if ticket.status == "closed":
         when = moment_text(ticket.closed_at or ticket.created_at, member.timezone)
@@ -140,6 +154,8 @@ async def show_ticket(
         else:
             lines.append(_("desk-ticket-closed").format(when=when))
     else:
+        if await support_news.reached_nobody(ticket.ticket_id):
+            lines.append(_("desk-reached-nobody"))
         lines.append(_("desk-ticket-actions").format(ticket=ticket.ticket_id))
     await message.answer("\n\n".join(lines))
 
@@ -190,7 +206,11 @@ async def answer_ticket(
 
 
 async def show_member(
-    message: Message, command: CommandObject, ledger: LedgerService, tickets: TicketService
+    message: Message,
+    command: CommandObject,
+    ledger: LedgerService,
+    tickets: TicketService,
+    i18n: I18n,
 ) -> None:
     usage = _("desk-usage-member")
     member = await _member_from(message, (command.args or "").strip(), ledger, usage)
@@ -212,6 +232,8 @@ async def show_member(
             joined=moment_text(member.created_at, member.timezone),
         )
     ]
+    language = i18n.gettext("language-name", locale=member.language)
+    lines.append(_("desk-member-language").format(language=language))
     own = await tickets.tickets_of(member.member_id)
     open_ones = [ticket.ticket_id for ticket in own if ticket.status == "open"]
     if open_ones:
@@ -413,8 +435,29 @@ async def _tell(queued: Awaitable[bool]) -> bool:
 
 def _entry(entry: EntryView, member: MemberView) -> str:
     line = f"#{entry.entry_id} · {entry_line(entry, member.timezone)}"
+    if entry.reason:  # why support adjusted or reversed it, as the member was told
+        line += " · " + _("desk-entry-reason").format(reason=shorten(entry.reason, 80))
     if entry.reversed:
         line += " · " + _("desk-entry-reversed")
+    return line
+
+
+async def _purchase_of(entry: EntryView, ledger: LedgerService) -> PurchaseView | None:
+    """The purchase a purchase's entry (its points earned or redeemed) belongs to."""
+    if entry.kind not in PURCHASE_KINDS or not entry.reference:
+        return None
+    return await ledger.receipt(entry.reference)
+
+
+def _purchase_line(purchase: PurchaseView, member: MemberView) -> str:
+    """ "Purchase R-1: 1,500 ₽ on 2 Mar, 12:00 · refunded 500 ₽"."""
+    line = _("desk-ticket-purchase").format(
+        receipt=purchase.receipt_id,
+        amount=roubles_text(purchase.amount),
+        when=moment_text(purchase.created_at, member.timezone),
+    )
+    if purchase.refunded:
+        line += " · " + _("desk-ticket-refunded").format(amount=roubles_text(purchase.refunded))
     return line
 
 

@@ -66,6 +66,7 @@ from ledger.views import (
     HistoryPage,
     MemberView,
     PurchaseResult,
+    PurchaseView,
     RefundResult,
     Registration,
     TierChange,
@@ -1124,6 +1125,13 @@ class LedgerService:
         if owner is None:
             raise EntryNotFound("no such entry")
         return int(owner)
+
+    async def receipt(self, receipt_id: str) -> PurchaseView | None:
+        """The purchase recorded under this receipt id, if any."""
+        row = await self.db.read(lambda conn: _PURCHASE(conn, {"receipt_id": receipt_id}).first())
+        if row is None:
+            return None
+        return PurchaseView(row.receipt_id, row.amount, row.refunded_amount, row.created_at)
 
     # ------------------------------------------------------ transaction plumbing
 

@@ -85,6 +85,16 @@ class EntryView:
 
 
 @dataclass(frozen=True, slots=True)
+class PurchaseView:
+    """A recorded purchase, as support sees it beside a disputed entry."""
+
+    receipt_id: str
+    amount: int  # kopecks, the whole receipt
+    refunded: int  # kopecks refunded so far
+    created_at: datetime
+
+
+@dataclass(frozen=True, slots=True)
 class HistoryPage:
     entries: tuple[EntryView, ...]
     page: int  # 0-based

@@ -25,7 +25,7 @@ import contextlib
 import json
 import logging
 import time
-from collections.abc import Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
@@ -217,6 +217,14 @@ class Outbox:
         async with self.reader.connect() as conn:
             return [(row.id, row.sent_at) for row in (await conn.execute(query)).all()]
 
+    async def outcomes(self, dedup_prefix: str) -> dict[str, str]:
+        """The status of each message whose dedup key starts with `dedup_prefix`, by key."""
+        query = select(outbox.c.dedup_key, outbox.c.status).where(
+            outbox.c.dedup_key.startswith(dedup_prefix, autoescape=True)
+        )
+        async with self.reader.connect() as conn:
+            return {row.dedup_key: row.status for row in (await conn.execute(query)).all()}
+
     async def counts(self, broadcast_id: int | None = None) -> dict[str, int]:
         """How many messages are in each status (for one broadcast, if given)."""
         query = select(outbox.c.status, func.count()).group_by(outbox.c.status)
@@ -274,8 +282,12 @@ class Sender:
         rate_per_second: float = 25.0,
         per_chat_interval: float = 1.0,
         poll_interval: float = 1.0,
+        on_undelivered: Callable[[OutboxMessage], Awaitable[None]] | None = None,
     ) -> None:
         self.outbox = outbox
+        # Told of each message that ended without reaching its chat (failed, or unreachable),
+        # once its outcome is recorded: a producer may find another way (support's news).
+        self.on_undelivered = on_undelivered
         self.bot = bot
         self.rules = rules
         self.limiter = RateLimiter(rate_per_second, per_chat_interval)
@@ -452,6 +464,7 @@ class Sender:
             await self.outbox.record(
                 message.message_id, "failed", reason=error.message[:200], attempt=True
             )
+            await self._undelivered(message)
         else:
             await self.outbox.record(
                 message.message_id, "sent", telegram_message_id=sent.message_id, attempt=True
@@ -460,6 +473,7 @@ class Sender:
     async def _back_off(self, message: OutboxMessage, why: str) -> None:
         if message.attempts + 1 >= MAX_ATTEMPTS:
             await self.outbox.record(message.message_id, "failed", reason=why, attempt=True)
+            await self._undelivered(message)
             return
         delay = timedelta(seconds=min(2**message.attempts, 300))
         await self.outbox.record(
@@ -474,6 +488,7 @@ class Sender:
         await self.outbox.record(
             message.message_id, "skipped_unreachable", reason="blocked the bot", attempt=True
         )
+        await self._undelivered(message)
         if message.member_id is not None:
             async with self.outbox.engine.begin() as conn:
                 await conn.execute(
@@ -481,6 +496,14 @@ class Sender:
                     .where(members.c.id == message.member_id)
                     .values(unreachable=True)
                 )
+
+    async def _undelivered(self, message: OutboxMessage) -> None:
+        if self.on_undelivered is None:
+            return
+        try:
+            await self.on_undelivered(message)
+        except Exception:  # the outcome is recorded; what the producer does next is theirs
+            log.exception("outbox: the handler of an undelivered message failed")
 
 
 def quiet_hours_end(now: datetime, timezone: str, rules: MessageRules) -> datetime | None:

@@ -5,8 +5,9 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import datetime
 from enum import StrEnum
+from typing import Any
 
-from sqlalchemy import Connection, bindparam, delete, select
+from sqlalchemy import Connection, bindparam, delete, func, select
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncEngine
 
@@ -19,10 +20,10 @@ from storage.schema import staff_languages, staff_roles
 _ROLES_OF = Fast(
     select(staff_roles.c.role).where(staff_roles.c.telegram_id == bindparam("telegram_id"))
 )
-_LANGUAGE_OF = Fast(
-    select(staff_languages.c.language).where(
-        staff_languages.c.telegram_id == bindparam("telegram_id")
-    )
+_SEEN_AS = Fast(
+    select(
+        staff_languages.c.language, staff_languages.c.username, staff_languages.c.first_name
+    ).where(staff_languages.c.telegram_id == bindparam("telegram_id"))
 )
 
 
@@ -31,6 +32,15 @@ class Role(StrEnum):
     CASHIER = "cashier"
     SUPPORT = "support"
     MARKETER = "marketer"
+
+
+@dataclass(frozen=True, slots=True)
+class SeenAs:
+    """What a staff member's Telegram said of them when they last wrote to the bot."""
+
+    language: str
+    username: str | None = None
+    first_name: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -62,40 +72,47 @@ class StaffService:
 
     def roles_in(self, conn: Connection, telegram_id: int) -> frozenset[Role]:
         """The roles of this person, read inside a caller's transaction."""
-        return self.roles_and_language_in(conn, telegram_id)[0]
+        return self.roles_and_seen_in(conn, telegram_id)[0]
 
-    def roles_and_language_in(
+    def roles_and_seen_in(
         self, conn: Connection, telegram_id: int
-    ) -> tuple[frozenset[Role], str | None]:
-        """Their roles, and (for staff only) the language their Telegram was last seen
-        speaking, if the bot has seen it."""
+    ) -> tuple[frozenset[Role], SeenAs | None]:
+        """Their roles, and (for staff only) what their Telegram was last seen as (language,
+        @username, first name), if the bot has seen it."""
         roles = {Role(role) for role in _ROLES_OF(conn, {"telegram_id": telegram_id}).scalars()}
         if telegram_id in self.admin_ids:
             roles.add(Role.ADMIN)
         if not roles:
             return frozenset(), None  # a member or a guest: nothing more to read
-        language = _LANGUAGE_OF(conn, {"telegram_id": telegram_id}).scalar_one_or_none()
-        return frozenset(roles), language
+        return frozenset(roles), _seen(_SEEN_AS(conn, {"telegram_id": telegram_id}).first())
 
-    async def remember_language(self, telegram_id: int, language: str) -> None:
-        """Keep the language a staff member's Telegram speaks."""
+    async def remember_seen(self, telegram_id: int, seen: SeenAs) -> None:
+        """Keep the language, @username and first name a staff member's Telegram has now."""
         insert = postgresql.insert if self.engine.dialect.name == "postgresql" else sqlite.insert
-        statement = insert(staff_languages).values(
-            telegram_id=telegram_id, language=language, seen_at=self.clock.now()
-        )
+        values = {
+            "language": seen.language,
+            "username": seen.username,
+            "first_name": seen.first_name,
+            "seen_at": self.clock.now(),
+        }
+        statement = insert(staff_languages).values(telegram_id=telegram_id, **values)
         async with self.engine.begin() as conn:
             await conn.execute(
                 statement.on_conflict_do_update(
-                    index_elements=[staff_languages.c.telegram_id],
-                    set_={"language": language, "seen_at": statement.excluded.seen_at},
+                    index_elements=[staff_languages.c.telegram_id], set_=values
                 )
             )
 
-    async def language_of(self, telegram_id: int) -> str | None:
+    async def seen_as(self, telegram_id: int) -> SeenAs | None:
         async with self.reader.connect() as conn:
-            return await conn.run_sync(  # type: ignore[no-any-return]
-                lambda sync: _LANGUAGE_OF(sync, {"telegram_id": telegram_id}).scalar_one_or_none()
+            row = await conn.run_sync(
+                lambda sync: _SEEN_AS(sync, {"telegram_id": telegram_id}).first()
             )
+        return _seen(row)
+
+    async def language_of(self, telegram_id: int) -> str | None:
+        seen = await self.seen_as(telegram_id)
+        return seen.language if seen is not None else None
 
     async def grant(
         self, telegram_id: int, role: Role, *, by: int, username: str | None = None
@@ -148,12 +165,24 @@ class StaffService:
         return bool(removed)
 
     async def find_by_username(self, username: str) -> int | None:
-        """A staff member's id by @username, as it was when a role was granted."""
+        """A staff member's id by @username: as their Telegram was last seen, else as it was
+        when a role was granted."""
+        username = username.lstrip("@").lower()
         async with self.reader.connect() as conn:
+            seen = (
+                await conn.execute(
+                    select(staff_languages.c.telegram_id)
+                    .where(func.lower(staff_languages.c.username) == username)
+                    .order_by(staff_languages.c.seen_at.desc())
+                    .limit(1)
+                )
+            ).scalar_one_or_none()
+            if seen is not None:
+                return int(seen)
             return (
                 await conn.execute(
                     select(staff_roles.c.telegram_id)
-                    .where(staff_roles.c.username == username.lstrip("@").lower())
+                    .where(staff_roles.c.username == username)
                     .limit(1)
                 )
             ).scalar_one_or_none()
@@ -178,12 +207,19 @@ class StaffService:
         ]
         return listed
 
-    async def who_answers_members(self) -> list[int]:
-        """Whom to tell about a member's new request: support staff, or the admins while
-        there are none."""
+    async def who_answers_members(self) -> list[list[int]]:
+        """Whom to tell about a member's new request, in turn: the support staff, then (when
+        there are none, or none could be reached) the admins."""
         people = await self.list_staff()
+        groups = []
         for role in (Role.SUPPORT, Role.ADMIN):
             ids = sorted({person.telegram_id for person in people if person.role is role})
             if ids:
-                return ids
-        return []
+                groups.append(ids)
+        return groups
+
+
+def _seen(row: Any) -> SeenAs | None:
+    if row is None:
+        return None
+    return SeenAs(row.language, row.username, row.first_name)

@@ -253,13 +253,16 @@ staff_roles = Table(
 )
 
 # The language a staff member's Telegram was last seen speaking: to write first to staff who
-# are not members (a new request for support, say), admins from ADMIN_IDS included.
+# are not members (a new request for support, say), admins from ADMIN_IDS included; and the
+# @username and first name it had then, to find and list them by name.
 staff_languages = Table(
     "staff_languages",
     metadata,
     Column("telegram_id", BigInteger, primary_key=True, autoincrement=False),
     Column("language", String(8), nullable=False),
     Column("seen_at", UTCDateTime, nullable=False),
+    Column("username", String(64), nullable=True),
+    Column("first_name", String(128), nullable=True),
 )
 
 # Every staff action: who, what, when, why.

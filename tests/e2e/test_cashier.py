@@ -73,7 +73,7 @@ async def test_admin_grants_lists_and_removes_roles(
     await admin.send_command("/staff list")
     listing = (await admin.wait_message()).text or ""
     assert "4242 — cashier, support" in listing  # one line a person
-    assert f"{ADMIN_ID} — admin (from ADMIN_IDS)" in listing
+    assert f"Boss ({ADMIN_ID}) — admin (from ADMIN_IDS)" in listing  # by name, as seen
     await admin.send_command("/staff remove 4242 cashier")
     await admin.wait_message()
     await admin.send_command(f"/staff remove {ADMIN_ID} admin")
