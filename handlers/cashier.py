@@ -39,8 +39,11 @@ from handlers.common import (
     IsMember,
     MenuButton,
     StaffLanguage,
+    count_text,
+    number_text,
     points_text,
     roubles_text,
+    seconds_text,
     tier_text,
 )
 from handlers.notifications import Notifier
@@ -237,7 +240,7 @@ async def sale_step(
     if action == "other":
         await state.set_state(Selling.points)
         await message.answer(
-            _("cashier-ask-points").format(points=points_text(int(data.get("allowed", 0))))
+            _("cashier-ask-points").format(most=number_text(int(data.get("allowed", 0))))
         )
         return
     if action == "redeem":
@@ -298,7 +301,7 @@ async def take_amount(
         await _ask_confirmation(message, ledger, rules, member_id, amount, 0)
         return
     await message.answer(
-        _("cashier-redeem-offer").format(amount=roubles_text(amount), points=points_text(allowed)),
+        count_text("cashier-redeem-offer", allowed, amount=roubles_text(amount)),
         reply_markup=_keyboard(
             [
                 [
@@ -331,7 +334,7 @@ async def take_points(
     allowed = int(data.get("allowed", 0))
     text = _without_spaces(message.text or "")
     if not text.isdigit() or int(text) > allowed:
-        await message.answer(_("cashier-bad-points").format(points=points_text(allowed)))
+        await message.answer(_("cashier-bad-points").format(most=number_text(allowed)))
         return
     member_id, amount, redeem = int(data["member_id"]), int(data["amount"]), int(text)
     await state.set_state(None)  # the sale's data stays for the confirm button
@@ -428,9 +431,7 @@ async def _record(
 
 def _error_text(error: LedgerError) -> str:
     if error.code == "redeem_above_limit":
-        return _("error-redeem_above_limit").format(
-            allowed=points_text(int(error.details.get("allowed", 0)))
-        )
+        return count_text("error-redeem_above_limit", int(error.details.get("allowed", 0)))
     if error.code in {"insufficient_points", "member_not_found"}:
         return _(f"error-{error.code}")
     if error.code == "member_erased":
@@ -487,7 +488,7 @@ async def _ask_member(
     )
     seconds = int(confirmations.ttl.total_seconds())
     await message.edit_text(
-        _("cashier-waiting").format(points=points_text(redeem), seconds=seconds),
+        count_text("cashier-waiting", redeem, seconds=seconds_text(seconds)),
         reply_markup=_keyboard(
             [[(_("cashier-cancel-button"), WithdrawCb(request_id=request.request_id))]]
         ),

@@ -43,6 +43,7 @@ from handlers.common import (
     SettingsCb,
     StaffLanguage,
     burn_text,
+    count_text,
     display_name,
     full_date_text,
     main_menu,
@@ -565,7 +566,7 @@ async def _ticket_text(message: Message) -> str | None:
         await message.answer(_("support-text-only"))
         return None
     if len(text) > MAX_TICKET_TEXT:
-        await message.answer(_("support-too-long").format(limit=MAX_TICKET_TEXT))
+        await message.answer(count_text("support-too-long", MAX_TICKET_TEXT))
         return None
     return text
 

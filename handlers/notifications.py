@@ -12,7 +12,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 
 from cards.render import format_card_number
 from handlers.common import (
-    burn_text,
+    count_text,
     date_text,
     points_text,
     roubles_text,
@@ -70,9 +70,7 @@ class Notifier:
         return await self._tell_member(
             result.rewarded_inviter,
             f"referral:{result.member_id}",  # one reward per invited member
-            lambda balance: _("referral-rewarded").format(
-                points=points_text(points), balance=balance
-            ),
+            lambda balance: count_text("referral-rewarded", points, balance=balance),
         )
 
     async def _tell_member(
@@ -119,8 +117,10 @@ class Notifier:
         if recipient.telegram_id is None:
             return False
         with self.i18n.context(), self.i18n.use_locale(recipient.language):
-            text = _("burn-warning").format(
-                burn=burn_text(warning.points, warning.burns_at, recipient.timezone)
+            text = count_text(
+                "burn-warning",
+                warning.points,
+                date=date_text(warning.burns_at, recipient.timezone),
             )
         return await self.outbox.enqueue(
             dedup_key=warning.dedup_key,
@@ -153,8 +153,8 @@ class Notifier:
         if recipient.telegram_id is None:
             return False
         with self.i18n.context(), self.i18n.use_locale(recipient.language):
-            text = _("birthday-greeting").format(
-                points=points_text(points), date=date_text(valid_until, recipient.timezone)
+            text = count_text(
+                "birthday-greeting", points, date=date_text(valid_until, recipient.timezone)
             )
         return await self.outbox.enqueue(
             dedup_key=f"birthday:{recipient.member_id}:{year}",

@@ -361,4 +361,4 @@ async def test_the_member_gets_a_receipt_in_their_language_once(till: Till, phon
         rows = (await conn.execute(select(outbox))).all()
     assert len(rows) == 1 and rows[0].chat_id == 555 and rows[0].category == "transactional"
     assert "Покупка R-1: 1 500 ₽" in rows[0].text.replace("\xa0", " ")
-    assert "Начислено: 29 баллов" in rows[0].text and "Оплачено баллами: 30 баллов" in rows[0].text
+    assert "Начислено: 29 баллов" in rows[0].text and "Списано в оплату: 30 баллов" in rows[0].text

@@ -42,7 +42,7 @@ async def test_new_user_registers_with_own_contact_and_gets_welcome_bonus(
     assert "100 баллов за регистрацию" in (greeting.text or "")
     assert "согласие на обработку персональных данных" in (greeting.text or "")
 
-    agree = greeting.button("✅ Согласен").callback_data or ""
+    agree = greeting.button("✅ Принимаю").callback_data or ""
     await anna.press(greeting, agree)
     share = await anna.wait_message()
     assert share.keyboard[0][0].request_contact
