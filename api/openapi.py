@@ -185,7 +185,7 @@ _MONEY_LIMITS = (
     " A string with at most two decimals (a comma also works), or an integer of whole "
     "roubles; more than 0 and at most 100000000.00."
 )
-_ID = {"type": "string", "minLength": 1, "maxLength": 100}  # and no control characters
+_ID = {"type": "string", "minLength": 1, "maxLength": 100}  # and no control or format characters
 
 _SCHEMAS: dict[str, Any] = {
     "Health": {
@@ -199,7 +199,10 @@ _SCHEMAS: dict[str, Any] = {
         "properties": {
             "receipt_id": {
                 **_ID,
-                "description": "The till's receipt id; the idempotency key. No control characters.",
+                "description": (
+                    "The till's receipt id; the idempotency key. No control or invisible "
+                    "formatting characters (Unicode categories Cc and Cf)."
+                ),
             },
             "customer": {
                 "type": "string",
@@ -245,7 +248,10 @@ _SCHEMAS: dict[str, Any] = {
         "properties": {
             "refund_id": {
                 **_ID,
-                "description": "The refund's id; the idempotency key. No control characters.",
+                "description": (
+                    "The refund's id; the idempotency key. No control or invisible "
+                    "formatting characters (Unicode categories Cc and Cf)."
+                ),
             },
             "receipt_id": {**_ID, "description": "The purchase being refunded."},
             "amount": {**_MONEY, "description": "The refunded part, in roubles." + _MONEY_LIMITS},

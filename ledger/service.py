@@ -1371,7 +1371,7 @@ def _check_reference(value: str, name: str) -> None:
     ):
         raise InvalidReference(
             f"{name} must be a non-empty string of at most {MAX_REFERENCE_LENGTH} characters, "
-            "without control characters",
+            "without control or invisible formatting characters",
             field=name,
         )
 
