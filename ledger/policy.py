@@ -33,6 +33,8 @@ _FORMAT_CHARACTERS = (
     "\U000e0020-\U000e007f"
 )
 _NOT_PLAIN = re.compile("[\x00-\x1f\x7f-\x9f\ud800-\udfff" + _FORMAT_CHARACTERS + "]")
+# The same but tab and newline, which free text keeps.
+_HIDDEN = re.compile("[\x00-\x08\x0b-\x1f\x7f-\x9f\ud800-\udfff" + _FORMAT_CHARACTERS + "]")
 _AMOUNT_TEXT = re.compile(r"^[0-9]{1,12}(?:[.,][0-9]{1,2})?$")
 
 
@@ -184,6 +186,14 @@ def is_valid_card_number(card_number: str) -> bool:
         and card_number.isdigit()
         and luhn_check_digit(card_number[:-1]) == card_number[-1]
     )
+
+
+def readable_text(text: str) -> str:
+    """Someone's free text (a support request, a name) without what would hide or disguise it
+    from the staff who read it: control characters but tab and newline (NUL, escape, ...), lone
+    surrogates and invisible format characters ("\u202egnp.exe" displays as "exe.png"). Emoji
+    joined by U+200D fall apart into their parts; they stay readable."""
+    return _HIDDEN.sub("", text)
 
 
 def is_plain_text(value: str) -> bool:

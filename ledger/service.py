@@ -302,7 +302,14 @@ class LedgerService:
             existing = (
                 conn.execute(select(members.c.id).where(members.c.phone == e164))
             ).scalar_one_or_none()
-            profile = {"first_name": first_name, "last_name": last_name, "username": username}
+            profile = {
+                name: _readable(value)
+                for name, value in (
+                    ("first_name", first_name),
+                    ("last_name", last_name),
+                    ("username", username),
+                )
+            }
             # Before the account moves: inviting yourself from your own other number pays nothing.
             inviter = None if existing is not None else self._inviter_id(conn, referral_code)
             if inviter is not None and telegram_id is not None:
@@ -465,6 +472,9 @@ class LedgerService:
         unknown = set(values) - allowed
         if unknown:
             raise ValueError(f"not a profile field: {sorted(unknown)}")
+
+        for name in {"first_name", "last_name", "username"} & set(values):
+            values[name] = _readable(values[name])
 
         def work(conn: Connection) -> MemberView:
             conn.execute(update(members).where(members.c.id == member_id).values(**values))
@@ -1360,6 +1370,12 @@ def _member_row_by_lookup(conn: Connection, lookup: _CustomerLookup) -> Row[Any]
 
 def _member_id_by_lookup(conn: Connection, lookup: _CustomerLookup) -> int:
     return int(_member_row_by_lookup(conn, lookup).id)
+
+
+def _readable(name: str | None) -> str | None:
+    """A name from Telegram as staff will read it (policy.readable_text); None if nothing of it
+    is left."""
+    return (policy.readable_text(name).strip() or None) if name is not None else None
 
 
 def _check_reference(value: str, name: str) -> None:

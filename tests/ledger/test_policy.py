@@ -200,3 +200,10 @@ def test_plain_text_is_unicodes_control_surrogate_and_format_categories_exactly(
             continue
         expected = category not in ("Cc", "Cs", "Cf")
         assert policy.is_plain_text(f"a{char}b") is expected, hex(code)
+
+
+def test_free_text_loses_what_would_hide_or_disguise_it_and_keeps_its_lines() -> None:
+    assert policy.readable_text("Look at \u202egnp.exe\x00\nplease\t\u200b!\r") == (
+        "Look at gnp.exe\nplease\t!"
+    )
+    assert policy.readable_text("Анна 👍") == "Анна 👍"
