@@ -4,10 +4,11 @@ outbox (scheduler.outbox), the one delivery path. Receipts are transactional: ne
 from __future__ import annotations
 
 from collections.abc import Callable
-from datetime import datetime
+from datetime import datetime, timedelta
 
 from aiogram.utils.i18n import I18n
 from aiogram.utils.i18n import gettext as _
+from sqlalchemy import Connection
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from cards.render import format_card_number
@@ -21,10 +22,13 @@ from handlers.common import (
     tier_text,
 )
 from ledger.service import LedgerService
-from ledger.views import MemberView, PurchaseResult, RefundResult
+from ledger.views import Burnt, MemberView, PurchaseResult, RefundResult
 from scheduler.due import BurnWarning, Recipient, TierNews
 from scheduler.outbox import TRANSACTIONAL, Outbox
 from support.tickets import Ticket
+
+# News of a burn waits at most this long for quiet hours or the weekly cap to let it through.
+BURNT_NEWS_LIFETIME = timedelta(days=3)
 
 
 class Notifier:
@@ -129,6 +133,29 @@ class Notifier:
             text=text,
             category="reminder",
             expires_at=warning.relevant_until,
+        )
+
+    def points_burnt(self, conn: Connection, recipient: Recipient, burnt: Burnt) -> bool:
+        """Queue "N points burnt on DATE; balance M" in the burn's transaction (so a burn is
+        never without its notice, nor a notice without its burn). A reminder, as the burn
+        warnings: its opt-out, quiet hours and the weekly cap apply."""
+        now = self.ledger.clock.now()
+        with self.i18n.context(), self.i18n.use_locale(recipient.language):
+            text = count_text(
+                "points-burnt",
+                burnt.points,
+                date=date_text(now, recipient.timezone),
+                balance=points_text(burnt.balance),
+            )
+        assert recipient.telegram_id is not None
+        return self.outbox.enqueue_in(
+            conn,
+            dedup_key=f"burnt:{recipient.member_id}:{now.isoformat()}",
+            chat_id=recipient.telegram_id,
+            member_id=recipient.member_id,
+            text=text,
+            category="reminder",
+            expires_at=now + BURNT_NEWS_LIFETIME,
         )
 
     async def tier_up(self, news: TierNews, conn: AsyncConnection, today: str) -> bool:

@@ -62,6 +62,7 @@ from ledger.rules import Rules
 from ledger.views import (
     BalanceView,
     Burn,
+    Burnt,
     EntryView,
     HistoryPage,
     MemberView,
@@ -900,13 +901,21 @@ class LedgerService:
 
     # ------------------------------------------------------------ time passing
 
-    async def expire_due(self) -> int:
-        """Burn every active lot whose expiry has come; returns the points burnt."""
+    async def expire_due(
+        self, on_burnt: Callable[[Connection, list[Burnt]], None] | None = None
+    ) -> int:
+        """Burn every active lot whose expiry has come; returns the points burnt. `on_burnt`
+        writes what follows from a batch (the members' notices) in the batch's transaction."""
         now = self.clock.now()
         condition = and_(lots.c.status == "active", lots.c.remaining > 0, lots.c.expires_at <= now)
-        return await self._for_due_members(
-            condition, lambda conn, ids: self.journal.burn_due(conn, ids, now)
-        )
+
+        def work(conn: Connection, ids: Sequence[int]) -> int:
+            burnt = self.journal.burn_due(conn, ids, now)
+            if on_burnt is not None and burnt:
+                on_burnt(conn, burnt)
+            return sum(item.points for item in burnt)
+
+        return await self._for_due_members(condition, work)
 
     async def activate_due(self) -> int:
         """Make held points usable once their hold is over; returns the points activated."""

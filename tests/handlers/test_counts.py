@@ -49,6 +49,7 @@ PLURALS: dict[str, tuple[str, str, tuple[str, str, str] | None]] = {
     "seconds-count": ("секунда", "nom", None),
     "burn-phrase": ("балл", "nom", ("сгорит", "сгорят", "сгорят")),
     "burn-warning": ("балл", "nom", ("сгорит", "сгорят", "сгорят")),
+    "points-burnt": ("балл", "nom", ("сгорел", "сгорели", "сгорело")),
     "registered": ("балл", "nom", None),
     "birthday-greeting": ("балл", "nom", ("начислен", "начислено", "начислено")),
     "referral-rewarded": ("балл", "nom", ("начислен", "начислено", "начислено")),
