@@ -18,6 +18,7 @@ from aiogram.utils.i18n import gettext as _
 from babel.dates import format_date, format_datetime
 from babel.numbers import format_decimal
 
+from ledger import policy
 from ledger.service import LedgerService
 from ledger.views import MemberView
 from staff.roles import Role, StaffService
@@ -220,7 +221,9 @@ def date_text(moment: datetime | date, timezone: str | None = None) -> str:
 
 
 def full_date_text(day: date) -> str:
-    return format_date(day, "dd.MM.yyyy", locale=current_language())
+    """ "14.05.1990"; a birthday given without its year: "14.05"."""
+    pattern = "dd.MM" if day.year == policy.BIRTH_YEAR_UNKNOWN else "dd.MM.yyyy"
+    return format_date(day, pattern, locale=current_language())
 
 
 def moment_text(moment: datetime, timezone: str) -> str:

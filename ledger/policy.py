@@ -19,6 +19,9 @@ MAX_AMOUNT_KOPECKS = 100_000_000_00  # 100 million roubles: anything above is a 
 # A member's points (usable plus held) stay below this: far above any real program, and well
 # inside the 32-bit columns that hold them (Journal.credit refuses what would pass it).
 MAX_MEMBER_POINTS = 1_000_000_000
+# The year of a birthday given without one ("14.05"): a leap year, so 29 February fits, and
+# none a member can be born in.
+BIRTH_YEAR_UNKNOWN = 4
 
 
 # Unicode's control characters (category Cc: C0, DEL, C1), surrogates (Cs) and format

@@ -484,9 +484,11 @@ class LedgerService:
         return await self.db.write(work)
 
     async def set_birthday(self, member_id: int, birthday: date) -> MemberView:
-        """Set the birthday once; a second attempt is refused."""
+        """Set the birthday once; a second attempt is refused. A birthday without its year
+        has the year policy.BIRTH_YEAR_UNKNOWN."""
         now = self.clock.now()
-        if birthday > now.date() or birthday.year < 1900:
+        known = birthday.year != policy.BIRTH_YEAR_UNKNOWN
+        if known and (birthday > now.date() or birthday.year < 1900):
             raise BirthdayInvalid("birthday out of range")
 
         def work(conn: Connection) -> MemberView:

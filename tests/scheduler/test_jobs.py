@@ -11,6 +11,7 @@ from bot.i18n import build_i18n
 from handlers.notifications import Notifier
 from ledger.clock import ManualClock
 from ledger.invariants import check_ledger
+from ledger.policy import BIRTH_YEAR_UNKNOWN
 from ledger.service import LedgerService
 from scheduler.due import warning_threshold
 from scheduler.jobs import Jobs
@@ -151,6 +152,19 @@ async def test_birthday_bonus_and_greeting_once(
     assert len(greetings) == 1 and greetings[0][1].startswith("🎂 С днём рождения! На ваш счёт "
                                                               "начислено 300 баллов")
     assert (await ledger.balance(member.member_id)).balance == 400
+
+
+async def test_a_birthday_given_without_its_year_is_greeted_on_the_day(
+    ledger: LedgerService, phones: Phones, clock: ManualClock
+) -> None:
+    member = (await ledger.register_member(phones.next(), telegram_id=82, language="en")).member
+    day = clock.now().date() + timedelta(days=10)
+    no_year = date(BIRTH_YEAR_UNKNOWN, day.month, day.day)
+    assert (await ledger.set_birthday(member.member_id, no_year)).birthday == no_year
+    assert (await ledger.get_member(member.member_id)).birthday == no_year  # stored as given
+    jobs = make_jobs(ledger)
+    clock.advance(timedelta(days=10))
+    assert (await jobs.birthdays())["credited"] == 300
 
 
 async def test_held_points_are_activated_by_the_job(
