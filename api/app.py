@@ -312,7 +312,11 @@ def _string(body: dict[str, Any], field: str, *, max_length: int) -> str:
     value = value.strip()
     if not policy.is_plain_text(value):
         raise ApiError(
-            422, "invalid_field", f"{field} must not contain control characters", field=field
+            422,
+            "invalid_field",
+            f"{field} must not contain control or invisible formatting characters "
+            "(such as NUL, U+200B or U+202E)",
+            field=field,
         )
     return value
 

@@ -263,7 +263,10 @@ _SCHEMAS: dict[str, Any] = {
         "properties": {
             "receipt_id": {
                 **_ID,
-                "description": "The till's receipt id; the idempotency key. No control characters.",
+                "description": (
+                    "The till's receipt id; the idempotency key. No control or invisible "
+                    "formatting characters (Unicode categories Cc and Cf)."
+                ),
             },
             "customer": {
                 "type": "string",
@@ -310,7 +313,10 @@ _SCHEMAS: dict[str, Any] = {
         "properties": {
             "refund_id": {
                 **_ID,
-                "description": "The refund's id; the idempotency key. No control characters.",
+                "description": (
+                    "The refund's id; the idempotency key. No control or invisible "
+                    "formatting characters (Unicode categories Cc and Cf)."
+                ),
             },
             "receipt_id": {**_ID, "description": "The purchase being refunded."},
             "amount": {**_MONEY, "description": "The refunded part, in roubles." + _MONEY_LIMITS},

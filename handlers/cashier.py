@@ -43,9 +43,12 @@ from handlers.common import (
     Points,
     RowId,
     StaffLanguage,
+    count_text,
+    number_text,
     plain_number,
     points_text,
     roubles_text,
+    seconds_text,
     tier_text,
 )
 from handlers.notifications import Notifier
@@ -266,7 +269,7 @@ async def ask_points(
     await callback.answer()
     await state.set_state(Selling.points)
     await callback.message.answer(
-        _("cashier-ask-points").format(points=points_text(int(data.get("allowed", 0))))
+        _("cashier-ask-points").format(most=number_text(int(data.get("allowed", 0))))
     )
 
 
@@ -390,7 +393,7 @@ async def take_amount(
         return SaleCb(action=action, member_id=member_id, points=points, sale=data["sale"])
 
     await message.answer(
-        _("cashier-redeem-offer").format(amount=roubles_text(amount), points=points_text(allowed)),
+        count_text("cashier-redeem-offer", allowed, amount=roubles_text(amount)),
         reply_markup=_keyboard(
             [
                 [
@@ -417,7 +420,7 @@ async def take_points(
     allowed = int(data.get("allowed", 0))
     redeem = plain_number(_without_spaces(message.text or ""), allowed)
     if redeem is None:
-        await message.answer(_("cashier-bad-points").format(points=points_text(allowed)))
+        await message.answer(_("cashier-bad-points").format(most=number_text(allowed)))
         return
     amount = int(data["amount"])
     await state.set_state(None)  # the sale's data stays for the confirm button
@@ -520,9 +523,7 @@ async def _record(
 
 def _error_text(error: LedgerError) -> str:
     if error.code == "redeem_above_limit":
-        return _("error-redeem_above_limit").format(
-            allowed=points_text(int(error.details.get("allowed", 0)))
-        )
+        return count_text("error-redeem_above_limit", int(error.details.get("allowed", 0)))
     if error.code in {"insufficient_points", "member_not_found"}:
         return _(f"error-{error.code}")
     if error.code == "member_erased":
@@ -563,7 +564,7 @@ async def _ask_member(
     await ask_member_to_confirm(outbox, i18n, member, request)
     seconds = int(confirmations.ttl.total_seconds())
     await message.edit_text(
-        _("cashier-waiting").format(points=points_text(redeem), seconds=seconds),
+        count_text("cashier-waiting", redeem, seconds=seconds_text(seconds)),
         reply_markup=_keyboard(
             [[(_("cashier-cancel-button"), WithdrawCb(request_id=request.request_id))]]
         ),

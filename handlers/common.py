@@ -19,6 +19,7 @@ from babel.dates import format_date, format_datetime
 from babel.numbers import format_decimal
 from pydantic import Field
 
+from ledger import policy
 from ledger.service import LedgerService
 from ledger.views import MemberView
 from staff.roles import Role, StaffService
@@ -152,11 +153,28 @@ def current_language() -> str:
     return get_i18n().current_locale
 
 
+def count_text(key: str, count: int, **values: object) -> str:
+    """The message `key` about `count` things, `{n}` in it the count, grouped.
+
+    The language's plural rules pick the message's form, and each form holds the noun in the
+    case its sentence needs ("до 21 балла", "сгорят 22 балла", "up to 1 point"): a message
+    with a count is one plural message (`key` and `key-plural`), never a number glued to a
+    separately pluralised noun.
+    """
+    form = ngettext(key, f"{key}-plural", abs(count))
+    return form.format(n=format_decimal(count, locale=current_language()), **values)
+
+
 def points_text(points: int) -> str:
-    """ "1 балл", "2 балла", "5 баллов" / "1 point", "1,200 points"."""
-    return ngettext("points-count", "points-count-plural", abs(points)).format(
-        n=format_decimal(points, locale=current_language())
-    )
+    """ "1 балл", "2 балла", "5 баллов" / "1 point", "1,200 points": the nominative, for a
+    label ("Баланс: 21 балл") or a subject or object. After a preposition or a word that
+    governs another case the whole message is a plural one (see count_text)."""
+    return count_text("points-count", points)
+
+
+def number_text(number: int) -> str:
+    """ "1,200" / "1 200": a bare count, grouped as the counts in messages are."""
+    return format_decimal(number, locale=current_language())
 
 
 def signed_text(number: int) -> str:
@@ -167,10 +185,7 @@ def signed_text(number: int) -> str:
 
 def burn_text(points: int, day: datetime | date, timezone: str | None = None) -> str:
     """ "120 points burn on 12 December" / "12 декабря сгорит 21 балл": the verb agrees."""
-    verb = ngettext("burn-verb", "burn-verb-plural", abs(points))
-    return _("burn-phrase").format(
-        points=points_text(points), date=date_text(day, timezone), burns=verb
-    )
+    return count_text("burn-phrase", points, date=date_text(day, timezone))
 
 
 def plain_number(text: str, limit: int) -> int | None:
@@ -194,7 +209,11 @@ def shorten(text: str, limit: int) -> str:
 
 
 def days_text(days: int) -> str:
-    return ngettext("days-count", "days-count-plural", days).format(n=days)
+    return count_text("days-count", days)
+
+
+def seconds_text(seconds: int) -> str:
+    return count_text("seconds-count", seconds)
 
 
 def roubles_text(kopecks: int) -> str:
@@ -213,7 +232,9 @@ def date_text(moment: datetime | date, timezone: str | None = None) -> str:
 
 
 def full_date_text(day: date) -> str:
-    return format_date(day, "dd.MM.yyyy", locale=current_language())
+    """ "14.05.1990"; a birthday given without its year: "14.05"."""
+    pattern = "dd.MM" if day.year == policy.BIRTH_YEAR_UNKNOWN else "dd.MM.yyyy"
+    return format_date(day, pattern, locale=current_language())
 
 
 def moment_text(moment: datetime, timezone: str) -> str:

@@ -43,6 +43,7 @@ from handlers.common import (
     MenuButton,
     SettingsCb,
     burn_text,
+    count_text,
     display_name,
     full_date_text,
     main_menu,
@@ -54,6 +55,7 @@ from handlers.common import (
     tier_text,
 )
 from handlers.notifications import SupportNews
+from ledger import policy
 from ledger.errors import BirthdayAlreadySet, BirthdayInvalid, EntryNotFound
 from ledger.rules import Rules
 from ledger.service import LedgerService
@@ -65,7 +67,10 @@ log = logging.getLogger("loyalty.member")
 
 HISTORY_PAGE_SIZE = 10
 NOTIFY_FIELDS = ("notify_reminders", "notify_tier", "notify_offers")
-_DATE = re.compile(r"^\s*(\d{1,2})[./-](\d{1,2})[./-](\d{4})\s*$")
+# A birthday as people type it: 14.05.1990 (or with / or -), 1990-05-14, or 14.05 without the year.
+_DAY_MONTH_YEAR = re.compile(r"(?P<day>\d{1,2})[./-](?P<month>\d{1,2})[./-](?P<year>\d{4})")
+_YEAR_MONTH_DAY = re.compile(r"(?P<year>\d{4})-(?P<month>\d{1,2})-(?P<day>\d{1,2})")
+_DAY_MONTH = re.compile(r"(?P<day>\d{1,2})[./](?P<month>\d{1,2})\.?")
 
 
 class Asking(StatesGroup):
@@ -468,14 +473,18 @@ async def receive_birthday(
 
 
 def _parse_date(text: str) -> date | None:
-    match = _DATE.match(text)
-    if not match:
-        return None
-    day, month, year = (int(part) for part in match.groups())
-    try:
-        return date(year, month, day)
-    except ValueError:
-        return None
+    """The birthday typed, in one of the forms birthday-ask names; a birthday without a year
+    has the year policy.BIRTH_YEAR_UNKNOWN. None for anything else."""
+    text = text.strip()
+    for form in (_DAY_MONTH_YEAR, _YEAR_MONTH_DAY, _DAY_MONTH):
+        match = form.fullmatch(text)
+        if match:
+            year = int(match.groupdict().get("year") or policy.BIRTH_YEAR_UNKNOWN)
+            try:
+                return date(year, int(match["month"]), int(match["day"]))
+            except ValueError:
+                return None
+    return None
 
 
 _SETTINGS_VALUES: dict[str, frozenset[str]] = {  # the values the settings buttons carry
@@ -595,7 +604,7 @@ async def _ticket_text(message: Message) -> str | None:
         await message.answer(_("support-text-only"))
         return None
     if len(text) > MAX_TICKET_TEXT:
-        await message.answer(_("support-too-long").format(limit=MAX_TICKET_TEXT))
+        await message.answer(count_text("support-too-long", MAX_TICKET_TEXT))
         return None
     return text
 

@@ -4,16 +4,17 @@ outbox (scheduler.outbox), the one delivery path. Receipts are transactional: ne
 from __future__ import annotations
 
 from collections.abc import Callable
-from datetime import datetime
+from datetime import datetime, timedelta
 
 from aiogram.utils.i18n import I18n
 from aiogram.utils.i18n import gettext as _
+from sqlalchemy import Connection
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from cards.render import format_card_number
 from handlers.common import (
     StaffLanguage,
-    burn_text,
+    count_text,
     date_text,
     points_text,
     roubles_text,
@@ -22,7 +23,7 @@ from handlers.common import (
     tier_text,
 )
 from ledger.service import LedgerService
-from ledger.views import MemberView, PurchaseResult, RefundResult
+from ledger.views import Burnt, MemberView, PurchaseResult, RefundResult
 from scheduler.due import BurnWarning, Recipient, TierNews
 from scheduler.outbox import TRANSACTIONAL, Outbox, OutboxMessage
 from staff.roles import StaffService
@@ -30,6 +31,9 @@ from support.tickets import Ticket, TicketService
 
 NEWS = "ticket:new:"  # the dedup keys of support's news: ticket:new:<ticket>:<staff id>
 IN_FLIGHT = frozenset({"sent", "queued", "sending"})  # delivered, or may still be
+
+# News of a burn waits at most this long for quiet hours or the weekly cap to let it through.
+BURNT_NEWS_LIFETIME = timedelta(days=3)
 
 
 class Notifier:
@@ -80,9 +84,7 @@ class Notifier:
         return await self._tell_member(
             result.rewarded_inviter,
             f"referral:{result.member_id}",  # one reward per invited member
-            lambda balance: _("referral-rewarded").format(
-                points=points_text(points), balance=balance
-            ),
+            lambda balance: count_text("referral-rewarded", points, balance=balance),
         )
 
     async def _tell_member(
@@ -129,8 +131,10 @@ class Notifier:
         if recipient.telegram_id is None:
             return False
         with self.i18n.context(), self.i18n.use_locale(recipient.language):
-            text = _("burn-warning").format(
-                burn=burn_text(warning.points, warning.burns_at, recipient.timezone)
+            text = count_text(
+                "burn-warning",
+                warning.points,
+                date=date_text(warning.burns_at, recipient.timezone),
             )
         return await self.outbox.enqueue(
             dedup_key=warning.dedup_key,
@@ -139,6 +143,29 @@ class Notifier:
             text=text,
             category="reminder",
             expires_at=warning.relevant_until,
+        )
+
+    def points_burnt(self, conn: Connection, recipient: Recipient, burnt: Burnt) -> bool:
+        """Queue "N points burnt on DATE; balance M" in the burn's transaction (so a burn is
+        never without its notice, nor a notice without its burn). A reminder, as the burn
+        warnings: its opt-out, quiet hours and the weekly cap apply."""
+        now = self.ledger.clock.now()
+        with self.i18n.context(), self.i18n.use_locale(recipient.language):
+            text = count_text(
+                "points-burnt",
+                burnt.points,
+                date=date_text(now, recipient.timezone),
+                balance=points_text(burnt.balance),
+            )
+        assert recipient.telegram_id is not None
+        return self.outbox.enqueue_in(
+            conn,
+            dedup_key=f"burnt:{recipient.member_id}:{now.isoformat()}",
+            chat_id=recipient.telegram_id,
+            member_id=recipient.member_id,
+            text=text,
+            category="reminder",
+            expires_at=now + BURNT_NEWS_LIFETIME,
         )
 
     async def tier_up(self, news: TierNews, conn: AsyncConnection, today: str) -> bool:
@@ -163,8 +190,8 @@ class Notifier:
         if recipient.telegram_id is None:
             return False
         with self.i18n.context(), self.i18n.use_locale(recipient.language):
-            text = _("birthday-greeting").format(
-                points=points_text(points), date=date_text(valid_until, recipient.timezone)
+            text = count_text(
+                "birthday-greeting", points, date=date_text(valid_until, recipient.timezone)
             )
         return await self.outbox.enqueue(
             dedup_key=f"birthday:{recipient.member_id}:{year}",

@@ -24,6 +24,7 @@ from cards.render import format_card_number
 from handlers.common import (
     ConsentCb,
     IsMember,
+    count_text,
     days_text,
     language_for,
     main_menu,
@@ -140,9 +141,10 @@ async def own_contact(
             program=rules.program_name, card=format_card_number(member.card_number)
         )
     elif registration.created:
-        text = _("registered").format(
+        text = count_text(
+            "registered",
+            registration.welcome_points,
             program=rules.program_name,
-            welcome=points_text(registration.welcome_points),
             card=format_card_number(member.card_number),
         )
     else:

@@ -26,6 +26,7 @@ from aiogram.utils.i18n import gettext as _
 from cards.render import format_card_number
 from handlers.common import (
     HasRole,
+    count_text,
     moment_text,
     plain_number,
     points_text,
@@ -180,7 +181,7 @@ async def answer_ticket(
     try:
         outcome = await tickets.close(ticket_id, by=staff_id, answer=answer)
     except TicketTooLong:
-        await message.answer(_("support-too-long").format(limit=MAX_TICKET_TEXT))
+        await message.answer(count_text("support-too-long", MAX_TICKET_TEXT))
         return
     if outcome is None:
         await message.answer(_("desk-no-ticket").format(ticket=ticket_id))
@@ -478,7 +479,7 @@ async def _reason_too_long(message: Message, reason: str) -> bool:
     """The member reads the reason: at most MAX_REASON characters, else say so."""
     if len(reason) <= MAX_REASON:
         return False
-    await message.answer(_("desk-reason-too-long").format(limit=MAX_REASON))
+    await message.answer(count_text("desk-reason-too-long", MAX_REASON))
     return True
 
 

@@ -22,6 +22,7 @@ from sqlalchemy.engine import Row
 from ledger import policy
 from ledger.errors import InsufficientPoints, LedgerError, MemberNotFound, PointsLimit
 from ledger.rules import Rules
+from ledger.views import Burnt
 from storage.fast import Fast, later
 from storage.schema import entries, lots, members, purchases, spends
 
@@ -434,7 +435,7 @@ class Journal:
             for row in conn.execute(statement)
         }
 
-    def burn_due(self, conn: Connection, member_ids: Sequence[int], now: datetime) -> int:
+    def burn_due(self, conn: Connection, member_ids: Sequence[int], now: datetime) -> list[Burnt]:
         """Burn every lot of these members whose expiry has come: one expiry entry per member,
         taking the whole remainder of each due lot. A handful of statements per batch."""
         totals = self.lock_many(conn, member_ids)
@@ -452,7 +453,10 @@ class Journal:
         for member_id, points in burnt.items():
             totals[member_id].balance -= points
         self._store_many(conn, {member_id: totals[member_id] for member_id in burnt})
-        return sum(burnt.values())
+        return [
+            Burnt(member_id, points, totals[member_id].balance)
+            for member_id, points in burnt.items()
+        ]
 
     def burn_own_due(
         self, conn: Connection, member_id: int, totals: Totals, now: datetime

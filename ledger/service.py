@@ -62,6 +62,7 @@ from ledger.rules import Rules
 from ledger.views import (
     BalanceView,
     Burn,
+    Burnt,
     EntryView,
     HistoryPage,
     MemberView,
@@ -305,7 +306,14 @@ class LedgerService:
             existing = (
                 conn.execute(select(members.c.id).where(members.c.phone == e164))
             ).scalar_one_or_none()
-            profile = {"first_name": first_name, "last_name": last_name, "username": username}
+            profile = {
+                name: _readable(value)
+                for name, value in (
+                    ("first_name", first_name),
+                    ("last_name", last_name),
+                    ("username", username),
+                )
+            }
             # Before the account moves: inviting yourself from your own other number pays nothing.
             inviter = None if existing is not None else self._inviter_id(conn, referral_code)
             if inviter is not None and telegram_id is not None:
@@ -469,6 +477,9 @@ class LedgerService:
         if unknown:
             raise ValueError(f"not a profile field: {sorted(unknown)}")
 
+        for name in {"first_name", "last_name", "username"} & set(values):
+            values[name] = _readable(values[name])
+
         def work(conn: Connection) -> MemberView:
             conn.execute(update(members).where(members.c.id == member_id).values(**values))
             return _member_view(self.journal.member_row(conn, member_id))
@@ -476,9 +487,11 @@ class LedgerService:
         return await self.db.write(work)
 
     async def set_birthday(self, member_id: int, birthday: date) -> MemberView:
-        """Set the birthday once; a second attempt is refused."""
+        """Set the birthday once; a second attempt is refused. A birthday without its year
+        has the year policy.BIRTH_YEAR_UNKNOWN."""
         now = self.clock.now()
-        if birthday > now.date() or birthday.year < 1900:
+        known = birthday.year != policy.BIRTH_YEAR_UNKNOWN
+        if known and (birthday > now.date() or birthday.year < 1900):
             raise BirthdayInvalid("birthday out of range")
 
         def work(conn: Connection) -> MemberView:
@@ -902,13 +915,21 @@ class LedgerService:
 
     # ------------------------------------------------------------ time passing
 
-    async def expire_due(self) -> int:
-        """Burn every active lot whose expiry has come; returns the points burnt."""
+    async def expire_due(
+        self, on_burnt: Callable[[Connection, list[Burnt]], None] | None = None
+    ) -> int:
+        """Burn every active lot whose expiry has come; returns the points burnt. `on_burnt`
+        writes what follows from a batch (the members' notices) in the batch's transaction."""
         now = self.clock.now()
         condition = and_(lots.c.status == "active", lots.c.remaining > 0, lots.c.expires_at <= now)
-        return await self._for_due_members(
-            condition, lambda conn, ids: self.journal.burn_due(conn, ids, now)
-        )
+
+        def work(conn: Connection, ids: Sequence[int]) -> int:
+            burnt = self.journal.burn_due(conn, ids, now)
+            if on_burnt is not None and burnt:
+                on_burnt(conn, burnt)
+            return sum(item.points for item in burnt)
+
+        return await self._for_due_members(condition, work)
 
     async def activate_due(self) -> int:
         """Make held points usable once their hold is over; returns the points activated."""
@@ -1391,6 +1412,12 @@ def _member_id_by_lookup(conn: Connection, lookup: _CustomerLookup) -> int:
     return int(_member_row_by_lookup(conn, lookup).id)
 
 
+def _readable(name: str | None) -> str | None:
+    """A name from Telegram as staff will read it (policy.readable_text); None if nothing of it
+    is left."""
+    return (policy.readable_text(name).strip() or None) if name is not None else None
+
+
 def _check_reference(value: str, name: str) -> None:
     if (
         not isinstance(value, str)
@@ -1400,7 +1427,7 @@ def _check_reference(value: str, name: str) -> None:
     ):
         raise InvalidReference(
             f"{name} must be a non-empty string of at most {MAX_REFERENCE_LENGTH} characters, "
-            "without control characters",
+            "without control or invisible formatting characters",
             field=name,
         )
 

@@ -57,6 +57,15 @@ class Burn:
 
 
 @dataclass(frozen=True, slots=True)
+class Burnt:
+    """Points of one member the burn job has just written off, and their usable balance after."""
+
+    member_id: int
+    points: int
+    balance: int
+
+
+@dataclass(frozen=True, slots=True)
 class BalanceView:
     member_id: int
     balance: int

@@ -9,11 +9,12 @@ already passed is not sent after a later one has become due.
 from __future__ import annotations
 
 from collections import defaultdict
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import date, datetime, time, timedelta
 from zoneinfo import ZoneInfo
 
-from sqlalchemy import and_, select
+from sqlalchemy import Connection, and_, select
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from ledger.rules import Rules
@@ -123,6 +124,20 @@ async def burn_warnings_due(engine: AsyncEngine, rules: Rules, now: datetime) ->
             )
         )
     return warnings
+
+
+def recipients_of(conn: Connection, member_ids: Sequence[int]) -> dict[int, Recipient]:
+    """The active members among these who can be told something (they have a chat), by id;
+    read in the caller's transaction."""
+    query = select(members.c.id, members.c.telegram_id, members.c.language, members.c.timezone)
+    rows = conn.execute(
+        query.where(
+            members.c.id.in_(member_ids),
+            members.c.status == "active",
+            members.c.telegram_id.is_not(None),
+        )
+    ).all()
+    return {row.id: Recipient(row.id, row.telegram_id, row.language, row.timezone) for row in rows}
 
 
 async def tier_news_due(engine: AsyncEngine, rules: Rules) -> list[TierNews]:

@@ -23,12 +23,13 @@ from datetime import timedelta
 from typing import Any
 
 from apscheduler.schedulers.asyncio import AsyncIOScheduler
-from sqlalchemy import text, update
+from sqlalchemy import Connection, text, update
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from handlers.notifications import Notifier
 from ledger.service import LedgerService
-from scheduler.due import Recipient, burn_warnings_due, tier_news_due, tier_rank
+from ledger.views import Burnt
+from scheduler.due import Recipient, burn_warnings_due, recipients_of, tier_news_due, tier_rank
 from scheduler.outbox import Sender
 from storage.engine import sqlite_file
 from storage.schema import job_runs, members
@@ -68,7 +69,18 @@ class Jobs:
         return {"points": await self.ledger.activate_due()}
 
     async def burn(self) -> dict[str, Any]:
-        return {"points": await self.ledger.expire_due()}
+        """Burn what is due and tell each member, in the burn's own transaction."""
+
+        def tell(conn: Connection, burnt: list[Burnt]) -> None:
+            recipients = recipients_of(conn, [item.member_id for item in burnt])
+            for item in burnt:
+                if item.member_id in recipients:
+                    self.notifier.points_burnt(conn, recipients[item.member_id], item)
+
+        points = await self.ledger.expire_due(tell)
+        if points:
+            self.notifier.outbox.wakeup.set()
+        return {"points": points}
 
     async def warn(self) -> dict[str, Any]:
         warnings = await burn_warnings_due(self.engine, self.ledger.rules, self.ledger.clock.now())

@@ -40,7 +40,7 @@ from aiogram.exceptions import (
     TelegramServerError,
 )
 from aiogram.types import InlineKeyboardMarkup
-from sqlalchemy import func, select, update
+from sqlalchemy import Connection, func, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
@@ -102,27 +102,16 @@ class Outbox:
         conn: AsyncConnection | None = None,
     ) -> bool:
         """Queue a message; False when one with this dedup key exists already."""
-        if category not in PRIORITY:
-            raise ValueError(f"unknown message category {category!r}")
-        now = self.clock.now()
-        insert = postgresql.insert if self.engine.dialect.name == "postgresql" else sqlite.insert
-        statement = (
-            insert(outbox)
-            .values(
-                dedup_key=dedup_key,
-                member_id=member_id,
-                chat_id=chat_id,
-                category=category,
-                priority=PRIORITY[category],
-                text=text,
-                reply_markup=json.dumps(reply_markup) if reply_markup else None,
-                not_before=not_before or now,
-                expires_at=expires_at,
-                broadcast_id=broadcast_id,
-                created_at=now,
-            )
-            .on_conflict_do_nothing(index_elements=[outbox.c.dedup_key])
-            .returning(outbox.c.id)
+        statement = self._insert(
+            dedup_key=dedup_key,
+            member_id=member_id,
+            chat_id=chat_id,
+            category=category,
+            text=text,
+            reply_markup=json.dumps(reply_markup) if reply_markup else None,
+            not_before=not_before,
+            expires_at=expires_at,
+            broadcast_id=broadcast_id,
         )
         if conn is not None:
             added = (await conn.execute(statement)).scalar_one_or_none()
@@ -132,6 +121,47 @@ class Outbox:
         if added is not None:
             self.wakeup.set()
         return added is not None
+
+    def enqueue_in(
+        self,
+        conn: Connection,
+        *,
+        dedup_key: str,
+        chat_id: int,
+        text: str,
+        category: str,
+        member_id: int,
+        expires_at: datetime | None = None,
+    ) -> bool:
+        """Queue a message in the caller's (synchronous) transaction, that of the ledger
+        operation it tells of; the sender finds it at its next look (or `wakeup`)."""
+        statement = self._insert(
+            dedup_key=dedup_key,
+            member_id=member_id,
+            chat_id=chat_id,
+            category=category,
+            text=text,
+            expires_at=expires_at,
+        )
+        return conn.execute(statement).scalar_one_or_none() is not None
+
+    def _insert(self, *, category: str, not_before: datetime | None = None, **values: Any) -> Any:
+        if category not in PRIORITY:
+            raise ValueError(f"unknown message category {category!r}")
+        now = self.clock.now()
+        insert = postgresql.insert if self.engine.dialect.name == "postgresql" else sqlite.insert
+        return (
+            insert(outbox)
+            .values(
+                category=category,
+                priority=PRIORITY[category],
+                not_before=not_before or now,
+                created_at=now,
+                **values,
+            )
+            .on_conflict_do_nothing(index_elements=[outbox.c.dedup_key])
+            .returning(outbox.c.id)
+        )
 
     async def claim_due(self, limit: int = BATCH) -> list[OutboxMessage]:
         """Take up to `limit` due messages, highest priority first, marking them `sending`

@@ -9,6 +9,7 @@ from typing import Any
 from sqlalchemy import func, select, update
 from sqlalchemy.ext.asyncio import AsyncEngine
 
+from ledger import policy
 from ledger.clock import Clock, SystemClock
 from storage.engine import readonly
 from storage.schema import tickets
@@ -43,8 +44,9 @@ class TicketService:
     async def open_ticket(
         self, member_id: int, text: str, *, kind: str = "support", entry_id: int | None = None
     ) -> Ticket:
-        """Store a member's request; a dispute names the entry it is about."""
-        text = text.strip()
+        """Store a member's request (without hidden characters: staff read it); a dispute
+        names the entry it is about."""
+        text = policy.readable_text(text).strip()
         if len(text) > MAX_TICKET_TEXT:
             raise TicketTooLong(f"at most {MAX_TICKET_TEXT} characters")
         async with self.engine.begin() as conn:

@@ -254,6 +254,29 @@ async def test_ids_and_customers_with_control_characters_are_422_on_both_backend
     assert await check_ledger(till.ledger.engine) == []
 
 
+async def test_a_receipt_id_with_an_invisible_or_direction_character_is_422_and_no_receipt(
+    till: Till, phones: Phones
+) -> None:
+    """U+202E made "R-1\u202e" display reversed and U+200B hid in an id that looked like "R-1";
+    both were accepted and shown in the member's receipt."""
+    _, card, _ = await member(till, phones, telegram_id=555)
+    for char, bad in [("\u202e", "R-1\u202egnp"), ("\u200b", "R-\u200b1"), ("\u2066", "\u2066R")]:
+        status, body = await till.purchase(receipt_id=bad, customer=card, amount="10")
+        assert (status, body["error"]["code"], body["error"]["field"]) == (
+            422,
+            "invalid_field",
+            "receipt_id",
+        ), repr(bad)
+        assert "invisible" in body["error"]["message"]
+        status, body = await till.refund(refund_id=bad, receipt_id="R-1", amount="10")
+        assert (status, body["error"]["field"]) == (422, "refund_id"), repr(bad)
+        status, body = await till.purchase(receipt_id="R-2", customer=card + char, amount="1")
+        assert (status, body["error"]["field"]) == (422, "customer"), repr(bad)
+    async with till.ledger.engine.connect() as conn:
+        assert (await conn.execute(select(outbox))).all() == []  # no receipt went out
+    assert (await till.call("GET", f"/api/v1/members/{card}"))[1]["balance"] == 100
+
+
 async def test_a_customer_that_looks_like_a_broken_link_is_404(till: Till) -> None:
     """urlparse refuses "http://[start=..." (an unclosed IPv6 host): it was a 500."""
     for customer in ["https://[start=x", "http://[::1?start=c_" + "A" * 40]:
@@ -362,7 +385,7 @@ async def test_the_member_gets_a_receipt_in_their_language_once(till: Till, phon
         rows = (await conn.execute(select(outbox))).all()
     assert len(rows) == 1 and rows[0].chat_id == 555 and rows[0].category == "transactional"
     assert "Покупка R-1: 1 500 ₽" in rows[0].text.replace("\xa0", " ")
-    assert "Начислено: 29 баллов" in rows[0].text and "Оплачено баллами: 30 баллов" in rows[0].text
+    assert "Начислено: 29 баллов" in rows[0].text and "Списано в оплату: 30 баллов" in rows[0].text
 
 
 @pytest.mark.parametrize("schema_name", ["PurchaseRequest", "RefundRequest"])

@@ -20,7 +20,7 @@ async def _make_cashier(
     await join(cashier, f"+7999000{user_id:04d}")  # a member too, so @username is known
     admin = emulator.user(ADMIN_ID, "Boss", language_code="en")
     await admin.send_command(f"/staff add @{username} cashier")
-    assert "is now cashier" in ((await admin.wait_message()).text or "")
+    assert "now has the role “cashier”" in ((await admin.wait_message()).text or "")
     assert "You now have the role: cashier" in ((await cashier.wait_message()).text or "")
     return cashier
 
@@ -49,7 +49,7 @@ async def test_admin_grants_lists_and_removes_roles(
 ) -> None:
     admin = emulator.user(ADMIN_ID, "Boss", language_code="en")
     await admin.send_command("/staff add 4242 support")
-    assert (await admin.wait_message()).text == "Done: 4242 is now support."
+    assert (await admin.wait_message()).text == "Done: 4242 now has the role “support”."
     await admin.send_command("/staff add 4242 support")
     assert "already has the role" in ((await admin.wait_message()).text or "")
     await admin.send_command("/staff add @nobody_known cashier")
@@ -87,7 +87,7 @@ async def test_admin_grants_lists_and_removes_roles(
     assert {"sale", "tickets", "member", "staff"} <= set(menu(ADMIN_ID))
     assert {"tickets", "member"} <= set(menu(4242)) and "staff" not in menu(4242)
     await admin.send_command("/staff remove 4242 support")
-    assert (await admin.wait_message()).text == "Done: 4242 is no longer support."
+    assert (await admin.wait_message()).text == "Done: 4242 no longer has the role “support”."
     assert menu(4242) == []
     actions = [(r.action, r.actor, r.target) for r in await AuditLog(app.engine).recent()]  # type: ignore[arg-type]
     assert ("staff.grant", f"tg:{ADMIN_ID}", "tg:4242") in actions
@@ -119,8 +119,8 @@ async def test_cashier_scans_qr_records_purchase_with_redemption_and_member_gets
     assert "That is not an amount" in ((await cashier.wait_message()).text or "")
     await cashier.send_text("1000")
     offer = await cashier.wait_message()
-    assert "Points can pay up to 100 points" in (offer.text or "")
-    await cashier.press_button(offer, "Pay 100 points")
+    assert "The customer can spend up to 100 points on it" in (offer.text or "")
+    await cashier.press_button(offer, "Spend 100 points")
     confirm = await cashier.wait_message()
     assert "The customer earns: 18 points" in (confirm.text or "")
     confirm_data = confirm.button("✅ Confirm").callback_data or ""
@@ -128,7 +128,7 @@ async def test_cashier_scans_qr_records_purchase_with_redemption_and_member_gets
     done = await cashier.wait_message()
     assert (
         done.text
-        == "✅ Recorded. Earned: 18 points, paid with points: 100 points. Balance: 18 points."
+        == "✅ Recorded. Earned: 18 points, spent: 100 points. Balance: 18 points."
     )
     again = await cashier.press(confirm, confirm_data)  # a double tap records nothing more
     assert (await again.wait_answer()).text == "This button is no longer active."
@@ -137,7 +137,7 @@ async def test_cashier_scans_qr_records_purchase_with_redemption_and_member_gets
     # No number: the sale's internal id means nothing to the customer (and no Telegram id).
     assert (receipt.text or "").splitlines()[0] == "🧾 Purchase: 1,000 ₽"
     assert "B-" not in (receipt.text or "") and "4100" not in (receipt.text or "")
-    assert "Paid with points: 100 points" in (receipt.text or "")
+    assert "Spent: 100 points" in (receipt.text or "")
     assert "Earned: 18 points" in (receipt.text or "") and "Balance: 18 points" in (
         receipt.text or ""
     )
@@ -255,10 +255,10 @@ async def test_large_redemption_is_confirmed_by_the_member_first(
     answers = sorted([str((await tap.wait_answer()).text) for tap in taps])
     assert answers == ["None", "You have already answered this request."]
     done = await cashier.wait_message()
-    assert "Recorded" in (done.text or "") and "paid with points: 1,800 points" in (done.text or "")
+    assert "Recorded" in (done.text or "") and "spent: 1,800 points" in (done.text or "")
     await cashier.assert_no_messages(within=0.5)
     receipt = await customer.wait_message()
-    assert "Paid with points: 1,800 points" in (receipt.text or "")
+    assert "Spent: 1,800 points" in (receipt.text or "")
     assert (await ledger.balance(member_id)).balance == 200 + 84
     assert await check_ledger(ledger.engine) == []
 
@@ -284,7 +284,7 @@ async def test_a_cashier_can_leave_a_sale_with_cancel_a_command_or_a_menu_button
     assert "Balance: 100 points" in ((await cashier.wait_message()).text or "")
     await cashier.send_text("1500")  # and the sale is over: no amount is taken
     after = (await cashier.wait_message()).text or ""
-    assert "Amount:" not in after and "Points can pay" not in after, after
+    assert "Amount:" not in after and "can spend" not in after, after
 
     await cashier.send_command("/sale")
     await cashier.wait_message()
@@ -308,16 +308,16 @@ async def test_the_cashier_types_how_many_points_to_pay_with(
     offer = await cashier.wait_message()
     assert "up to 600 points" in (offer.text or "")
     await cashier.press_button(offer, "Other number")
-    assert "From 0 to 600 points" in ((await cashier.wait_message()).text or "")
+    assert "From 0 to 600:" in ((await cashier.wait_message()).text or "")
     for wrong in ("601", "-5", "ten", "²", "1" * 5000):  # "²" was an error message
         await cashier.send_text(wrong)
-        assert "from 0 to 600 points" in ((await cashier.wait_message()).text or "")
+        assert "from 0 to 600," in ((await cashier.wait_message()).text or "")
     await cashier.send_text("250")
     confirm = await cashier.wait_message()
     assert "250 points" in (confirm.text or "")
     await cashier.press_button(confirm, "✅ Confirm")
     done = (await cashier.wait_message()).text or ""
-    assert "paid with points: 250 points" in done
+    assert "spent: 250 points" in done
     assert (await ledger.balance(member_id)).balance == 1000 - 250 + 35  # 1,750 ₽ / 50
     assert await check_ledger(ledger.engine) == []
 
@@ -394,7 +394,7 @@ async def test_a_cashier_who_is_not_a_member_hears_the_outcome_in_their_own_lang
         told = await cashier.wait_message()
         assert expected in (told.text or ""), told.text
     receipt = await customer.wait_message()
-    assert "Paid with points: 1,500 points" in (receipt.text or "")
+    assert "Spent: 1,500 points" in (receipt.text or "")
     assert (await app.services.ledger.balance(member_id)).balance == 500 + 70  # type: ignore[union-attr]
 
 

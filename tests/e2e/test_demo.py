@@ -65,7 +65,7 @@ def test_demo_runs_offline_and_tells_the_whole_story(tmp_path: Path) -> None:
     assert "← 422" in out and "redeem_above_limit" in out
     for receipt in ("R-1001", "R-1002", "R-1003"):
         assert f"🧾 Purchase {receipt}:" in out
-    assert "➖ Paid with points:" in out
+    assert "➖ Spent:" in out
 
     # Balance, history, card, and the cashier's sale in the bot.
     assert "💰 Balance:" in out and "🏅 Tier: Silver" in out

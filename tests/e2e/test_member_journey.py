@@ -42,7 +42,7 @@ async def test_new_user_registers_with_own_contact_and_gets_welcome_bonus(
     assert "100 баллов за регистрацию" in (greeting.text or "")
     assert "согласие на обработку персональных данных" in (greeting.text or "")
 
-    agree = greeting.button("✅ Согласен").callback_data or ""
+    agree = greeting.button("✅ Принимаю").callback_data or ""
     await anna.press(greeting, agree)
     share = await anna.wait_message()
     assert share.keyboard[0][0].request_contact
@@ -328,6 +328,38 @@ async def test_settings_birthday_once_and_notification_toggles(
     assert "❌ Offers" in [b.text for b in settings.inline_buttons]
     member = await app.services.ledger.member_by_telegram(1010)  # type: ignore[union-attr]
     assert member is not None and member.notify_offers is False and member.notify_tier is True
+
+
+async def test_a_birthday_is_taken_as_iso_or_without_the_year_and_the_prompt_says_so(
+    emulator: BotAPIEmulator, app: Application
+) -> None:
+    ledger = app.services.ledger  # type: ignore[union-attr]
+    for user_id, language, typed, saved in (
+        (1012, "en", "1990-05-14", "14.05.1990"),
+        (1013, "ru", "14.05", "14.05"),
+        (1014, "en", "29.02", "29.02"),
+    ):
+        user = emulator.user(user_id, "Ivan", language_code=language)
+        await join(user, f"+7999000{user_id:04d}")
+        await user.press_reply_button("⚙️ Settings" if language == "en" else "⚙️ Настройки")
+        settings = await user.wait_message()
+        label = "🎂 Birthday: not set" if language == "en" else "🎂 День рождения: не указан"
+        await user.press_button(settings, label)
+        prompt = (await user.wait_message()).text or ""
+        assert "25.04.1990" in prompt and "1990-04-25" in prompt and "25.04" in prompt, prompt
+        await user.send_text("14 May")
+        refusal = (await user.wait_message()).text or ""
+        assert "1990-04-25" in refusal and "25.04" in refusal, refusal
+        await user.send_text(typed)
+        answer = (await user.wait_message()).text or ""
+        assert answer.startswith(("Saved: ", "Сохранено: ")) and saved in answer, answer
+        member = await ledger.member_by_telegram(user_id)
+        assert member is not None and member.birthday is not None
+        assert (member.birthday.day, member.birthday.month) == tuple(
+            int(part) for part in saved.split(".")[:2]
+        )
+        await user.press_button(settings, label)  # the old keyboard: already set, as saved
+        assert f": {saved}." in ((await user.wait_message()).text or "")
 
 
 async def test_support_message_becomes_a_ticket(emulator: BotAPIEmulator, app: Application) -> None:

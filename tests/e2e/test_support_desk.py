@@ -37,6 +37,27 @@ async def _ask_support(member: EmulatedUser, text: str) -> str:
     return (await member.wait_message()).text or ""
 
 
+async def test_a_request_with_direction_and_null_characters_reaches_support_without_them(
+    emulator: BotAPIEmulator, app: Application
+) -> None:
+    """"\u202egnp.exe" displays as "exe.png"; a NUL and a zero-width space hide in a name."""
+    eve = emulator.user(5111, "E\u200bve\u202e", language_code="en")
+    await join(eve, "+79995111000")
+    sam = await _support(emulator, 5211, "en")
+    text = "Look at \u202egnp.exe\x00 please\u2066"
+    assert "Request #1 is registered" in await _ask_support(eve, text)
+    news = (await sam.wait_message()).text or ""
+    assert news.startswith("🆕 Request #1 from Eve (card ")
+    assert "“Look at gnp.exe please”" in news, repr(news)
+    await sam.send_command("/tickets")
+    assert "#1 · question · Eve · " in ((await sam.wait_message()).text or "")
+    await sam.send_command("/ticket 1")
+    ticket = (await sam.wait_message()).text or ""
+    assert "“Look at gnp.exe please”" in ticket and "From Eve, card" in ticket, repr(ticket)
+    for seen in (news, ticket):
+        assert not {"\u202e", "\u200b", "\u2066", "\x00"} & set(seen), repr(seen)
+
+
 async def test_support_answers_a_request_and_the_member_gets_the_answer(
     emulator: BotAPIEmulator, app: Application
 ) -> None:

@@ -38,8 +38,9 @@ def _keys(language: str) -> set[str]:
 
 
 def _asked_for() -> set[str]:
-    """Literal keys in _("..."), gettext("...") and ngettext("...", ...) calls."""
-    pattern = re.compile(r'(?:\b_|gettext|ngettext)\(\s*"([a-z0-9-]+)"')
+    """Literal keys in _("..."), gettext("..."), ngettext("...", ...) and count_text("...", ...)
+    calls."""
+    pattern = re.compile(r'(?:\b_|gettext|ngettext|count_text)\(\s*"([a-z0-9_-]+)"')
     asked = set()
     for folder in ("handlers", "bot", "scheduler"):
         for path in Path(ROOT, folder).glob("*.py"):

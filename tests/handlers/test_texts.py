@@ -6,6 +6,7 @@ from datetime import UTC, datetime
 
 import pytest
 from aiogram.utils.i18n import I18n
+from aiogram.utils.i18n import gettext as _
 
 from bot.i18n import build_i18n
 from handlers.common import burn_text, roubles_text
@@ -86,3 +87,23 @@ def test_the_burn_verb_agrees_with_the_number(i18n: I18n, points: int, en: str, 
     for language, expected in (("en", en), ("ru", ru)):
         with i18n.context(), i18n.use_locale(language):
             assert burn_text(points, day, "Europe/Moscow") == expected
+
+
+def test_a_granted_role_reads_as_a_sentence(i18n: I18n) -> None:
+    with i18n.context(), i18n.use_locale("ru"):
+        granted = _("staff-granted").format(who="2002", role=_("role-support"))
+    with i18n.context(), i18n.use_locale("en"):
+        english = _("staff-granted").format(who="2002", role=_("role-support"))
+    assert granted == "Готово: 2002 получает роль «поддержка»."  # not "2002 теперь поддержка"
+    assert english == "Done: 2002 now has the role “support”."
+
+
+def test_the_consent_button_suits_anyone_and_the_texts_name_it_as_it_is(i18n: I18n) -> None:
+    for language, quoted in (("ru", "«{}»"), ("en", "“{}”")):
+        with i18n.context(), i18n.use_locale(language):
+            label = _("consent-button").removeprefix("✅ ")
+            for key in ("start-greeting", "consent-first"):
+                assert quoted.format(label) in _(key), (language, key)
+    assert label == "I agree"
+    with i18n.context(), i18n.use_locale("ru"):
+        assert _("consent-button") == "✅ Принимаю"  # "Согласен" spoke to men only

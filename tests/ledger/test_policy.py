@@ -188,10 +188,22 @@ def test_card_numbers_carry_a_luhn_check_digit() -> None:
     assert policy.format_amount(150050) == "1500.50"
 
 
-def test_plain_text_is_unicodes_control_and_surrogate_categories_exactly() -> None:
-    """The regex behind is_plain_text refuses exactly categories Cc and Cs, over every code
-    point (it replaced a unicodedata loop that cost 3% of an API purchase)."""
+def test_plain_text_is_unicodes_control_surrogate_and_format_categories_exactly() -> None:
+    """The regex behind is_plain_text refuses exactly categories Cc, Cs and Cf (U+202E, U+200B,
+    ...), over every code point (it replaced a unicodedata loop that cost 3% of an API
+    purchase). A code point this Python's Unicode has not assigned yet (Cn) may go either way:
+    the regex knows the format characters of a later Unicode."""
     for code in range(0x110000):
         char = chr(code)
-        expected = unicodedata.category(char) not in ("Cc", "Cs")
+        category = unicodedata.category(char)
+        if category == "Cn" and not policy.is_plain_text(char):
+            continue
+        expected = category not in ("Cc", "Cs", "Cf")
         assert policy.is_plain_text(f"a{char}b") is expected, hex(code)
+
+
+def test_free_text_loses_what_would_hide_or_disguise_it_and_keeps_its_lines() -> None:
+    assert policy.readable_text("Look at \u202egnp.exe\x00\nplease\t\u200b!\r") == (
+        "Look at gnp.exe\nplease\t!"
+    )
+    assert policy.readable_text("Анна 👍") == "Анна 👍"

@@ -4,12 +4,14 @@ from __future__ import annotations
 
 from datetime import date, timedelta
 
+import pytest
 from sqlalchemy import select
 
 from bot.i18n import build_i18n
 from handlers.notifications import Notifier
 from ledger.clock import ManualClock
 from ledger.invariants import check_ledger
+from ledger.policy import BIRTH_YEAR_UNKNOWN
 from ledger.service import LedgerService
 from scheduler.due import warning_threshold
 from scheduler.jobs import Jobs
@@ -61,8 +63,58 @@ async def test_after_downtime_warnings_and_burns_happen_once(
     assert [b["points"] for b in burns] == [100, 0]
     assert (await ledger.balance(member.member_id)).balance == 0
     await jobs.run_all()
-    assert len(await queued(ledger)) == 2
+    queued_now = await queued(ledger)
+    assert len(queued_now) == 3 and queued_now[2][0].startswith("burnt:")  # told once
     assert await check_ledger(ledger.engine) == []
+
+
+async def test_a_member_is_told_their_points_burnt_and_their_balance_once(
+    ledger: LedgerService, phones: Phones, clock: ManualClock
+) -> None:
+    member = (await ledger.register_member(phones.next(), telegram_id=79, language="ru")).member
+    other = (await ledger.register_member(phones.next(), telegram_id=80, language="en")).member
+    jobs = make_jobs(ledger)
+    clock.advance(timedelta(days=100))
+    await ledger.adjust(member_id=member.member_id, points=21, reason="goodwill", actor="test")
+    clock.advance(timedelta(days=81))  # the welcome points of both expired yesterday
+    assert [(await jobs.burn())["points"], (await jobs.burn())["points"]] == [200, 0]
+    async with ledger.engine.connect() as conn:
+        rows = (
+            await conn.execute(select(outbox).where(outbox.c.dedup_key.like("burnt:%")))
+        ).all()
+    told = {row.chat_id: (row.text, row.category, row.member_id) for row in rows}
+    assert told == {
+        79: (
+            "🔥 30 августа сгорело 100 баллов: закончился срок их действия. Баланс: 21 балл.",
+            "reminder",  # as the burn warnings: their opt-out, quiet hours and cap apply
+            member.member_id,
+        ),
+        80: (
+            "🔥 100 points burnt on 30 August: their time was up. Your balance: 0 points.",
+            "reminder",
+            other.member_id,
+        ),
+    }
+
+
+async def test_a_burn_and_its_notice_are_one_transaction(
+    ledger: LedgerService, phones: Phones, clock: ManualClock, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """No burn without its notice: when the notice cannot be written, nothing burns."""
+    member = (await ledger.register_member(phones.next(), telegram_id=81, language="en")).member
+    jobs = make_jobs(ledger)
+    clock.advance(timedelta(days=181))  # the welcome points are due to burn
+
+    def broken(*args: object, **kwargs: object) -> bool:
+        raise RuntimeError("the outbox is full")
+
+    monkeypatch.setattr(jobs.notifier.outbox, "enqueue_in", broken)
+    with pytest.raises(RuntimeError):
+        await jobs.burn()
+    monkeypatch.undo()
+    assert (await jobs.burn())["points"] == 100  # the failed run burnt nothing
+    assert (await ledger.balance(member.member_id)).balance == 0
+    assert len(await queued(ledger)) == 1
 
 
 async def test_tier_up_is_told_once_and_a_fall_is_silent(
@@ -100,6 +152,19 @@ async def test_birthday_bonus_and_greeting_once(
     assert len(greetings) == 1 and greetings[0][1].startswith("🎂 С днём рождения! На ваш счёт "
                                                               "начислено 300 баллов")
     assert (await ledger.balance(member.member_id)).balance == 400
+
+
+async def test_a_birthday_given_without_its_year_is_greeted_on_the_day(
+    ledger: LedgerService, phones: Phones, clock: ManualClock
+) -> None:
+    member = (await ledger.register_member(phones.next(), telegram_id=82, language="en")).member
+    day = clock.now().date() + timedelta(days=10)
+    no_year = date(BIRTH_YEAR_UNKNOWN, day.month, day.day)
+    assert (await ledger.set_birthday(member.member_id, no_year)).birthday == no_year
+    assert (await ledger.get_member(member.member_id)).birthday == no_year  # stored as given
+    jobs = make_jobs(ledger)
+    clock.advance(timedelta(days=10))
+    assert (await jobs.birthdays())["credited"] == 300
 
 
 async def test_held_points_are_activated_by_the_job(

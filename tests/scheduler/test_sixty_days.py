@@ -129,16 +129,16 @@ async def test_sixty_days_every_message_on_time_once_and_within_the_caps(
     # Anna: exactly one warning 7 days before and one 3 days before, right amount and date.
     anna_texts = [m.text or "" for m in anna.messages]
     warnings = [t for t in anna_texts if t.startswith("🔥")]
-    assert (
-        warnings
-        == ["🔥 22 марта сгорят 100 баллов. Успейте потратить их — покажите карту на кассе."] * 2
-    )
+    assert warnings == [
+        *["🔥 22 марта сгорят 100 баллов. Успейте потратить их — покажите карту на кассе."] * 2,
+        "🔥 22 марта сгорело 100 баллов: закончился срок их действия. Баланс: 0 баллов.",
+    ]
     anna_times = [
         at.astimezone(MOSCOW).date()
         for member, category, _, at in capped
         if member == ids[7001] and category == "reminder"
     ]
-    assert anna_times == [burn_day - timedelta(days=7), burn_day - timedelta(days=3)]
+    assert anna_times == [burn_day - timedelta(days=7), burn_day - timedelta(days=3), burn_day]
     assert (await ledger.balance(ids[7001])).balance == 0  # burnt on day 20
 
     # Boris opted out: no reminders, each skip recorded.
