@@ -514,7 +514,7 @@ async def test_forged_points_on_a_sale_button_are_refused(
     # The confirmation screen says what is recorded: its button cannot carry other points.
     await cashier.press_button(offer, "No points")
     confirm = await cashier.wait_message()
-    assert "Paid with points: 0 points" in (confirm.text or "")
+    assert "To spend: 0 points" in (confirm.text or "")
     yes = confirm.button("✅ Confirm").callback_data or ""
     handle = await cashier.press(confirm, _forged(yes, points=1500))
     assert (await handle.wait_answer()).text == STALE
@@ -536,7 +536,7 @@ async def test_a_redemption_requests_buttons_go_once_it_is_answered_cancelled_or
 
     async def ask() -> tuple[Any, Any]:
         offer = await _offer(cashier, app, 4015, "5000")
-        await cashier.press_button(offer, "Pay 1,500 points")
+        await cashier.press_button(offer, "Spend 1,500 points")
         waiting = await cashier.wait_message()
         await cashier.press_button(waiting, "✅ Confirm")
         await cashier.wait_edit(waiting)

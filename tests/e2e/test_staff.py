@@ -90,10 +90,10 @@ async def test_an_admin_names_staff_by_username_and_the_list_shows_who_they_are(
     await sam.send_command("/id")  # how the admin learnt the number
     await sam.wait_message()
     await admin.send_command("/staff add 2002 support")
-    assert (await admin.wait_message()).text == "Done: 2002 is now support."
+    assert (await admin.wait_message()).text == "Done: 2002 now has the role “support”."
     await sam.wait_message()  # "you now have the role"
     await admin.send_command("/staff add @sam_support cashier")
-    assert (await admin.wait_message()).text == "Done: @sam_support is now cashier."
+    assert (await admin.wait_message()).text == "Done: @sam_support now has the role “cashier”."
     await sam.wait_message()
     assert await app.services.staff.roles_of(2002) == {"support", "cashier"}  # type: ignore[union-attr]
 
@@ -107,7 +107,7 @@ async def test_an_admin_names_staff_by_username_and_the_list_shows_who_they_are(
     await ola.send_command("/help")
     await ola.wait_message()
     await admin.send_command("/staff add @ola_new marketer")
-    assert (await admin.wait_message()).text == "Done: @ola_new is now marketer."
+    assert (await admin.wait_message()).text == "Done: @ola_new now has the role “marketer”."
 
     await admin.send_command("/staff list")
     listing = (await admin.wait_message()).text or ""

@@ -142,7 +142,7 @@ async def test_a_large_till_redemption_goes_through_once_the_member_says_yes_in_
     status, body = await _post(app, key, purchase)
     assert (status, body["redeemed"], body["balance"]) == (201, 1200, 5000 - 1200 + 76)
     receipt = await user.wait_message()
-    assert "Paid with points: 1,200 points" in (receipt.text or "")
+    assert "Spent: 1,200 points" in (receipt.text or "")
 
     # "No": nothing is spent, and the same purchase again says so.
     declined = {**purchase, "receipt_id": "T-5"}
