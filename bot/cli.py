@@ -26,7 +26,7 @@ from sqlalchemy.engine import Connection
 from api.keys import ApiKeyService
 from bot.failures import StartupError, failing_database, reason
 from bot.settings import Settings
-from ledger.invariants import check_ledger
+from ledger.invariants import ledger_violations
 from storage.engine import create_engine, is_sqlite, sqlite_file
 from storage.migrate import upgrade_schema
 from storage.schema import entries, members
@@ -205,13 +205,14 @@ async def _ledger_check(settings: Settings) -> int:
                 count_entries = select(func.count()).select_from(entries)
                 member_count = (await conn.execute(count_members)).scalar()
                 entry_count = (await conn.execute(count_entries)).scalar()
-        violations = await check_ledger(engine)
+        problems = 0
+        async for violation in ledger_violations(engine):  # printed as found, none kept
+            print(f"FAIL {violation}")
+            problems += 1
     finally:
         await engine.dispose()
-    if violations:
-        for violation in violations:
-            print(f"FAIL {violation}")
-        print(f"{len(violations)} problem(s) in {member_count} members", file=sys.stderr)
+    if problems:
+        print(f"{problems} problem(s) in {member_count} members", file=sys.stderr)
         return 1
     print(
         f"ledger OK: {member_count} members, {entry_count} entries; balances, lots and "

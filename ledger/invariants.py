@@ -9,10 +9,11 @@ minus what entries took from it net of what was given back. Operation keys are u
 
 from __future__ import annotations
 
+from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import func, literal, select
+from sqlalchemy import Select, and_, func, literal, or_, select
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from storage.schema import entries, lots, members, operations, spends
@@ -33,7 +34,25 @@ class Violation:
 
 async def check_ledger(engine: AsyncEngine) -> list[Violation]:
     """Every violation found; an empty list means the ledger adds up."""
-    violations: list[Violation] = []
+    return [violation async for violation in ledger_violations(engine)]
+
+
+async def ledger_violations(engine: AsyncEngine) -> AsyncIterator[Violation]:
+    """The violations one by one. The comparisons run in the database, which sends back only
+    the rows that break a rule (streamed), so memory does not grow with the ledger."""
+    async with engine.connect() as conn:
+        for query, violations_of in (
+            (_members_off(), _member_violations),
+            (_lots_off(), _lot_violations),
+            (_duplicate_keys(), _duplicate_violations),
+        ):
+            result = await conn.stream(query)
+            async for row in result:
+                for violation in violations_of(row):
+                    yield violation
+
+
+def _members_off() -> Select[Any]:
     lot_sums = (
         select(
             lots.c.member_id.label("member_id"),
@@ -54,21 +73,46 @@ async def check_ledger(engine: AsyncEngine) -> list[Violation]:
         .subquery()
     )
     zero = literal(0)
-    member_totals = select(
-        members.c.id,
-        members.c.balance,
-        members.c.pending,
-        members.c.debt,
-        func.coalesce(lot_sums.c.active, zero).label("lot_active"),
-        func.coalesce(lot_sums.c.pending, zero).label("lot_pending"),
-        func.coalesce(journal_sums.c.points, zero).label("journal_points"),
-        func.coalesce(journal_sums.c.pending, zero).label("journal_pending"),
-        func.coalesce(journal_sums.c.debt, zero).label("journal_debt"),
-    ).select_from(
-        members.outerjoin(lot_sums, lot_sums.c.member_id == members.c.id).outerjoin(
-            journal_sums, journal_sums.c.member_id == members.c.id
+    lot_active = func.coalesce(lot_sums.c.active, zero)
+    lot_pending = func.coalesce(lot_sums.c.pending, zero)
+    journal_points = func.coalesce(journal_sums.c.points, zero)
+    journal_pending = func.coalesce(journal_sums.c.pending, zero)
+    journal_debt = func.coalesce(journal_sums.c.debt, zero)
+    return (
+        select(
+            members.c.id,
+            members.c.balance,
+            members.c.pending,
+            members.c.debt,
+            lot_active.label("lot_active"),
+            lot_pending.label("lot_pending"),
+            journal_points.label("journal_points"),
+            journal_pending.label("journal_pending"),
+            journal_debt.label("journal_debt"),
         )
+        .select_from(
+            members.outerjoin(lot_sums, lot_sums.c.member_id == members.c.id).outerjoin(
+                journal_sums, journal_sums.c.member_id == members.c.id
+            )
+        )
+        .where(
+            or_(  # what _member_violations reports, so that only those rows come back
+                members.c.balance != lot_active,
+                members.c.balance != journal_points,
+                members.c.pending != lot_pending,
+                members.c.pending != journal_pending,
+                members.c.debt != journal_debt,
+                members.c.balance < 0,
+                members.c.pending < 0,
+                members.c.debt < 0,
+                and_(members.c.debt > 0, members.c.balance > 0),
+            )
+        )
+        .order_by(members.c.id)
     )
+
+
+def _lots_off() -> Select[Any]:
     spent = (
         select(
             spends.c.lot_id.label("lot_id"),
@@ -77,45 +121,59 @@ async def check_ledger(engine: AsyncEngine) -> list[Violation]:
         .group_by(spends.c.lot_id)
         .subquery()
     )
-    lot_rows = select(
-        lots.c.id,
-        lots.c.member_id,
-        lots.c.points,
-        lots.c.remaining,
-        func.coalesce(spent.c.net, zero).label("net_spent"),
-    ).select_from(lots.outerjoin(spent, spent.c.lot_id == lots.c.id))
-    duplicates = (
+    net_spent = func.coalesce(spent.c.net, literal(0))
+    return (
+        select(
+            lots.c.id,
+            lots.c.member_id,
+            lots.c.points,
+            lots.c.remaining,
+            net_spent.label("net_spent"),
+        )
+        .select_from(lots.outerjoin(spent, spent.c.lot_id == lots.c.id))
+        .where(
+            or_(
+                lots.c.remaining < 0,
+                lots.c.remaining > lots.c.points,
+                lots.c.remaining != lots.c.points - net_spent,
+            )
+        )
+        .order_by(lots.c.id)
+    )
+
+
+def _duplicate_keys() -> Select[Any]:
+    return (
         select(operations.c.key, func.count().label("times"))
         .group_by(operations.c.key)
         .having(func.count() > 1)
     )
 
-    async with engine.connect() as conn:
-        for row in (await conn.execute(member_totals)).all():
-            violations.extend(_member_violations(row))
-        for lot in (await conn.execute(lot_rows)).all():
-            if not 0 <= lot.remaining <= lot.points:
-                violations.append(
-                    Violation(
-                        "lot out of range",
-                        lot.member_id,
-                        f"lot {lot.id} has {lot.remaining} of {lot.points} points left",
-                    )
-                )
-            if lot.remaining != lot.points - lot.net_spent:
-                violations.append(
-                    Violation(
-                        "lot does not match its spends",
-                        lot.member_id,
-                        f"lot {lot.id}: {lot.remaining} left, but {lot.points} created "
-                        f"and {lot.net_spent} taken",
-                    )
-                )
-        for dup in (await conn.execute(duplicates)).all():
-            violations.append(
-                Violation("duplicate operation", None, f"{dup.key} recorded {dup.times} times")
+
+def _lot_violations(lot: Any) -> list[Violation]:
+    found: list[Violation] = []
+    if not 0 <= lot.remaining <= lot.points:
+        found.append(
+            Violation(
+                "lot out of range",
+                lot.member_id,
+                f"lot {lot.id} has {lot.remaining} of {lot.points} points left",
             )
-    return violations
+        )
+    if lot.remaining != lot.points - lot.net_spent:
+        found.append(
+            Violation(
+                "lot does not match its spends",
+                lot.member_id,
+                f"lot {lot.id}: {lot.remaining} left, but {lot.points} created "
+                f"and {lot.net_spent} taken",
+            )
+        )
+    return found
+
+
+def _duplicate_violations(dup: Any) -> list[Violation]:
+    return [Violation("duplicate operation", None, f"{dup.key} recorded {dup.times} times")]
 
 
 def _member_violations(row: Any) -> list[Violation]:
