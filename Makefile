@@ -4,7 +4,7 @@ VENV   := .venv
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed-stamp
 
-.PHONY: install run test lint demo bench check clean
+.PHONY: install run test test-fast lint demo bench check clean
 
 $(STAMP): pyproject.toml
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -19,6 +19,9 @@ run: $(STAMP)  ## run the bot, the HTTP API and the scheduler (needs BOT_TOKEN i
 
 test: $(STAMP)  ## the whole test suite (PostgreSQL tests skip if no server; required under CI=true)
 	$(VENV)/bin/pytest
+
+test-fast: $(STAMP)  ## everything but the tests marked slow: feedback in under a minute
+	$(VENV)/bin/pytest -m "not slow"
 
 lint: $(STAMP)  ## ruff and mypy
 	$(VENV)/bin/ruff check .

@@ -19,7 +19,6 @@ from babel.messages.pofile import read_po
 from handlers.common import language_for
 
 LOCALES_DIR = Path(__file__).resolve().parent.parent / "locales"
-LANGUAGES = ("ru", "en")
 DEFAULT_LANGUAGE = "en"
 DOMAIN = "messages"
 

@@ -10,7 +10,6 @@ from aiogram.exceptions import TelegramAPIError
 from aiogram.types import BotCommand, BotCommandScopeChat, BotCommandScopeDefault
 from aiogram.utils.i18n import I18n
 
-from bot.i18n import LANGUAGES
 from staff.roles import Role, StaffMember
 
 log = logging.getLogger("loyalty.commands")
@@ -37,7 +36,7 @@ def commands_for(roles: frozenset[Role], i18n: I18n, locale: str) -> list[BotCom
 
 async def set_member_commands(bot: Bot, i18n: I18n) -> None:
     """For everyone, per language (and for the languages the bot does not speak)."""
-    for language in (None, *LANGUAGES):
+    for language in (None, *sorted(i18n.available_locales)):
         commands = commands_for(frozenset(), i18n, language or i18n.default_locale)
         await bot.set_my_commands(commands, scope=BotCommandScopeDefault(), language_code=language)
 
@@ -49,7 +48,7 @@ async def set_staff_commands(
     Telegram does not know yet (they never opened the bot) is left alone."""
     scope = BotCommandScopeChat(chat_id=telegram_id)
     try:
-        for language in (None, *LANGUAGES):
+        for language in (None, *sorted(i18n.available_locales)):
             if roles:
                 commands = commands_for(roles, i18n, language or i18n.default_locale)
                 await bot.set_my_commands(commands, scope=scope, language_code=language)

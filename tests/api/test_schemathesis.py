@@ -41,6 +41,8 @@ from storage.engine import create_engine
 from tests.api.conftest import SECRET
 from tests.conftest import ROOT
 
+pytestmark = pytest.mark.slow  # schemathesis walks every operation
+
 EXAMPLES = 20
 # The server's refusals of what the request says (not of the state it meets: those are
 # redeem_above_limit, points_limit, refund_exceeds_purchase, the 404s and 409s).

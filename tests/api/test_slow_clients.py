@@ -87,6 +87,7 @@ async def test_an_idle_connection_is_closed_after_the_header_timeout(server: Ser
     assert took < TIMEOUT_S + GRACE_S and received == b""
 
 
+@pytest.mark.slow  # waits for the body timeout
 async def test_a_client_that_trickles_its_body_is_disconnected_with_408(server: Server) -> None:
     reader, writer = await server.connect()
     body = b'{"receipt_id": "R-1", "customer": "000000000000", "amount": "10"}'

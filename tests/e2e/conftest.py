@@ -70,3 +70,15 @@ async def join(user: EmulatedUser, phone: str, start: str = "/start") -> None:
     share = await user.wait_message()
     await user.press_reply_button(share.keyboard_texts[0], phone_number=phone)
     await user.wait_message()
+
+
+# Each test here starts the whole application (about a second on two cores): together they are
+# most of the suite's time. `make test-fast` keeps one file of them as a smoke test.
+FAST_E2E = {"test_member_journey.py"}
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    here = Path(__file__).parent
+    for item in items:
+        if item.path.parent == here and item.path.name not in FAST_E2E:
+            item.add_marker(pytest.mark.slow)

@@ -14,6 +14,8 @@ from tests.conftest import PG_ADMIN_URL, ROOT
 from tests.e2e.conftest import TOKEN
 from tests.e2e.test_process import _clean_env, _spawn
 
+pytestmark = pytest.mark.slow  # a real process for every command
+
 PASSWORD = "hunter2-not-to-be-shown"
 _SERVER = PG_ADMIN_URL.split("://", 1)[1].split("@", 1)[1].rsplit("/", 1)[0]  # host:port
 UNREACHABLE = {

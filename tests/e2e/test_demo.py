@@ -9,11 +9,14 @@ import sys
 from pathlib import Path
 from urllib.parse import parse_qs, urlparse
 
+import pytest
 import zxingcpp
 from PIL import Image
 
 from bot.demo import BOT_USERNAME
 from tests.conftest import ROOT
+
+pytestmark = pytest.mark.slow  # the whole demo, in a real process
 
 TIMEOUT = 90  # seconds; the demo itself takes a few, imports and start-up the rest
 

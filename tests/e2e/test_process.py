@@ -8,9 +8,13 @@ import signal
 import sys
 from pathlib import Path
 
+import pytest
+
 from emulator import BotAPIEmulator
 from tests.conftest import ROOT
 from tests.e2e.conftest import TOKEN, join
+
+pytestmark = pytest.mark.slow  # real bot processes, started and stopped
 
 
 async def _spawn(env: dict[str, str], cwd: Path, *args: str) -> asyncio.subprocess.Process:

@@ -48,6 +48,7 @@ def _cli(url: str, *args: str) -> subprocess.CompletedProcess[str]:
     )
 
 
+@pytest.mark.slow  # runs the command line in a real process
 async def test_a_filled_ledger_passes_the_check(
     ledger: LedgerService, phones: Phones, database_url: str
 ) -> None:
@@ -58,6 +59,7 @@ async def test_a_filled_ledger_passes_the_check(
     assert "ledger OK: 3 members" in result.stdout
 
 
+@pytest.mark.slow  # runs the command line in a real process
 def test_admin_commands_refuse_a_sqlite_database_that_is_not_there(tmp_path: Path) -> None:
     """The wrong directory or DATABASE_URL: said so, and no empty database is made for keys
     that nobody would ever check."""
@@ -69,6 +71,7 @@ def test_admin_commands_refuse_a_sqlite_database_that_is_not_there(tmp_path: Pat
     assert created.stdout == "" and not (tmp_path / "data" / "loyalty.db").exists()
 
 
+@pytest.mark.slow  # runs the command line in a real process
 async def test_a_tampered_balance_is_reported_with_the_member(
     ledger: LedgerService, phones: Phones, database_url: str
 ) -> None:
@@ -121,6 +124,7 @@ async def test_a_debt_next_to_usable_points_is_reported(
 
 
 @pytest.mark.parametrize("backend", ["sqlite"])  # PostgreSQL is backed up with pg_dump
+@pytest.mark.slow  # runs the command line in a real process
 async def test_a_backup_of_the_sqlite_database_is_a_consistent_copy(
     ledger: LedgerService, phones: Phones, database_url: str, tmp_path: Path
 ) -> None:

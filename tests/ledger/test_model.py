@@ -577,6 +577,7 @@ def check(scenario: Scenario, url: str, rules: Rules, reset: bool) -> None:
 @settings(model_settings, max_examples=EXAMPLES["sqlite"])
 @known_scenarios
 @given(scenario=scenarios())
+@pytest.mark.slow  # the reference model, many examples
 def test_ledger_matches_the_model_on_sqlite(
     scenario: Scenario, rules: Rules, sqlite_template: Path,
     tmp_path_factory: pytest.TempPathFactory,
@@ -590,6 +591,7 @@ def test_ledger_matches_the_model_on_sqlite(
 @settings(model_settings, max_examples=EXAMPLES["postgresql"])
 @known_scenarios
 @given(scenario=scenarios())
+@pytest.mark.slow  # the reference model, many examples
 def test_ledger_matches_the_model_on_postgresql(
     scenario: Scenario, rules: Rules, postgres_url: str
 ) -> None:

@@ -172,6 +172,7 @@ async def _until(predicate: Callable[[], Awaitable[bool]], limit: float) -> bool
     return await predicate()
 
 
+@pytest.mark.slow  # two real processes; waits for the lock
 async def test_two_real_bot_processes_run_the_jobs_once_and_the_survivor_takes_over(
     database_url: str, tmp_path: Path
 ) -> None:

@@ -20,6 +20,8 @@ from storage.schema import outbox
 from tests.conftest import ROOT
 from tests.e2e.conftest import join, make_settings
 
+pytestmark = pytest.mark.slow  # sixty days of the scheduler, day by day
+
 MOSCOW = ZoneInfo("Europe/Moscow")
 STEP = timedelta(hours=6)
 DAYS = 60

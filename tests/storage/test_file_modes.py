@@ -8,6 +8,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 from storage.engine import create_engine
 from storage.migrate import upgrade_schema
 from tests.conftest import ROOT, sqlite_url
@@ -31,6 +33,7 @@ def run_bot(*args: str, cwd: Path) -> subprocess.CompletedProcess[str]:
     )
 
 
+@pytest.mark.slow  # runs the command line in a real process
 def test_migrate_and_backup_make_files_only_their_owner_can_read(tmp_path: Path) -> None:
     migrated = run_bot("migrate", cwd=tmp_path)
     assert migrated.returncode == 0, migrated.stderr
