@@ -9,7 +9,7 @@ out through the column types' own bind and result processors, so they are exactl
 
 Why: `Connection.execute` builds an execution context, fires events and builds result metadata
 for every statement, which costs several times what SQLite needs to run an indexed statement,
-and a purchase is seven statements (figures: docs/BENCHMARKS.md, "storage.fast").
+and a purchase is several statements (docs/BENCHMARKS.md, "Figures that were in the code").
 
 What stays SQLAlchemy's: the transaction (begun and committed by the engine: BEGIN IMMEDIATE
 on SQLite, the adapter's transaction on PostgreSQL), the connection pool, and error handling:
