@@ -4,9 +4,9 @@ On PostgreSQL a process keeps the keys it has verified in memory (for at most KE
 while it listens for their revocation: a trigger on api_keys sends a NOTIFY with the COMMIT of
 whatever revokes or deletes a key (`revoke` from any process, the CLI, psql), and every
 listening process drops what it keeps as soon as it arrives. Without
-a working listener nothing is kept, and every request reads the key. The read cost about a
-tenth of the machine's time per purchase through the API on PostgreSQL (bench/api.py); on
-SQLite a read takes microseconds and nothing is kept.
+a working listener nothing is kept, and every request reads the key. On PostgreSQL that read
+is a noticeable part of a purchase's cost (docs/BENCHMARKS.md, HTTP API); on SQLite it is
+cheap, and nothing is kept.
 """
 
 from __future__ import annotations

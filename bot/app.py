@@ -59,8 +59,8 @@ _PINNED_RESPONSE_TYPES: list[object] = []
 
 def pin_response_types() -> None:
     """aiogram parametrizes `Response[...]` for every call and pydantic keeps those classes
-    only weakly, so each garbage collection drops them and the next call rebuilds one (3-16 ms
-    each; measured by bench/updates.py). Holding them once keeps them built."""
+    only weakly, so each garbage collection drops them and the next call rebuilds one, slowly.
+    Holding them once keeps them built."""
     if _PINNED_RESPONSE_TYPES:
         return
     import aiogram.methods
@@ -352,10 +352,9 @@ def configure_logging(level: str) -> None:
 def freeze_what_start_made() -> None:
     """Take everything alive once the process has started (modules, SQLAlchemy's and
     pydantic's metadata, phone number data: about 250,000 objects) out of the garbage
-    collector's full collections, which otherwise walk all of them: one took 170 ms on the
-    benchmark machine, a pause for every chat and every till request at once; after this,
-    4-5 ms (bench/api.py, PostgreSQL: p99 143-165 ms -> 113-120 ms). For long-running
-    processes only: what is frozen is never collected."""
+    collector's full collections, which otherwise walk all of them: a pause for every chat
+    and every till request at once. For long-running processes only: what is frozen is never
+    collected."""
     gc.collect()
     gc.freeze()
 

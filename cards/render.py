@@ -432,8 +432,8 @@ def render_card(face: CardFace, *, opaque: bool = False) -> bytes:
         out = card
 
     buffer = io.BytesIO()
-    # zlib level 6 without ``optimize``: ``optimize=True`` (level 9) costs ~5x the time
-    # (~150 ms vs ~30 ms) for a file only ~7 % smaller.  A 256-colour palette would be
-    # ~4x smaller but bands the gradients, and dithering it compresses worse than RGB.
+    # zlib level 6 without ``optimize``: ``optimize=True`` (level 9) takes several times as
+    # long for a file hardly smaller.  A 256-colour palette would be much smaller but bands
+    # the gradients, and dithering it compresses worse than RGB.
     out.save(buffer, format="PNG", compress_level=6)
     return buffer.getvalue()

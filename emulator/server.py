@@ -26,7 +26,7 @@ from collections.abc import Callable
 from types import TracebackType
 from typing import TYPE_CHECKING, Any
 
-from aiohttp import web
+from aiohttp import ClientSession, web
 
 from .client import EmulatedUser
 from .errors import NOT_FOUND, UNAUTHORIZED, ApiError
@@ -214,9 +214,15 @@ class BotAPIEmulator:
         from aiogram.client.telegram import TelegramAPIServer
 
         class LocalAiohttpSession(AiohttpSession):
+            client: ClientSession | None = None  # the one create_session() made last
+
+            async def create_session(self) -> ClientSession:
+                self.client = await super().create_session()
+                return self.client
+
             async def close(self) -> None:
-                if self._session is not None and not self._session.closed:
-                    await self._session.close()
+                if self.client is not None and not self.client.closed:
+                    await self.client.close()
 
         return LocalAiohttpSession(api=TelegramAPIServer.from_base(self.base_url))
 

@@ -60,8 +60,8 @@ _OPEN_LOTS = Fast(
     )
 )
 # The member's lots whose expiry has come: an index range (ix_lots_member_open) that is empty
-# unless the burn job is behind, instead of every open lot (a quarter of a SQLite purchase's
-# writer time in bench.ledger, read for nothing).
+# unless the burn job is behind, instead of every open lot (read for nothing, and a large share
+# of a purchase's time).
 _DUE_LOTS = Fast(
     select(lots.c.id, lots.c.remaining).where(
         lots.c.member_id == bindparam("member_id"),
@@ -122,13 +122,9 @@ class Journal:
         row = self.lock_member(conn, member_id)
         return Totals(balance=row.balance, pending=row.pending, debt=row.debt)
 
-    def store_totals(
-        self, conn: Connection, member_id: int, totals: Totals, *, last: bool = False, **extra: Any
-    ) -> None:
+    def store_totals(self, conn: Connection, member_id: int, totals: Totals, **extra: Any) -> None:
         """Write the running totals (never negative: refused here, and by CHECK constraints).
-
-        last: nothing in this transaction reads the members table afterwards, so the write may
-        wait for the end of the transaction and go with the others (storage.fast.later)."""
+        The write may go with the transaction's next statement (storage.fast.later)."""
         if min(totals.balance, totals.pending, totals.debt) < 0:
             # Unreachable unless a rule above is wrong; the CHECK constraints back this up.
             raise LedgerError("the operation would make a total negative; nothing was changed")
@@ -147,10 +143,7 @@ class Journal:
                 statement = Fast(_TOTALS_UPDATE.values({k: bindparam(k) for k in columns}))
                 _STORE_TOTALS_WITH[columns] = statement
             params.update(values)
-        if last:
-            later(conn, statement, params)
-        else:
-            statement(conn, params)
+        later(conn, statement, params)
 
     def member_row(self, conn: Connection, member_id: int) -> Row[Any]:
         row = _MEMBER(conn, {"member_id": member_id}).first()
@@ -207,12 +200,9 @@ class Journal:
         actor: str | None = None,
         hold: bool = False,
         expires_at: datetime | None = None,
-        last: bool = False,
     ) -> int:
-        """Add a lot of points; held ones are pending until the hold is over.
-
-        last: nothing in this transaction reads this member's lots afterwards, so the lot may
-        be written at the end of the transaction (storage.fast.later).
+        """Add a lot of points; held ones are pending until the hold is over. The lot may go
+        with the transaction's next statement (storage.fast.later).
 
         Refused past policy.MAX_MEMBER_POINTS (usable plus held): only what adds points is,
         so spending, burning and activating always go through."""
@@ -246,10 +236,7 @@ class Journal:
             "expires_at": expires,
             "created_at": now,
         }
-        if last and (held or totals.debt == 0):  # else pay_debt below reads the lots
-            later(conn, _INSERT_LOT, lot)
-        else:
-            _INSERT_LOT(conn, lot)
+        later(conn, _INSERT_LOT, lot)
         if held:
             totals.pending += points
         else:

@@ -17,6 +17,8 @@ from sqlalchemy import create_engine as create_sync_engine
 from sqlalchemy.engine import make_url
 from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 
+from storage.fast import raise_as_sqlalchemy
+
 SQLITE_BUSY_TIMEOUT_MS = 30_000
 # Every engine is made with hide_parameters: an error's text (logged) never carries the values
 # of a statement, which may be a phone, a name or a message to a member.
@@ -40,10 +42,9 @@ def create_engine(url: str, *, pool_size: int = 20) -> AsyncEngine:
     # one failure, not one per connection. The ledger (storage.transactions) retries that one;
     # elsewhere it is one error answer, and the outbox and the jobs try again on their own.
     # No overflow: a connection beyond pool_size is closed as soon as it is returned while the
-    # pool is full, so a steady load above pool_size opened and closed connections all the time
-    # (64-121 new PostgreSQL backends in 5,000 purchases of bench/api.py with 32 clients and
-    # 16 connections; 2.32-2.34 ms of machine CPU per purchase without overflow against
-    # 2.46-3.60 with it). Above pool_size, work waits for a connection instead. No code here
+    # pool is full, so a steady load above pool_size opened and closed connections all the time,
+    # each a new PostgreSQL backend (docs/BENCHMARKS.md, "Figures that were in the code").
+    # Above pool_size, work waits for a connection instead. No code here
     # holds one connection while asking for another (each `async with engine.begin()` block
     # passes its connection on; the scheduler's leader keeps one for the process's life), so
     # the wait ends; keep it that way.
@@ -151,7 +152,7 @@ def install_sqlite_listeners(
             cursor.execute(statement)
             cursor.close()
         except Exception as error:  # e.g. "database is locked": as SQLAlchemy would raise it
-            conn._handle_dbapi_exception(error, statement, (), None, None)
+            raise_as_sqlalchemy(conn, error, statement, ())
 
 
 def readonly(engine: AsyncEngine) -> AsyncEngine:

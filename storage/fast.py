@@ -1,39 +1,44 @@
-"""Statements of the ledger's hot paths, compiled once and run on the driver itself.
+"""Statements of the ledger's hot paths, compiled once and run on the DBAPI cursor.
 
 The statements are ordinary SQLAlchemy Core constructs, written once; `Fast` compiles each for
-the connection's dialect and the parameter names it is given (once), and runs it straight on the
-driver: sqlite3's cursor, or asyncpg's connection (from inside `AsyncConnection.run_sync`, as
-SQLAlchemy's own asyncpg adapter does). The bind and result processors of the column types are
-SQLAlchemy's own (e.g. UTC datetimes), so values go in and come out exactly as through
-`Connection.execute`.
+the connection's dialect and the parameter names it is given (once), and runs it on the DBAPI
+cursor of the connection: sqlite3's, or SQLAlchemy's asyncpg adapter's (which keeps its own
+prepared statements and begins the transaction as for any statement). Values go in and come
+out through the column types' own bind and result processors, so they are exactly what
+`Connection.execute` gives (e.g. UTC datetimes).
 
-Why: through `Connection.execute` every statement costs 40-150 microseconds of Python (execution
-context, events, result metadata, the asyncpg adapter); SQLite runs the same statement in a
-few, and a purchase is seven statements. Measured with bench/ledger.py and bench/api.py (see
-docs/BENCHMARKS.md).
+Why: `Connection.execute` builds an execution context, fires events and builds result metadata
+for every statement, which costs several times what SQLite needs to run an indexed statement,
+and a purchase is several statements (docs/BENCHMARKS.md, "Figures that were in the code").
 
 What stays SQLAlchemy's: the transaction (begun and committed by the engine: BEGIN IMMEDIATE
-on SQLite, asyncpg's transaction on PostgreSQL), the connection pool, and error handling: a
-driver error is handed to `Connection._handle_dbapi_exception`, so an integrity error arrives as
-`sqlalchemy.exc.IntegrityError` and a dead connection is invalidated exactly as for any other
-statement.
+on SQLite, the adapter's transaction on PostgreSQL), the connection pool, and error handling:
+a driver error arrives as SQLAlchemy's exception (`sqlalchemy.exc.IntegrityError`, ...), and a
+dead connection is invalidated with the whole pool, as for any other statement.
+
+Only public interfaces are used (PEP 249 cursors, `compile()`, `TypeEngine.dialect_impl()`
+and its processors, `DBAPIError.instance`, `Dialect.is_disconnect`), so a patch release of
+SQLAlchemy cannot break this module unnoticed.
 """
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import re
 from collections import namedtuple
 from collections.abc import Callable, Iterator, Mapping, Sequence
-from typing import Any
+from typing import Any, NoReturn
 
-from sqlalchemy import Connection
+from sqlalchemy import Connection, event
+from sqlalchemy.engine import Engine
 from sqlalchemy.engine.interfaces import Dialect
+from sqlalchemy.exc import DBAPIError
 from sqlalchemy.sql import Executable
-from sqlalchemy.util import await_only
+from sqlalchemy.types import TypeEngine
 
 Processor = Callable[[Any], Any] | None
-_LATER = "loyalty_fast_later"  # in Connection.info: the writes deferred to `flush`
+_LATER = "loyalty_fast_later"  # in Connection.info: the writes `later` deferred
 _PLACEHOLDER = re.compile(r"\$(\d+)")
 _COMBINED: dict[tuple[_Compiled, ...], str] = {}  # keeps its keys alive: no reused ids
 _DRIVERS = frozenset({"pysqlite", "aiosqlite", "asyncpg"})  # the ones run directly
@@ -74,6 +79,14 @@ class Rows:
         return iter(self._rows)
 
 
+def _bind_processor(type_: TypeEngine[Any], dialect: Dialect) -> Processor:
+    return type_.dialect_impl(dialect).bind_processor(dialect)
+
+
+def _result_processor(type_: TypeEngine[Any], dialect: Dialect) -> Processor:
+    return type_.dialect_impl(dialect).result_processor(dialect, None)
+
+
 class _Compiled:
     __slots__ = ("binders", "defaults", "names", "readers", "returns_rows", "row_type", "sql")
 
@@ -81,18 +94,24 @@ class _Compiled:
         compiled: Any = statement.compile(dialect=dialect, column_keys=list(keys))  # type: ignore[attr-defined]
         self.sql: str = compiled.string
         self.names: list[str] = list(compiled.positiontup or [])
+        binds = compiled.binds  # name -> BindParameter
         # Values of the statement's own literals (status == "active", coalesce(..., 0), ...);
         # a named parameter has none and must be given.
-        literals = {name for bind, name in compiled.bind_names.items() if not bind.required}
         values = compiled.construct_params(_check=False)
-        self.defaults: dict[str, Any] = {name: values[name] for name in literals}
-        processors = compiled._bind_processors
-        self.binders: list[Processor] = [processors.get(name) for name in self.names]
-        columns = compiled._result_columns or []
+        self.defaults: dict[str, Any] = {
+            name: values[name] for name in self.names if not binds[name].required
+        }
+        self.binders: list[Processor] = [
+            _bind_processor(binds[name].type, dialect) for name in self.names
+        ]
+        # What comes back: a SELECT's columns, or an INSERT's or UPDATE's RETURNING.
+        columns = list(statement.exported_columns)  # type: ignore[attr-defined]
         self.returns_rows = bool(columns)
-        self.row_type: Any = namedtuple("FastRow", [c[0] for c in columns], rename=True)  # type: ignore[misc]
+        self.row_type: Any = namedtuple(  # type: ignore[misc]
+            "FastRow", [column.key for column in columns], rename=True
+        )
         self.readers: list[Processor] = [
-            c[3]._cached_result_processor(dialect, None) for c in columns
+            _result_processor(column.type, dialect) for column in columns
         ]
 
     def args(self, params: Mapping[str, Any]) -> tuple[Any, ...]:
@@ -139,21 +158,9 @@ class Fast:
         """Run once with these parameters (inside the connection's transaction)."""
         params = params or {}
         compiled = self._for(conn, tuple(params))
+        _run_deferred(conn)
         args = compiled.args(params)
-        try:
-            if conn.dialect.driver == "asyncpg":
-                records: Sequence[Any]
-                records, rowcount = _asyncpg_fetch(conn, compiled.sql, args)
-            else:
-                cursor = conn.connection.dbapi_connection.cursor()  # type: ignore[union-attr]
-                try:
-                    cursor.execute(compiled.sql, args)
-                    records = cursor.fetchall() if compiled.returns_rows else []
-                    rowcount = cursor.rowcount
-                finally:
-                    cursor.close()
-        except BaseException as error:
-            _raise_as_sqlalchemy(conn, error, compiled.sql, args)
+        records, rowcount = _execute(conn, compiled.sql, args, compiled.returns_rows)
         return Rows([compiled.row(record) for record in records], rowcount)
 
     def many(self, conn: Connection, rows: Sequence[Mapping[str, Any]]) -> None:
@@ -161,27 +168,38 @@ class Fast:
         if not rows:
             return
         compiled = self._for(conn, tuple(rows[0]))
+        _run_deferred(conn)
         args = [compiled.args(params) for params in rows]
         try:
-            if conn.dialect.driver == "asyncpg":
-                driver = _asyncpg_connection(conn)
-                await_only(driver.executemany(compiled.sql, args))
-            else:
-                cursor = conn.connection.dbapi_connection.cursor()  # type: ignore[union-attr]
-                try:
-                    cursor.executemany(compiled.sql, args)
-                finally:
-                    cursor.close()
+            cursor = conn.connection.dbapi_connection.cursor()  # type: ignore[union-attr]
+            try:
+                cursor.executemany(compiled.sql, args)
+            finally:
+                cursor.close()
         except BaseException as error:
-            _raise_as_sqlalchemy(conn, error, compiled.sql, args)
+            raise_as_sqlalchemy(conn, error, compiled.sql, args)
+
+
+def _execute(
+    conn: Connection, sql: str, args: tuple[Any, ...], returns_rows: bool
+) -> tuple[Sequence[Any], int]:
+    try:
+        cursor = conn.connection.dbapi_connection.cursor()  # type: ignore[union-attr]
+        try:
+            cursor.execute(sql, args)
+            return (cursor.fetchall() if returns_rows else []), cursor.rowcount
+        finally:
+            cursor.close()
+    except BaseException as error:
+        raise_as_sqlalchemy(conn, error, sql, args)
 
 
 def later(conn: Connection, statement: Fast, params: Mapping[str, Any]) -> None:
-    """Run a write whose rows are not needed: on PostgreSQL, inside a transaction that will
-    `flush` (storage.transactions.SyncDatabase.write), at its end, in one statement with the
-    other deferred writes (one round trip instead of one each); anywhere else at once. Use it
-    only for the last write to its table in the transaction: nothing in the transaction may
-    read what it writes before the flush."""
+    """Run a write whose rows are not needed, now or a little later: inside `deferring` on
+    PostgreSQL it waits for the next statement on the connection or the end of the block,
+    whichever comes first, and then runs in one statement with the other writes waiting (one
+    round trip instead of one each). Whatever runs after it, through Fast or through
+    SQLAlchemy, sees it; there is no rule for the caller to keep. Anywhere else it runs now."""
     pending = conn.info.get(_LATER) if conn.dialect.driver == "asyncpg" else None
     if pending is None:
         statement(conn, params)
@@ -189,27 +207,58 @@ def later(conn: Connection, statement: Fast, params: Mapping[str, Any]) -> None:
     pending.append((statement, params))
 
 
+@contextlib.contextmanager
+def deferring(conn: Connection) -> Iterator[None]:
+    """A transaction's work in which `later` may defer writes: those still waiting at the end
+    of the block run then; if the block raises, they are dropped with the transaction."""
+    if conn.dialect.driver != "asyncpg":
+        yield
+        return
+    info = conn.info  # kept: the connection may be invalidated by the time the block ends
+    pending: list[tuple[Fast, Mapping[str, Any]]] = []
+    info[_LATER] = pending
+    try:
+        yield
+        _run_deferred(conn)
+    finally:
+        if info.get(_LATER) is pending:
+            del info[_LATER]
+
+
+def run_deferred_before_any_statement(engine: Engine) -> None:
+    """Make every statement SQLAlchemy runs on this engine's connections first run the writes
+    deferred there (`later`), as Fast's own statements do."""
+    if engine.dialect.driver == "asyncpg" and not event.contains(
+        engine, "before_execute", _before_execute
+    ):
+        event.listen(engine, "before_execute", _before_execute)
+
+
+def _before_execute(conn: Connection, *_args: Any) -> None:
+    _run_deferred(conn)
+
+
 def _shift(placeholder: re.Match[str], by: int) -> str:
     return f"${int(placeholder.group(1)) + by}"
 
 
-def will_flush(conn: Connection) -> None:
-    """The caller will `flush` this transaction before its COMMIT: `later` may defer writes.
-    (Drops anything a transaction that failed before its flush left behind.)"""
-    conn.info[_LATER] = []
-
-
-def flush(conn: Connection) -> None:
-    """Run the deferred writes: as data-modifying CTEs of one statement on PostgreSQL, which
-    runs each exactly once. Writes to the same table more than once run one by one instead
-    (two changes of one row in one statement would be undefined)."""
-    pending: list[tuple[Fast, Mapping[str, Any]]] = conn.info.pop(_LATER, None) or []
-    tables = [getattr(statement.statement, "table", None) for statement, _ in pending]
-    if len(pending) < 2 or None in tables or len(set(tables)) < len(tables):
-        for statement, params in pending:
+def _run_deferred(conn: Connection) -> None:
+    """Run the writes `later` deferred, if any: as data-modifying CTEs of one statement on
+    PostgreSQL, which runs each exactly once. Writes to the same table more than once run one
+    by one instead (two changes of one row in one statement would be undefined)."""
+    if conn.dialect.driver != "asyncpg":
+        return
+    pending: list[tuple[Fast, Mapping[str, Any]]] | None = conn.info.get(_LATER)
+    if not pending:
+        return
+    waiting = pending[:]
+    pending.clear()
+    tables = [getattr(statement.statement, "table", None) for statement, _ in waiting]
+    if len(waiting) < 2 or None in tables or len(set(tables)) < len(tables):
+        for statement, params in waiting:
             statement(conn, params)
         return
-    parts = [statement._for(conn, tuple(params)) for statement, params in pending]
+    parts = [statement._for(conn, tuple(params)) for statement, params in waiting]
     key = tuple(parts)
     sql = _COMBINED.get(key)
     if sql is None:
@@ -221,43 +270,42 @@ def flush(conn: Connection) -> None:
         sql = _COMBINED[key] = f"WITH {', '.join(ctes)} SELECT 1"
     args = tuple(
         value
-        for part, (_, params) in zip(parts, pending, strict=True)
+        for part, (_, params) in zip(parts, waiting, strict=True)
         for value in part.args(params)
     )
-    try:
-        _asyncpg_fetch(conn, sql, args)
-    except BaseException as error:
-        _raise_as_sqlalchemy(conn, error, sql, args)
+    _execute(conn, sql, args, returns_rows=False)
 
 
-def _asyncpg_connection(conn: Connection) -> Any:
-    """asyncpg's connection, inside the transaction SQLAlchemy's adapter keeps on it."""
-    adapted = conn.connection.dbapi_connection
-    if adapted._transaction is None:  # type: ignore[union-attr]
-        # The adapter begins lazily, on its first statement; ours may come first.
-        await_only(adapted._start_transaction())  # type: ignore[union-attr]
-    return adapted._connection  # type: ignore[union-attr]
-
-
-def _asyncpg_fetch(conn: Connection, sql: str, args: tuple[Any, ...]) -> tuple[list[Any], int]:
-    """Rows through asyncpg's own cache of prepared statements; the row count is not known
-    (-1) unless rows come back."""
-    records = await_only(_asyncpg_connection(conn).fetch(sql, *args))
-    return records, len(records) if records else -1
-
-
-def _raise_as_sqlalchemy(conn: Connection, error: BaseException, sql: str, args: Any) -> None:
-    """Raise a driver error as Connection.execute would (wrapped, connection invalidated on a
-    disconnect), and invalidate the connection when a statement was interrupted (cancelled,
-    KeyboardInterrupt) as it does; anything else goes up unchanged."""
-    dbapi = conn.connection.dbapi_connection
-    if conn.dialect.driver == "asyncpg" and isinstance(error, Exception):
-        try:
-            dbapi._handle_exception(error)  # type: ignore[union-attr]  # asyncpg -> DBAPI error
-        except Exception as translated:
-            error = translated
-    interrupted = not isinstance(error, Exception)
-    if not interrupted and not isinstance(error, conn.dialect.loaded_dbapi.Error):
+def raise_as_sqlalchemy(conn: Connection, error: BaseException, sql: str, args: Any) -> NoReturn:
+    """Raise an error of a statement run on the DBAPI cursor as `Connection.execute` would:
+    a DBAPI error wrapped in SQLAlchemy's class for it; on a dead connection, the connection
+    and the pool invalidated; on an interrupted statement (cancelled, KeyboardInterrupt), the
+    connection invalidated, its state being unknown. Anything else goes up unchanged."""
+    dialect = conn.dialect
+    dbapi_error = dialect.loaded_dbapi.Error
+    if not isinstance(error, Exception):
+        if not conn.closed:
+            conn.invalidate()
         raise error
-    conn._handle_dbapi_exception(error, sql, args, None, None)  # always raises
-    raise AssertionError("unreachable")
+    if not isinstance(error, dbapi_error):
+        raise error
+    dead = dialect.is_disconnect(error, conn.connection.dbapi_connection, None)
+    if dead:
+        # SQLAlchemy's handling of a dead connection (this one and every other connection the
+        # pool opened before it invalidated, so that a retry gets a new one) has no public
+        # entry but a statement, and on a dead connection every statement fails the same way.
+        try:
+            conn.exec_driver_sql("SELECT 1")
+        except DBAPIError as handled:
+            dead = handled.connection_invalidated
+        else:  # the connection was alive after all
+            dead = False
+    raise DBAPIError.instance(
+        sql,
+        args,
+        error,
+        dbapi_error,
+        hide_parameters=conn.engine.hide_parameters,
+        connection_invalidated=dead,
+        dialect=dialect,
+    ) from error

@@ -13,15 +13,13 @@ The ledger's operations and queries are written as plain functions of a SQLAlche
   through aiosqlite.
   Reads run right on the event loop's thread, on their own connection, in a plain BEGIN (a WAL
   snapshot: a reader never waits for the writer). The ledger's reads are indexed lookups of one
-  member that take tens of microseconds, less than a hop to another thread and back; measured
-  with bench/updates.py: 518 updates/s and p99 53 ms inline, 440/s and 60 ms on two reader
-  threads. Their busy timeout is short (READ_BUSY_TIMEOUT_MS), so a database that another
-  process keeps locked in some unusual way gives an error rather than a frozen bot.
+  member, which take less than a hop to another thread and back. Their busy timeout is short
+  (READ_BUSY_TIMEOUT_MS), so a database that another process keeps locked in some unusual way
+  gives an error rather than a frozen bot.
 * PostgreSQL (and in-memory SQLite): the async engine's own sync engine, inside one
   `greenlet_spawn` per transaction (connect, begin, the function, commit, return to the pool),
   which drives the same function over asyncpg as `AsyncConnection.run_sync` does. Through
-  AsyncConnection it took five spawns (connect, begin, run_sync, commit, close): measured with
-  `bench.ledger --only pg1`, 498 -> 534 purchases/s and 1.07 -> 0.95 ms of CPU per purchase.
+  AsyncConnection it took five spawns (connect, begin, run_sync, commit, close).
 
 Connections are kept, not checked out of the pool per transaction: the writer thread holds one,
 and each thread that reads holds one for snapshot reads and one for single statements. A pool
@@ -29,10 +27,11 @@ checkout and return (with its reset) cost more Python than a whole indexed read.
 
 Threads and the GIL: the writer gives up the GIL inside every SQLite call and then has to get
 it back from the event loop's thread, which hands it over only every "switch interval" (5 ms by
-default). A transaction of eight statements could wait 40 ms that way while the loop is busy,
-so the application lowers the interval to 0.2 ms with `share_the_gil_quickly()` (measured with
-bench/updates.py when reads still ran on threads: p99 from 118-131 ms to 59-65 ms, and 340 to
-419-445 updates/s). It is process-wide, so the application sets it, not this class.
+default): a transaction of several statements waits that long for each while the loop is busy,
+so the application lowers the interval with `share_the_gil_quickly()`. It is process-wide, so
+the application sets it, not this class.
+
+(What each of these choices gained: docs/BENCHMARKS.md, "Figures that were in the code".)
 
 A transaction whose connection turns out to be dead (a restarted server) is run once more on a
 fresh connection; nothing of the failed attempt was committed.
@@ -64,7 +63,7 @@ from storage.engine import (
     readonly,
     sqlite_file,
 )
-from storage.fast import flush, will_flush
+from storage.fast import deferring, run_deferred_before_any_statement
 
 T = TypeVar("T")
 log = logging.getLogger(__name__)
@@ -82,6 +81,7 @@ def share_the_gil_quickly() -> None:
 class SyncDatabase:
     def __init__(self, engine: AsyncEngine) -> None:
         self.engine = engine
+        run_deferred_before_any_statement(engine.sync_engine)
         url = engine.url.render_as_string(hide_password=False)
         self._sync: Engine | None = None
         self._inline: Engine | None = None
@@ -172,14 +172,12 @@ class SyncDatabase:
         writer thread and no other process holds the write lock: (True, result); else
         (False, None), and nothing was done.
 
-        A hop to the writer thread and back cost more than the purchase itself: measured with a
-        sequential loop of purchases, 309 us a purchase through the thread and 206 us inline.
-        The loop is blocked meanwhile, as for the inline reads (a purchase is a few hundred
-        microseconds; long work is sent to the thread). BEGIN IMMEDIATE does not wait here
-        (busy timeout 0): if another process writes, the thread waits instead. Nothing else
-        on this thread can start a write in between: the work is synchronous. SQLite's
-        automatic checkpoint (every 1,000 WAL pages) now runs in some of these COMMITs: a
-        review measured 38 us a write in the median and 6.6 ms at worst over 3,000 writes."""
+        A hop to the writer thread and back costs more than the purchase itself. The loop is
+        blocked meanwhile, as for the inline reads (long work is sent to the thread). BEGIN
+        IMMEDIATE does not wait here (busy timeout 0): if another process writes, the thread
+        waits instead. Nothing else on this thread can start a write in between: the work is
+        synchronous. SQLite's automatic checkpoint (every 1,000 WAL pages) runs in some of
+        these COMMITs, which makes those few slower."""
         conn = self._kept_connection("inline")
         try:
             transaction = conn.begin()  # BEGIN IMMEDIATE: the write lock, or "locked" at once
@@ -303,11 +301,9 @@ def _lost_a_conflict(error: DBAPIError) -> bool:
 
 
 def _and_flush(conn: Connection, work: Callable[[Connection], T]) -> T:
-    """`work`, then the writes it deferred (storage.fast.later) in one round trip."""
-    will_flush(conn)
-    result = work(conn)
-    flush(conn)
-    return result
+    """`work`, with the writes it deferred (storage.fast.later) run by its end."""
+    with deferring(conn):
+        return work(conn)
 
 
 @contextlib.contextmanager

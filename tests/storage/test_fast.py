@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from datetime import UTC, datetime
 
 import pytest
-from sqlalchemy import Connection, bindparam, select, update
+from sqlalchemy import Connection, bindparam, select, text, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncEngine
 
@@ -126,13 +127,15 @@ async def test_deferred_writes_land_with_the_transaction_in_one_statement_on_pos
 ) -> None:
     db, member_id = await _with_member(engine, "500000000005")
     sent: list[str] = []
-    real_fetch = fast._asyncpg_fetch
+    real_execute = fast._execute
 
-    def spy(conn: Connection, sql: str, args: tuple[object, ...]) -> tuple[list[object], int]:
+    def spy(
+        conn: Connection, sql: str, args: tuple[object, ...], returns_rows: bool
+    ) -> tuple[Sequence[object], int]:
         sent.append(sql)
-        return real_fetch(conn, sql, args)
+        return real_execute(conn, sql, args, returns_rows)
 
-    monkeypatch.setattr(fast, "_asyncpg_fetch", spy)
+    monkeypatch.setattr(fast, "_execute", spy)
 
     def work(conn: Connection) -> None:
         later(conn, RENAME, {"member_id": member_id, "name": "Anna"})
@@ -205,4 +208,58 @@ async def test_a_deferred_write_outside_a_flushing_transaction_runs_at_once(
         )
     row = await db.read(lambda conn: BY_ID(conn, {"member_id": member_id}).one())
     assert row.first_name == "at once"
+    db.close()
+
+
+async def test_a_read_after_a_deferred_write_in_the_same_transaction_sees_it(
+    engine: AsyncEngine,
+) -> None:
+    """Nothing for a caller to remember: a statement that comes after a deferred write, through
+    Fast or through Connection.execute, runs after it."""
+    db, member_id = await _with_member(engine, "110000000006")
+
+    def rename_then_read(conn: Connection) -> tuple[object, object]:
+        later(conn, RENAME, {"member_id": member_id, "name": "Anna"})
+        through_fast = BY_ID(conn, {"member_id": member_id}).one().first_name
+        later(conn, RENAME, {"member_id": member_id, "name": "Boris"})
+        through_core = conn.execute(
+            select(members.c.first_name).where(members.c.id == member_id)
+        ).scalar_one()
+        return through_fast, through_core
+
+    assert await db.write(rename_then_read) == ("Anna", "Boris")
+    db.close()
+
+
+async def test_after_postgresql_drops_every_connection_the_next_write_succeeds(
+    engine: AsyncEngine,
+) -> None:
+    """A restarted server: the first statement on an old connection fails, the whole pool is
+    dropped, and the write runs again on a fresh connection (storage.engine: no pre-ping)."""
+    if engine.dialect.name != "postgresql":
+        pytest.skip("a PostgreSQL server restart")
+    db, member_id = await _with_member(engine, "120000000004")
+    # Several pooled connections, all held at once, then given back.
+    held = [await engine.connect() for _ in range(3)]
+    for conn in held:
+        await conn.execute(select(1))
+    for conn in held:
+        await conn.close()
+    async with engine.connect() as admin:
+        pid = (await admin.execute(text("SELECT pg_backend_pid()"))).scalar_one()
+        await admin.execute(
+            text(
+                "SELECT pg_terminate_backend(pid, 5000) FROM pg_stat_activity"
+                " WHERE datname = current_database() AND pid <> :pid"
+            ),
+            {"pid": pid},
+        )
+        await admin.invalidate()  # this one too: every pooled connection is now dead
+    name = await db.write(
+        lambda conn: (
+            RENAME(conn, {"member_id": member_id, "name": "back"}),
+            BY_ID(conn, {"member_id": member_id}).one().first_name,
+        )[1]
+    )
+    assert name == "back"
     db.close()
