@@ -52,6 +52,7 @@ from storage.engine import create_engine
 from storage.migrate import upgrade_schema
 from storage.transactions import SyncDatabase, share_the_gil_quickly
 from support.tickets import TicketService
+from usecases.sales import Sales, expire_due
 
 log = logging.getLogger("loyalty")
 _PINNED_RESPONSE_TYPES: list[object] = []
@@ -106,6 +107,7 @@ class Application:
     api_url: str = ""
     sender: Sender | None = None
     notifier: Notifier | None = None
+    sales: Sales | None = None
     support_news: SupportNews | None = None
     scheduler: SchedulerRunner | None = None
     jobs: Jobs | None = None
@@ -164,6 +166,12 @@ class Application:
         self.support_news = SupportNews(
             self.notifier, self.services.staff, staff_language, self.services.tickets
         )
+        self.sales = Sales(
+            ledger=self.services.ledger,
+            audit=self.services.audit,
+            confirmations=self.services.confirmations,
+            notifier=self.notifier,
+        )
         self.dispatcher = self._build_dispatcher(self.services, self.i18n)
         if settings.redis_url:
             with failing_as(f"cannot reach Redis at {safe_url(settings.redis_url)} (REDIS_URL)"):
@@ -190,12 +198,17 @@ class Application:
         # Telegram hands updates to one poller at a time (a second one gets 409 Conflict, and
         # both keep losing), so with several processes only the leader polls; the others serve
         # the HTTP API, and one of them takes over the chat when the leader goes away.
+        sales = self.sales
+        bot, i18n = self.bot, self.i18n
         self.scheduler = SchedulerRunner(
             self.jobs,
             self.sender,
             Leadership(self.engine),
             on_lead=self._start_polling,
             on_resign=self._stop_polling,
+            # Large redemptions nobody answered in time: the cashier hears within a second of
+            # the limit (one query over the pending requests).
+            sweeps={"confirmations": (1.0, lambda: expire_due(sales, bot, i18n))},
         )
         await self.scheduler.start()
         if self._polling is None:
@@ -267,6 +280,7 @@ class Application:
             staff=services.staff,
             notifier=self.notifier,
             confirmations=services.confirmations,
+            sales=self.sales,
             staff_language=self.support_news.staff_language,
             support_news=self.support_news,
         )
