@@ -52,6 +52,7 @@ from storage.engine import create_engine
 from storage.migrate import upgrade_schema
 from storage.transactions import SyncDatabase, share_the_gil_quickly
 from support.tickets import TicketService
+from usecases.desk import Desk
 from usecases.sales import Sales, expire_due
 
 log = logging.getLogger("loyalty")
@@ -266,7 +267,7 @@ class Application:
         log.info("HTTP API on %s", self.api_url)
 
     def _build_dispatcher(self, services: Services, i18n: I18n) -> Dispatcher:
-        assert self.support_news is not None
+        assert self.support_news is not None and self.notifier is not None
         dispatcher = Dispatcher(storage=self._fsm_storage())
         dispatcher.workflow_data.update(
             rules=services.rules,
@@ -281,6 +282,7 @@ class Application:
             notifier=self.notifier,
             confirmations=services.confirmations,
             sales=self.sales,
+            desk=Desk(ledger=services.ledger, audit=services.audit, notifier=self.notifier),
             staff_language=self.support_news.staff_language,
             support_news=self.support_news,
         )
