@@ -53,6 +53,7 @@ from storage.migrate import upgrade_schema
 from storage.transactions import SyncDatabase, share_the_gil_quickly
 from support.tickets import TicketService
 from usecases.desk import Desk
+from usecases.privacy import Privacy
 from usecases.sales import Sales, expire_due
 
 log = logging.getLogger("loyalty")
@@ -282,6 +283,7 @@ class Application:
             notifier=self.notifier,
             confirmations=services.confirmations,
             sales=self.sales,
+            privacy=Privacy(ledger=services.ledger),
             desk=Desk(ledger=services.ledger, audit=services.audit, notifier=self.notifier),
             staff_language=self.support_news.staff_language,
             support_news=self.support_news,

@@ -62,6 +62,7 @@ from ledger.service import LedgerService
 from ledger.views import EntryView, HistoryPage, MemberView
 from staff.roles import Role
 from support.tickets import MAX_TICKET_TEXT, TicketService
+from usecases.privacy import Privacy, erase_member
 
 log = logging.getLogger("loyalty.member")
 
@@ -382,6 +383,7 @@ async def settings_action(
     callback_data: SettingsCb,
     member: MemberView,
     ledger: LedgerService,
+    privacy: Privacy,
     rules: Rules,
     i18n: I18n,
     state: FSMContext,
@@ -432,7 +434,7 @@ async def settings_action(
             ),
         )
     elif action == "delete_yes":
-        await ledger.erase_member(member.member_id)
+        await erase_member(privacy, member.member_id)
         await state.clear()
         await callback.answer()
         await message.edit_reply_markup(reply_markup=None)
