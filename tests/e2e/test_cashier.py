@@ -6,7 +6,7 @@ from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
-from bot.app import Application
+from bot.run import Application
 from cards.token import sign_card_token
 from emulator import BotAPIEmulator, EmulatedUser
 from handlers.cashier import SaleCb

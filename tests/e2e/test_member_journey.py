@@ -11,7 +11,7 @@ import zxingcpp
 from PIL import Image
 from sqlalchemy import select
 
-from bot.app import Application
+from bot.run import Application
 from cards.token import verify_card_token
 from emulator import BotAPIEmulator
 from ledger.clock import ManualClock
