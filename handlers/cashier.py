@@ -8,16 +8,12 @@ amount, then "Pay N with points" or "No points", then "Confirm".
 
 from __future__ import annotations
 
-import contextlib
-import logging
 import re
 import secrets
-from dataclasses import dataclass
 from typing import Any
 
 from aiogram import Bot, F, Router
 from aiogram.dispatcher.event.bases import SkipHandler
-from aiogram.exceptions import TelegramBadRequest
 from aiogram.filters import (
     Command,
     CommandObject,
@@ -27,48 +23,34 @@ from aiogram.filters import (
     invert_f,
     or_f,
 )
-from aiogram.filters.callback_data import CallbackData
 from aiogram.fsm.context import FSMContext
 from aiogram.fsm.state import State, StatesGroup
-from aiogram.types import CallbackQuery, InlineKeyboardButton, InlineKeyboardMarkup, Message
+from aiogram.types import CallbackQuery, Message
 from aiogram.utils.i18n import I18n
 from aiogram.utils.i18n import gettext as _
 
 from cards.service import CardService
 from handlers.common import (
-    STAFF_ACTOR,
-    HasRole,
-    IsMember,
-    MenuButton,
-    Points,
-    RowId,
-    StaffLanguage,
     count_text,
     number_text,
     plain_number,
     points_text,
     roubles_text,
-    seconds_text,
     tier_text,
 )
+from handlers.filters import HasRole, MenuButton
+from handlers.keyboards import SaleCb, WithdrawCb, inline_keyboard
+from handlers.redemptions import CashierSale, ask_member, record_sale, withdraw_request
 from ledger import policy
 from ledger.errors import InvalidAmount, LedgerError, MemberNotFound
 from ledger.phones import mask_phone
 from ledger.rules import Rules
 from ledger.service import LedgerService
-from ledger.views import MemberView, PurchaseResult
+from ledger.views import MemberView
 from staff.roles import Role
 from usecases.sales import (
-    ConfirmCb,
-    Purchase,
     Sales,
-    ask_member_to_confirm,
-    end_cashier_wait,
-    end_member_question,
-    record_purchase,
 )
-
-log = logging.getLogger("loyalty.cashier")
 
 CARD_LINK_PREFIX = "c_"
 
@@ -77,23 +59,6 @@ class Selling(StatesGroup):
     finding = State()
     amount = State()
     points = State()  # how many points, when the cashier chose "Other number of points"
-
-
-class SaleCb(CallbackData, prefix="sale"):
-    """A button of a sale. Only `action` picks the step: the member, the amount and the
-    points are the server's (the cashier's FSM data); the button's own values must match them,
-    or it is an old screen or a forged one."""
-
-    action: str  # record | redeem | other | confirm | cancel
-    member_id: RowId
-    points: Points = 0
-    sale: str = ""  # the sale's token in the FSM data ("" on the customer's panel)
-
-
-class WithdrawCb(CallbackData, prefix="rw"):
-    """The cashier gives up waiting for the member's confirmation."""
-
-    request_id: RowId
 
 
 def build_cashier_router() -> Router:
@@ -122,14 +87,6 @@ def build_cashier_router() -> Router:
     router.callback_query.register(confirm_sale, SaleCb.filter(F.action == "confirm"))
     router.callback_query.register(cancel_sale, SaleCb.filter(F.action == "cancel"))
     router.callback_query.register(withdraw_request, WithdrawCb.filter())
-    return router
-
-
-def build_confirmation_router() -> Router:
-    """The member's side: confirming a large redemption in their own chat."""
-    router = Router(name="redemption-confirmation")
-    router.callback_query.filter(IsMember())
-    router.callback_query.register(member_answers, ConfirmCb.filter())
     return router
 
 
@@ -209,7 +166,7 @@ async def _show_member(
         tier=tier_text(member.tier),
         balance=points_text(usable),
     )
-    keyboard = _keyboard(
+    keyboard = inline_keyboard(
         [[(_("cashier-record"), SaleCb(action="record", member_id=member.member_id))]]
     )
     await state.update_data(shown=member.member_id)
@@ -315,10 +272,10 @@ async def confirm_sale(
     )
     await state.clear()
     if redeem > rules.member_confirm_above:
-        await _ask_member(message, sales, i18n, sale)
+        await ask_member(message, sales, i18n, sale)
         return
     await message.edit_reply_markup(reply_markup=None)
-    await _record(bot, sales, message.chat.id, sale)
+    await record_sale(bot, sales, message.chat.id, sale)
 
 
 async def _sale_of(
@@ -372,7 +329,7 @@ async def take_amount(
 
     await message.answer(
         count_text("cashier-redeem-offer", allowed, amount=roubles_text(amount)),
-        reply_markup=_keyboard(
+        reply_markup=inline_keyboard(
             [
                 [
                     (
@@ -439,7 +396,7 @@ async def _ask_confirmation(
         _("cashier-confirm").format(
             amount=roubles_text(amount), redeem=points_text(redeem), earn=points_text(earn)
         ),
-        reply_markup=_keyboard(
+        reply_markup=inline_keyboard(
             [
                 [
                     (_("cashier-confirm-button"), button("confirm")),
@@ -447,169 +404,4 @@ async def _ask_confirmation(
                 ]
             ]
         ),
-    )
-
-
-@dataclass(frozen=True, slots=True)
-class CashierSale:
-    """A sale as the cashier confirmed it."""
-
-    cashier_id: int
-    member_id: int
-    receipt_id: str
-    amount: int
-    redeem: int
-
-
-async def _record(bot: Bot, sales: Sales, chat_id: int, sale: CashierSale) -> PurchaseResult | None:
-    """Record the purchase (usecases.sales: the ledger, the audit, the receipt) and tell the
-    cashier in `chat_id`."""
-    try:
-        result = await record_purchase(
-            sales,
-            f"{STAFF_ACTOR}{sale.cashier_id}",
-            Purchase(
-                receipt_id=sale.receipt_id,
-                member_id=sale.member_id,
-                amount=sale.amount,
-                redeem=sale.redeem,
-                shop_receipt=False,
-            ),
-        )
-    except LedgerError as error:
-        await bot.send_message(chat_id, _("cashier-failed").format(why=_error_text(error)))
-        return None
-    key = "cashier-done" if result.redeemed else "cashier-done-no-points"
-    await bot.send_message(
-        chat_id,
-        _(key).format(
-            earn=points_text(result.accrued),
-            redeem=points_text(result.redeemed),
-            balance=points_text(result.balance),
-        ),
-    )
-    return result
-
-
-def _error_text(error: LedgerError) -> str:
-    if error.code == "redeem_above_limit":
-        return count_text("error-redeem_above_limit", int(error.details.get("allowed", 0)))
-    if error.code in {"insufficient_points", "member_not_found"}:
-        return _(f"error-{error.code}")
-    if error.code == "member_erased":
-        return _("error-member_not_found")
-    log.warning("cashier sale refused: %s", error.code)
-    return _("error-other")
-
-
-# ------------------------------------------------------- the member confirms a redemption
-
-
-async def _ask_member(message: Message, sales: Sales, i18n: I18n, sale: CashierSale) -> None:
-    member = await sales.ledger.get_member(sale.member_id)
-    if member.telegram_id is None:
-        await message.answer(_("cashier-failed").format(why=_("error-member_not_found")))
-        return
-    request = await sales.confirmations.open(
-        member_id=sale.member_id,
-        cashier_id=sale.cashier_id,
-        receipt_id=sale.receipt_id,
-        amount=sale.amount,
-        redeem_points=sale.redeem,
-        cashier_language=i18n.current_locale,
-        cashier_message_id=message.message_id,  # the screen that becomes "waiting…"
-    )
-    await ask_member_to_confirm(sales, member, request)
-    # No timer here: the scheduler's sweep (usecases.sales.expire_due) ends it in time.
-    seconds = int(sales.confirmations.ttl.total_seconds())
-    await message.edit_text(
-        count_text("cashier-waiting", sale.redeem, seconds=seconds_text(seconds)),
-        reply_markup=_keyboard(
-            [[(_("cashier-cancel-button"), WithdrawCb(request_id=request.request_id))]]
-        ),
-    )
-
-
-async def withdraw_request(
-    callback: CallbackQuery, callback_data: WithdrawCb, sales: Sales, i18n: I18n, bot: Bot
-) -> None:
-    """The cashier cancels a sale that waits for the member: a later "yes" records nothing."""
-    request = await sales.confirmations.get(callback_data.request_id)
-    if request is None or request.cashier_id != callback.from_user.id:
-        await callback.answer(_("button-stale"), show_alert=True)
-        return
-    outcome = await sales.confirmations.settle(request.request_id, "cancelled")
-    assert outcome is not None
-    if not outcome[1]:  # the member answered, or the time ran out, first: that stands
-        await callback.answer(_("button-stale"), show_alert=True)
-        return
-    await callback.answer()
-    if isinstance(callback.message, Message):
-        await callback.message.edit_text(_("cashier-withdrawn"))
-    await end_member_question(sales, bot, i18n, outcome[0], "confirm-withdrawn")
-
-
-async def member_answers(
-    callback: CallbackQuery,
-    callback_data: ConfirmCb,
-    member: MemberView,
-    sales: Sales,
-    staff_language: StaffLanguage,
-    bot: Bot,
-) -> None:
-    confirmations = sales.confirmations
-    request = await confirmations.get(callback_data.request_id)
-    if request is None or request.member_id != member.member_id:
-        await callback.answer(_("button-stale"), show_alert=True)
-        return
-    answer = "confirmed" if callback_data.accept else "declined"
-    outcome = await confirmations.settle(request.request_id, answer)
-    assert outcome is not None
-    settled, moved = outcome
-    message = callback.message if isinstance(callback.message, Message) else None
-    if not moved:
-        # A second tap, or the other button after the first: the first answer stands and
-        # was acted on already (the ledger would not charge twice, but the cashier would
-        # hear twice).
-        why = {"expired": "confirm-expired", "cancelled": "confirm-withdrawn"}.get(
-            settled.status, "confirm-already"
-        )
-        await callback.answer(_(why), show_alert=True)
-        if message is not None and settled.status == "expired":
-            with contextlib.suppress(TelegramBadRequest):  # its buttons may be gone already
-                await message.edit_reply_markup(reply_markup=None)
-            await end_cashier_wait(bot, settled)
-        return
-    await callback.answer()
-    if message is not None:
-        await message.edit_text(
-            _("confirm-done") if callback_data.accept else _("confirm-declined")
-        )
-    if settled.api_key_id is not None:
-        return  # a till asked over the HTTP API: it reads the answer and records the sale
-    await end_cashier_wait(bot, settled)
-    cashier_language = settled.cashier_language or await staff_language(settled.cashier_id)
-    if not callback_data.accept:
-        await bot.send_message(
-            settled.cashier_id,
-            staff_language.i18n.gettext("cashier-declined", locale=cashier_language),
-        )
-        return
-    with staff_language.i18n.use_locale(cashier_language):
-        sale = CashierSale(
-            cashier_id=settled.cashier_id,
-            member_id=settled.member_id,
-            receipt_id=settled.receipt_id,
-            amount=settled.amount,
-            redeem=settled.redeem_points,
-        )
-        await _record(bot, sales, settled.cashier_id, sale)
-
-
-def _keyboard(rows: list[list[tuple[str, CallbackData]]]) -> InlineKeyboardMarkup:
-    return InlineKeyboardMarkup(
-        inline_keyboard=[
-            [InlineKeyboardButton(text=text, callback_data=data.pack()) for text, data in row]
-            for row in rows
-        ]
     )

@@ -36,17 +36,10 @@ from cards.render import format_card_number
 from cards.service import CardPrint, CardService
 from handlers.common import (
     STAFF_ACTOR,
-    DisputeEntryCb,
-    DisputeListCb,
-    HistoryPageCb,
-    IsMember,
-    MenuButton,
-    SettingsCb,
     burn_text,
     count_text,
     display_name,
     full_date_text,
-    main_menu,
     moment_text,
     points_text,
     roubles_text,
@@ -54,6 +47,8 @@ from handlers.common import (
     staff_help,
     tier_text,
 )
+from handlers.filters import IsMember, MenuButton
+from handlers.keyboards import DisputeEntryCb, DisputeListCb, HistoryPageCb, SettingsCb, main_menu
 from handlers.notifications import SupportNews
 from ledger import policy
 from ledger.errors import BirthdayAlreadySet, BirthdayInvalid, EntryNotFound

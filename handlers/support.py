@@ -25,7 +25,6 @@ from aiogram.utils.i18n import gettext as _
 
 from cards.render import format_card_number
 from handlers.common import (
-    HasRole,
     count_text,
     moment_text,
     plain_number,
@@ -36,6 +35,7 @@ from handlers.common import (
     tier_text,
     utf16_length,
 )
+from handlers.filters import HasRole
 from handlers.member import entry_line
 from handlers.notifications import Notifier, SupportNews
 from ledger.errors import LedgerError, MemberNotFound

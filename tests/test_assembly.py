@@ -39,3 +39,28 @@ def test_nothing_that_runs_or_is_built_is_optional() -> None:
         hints = typing.get_type_hints(cls)
         optional = [name for name, hint in hints.items() if type(None) in typing.get_args(hint)]
         assert optional == [], f"{cls.__name__}: {optional}"
+
+
+def test_buttons_and_filters_are_defined_apart_from_the_handlers() -> None:
+    """A button's callback data is defined in handlers.keyboards (the member's answer to a
+    large redemption, which the outbox queues, in usecases.sales) and a filter in
+    handlers.filters: a handler module only uses them."""
+    import importlib
+    import pkgutil
+
+    from aiogram.filters import BaseFilter
+    from aiogram.filters.callback_data import CallbackData
+
+    import handlers
+
+    misplaced = []
+    for info in pkgutil.iter_modules(handlers.__path__):
+        module = importlib.import_module(f"handlers.{info.name}")
+        for name, value in vars(module).items():
+            if not isinstance(value, type) or value.__module__ != module.__name__:
+                continue
+            if issubclass(value, CallbackData) and info.name != "keyboards":
+                misplaced.append(f"{module.__name__}.{name}")
+            if issubclass(value, BaseFilter) and info.name != "filters":
+                misplaced.append(f"{module.__name__}.{name}")
+    assert misplaced == []

@@ -9,7 +9,7 @@ from typing import Any
 from bot.run import Application
 from cards.token import sign_card_token
 from emulator import BotAPIEmulator, EmulatedUser
-from handlers.cashier import SaleCb
+from handlers.keyboards import SaleCb
 from ledger.clock import ManualClock
 from ledger.invariants import check_ledger
 from staff.audit import AuditLog
