@@ -43,7 +43,9 @@ from ledger.errors import (
 )
 from ledger.service import LedgerService
 from ledger.views import MemberView
+from staff.audit import AuditLog
 from staff.sales import ConfirmationService
+from usecases.sales import Purchase, Sales, record_purchase, record_refund
 
 log = logging.getLogger("loyalty.api")
 
@@ -77,6 +79,7 @@ class ApiServices:
 
 
 SERVICES = web.AppKey("services", ApiServices)
+SALES = web.AppKey("sales", Sales)
 TILL_CONFIRMATIONS = web.AppKey("till_confirmations", TillConfirmations)
 API_KEY = web.RequestKey("api_key", ApiKey)
 
@@ -86,10 +89,15 @@ def build_api(services: ApiServices) -> web.Application:
         middlewares=[_errors_as_json, _require_key], client_max_size=MAX_BODY_BYTES
     )
     app[SERVICES] = services
-    confirmations = services.confirmations or ConfirmationService(
-        services.ledger.engine, services.ledger.clock
+    ledger = services.ledger
+    sales = Sales(
+        ledger=ledger,
+        audit=AuditLog(ledger.engine, ledger.clock),
+        confirmations=services.confirmations or ConfirmationService(ledger.engine, ledger.clock),
+        notifier=services.notifier,
     )
-    app[TILL_CONFIRMATIONS] = TillConfirmations(services.ledger, confirmations, services.notifier)
+    app[SALES] = sales
+    app[TILL_CONFIRMATIONS] = TillConfirmations(sales)
     app.router.add_get("/health", health)
     app.router.add_get("/api/v1/openapi.json", openapi)
     app.router.add_post("/api/v1/purchases", create_purchase)
@@ -207,35 +215,26 @@ async def create_purchase(request: web.Request) -> web.Response:
             redeem_points=redeem_points,
         )
     # The member is looked up inside the purchase's transaction: one trip to the database.
-    result = await services.ledger.purchase(
-        receipt_id=receipt_id,
-        customer=reference,
-        amount_kopecks=amount,
-        redeem_points=redeem_points,
-        actor=_actor(request),
+    result = await record_purchase(
+        request.app[SALES],
+        _actor(request),
+        Purchase(receipt_id=receipt_id, customer=reference, amount=amount, redeem=redeem_points),
     )
-    if services.notifier is not None:
-        try:
-            await services.notifier.purchase_receipt(result, amount)
-        except Exception:  # the purchase stands; the receipt is a courtesy
-            log.exception("could not queue the receipt for purchase")
     return web.json_response(result.to_json(), status=200 if result.replayed else 201)
 
 
 async def create_refund(request: web.Request) -> web.Response:
-    services = request.app[SERVICES]
     body = await _json_object(request)
     refund_id = _string(body, "refund_id", max_length=100)
     receipt_id = _string(body, "receipt_id", max_length=100)
     amount = _amount(body)
-    result = await services.ledger.refund(
-        refund_id=refund_id, receipt_id=receipt_id, amount_kopecks=amount, actor=_actor(request)
+    result = await record_refund(
+        request.app[SALES],
+        _actor(request),
+        refund_id=refund_id,
+        receipt_id=receipt_id,
+        amount=amount,
     )
-    if services.notifier is not None:
-        try:
-            await services.notifier.refund_receipt(result)
-        except Exception:
-            log.exception("could not queue the receipt for refund")
     return web.json_response(result.to_json(), status=200 if result.replayed else 201)
 
 

@@ -3,8 +3,9 @@
 A till that names the member by card number or phone may spend at most `member_confirm_above`
 points on a purchase. Above that, the first request is answered 409 `confirmation_required`
 with a `confirmation_id`, and the member is asked in their chat exactly as a cashier in the bot
-asks (staff.sales.ConfirmationService, handlers.cashier.ask_member_to_confirm; the bot's
-member_answers takes the answer). The till polls GET /api/v1/confirmations/{id} and, once it
+asks (usecases.sales.ask_member_to_confirm; the bot's member_answers takes the answer). The
+scheduler's sweep (usecases.sales.expire_due) ends the question's buttons when time is up.
+The till polls GET /api/v1/confirmations/{id} and, once it
 says `accepted`, sends the same purchase again (same receipt_id and body), which is recorded.
 `declined` and `expired` are final for that receipt: the same purchase again gets 409
 `confirmation_declined` / `confirmation_expired`, and nothing is spent. The member's QR token,
@@ -19,12 +20,11 @@ from typing import Any
 from sqlalchemy.exc import IntegrityError
 
 from api.errors import ApiError
-from handlers.cashier import ask_member_to_confirm
-from handlers.notifications import Notifier
 from ledger.errors import RedeemAboveLimit
-from ledger.service import MAX_POINTS, LedgerService
+from ledger.service import MAX_POINTS
 from ledger.views import MemberView
-from staff.sales import ConfirmationService, RedemptionRequest
+from staff.sales import RedemptionRequest
+from usecases.sales import Sales, ask_member_to_confirm
 
 # What a till reads, for what the bot's confirmation service stores.
 _STATUS = {
@@ -37,12 +37,10 @@ _STATUS = {
 
 
 class TillConfirmations:
-    def __init__(
-        self, ledger: LedgerService, confirmations: ConfirmationService, notifier: Notifier | None
-    ) -> None:
-        self.ledger = ledger
-        self.confirmations = confirmations
-        self.notifier = notifier
+    def __init__(self, sales: Sales) -> None:
+        self.sales = sales
+        self.ledger = sales.ledger
+        self.confirmations = sales.confirmations
 
     def needed(self, redeem_points: int, *, by_qr_token: bool) -> bool:
         return not by_qr_token and redeem_points > self.ledger.rules.member_confirm_above
@@ -105,7 +103,7 @@ class TillConfirmations:
     async def _ask(
         self, key_id: int, receipt_id: str, member: MemberView, amount: int, redeem_points: int
     ) -> RedemptionRequest:
-        if member.telegram_id is None or member.unreachable or self.notifier is None:
+        if member.telegram_id is None or member.unreachable or self.sales.notifier is None:
             raise ApiError(
                 409,
                 "confirmation_unavailable",
@@ -126,7 +124,7 @@ class TillConfirmations:
             if existing is None:
                 raise
             return existing
-        await ask_member_to_confirm(self.notifier.outbox, self.notifier.i18n, member, request)
+        await ask_member_to_confirm(self.sales, member, request)
         return request
 
     async def status(self, key_id: int, confirmation_id: int) -> dict[str, Any] | None:

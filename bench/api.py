@@ -91,7 +91,7 @@ from bench.common import (
     split,
     verb,
 )
-from bot.app import freeze_what_start_made
+from bot.run import freeze_what_start_made
 from ledger import policy
 from ledger.invariants import check_ledger
 from ledger.rules import Rules, load_rules
@@ -179,17 +179,17 @@ async def serve(args: argparse.Namespace) -> int:
             )
         )
         stats.listen(engine)
-        share_the_gil_quickly()  # as bot.app does
+        share_the_gil_quickly()  # as bot.build does
     else:
         app = web.Application()
         app.router.add_post(FLOOR_PATH, _floor_handler)
-    runner = api_runner(app, header_timeout=10.0)  # as bot.app serves it
+    runner = api_runner(app, header_timeout=10.0)  # as bot.run serves it
     await runner.setup()
     site = web.TCPSite(runner, "127.0.0.1", 0, backlog=1024)
     await site.start()
     port = runner.addresses[0][1]
     if args.serve == "api":
-        freeze_what_start_made()  # as bot.app.run_app does once started
+        freeze_what_start_made()  # as bot.run.run_app does once started
     print(f"PORT {port}", flush=True)
 
     loop = asyncio.get_running_loop()

@@ -7,7 +7,7 @@ Run from the repository root:
     .venv/bin/python -m bench.updates --profile /tmp/updates.pstats
 
 Everything runs in one process and one event loop, as in the e2e tests: the Bot API emulator
-(rate limiter off), the real `bot.app.Application` (fresh SQLite WAL file database in a temp
+(rate limiter off), the real `bot.run.Application` (fresh SQLite WAL file database in a temp
 dir, long polling, outbox sender, scheduler, HTTP API) and the simulated users. The emulator's
 and the users' CPU therefore count against the bot; the echo floor pays the same overhead.
 
@@ -70,7 +70,7 @@ from aiogram.types import CallbackQuery, InlineKeyboardButton, InlineKeyboardMar
 from sqlalchemy import event
 
 from bench.common import ROOT, percentile, verb
-from bot.app import Application, freeze_what_start_made
+from bot.run import Application, freeze_what_start_made
 from bot.settings import Settings
 from emulator import BotAPIEmulator, BotMessage, EmulatedUser, UploadedFile, running_polling
 from emulator.state import Signal
@@ -389,7 +389,7 @@ async def bench_loyalty(emu: BotAPIEmulator, args: argparse.Namespace, tmp: Path
     )
     app = Application(settings)
     await app.start()
-    freeze_what_start_made()  # as bot.app.run_app does once started
+    freeze_what_start_made()  # as bot.run.run_app does once started
     try:
         assert app.services is not None and app.engine is not None
         ledger = app.services.ledger

@@ -170,7 +170,7 @@ def _run(settings: Settings) -> int:
             file=sys.stderr,
         )
         return 2
-    from bot.app import run_app
+    from bot.run import run_app
 
     return asyncio.run(run_app(settings))
 

@@ -46,7 +46,8 @@ from PIL import Image
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from api.keys import ApiKeyService
-from bot.app import Application, Services
+from bot.build import Services
+from bot.run import Application
 from bot.settings import Settings
 from cards.render import format_card_number
 from emulator import BotAPIEmulator, BotMessage, EmulatedUser

@@ -9,7 +9,7 @@ from __future__ import annotations
 import hashlib
 from dataclasses import dataclass
 
-from sqlalchemy import bindparam, delete, select
+from sqlalchemy import Connection, bindparam, delete, select
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncEngine
 
@@ -103,3 +103,8 @@ class CardService:
                 delete(card_images).where(card_images.c.member_id == member_id)
             )
         )
+
+
+def erase_member_cards(conn: Connection, member_id: int) -> None:
+    """A member erased their data: their card picture (it shows their name) goes."""
+    conn.execute(delete(card_images).where(card_images.c.member_id == member_id))

@@ -11,7 +11,8 @@ from aiogram.utils.i18n import I18n
 from aiogram.utils.i18n import gettext as _
 
 from handlers.commands import set_staff_commands
-from handlers.common import HasRole, IsMember, StaffLanguage, plain_number, shorten, staff_help
+from handlers.common import StaffLanguage, plain_number, shorten, staff_help
+from handlers.filters import HasRole, IsMember
 from ledger.service import LedgerService
 from staff.roles import Role, StaffMember, StaffService
 

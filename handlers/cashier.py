@@ -8,16 +8,12 @@ amount, then "Pay N with points" or "No points", then "Confirm".
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
-import logging
 import re
 import secrets
 from typing import Any
 
 from aiogram import Bot, F, Router
 from aiogram.dispatcher.event.bases import SkipHandler
-from aiogram.exceptions import TelegramAPIError, TelegramBadRequest
 from aiogram.filters import (
     Command,
     CommandObject,
@@ -27,43 +23,34 @@ from aiogram.filters import (
     invert_f,
     or_f,
 )
-from aiogram.filters.callback_data import CallbackData
 from aiogram.fsm.context import FSMContext
 from aiogram.fsm.state import State, StatesGroup
-from aiogram.types import CallbackQuery, InlineKeyboardButton, InlineKeyboardMarkup, Message
+from aiogram.types import CallbackQuery, Message
 from aiogram.utils.i18n import I18n
 from aiogram.utils.i18n import gettext as _
 
 from cards.service import CardService
 from handlers.common import (
-    STAFF_ACTOR,
-    HasRole,
-    IsMember,
-    MenuButton,
-    Points,
-    RowId,
-    StaffLanguage,
     count_text,
     number_text,
     plain_number,
     points_text,
     roubles_text,
-    seconds_text,
     tier_text,
 )
-from handlers.notifications import Notifier
+from handlers.filters import HasRole, MenuButton
+from handlers.keyboards import SaleCb, WithdrawCb, inline_keyboard
+from handlers.redemptions import CashierSale, ask_member, record_sale, withdraw_request
 from ledger import policy
 from ledger.errors import InvalidAmount, LedgerError, MemberNotFound
 from ledger.phones import mask_phone
 from ledger.rules import Rules
 from ledger.service import LedgerService
-from ledger.views import MemberView, PurchaseResult
-from scheduler.outbox import TRANSACTIONAL, Outbox
-from staff.audit import AuditLog
+from ledger.views import MemberView
 from staff.roles import Role
-from staff.sales import ConfirmationService, RedemptionRequest
-
-log = logging.getLogger("loyalty.cashier")
+from usecases.sales import (
+    Sales,
+)
 
 CARD_LINK_PREFIX = "c_"
 
@@ -72,28 +59,6 @@ class Selling(StatesGroup):
     finding = State()
     amount = State()
     points = State()  # how many points, when the cashier chose "Other number of points"
-
-
-class SaleCb(CallbackData, prefix="sale"):
-    """A button of a sale. Only `action` picks the step: the member, the amount and the
-    points are the server's (the cashier's FSM data); the button's own values must match them,
-    or it is an old screen or a forged one."""
-
-    action: str  # record | redeem | other | confirm | cancel
-    member_id: RowId
-    points: Points = 0
-    sale: str = ""  # the sale's token in the FSM data ("" on the customer's panel)
-
-
-class ConfirmCb(CallbackData, prefix="rr"):
-    request_id: RowId
-    accept: bool
-
-
-class WithdrawCb(CallbackData, prefix="rw"):
-    """The cashier gives up waiting for the member's confirmation."""
-
-    request_id: RowId
 
 
 def build_cashier_router() -> Router:
@@ -122,14 +87,6 @@ def build_cashier_router() -> Router:
     router.callback_query.register(confirm_sale, SaleCb.filter(F.action == "confirm"))
     router.callback_query.register(cancel_sale, SaleCb.filter(F.action == "cancel"))
     router.callback_query.register(withdraw_request, WithdrawCb.filter())
-    return router
-
-
-def build_confirmation_router() -> Router:
-    """The member's side: confirming a large redemption in their own chat."""
-    router = Router(name="redemption-confirmation")
-    router.callback_query.filter(IsMember())
-    router.callback_query.register(member_answers, ConfirmCb.filter())
     return router
 
 
@@ -209,7 +166,7 @@ async def _show_member(
         tier=tier_text(member.tier),
         balance=points_text(usable),
     )
-    keyboard = _keyboard(
+    keyboard = inline_keyboard(
         [[(_("cashier-record"), SaleCb(action="record", member_id=member.member_id))]]
     )
     await state.update_data(shown=member.member_id)
@@ -287,19 +244,15 @@ async def cancel_sale(
 async def confirm_sale(
     callback: CallbackQuery,
     callback_data: SaleCb,
-    ledger: LedgerService,
-    rules: Rules,
     state: FSMContext,
-    notifier: Notifier,
-    audit: AuditLog,
-    confirmations: ConfirmationService,
-    outbox: Outbox,
+    sales: Sales,
+    rules: Rules,
     i18n: I18n,
     bot: Bot,
 ) -> None:
     """[Confirm]: records the sale the screen shows, or first asks the member to confirm a
     redemption above the threshold."""
-    data = await _sale_of(callback, callback_data, ledger, state)
+    data = await _sale_of(callback, callback_data, sales.ledger, state)
     if data is None or not isinstance(callback.message, Message):
         return
     redeem = int(data.get("redeem", 0))
@@ -307,40 +260,22 @@ async def confirm_sale(
         await callback.answer(_("button-stale"), show_alert=True)
         return
     await callback.answer()
-    message, cashier_id = callback.message, callback.from_user.id
-    member_id, amount = int(data["member_id"]), int(data["amount"])
+    message = callback.message
     # Shown to the member on the receipt and in the history: no Telegram id in it (the
     # cashier is the operation's actor and in the audit log).
-    receipt_id = f"B-{data['sale'].upper()}"
+    sale = CashierSale(
+        cashier_id=callback.from_user.id,
+        member_id=int(data["member_id"]),
+        receipt_id=f"B-{data['sale'].upper()}",
+        amount=int(data["amount"]),
+        redeem=redeem,
+    )
     await state.clear()
     if redeem > rules.member_confirm_above:
-        await _ask_member(
-            message,
-            ledger,
-            confirmations,
-            outbox,
-            i18n,
-            bot,
-            member_id,
-            cashier_id,
-            receipt_id,
-            amount,
-            redeem,
-        )
+        await ask_member(message, sales, i18n, sale)
         return
     await message.edit_reply_markup(reply_markup=None)
-    await _record(
-        message.chat.id,
-        bot,
-        ledger,
-        notifier,
-        audit,
-        member_id,
-        cashier_id,
-        receipt_id,
-        amount,
-        redeem,
-    )
+    await record_sale(bot, sales, message.chat.id, sale)
 
 
 async def _sale_of(
@@ -394,7 +329,7 @@ async def take_amount(
 
     await message.answer(
         count_text("cashier-redeem-offer", allowed, amount=roubles_text(amount)),
-        reply_markup=_keyboard(
+        reply_markup=inline_keyboard(
             [
                 [
                     (
@@ -461,7 +396,7 @@ async def _ask_confirmation(
         _("cashier-confirm").format(
             amount=roubles_text(amount), redeem=points_text(redeem), earn=points_text(earn)
         ),
-        reply_markup=_keyboard(
+        reply_markup=inline_keyboard(
             [
                 [
                     (_("cashier-confirm-button"), button("confirm")),
@@ -469,300 +404,4 @@ async def _ask_confirmation(
                 ]
             ]
         ),
-    )
-
-
-async def _record(
-    chat_id: int,
-    bot: Bot,
-    ledger: LedgerService,
-    notifier: Notifier,
-    audit: AuditLog,
-    member_id: int,
-    cashier_id: int,
-    receipt_id: str,
-    amount: int,
-    redeem: int,
-) -> PurchaseResult | None:
-    """Record the purchase, tell the cashier, queue the member's receipt."""
-    try:
-        result = await ledger.purchase(
-            receipt_id=receipt_id,
-            member_id=member_id,
-            amount_kopecks=amount,
-            redeem_points=redeem,
-            actor=f"{STAFF_ACTOR}{cashier_id}",
-        )
-    except LedgerError as error:
-        await bot.send_message(chat_id, _("cashier-failed").format(why=_error_text(error)))
-        return None
-    await audit.record(
-        f"tg:{cashier_id}",
-        "cashier.purchase",
-        target=f"member:{member_id}",
-        receipt_id=receipt_id,
-        amount=amount,
-        redeemed=redeem,
-        accrued=result.accrued,
-    )
-    key = "cashier-done" if result.redeemed else "cashier-done-no-points"
-    await bot.send_message(
-        chat_id,
-        _(key).format(
-            earn=points_text(result.accrued),
-            redeem=points_text(result.redeemed),
-            balance=points_text(result.balance),
-        ),
-    )
-    try:
-        await notifier.purchase_receipt(result, amount, shop_receipt=False)
-    except Exception:  # the purchase stands; the receipt is a courtesy
-        log.exception("could not queue the receipt")
-    return result
-
-
-def _error_text(error: LedgerError) -> str:
-    if error.code == "redeem_above_limit":
-        return count_text("error-redeem_above_limit", int(error.details.get("allowed", 0)))
-    if error.code in {"insufficient_points", "member_not_found"}:
-        return _(f"error-{error.code}")
-    if error.code == "member_erased":
-        return _("error-member_not_found")
-    log.warning("cashier sale refused: %s", error.code)
-    return _("error-other")
-
-
-# ------------------------------------------------------- the member confirms a redemption
-
-
-async def _ask_member(
-    message: Message,
-    ledger: LedgerService,
-    confirmations: ConfirmationService,
-    outbox: Outbox,
-    i18n: I18n,
-    bot: Bot,
-    member_id: int,
-    cashier_id: int,
-    receipt_id: str,
-    amount: int,
-    redeem: int,
-) -> None:
-    member = await ledger.get_member(member_id)
-    if member.telegram_id is None:
-        await message.answer(_("cashier-failed").format(why=_("error-member_not_found")))
-        return
-    request = await confirmations.open(
-        member_id=member_id,
-        cashier_id=cashier_id,
-        receipt_id=receipt_id,
-        amount=amount,
-        redeem_points=redeem,
-        cashier_language=i18n.current_locale,
-        cashier_message_id=message.message_id,  # the screen that becomes "waiting…"
-    )
-    await ask_member_to_confirm(outbox, i18n, member, request)
-    seconds = int(confirmations.ttl.total_seconds())
-    await message.edit_text(
-        count_text("cashier-waiting", redeem, seconds=seconds_text(seconds)),
-        reply_markup=_keyboard(
-            [[(_("cashier-cancel-button"), WithdrawCb(request_id=request.request_id))]]
-        ),
-    )
-    language = i18n.current_locale
-    task = asyncio.create_task(
-        _expire_later(confirmations, bot, i18n, ledger, outbox, language, request, seconds)
-    )
-    _PENDING_TIMERS.add(task)
-    task.add_done_callback(_PENDING_TIMERS.discard)
-
-
-_PENDING_TIMERS: set[asyncio.Task[None]] = set()
-
-
-async def ask_member_to_confirm(
-    outbox: Outbox, i18n: I18n, member: MemberView, request: RedemptionRequest
-) -> None:
-    """Ask the member, in their chat and language, to confirm the request's redemption (Yes /
-    No; member_answers takes the answer). The bot's cashier and a till over the HTTP API ask
-    this way."""
-    assert member.telegram_id is not None
-    with i18n.context(), i18n.use_locale(member.language):
-        text = _("confirm-redeem").format(
-            points=points_text(request.redeem_points), amount=roubles_text(request.amount)
-        )
-        markup = _keyboard(
-            [
-                [
-                    (_("confirm-yes"), ConfirmCb(request_id=request.request_id, accept=True)),
-                    (_("confirm-no"), ConfirmCb(request_id=request.request_id, accept=False)),
-                ]
-            ]
-        )
-    await outbox.enqueue(
-        dedup_key=_question_key(request.request_id),
-        chat_id=member.telegram_id,
-        member_id=member.member_id,
-        text=text,
-        category=TRANSACTIONAL,
-        reply_markup=markup.model_dump(exclude_none=True),
-    )
-
-
-async def withdraw_request(
-    callback: CallbackQuery,
-    callback_data: WithdrawCb,
-    confirmations: ConfirmationService,
-    ledger: LedgerService,
-    outbox: Outbox,
-    i18n: I18n,
-    bot: Bot,
-) -> None:
-    """The cashier cancels a sale that waits for the member: a later "yes" records nothing."""
-    request = await confirmations.get(callback_data.request_id)
-    if request is None or request.cashier_id != callback.from_user.id:
-        await callback.answer(_("button-stale"), show_alert=True)
-        return
-    outcome = await confirmations.settle(request.request_id, "cancelled")
-    assert outcome is not None
-    if not outcome[1]:  # the member answered, or the time ran out, first: that stands
-        await callback.answer(_("button-stale"), show_alert=True)
-        return
-    await callback.answer()
-    if isinstance(callback.message, Message):
-        await callback.message.edit_text(_("cashier-withdrawn"))
-    await _end_member_question(outbox, bot, i18n, ledger, outcome[0], "confirm-withdrawn")
-
-
-async def _expire_later(
-    confirmations: ConfirmationService,
-    bot: Bot,
-    i18n: I18n,
-    ledger: LedgerService,
-    outbox: Outbox,
-    language: str,
-    request: RedemptionRequest,
-    seconds: int,
-) -> None:
-    """Tell the cashier when the member did not answer in time, and take the request's
-    buttons away (the request's state in the database is what counts; this is the notice)."""
-    await asyncio.sleep(seconds)
-    settled = await confirmations.settle(request.request_id, "expired")
-    if settled is not None and settled[1]:
-        with contextlib.suppress(Exception):
-            await bot.send_message(
-                request.cashier_id, i18n.gettext("cashier-timeout", locale=language)
-            )
-        await _end_cashier_wait(bot, request)
-        await _end_member_question(outbox, bot, i18n, ledger, request, "confirm-expired")
-
-
-def _question_key(request_id: int) -> str:
-    """The outbox's key of the question a request asks the member."""
-    return f"confirm:{request_id}"
-
-
-async def _end_cashier_wait(bot: Bot, request: RedemptionRequest) -> None:
-    """The request ended: the cashier's [Cancel] goes (the outcome is a message of its own)."""
-    if request.cashier_message_id is None:
-        return
-    with contextlib.suppress(TelegramAPIError):  # gone already, or the chat is unreachable
-        await bot.edit_message_reply_markup(
-            chat_id=request.cashier_id, message_id=request.cashier_message_id, reply_markup=None
-        )
-
-
-async def _end_member_question(
-    outbox: Outbox,
-    bot: Bot,
-    i18n: I18n,
-    ledger: LedgerService,
-    request: RedemptionRequest,
-    key: str,
-) -> None:
-    """The request ended without the member's answer: the question is not sent if it is still
-    queued; if it was, its [Yes] [No] give way to why it ended (`key`), in their language."""
-    message_id = await outbox.withdraw(_question_key(request.request_id), key)
-    if message_id is None:
-        return
-    with contextlib.suppress(LedgerError, TelegramAPIError):
-        member = await ledger.get_member(request.member_id)
-        if member.telegram_id is not None:
-            await bot.edit_message_text(
-                i18n.gettext(key, locale=member.language),
-                chat_id=member.telegram_id,
-                message_id=message_id,
-                reply_markup=None,
-            )
-
-
-async def member_answers(
-    callback: CallbackQuery,
-    callback_data: ConfirmCb,
-    member: MemberView,
-    confirmations: ConfirmationService,
-    ledger: LedgerService,
-    notifier: Notifier,
-    audit: AuditLog,
-    staff_language: StaffLanguage,
-    bot: Bot,
-) -> None:
-    request = await confirmations.get(callback_data.request_id)
-    if request is None or request.member_id != member.member_id:
-        await callback.answer(_("button-stale"), show_alert=True)
-        return
-    answer = "confirmed" if callback_data.accept else "declined"
-    outcome = await confirmations.settle(request.request_id, answer)
-    assert outcome is not None
-    settled, moved = outcome
-    message = callback.message if isinstance(callback.message, Message) else None
-    if not moved:
-        # A second tap, or the other button after the first: the first answer stands and
-        # was acted on already (the ledger would not charge twice, but the cashier would
-        # hear twice).
-        why = {"expired": "confirm-expired", "cancelled": "confirm-withdrawn"}.get(
-            settled.status, "confirm-already"
-        )
-        await callback.answer(_(why), show_alert=True)
-        if message is not None and settled.status == "expired":
-            with contextlib.suppress(TelegramBadRequest):  # its buttons may be gone already
-                await message.edit_reply_markup(reply_markup=None)
-            await _end_cashier_wait(bot, settled)
-        return
-    await callback.answer()
-    if message is not None:
-        await message.edit_text(
-            _("confirm-done") if callback_data.accept else _("confirm-declined")
-        )
-    if settled.api_key_id is not None:
-        return  # a till asked over the HTTP API: it reads the answer and records the sale
-    await _end_cashier_wait(bot, settled)
-    cashier_language = settled.cashier_language or await staff_language(settled.cashier_id)
-    if not callback_data.accept:
-        await bot.send_message(
-            settled.cashier_id,
-            staff_language.i18n.gettext("cashier-declined", locale=cashier_language),
-        )
-        return
-    with staff_language.i18n.use_locale(cashier_language):
-        await _record(
-            settled.cashier_id,
-            bot,
-            ledger,
-            notifier,
-            audit,
-            settled.member_id,
-            settled.cashier_id,
-            settled.receipt_id,
-            settled.amount,
-            settled.redeem_points,
-        )
-
-
-def _keyboard(rows: list[list[tuple[str, CallbackData]]]) -> InlineKeyboardMarkup:
-    return InlineKeyboardMarkup(
-        inline_keyboard=[
-            [InlineKeyboardButton(text=text, callback_data=data.pack()) for text, data in row]
-            for row in rows
-        ]
     )

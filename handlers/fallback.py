@@ -7,7 +7,7 @@ from aiogram.filters import Command
 from aiogram.types import CallbackQuery, Message
 from aiogram.utils.i18n import gettext as _
 
-from handlers.common import main_menu
+from handlers.keyboards import main_menu
 from ledger.views import MemberView
 
 

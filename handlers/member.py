@@ -36,17 +36,10 @@ from cards.render import format_card_number
 from cards.service import CardPrint, CardService
 from handlers.common import (
     STAFF_ACTOR,
-    DisputeEntryCb,
-    DisputeListCb,
-    HistoryPageCb,
-    IsMember,
-    MenuButton,
-    SettingsCb,
     burn_text,
     count_text,
     display_name,
     full_date_text,
-    main_menu,
     moment_text,
     points_text,
     roubles_text,
@@ -54,6 +47,8 @@ from handlers.common import (
     staff_help,
     tier_text,
 )
+from handlers.filters import IsMember, MenuButton
+from handlers.keyboards import DisputeEntryCb, DisputeListCb, HistoryPageCb, SettingsCb, main_menu
 from handlers.notifications import SupportNews
 from ledger import policy
 from ledger.errors import BirthdayAlreadySet, BirthdayInvalid, EntryNotFound
@@ -62,6 +57,7 @@ from ledger.service import LedgerService
 from ledger.views import EntryView, HistoryPage, MemberView
 from staff.roles import Role
 from support.tickets import MAX_TICKET_TEXT, TicketService
+from usecases.privacy import Privacy, erase_member
 
 log = logging.getLogger("loyalty.member")
 
@@ -382,6 +378,7 @@ async def settings_action(
     callback_data: SettingsCb,
     member: MemberView,
     ledger: LedgerService,
+    privacy: Privacy,
     rules: Rules,
     i18n: I18n,
     state: FSMContext,
@@ -432,7 +429,7 @@ async def settings_action(
             ),
         )
     elif action == "delete_yes":
-        await ledger.erase_member(member.member_id)
+        await erase_member(privacy, member.member_id)
         await state.clear()
         await callback.answer()
         await message.edit_reply_markup(reply_markup=None)

@@ -22,14 +22,13 @@ from aiogram.utils.i18n import gettext as _
 
 from cards.render import format_card_number
 from handlers.common import (
-    ConsentCb,
-    IsMember,
     count_text,
     days_text,
     language_for,
-    main_menu,
     points_text,
 )
+from handlers.filters import IsMember
+from handlers.keyboards import ConsentCb, main_menu
 from handlers.notifications import Notifier
 from ledger.errors import InvalidPhone
 from ledger.rules import Rules

@@ -25,7 +25,6 @@ from aiogram.utils.i18n import gettext as _
 
 from cards.render import format_card_number
 from handlers.common import (
-    HasRole,
     count_text,
     moment_text,
     plain_number,
@@ -36,15 +35,17 @@ from handlers.common import (
     tier_text,
     utf16_length,
 )
+from handlers.filters import HasRole
 from handlers.member import entry_line
 from handlers.notifications import Notifier, SupportNews
-from ledger.errors import EntryNotReversible, LedgerError, MemberNotFound
+from ledger.errors import LedgerError, MemberNotFound
 from ledger.phones import mask_phone
 from ledger.service import LedgerService
 from ledger.views import EntryView, MemberView, PurchaseView
 from staff.audit import AuditLog
 from staff.roles import Role
 from support.tickets import MAX_TICKET_TEXT, Ticket, TicketService, TicketTooLong
+from usecases.desk import Changed, Desk, adjust, reverse
 
 log = logging.getLogger("loyalty.support")
 
@@ -251,13 +252,7 @@ async def show_member(
     await message.answer("\n\n".join(lines))
 
 
-async def adjust_points(
-    message: Message,
-    command: CommandObject,
-    ledger: LedgerService,
-    notifier: Notifier,
-    audit: AuditLog,
-) -> None:
+async def adjust_points(message: Message, command: CommandObject, desk: Desk) -> None:
     usage = _("desk-usage-adjust")
     who, signed, reason = _three(command.args)
     sign = -1 if signed.startswith("-") else 1
@@ -267,46 +262,30 @@ async def adjust_points(
         return
     if await _reason_too_long(message, reason):
         return
-    member = await _member_from(message, who, ledger, usage)
+    member = await _member_from(message, who, desk.ledger, usage)
     if member is None:
         return
     staff_id = _sender(message)
     if member.telegram_id == staff_id:  # their own points: another person decides
         await message.answer(_("desk-own-account"))
         return
-    points = sign * size
-
-    async def adjust() -> EntryView:
-        return await ledger.adjust(
+    changed = await _refusing(
+        message,
+        lambda: adjust(
+            desk,
+            staff_id=staff_id,
             member_id=member.member_id,
-            points=points,
+            points=sign * size,
             reason=reason,
-            actor=f"tg:{staff_id}",
             # A redelivered update (a restart mid-way) adjusts once.
             operation_id=f"tg:{message.chat.id}:{message.message_id}",
-        )
-
-    entry = await _refusing(message, adjust)
-    if entry is None:
-        return
-    await audit.record(
-        f"tg:{staff_id}",
-        "support.adjust",
-        target=f"member:{member.member_id}",
-        reason=reason,
-        points=points,
-        entry=entry.entry_id,
+        ),
     )
-    await _done(message, ledger, notifier, member.member_id, entry, reason, target=None)
+    if changed is not None:
+        await _done(message, changed, target=None)
 
 
-async def reverse_entry(
-    message: Message,
-    command: CommandObject,
-    ledger: LedgerService,
-    notifier: Notifier,
-    audit: AuditLog,
-) -> None:
+async def reverse_entry(message: Message, command: CommandObject, desk: Desk) -> None:
     number, reason = _number_and_text(command.args)
     target = plain_number(number, ID_LIMIT)
     if target is None or not reason:
@@ -314,59 +293,29 @@ async def reverse_entry(
         return
     if await _reason_too_long(message, reason):
         return
-    staff_id = _sender(message)
-
-    async def reverse() -> EntryView:
-        if (await ledger.entry(target)).reversed:  # the ledger would answer with the first
-            raise EntryNotReversible("this entry is already reversed")
-        if await ledger.entry_owner(target) == await _member_id_of(ledger, staff_id):
-            raise OwnAccount("support cannot reverse their own entries")
-        return await ledger.reverse_entry(entry_id=target, reason=reason, actor=f"tg:{staff_id}")
-
-    entry = await _refusing(message, reverse)
-    if entry is None:
-        return
-    member_id = await ledger.entry_owner(entry.entry_id)
-    await audit.record(
-        f"tg:{staff_id}",
-        "support.reverse",
-        target=f"entry:{target}",
-        reason=reason,
-        member=member_id,
-        entry=entry.entry_id,
+    changed = await _refusing(
+        message,
+        lambda: reverse(
+            desk, staff_id=_sender(message), entry_id=target, reason=reason
+        ),
     )
-    await _done(message, ledger, notifier, member_id, entry, reason, target=target)
+    if changed is not None:
+        await _done(message, changed, target=target)
 
 
-async def _done(
-    message: Message,
-    ledger: LedgerService,
-    notifier: Notifier,
-    member_id: int,
-    entry: EntryView,
-    reason: str,
-    *,
-    target: int | None,
-) -> None:
-    """Tell the member, then the staff member what happened."""
-    change = entry.points + entry.pending - max(entry.debt, 0)
-    told = None  # nothing changed (a bonus that had burnt): nothing to tell
-    if change:
-        told = await _tell(notifier.points_changed(member_id, change, reason, str(entry.entry_id)))
-    balance = (await ledger.balance(member_id)).balance
+async def _done(message: Message, changed: Changed, *, target: int | None) -> None:
+    """Tell the staff member what happened (and whether the member was told)."""
+    entry, change, balance = changed.entry, changed.change, points_text(changed.balance)
     if target is None:
         text = _("desk-adjusted").format(
-            change=signed_text(change), entry=entry.entry_id, balance=points_text(balance)
+            change=signed_text(change), entry=entry.entry_id, balance=balance
         )
     else:
         text = _("desk-reversed").format(
-            target=target,
-            change=signed_text(change),
-            entry=entry.entry_id,
-            balance=points_text(balance),
+            target=target, change=signed_text(change), entry=entry.entry_id, balance=balance
         )
-    if told is not None:
-        text += "\n" + _told_text(told)
+    if changed.told is not None:
+        text += "\n" + _told_text(changed.told)
     await message.answer(text)
 
 
@@ -409,9 +358,7 @@ async def _member_from(
     return member
 
 
-async def _refusing(
-    message: Message, action: Callable[[], Awaitable[EntryView]]
-) -> EntryView | None:
+async def _refusing(message: Message, action: Callable[[], Awaitable[Changed]]) -> Changed | None:
     """Run a ledger action; a refusal is explained to the staff member, and changes nothing."""
     try:
         return await action()
@@ -489,17 +436,6 @@ def _cut(text: str) -> str:
 
 def _told_text(told: bool) -> str:
     return _("desk-told") if told else _("desk-not-told")
-
-
-async def _member_id_of(ledger: LedgerService, telegram_id: int) -> int | None:
-    member = await ledger.member_by_telegram(telegram_id)
-    return member.member_id if member is not None else None
-
-
-class OwnAccount(LedgerError):
-    """Support acting on their own points: someone else should."""
-
-    code = "own_account"
 
 
 def _name(member: MemberView) -> str:

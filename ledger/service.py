@@ -25,10 +25,8 @@ from sqlalchemy import (
     String,
     and_,
     bindparam,
-    delete,
     func,
     literal_column,
-    or_,
     select,
     update,
 )
@@ -77,16 +75,13 @@ from storage.engine import readonly
 from storage.fast import Fast, later
 from storage.schema import (
     UTCDateTime,
-    card_images,
     entries,
     lots,
     members,
     operations,
-    outbox,
     purchases,
     referral_rewards,
     spends,
-    tickets,
 )
 from storage.transactions import SyncDatabase
 
@@ -506,11 +501,17 @@ class LedgerService:
 
         return await self.db.write(work)
 
-    async def erase_member(self, member_id: int) -> None:
-        """Erase personal data; the ledger stays, tied to an anonymous member id."""
+    async def erase_member(
+        self, member_id: int, *, also: Callable[[Connection], None] | None = None
+    ) -> None:
+        """Erase the member's personal data in the ledger (the entries stay, tied to an
+        anonymous member id). `also` runs in the same transaction first: the other packages
+        erase their own tables there (usecases.privacy)."""
 
         def work(conn: Connection) -> None:
             self.journal.lock_member(conn, member_id)
+            if also is not None:
+                also(conn)
             conn.execute(
                 update(members)
                 .where(members.c.id == member_id)
@@ -529,33 +530,9 @@ class LedgerService:
                     notify_offers=False,
                 )
             )
-            # Personal data outside the ledger: the card picture (it shows the name), what the
-            # member wrote to support and was answered, and the messages to them (their chat
-            # id and texts: unsent ones are dropped) or about them (support's news of their
-            # requests, which quote them).
-            conn.execute(delete(card_images).where(card_images.c.member_id == member_id))
-            own_tickets = conn.execute(
-                update(tickets)
-                .where(tickets.c.member_id == member_id)
-                .values(text="", answer=None)
-                .returning(tickets.c.id)
-            ).scalars()
-            about = [f"ticket:new:{ticket_id}:%" for ticket_id in own_tickets]
-            to_or_about = or_(
-                outbox.c.member_id == member_id, *(outbox.c.dedup_key.like(k) for k in about)
-            )
-            conn.execute(
-                update(outbox)
-                .where(to_or_about, outbox.c.status == "queued")
-                .values(status="dropped", reason="the member deleted their data")
-            )
-            conn.execute(update(outbox).where(to_or_about).values(text="", reply_markup=None))
-            conn.execute(
-                update(outbox).where(outbox.c.member_id == member_id).values(chat_id=0)
-            )
 
-        # Long: the messages that quote the member are found by their key's pattern, which
-        # no index serves (a scan of the outbox): never on the event loop's thread.
+        # Long: what `also` erases may need scans (messages found by their key's prefix):
+        # never on the event loop's thread.
         await self.db.write(work, long=True)
         # SQLite's WAL still holds the pages as they were before: empty it.
         await self.db.checkpoint()

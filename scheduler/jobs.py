@@ -304,8 +304,12 @@ class SchedulerRunner:
         intervals: dict[str, int] | None = None,
         on_lead: Callable[[], Awaitable[None]] | None = None,
         on_resign: Callable[[], Awaitable[None]] | None = None,
+        sweeps: dict[str, tuple[float, Callable[[], Awaitable[object]]]] | None = None,
     ) -> None:
         self.jobs = jobs
+        # name -> (seconds between runs, what to run): frequent, quick passes over what is due
+        # (expiring confirmations), given by the assembly; run by the leader, not logged.
+        self.sweeps = sweeps or {}
         self.sender = sender
         self.leadership = leadership
         self.on_lead = on_lead
@@ -334,6 +338,16 @@ class SchedulerRunner:
                 seconds=seconds,
                 args=[name],
                 id=name,
+                max_instances=1,
+                coalesce=True,
+            )
+        for name, (every, sweep) in self.sweeps.items():
+            self.scheduler.add_job(
+                self._sweep,
+                "interval",
+                seconds=every,
+                args=[name, sweep],
+                id=f"sweep:{name}",
                 max_instances=1,
                 coalesce=True,
             )
@@ -383,6 +397,20 @@ class SchedulerRunner:
             if task is not None:
                 self._running.discard(task)
         log.info("job %s: %s", name, result)
+
+    async def _sweep(self, name: str, sweep: Callable[[], Awaitable[object]]) -> None:
+        if not self.leadership.is_leader:
+            return
+        task = asyncio.current_task()
+        if task is not None:
+            self._running.add(task)
+        try:
+            await sweep()
+        except Exception:
+            log.exception("sweep %s failed", name)
+        finally:
+            if task is not None:
+                self._running.discard(task)
 
     async def _stop_sending(self) -> None:
         if self._sending is not None:

@@ -40,7 +40,7 @@ from aiogram.exceptions import (
     TelegramServerError,
 )
 from aiogram.types import InlineKeyboardMarkup
-from sqlalchemy import Connection, func, select, update
+from sqlalchemy import Connection, func, or_, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
@@ -574,4 +574,36 @@ def _message(row: Any) -> OutboxMessage:
     )
 
 
-__all__: Sequence[str] = ["TRANSACTIONAL", "Outbox", "OutboxMessage", "Sender", "quiet_hours_end"]
+__all__: Sequence[str] = [
+    "TRANSACTIONAL",
+    "Outbox",
+    "OutboxMessage",
+    "Sender",
+    "erase_member_messages",
+    "quiet_hours_end",
+]
+
+
+def erase_member_messages(
+    conn: Connection, member_id: int, *, about: Sequence[str] = ()
+) -> None:
+    """A member erased their data: the messages to them (their chat id and texts: unsent ones
+    are dropped) and those about them to others (keys starting with one of `about`, given by
+    whoever made those keys) keep no text, buttons or chat id of theirs."""
+    patterns = [_escaped(prefix) + "%" for prefix in about]
+    to_or_about = or_(
+        outbox.c.member_id == member_id,
+        *(outbox.c.dedup_key.like(pattern, escape="\\") for pattern in patterns),
+    )
+    conn.execute(
+        update(outbox)
+        .where(to_or_about, outbox.c.status == "queued")
+        .values(status="dropped", reason="the member deleted their data")
+    )
+    conn.execute(update(outbox).where(to_or_about).values(text="", reply_markup=None))
+    conn.execute(update(outbox).where(outbox.c.member_id == member_id).values(chat_id=0))
+
+
+def _escaped(text: str) -> str:
+    """`text` matched literally by LIKE ... ESCAPE '\\'."""
+    return text.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")

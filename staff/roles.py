@@ -7,7 +7,7 @@ from datetime import datetime
 from enum import StrEnum
 from typing import Any
 
-from sqlalchemy import Connection, bindparam, delete, func, select
+from sqlalchemy import Connection, bindparam, delete, func, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncEngine
 
@@ -223,3 +223,17 @@ def _seen(row: Any) -> SeenAs | None:
     if row is None:
         return None
     return SeenAs(row.language, row.username, row.first_name)
+
+
+def erase_staff_names(conn: Connection, telegram_id: int) -> None:
+    """A member who is also staff erased their data: the @username and first name kept of
+    them as staff go (their roles stay: access is the shop's decision, by Telegram id; what
+    their Telegram says is kept again when they next write as staff)."""
+    conn.execute(
+        update(staff_languages)
+        .where(staff_languages.c.telegram_id == telegram_id)
+        .values(username=None, first_name=None)
+    )
+    conn.execute(
+        update(staff_roles).where(staff_roles.c.telegram_id == telegram_id).values(username=None)
+    )

@@ -101,6 +101,22 @@ class ConfirmationService:
             ).first()
         return _request(row) if row is not None else None
 
+    async def due(self, limit: int = 100) -> list[RedemptionRequest]:
+        """Pending requests whose time is over, oldest first (the scheduler expires them)."""
+        async with self.engine.connect() as conn:
+            rows = (
+                await conn.execute(
+                    select(redemption_requests)
+                    .where(
+                        redemption_requests.c.status == "pending",
+                        redemption_requests.c.expires_at <= self.clock.now(),
+                    )
+                    .order_by(redemption_requests.c.expires_at)
+                    .limit(limit)
+                )
+            ).all()
+        return [_request(row) for row in rows]
+
     async def settle(self, request_id: int, status: str) -> tuple[RedemptionRequest, bool] | None:
         """Move a pending request to `status`: confirmed, declined (by the member) or cancelled
         (by the cashier) while it is unexpired;

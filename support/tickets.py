@@ -6,7 +6,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import func, select, update
+from sqlalchemy import Connection, func, select, update
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from ledger import policy
@@ -134,4 +134,17 @@ def _ticket(row: Any) -> Ticket:
         closed_at=row.closed_at,
         closed_by=row.closed_by,
         answer=row.answer,
+    )
+
+
+def erase_member_tickets(conn: Connection, member_id: int) -> list[int]:
+    """A member erased their data: what they wrote to support and were answered goes (the
+    requests stay, empty). Returns the requests' numbers (messages that quote them go too)."""
+    return list(
+        conn.execute(
+            update(tickets)
+            .where(tickets.c.member_id == member_id)
+            .values(text="", answer=None)
+            .returning(tickets.c.id)
+        ).scalars()
     )

@@ -64,7 +64,7 @@ class Till:
 
 @pytest.fixture
 async def till(ledger: LedgerService) -> AsyncIterator[Till]:
-    keys = ApiKeyService(ledger.engine, ledger.clock, ledger.db)  # one SyncDatabase, as bot.app
+    keys = ApiKeyService(ledger.engine, ledger.clock, ledger.db)  # one SyncDatabase, as bot.build
     outbox = Outbox(ledger.engine, ledger.clock)
     notifier = Notifier(build_i18n(), ledger, outbox)
     confirmations = ConfirmationService(ledger.engine, ledger.clock)

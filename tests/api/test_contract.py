@@ -12,6 +12,7 @@ from api.keys import ApiKeyService
 from api.openapi import openapi_document
 from cards.token import card_deep_link, sign_card_token
 from ledger.invariants import check_ledger
+from staff.audit import AuditLog
 from storage.schema import outbox
 from tests.api.conftest import SECRET, Till
 from tests.conftest import Phones
@@ -327,6 +328,33 @@ async def test_refund_201_200_409(till: Till, phones: Phones) -> None:
     assert (status, conflict["error"]["code"]) == (409, "idempotency_conflict")
     status, conflict = await till.refund(refund_id="RF-1", receipt_id="R-404", amount="500.00")
     assert (status, conflict["error"]["code"]) == (409, "idempotency_conflict")
+
+
+async def test_a_tills_purchase_and_refund_are_in_the_audit_log_once_like_a_cashiers_sale(
+    till: Till, phones: Phones
+) -> None:
+    """One way to record a sale: the till's, like the cashier's in the bot, leaves one audit
+    record per purchase and per refund, by the key's name, with no personal data."""
+    member_id, card, phone = await member(till, phones)
+    body = {"receipt_id": "R-AUD", "customer": phone, "amount": "1000.00"}
+    status, bought = await till.purchase(**body)
+    assert status == 201
+    assert (await till.purchase(**body))[0] == 200  # a replay is not a second sale
+    refund = {"refund_id": "F-AUD", "receipt_id": "R-AUD", "amount": "400.00"}
+    assert (await till.refund(**refund))[0] == 201
+    assert (await till.refund(**refund))[0] == 200
+    records = await AuditLog(till.ledger.engine).recent()
+    assert [(r.action, r.actor, r.target) for r in reversed(records)] == [
+        ("cashier.purchase", "api:till-1", f"member:{member_id}"),
+        ("cashier.refund", "api:till-1", f"member:{member_id}"),
+    ]
+    assert records[1].details == {
+        "accrued": bought["accrued"],
+        "amount": 100000,
+        "receipt_id": "R-AUD",
+        "redeemed": 0,
+    }
+    assert not any(phone in str(r.details) or card in str(r.details) for r in records)
 
 
 async def test_refund_of_unknown_receipt_is_404_and_too_large_is_422(

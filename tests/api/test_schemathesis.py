@@ -58,7 +58,7 @@ class Served:
 
 
 def _serve(database_url: str, ready: Future[Served], stop: threading.Event) -> None:
-    """The API as bot.app serves it, on its own loop in this thread."""
+    """The API as bot.run serves it, on its own loop in this thread."""
 
     async def main() -> None:
         engine = create_engine(database_url)

@@ -1,6 +1,6 @@
 """End-to-end fixtures: the Bot API emulator and the real application polling it.
 
-The application is the one `python -m bot` runs (bot.app.Application): long polling over HTTP
+The application is the one `python -m bot` runs (bot.run.Application): long polling over HTTP
 against the emulator, a migrated database, the real routers. Only the clock is injected.
 """
 
@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from bot.app import Application
+from bot.run import Application
 from bot.settings import Settings
 from emulator import BotAPIEmulator, EmulatedUser
 from ledger.clock import ManualClock

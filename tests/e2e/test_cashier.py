@@ -2,15 +2,18 @@
 
 from __future__ import annotations
 
+from datetime import timedelta
+from pathlib import Path
 from typing import Any
 
-from bot.app import Application
+from bot.run import Application
 from cards.token import sign_card_token
 from emulator import BotAPIEmulator, EmulatedUser
-from handlers.cashier import SaleCb
+from handlers.keyboards import SaleCb
+from ledger.clock import ManualClock
 from ledger.invariants import check_ledger
 from staff.audit import AuditLog
-from tests.e2e.conftest import ADMIN_ID, SECRET, join
+from tests.e2e.conftest import ADMIN_ID, SECRET, join, make_settings
 
 
 async def _make_cashier(
@@ -228,6 +231,7 @@ async def test_large_redemption_is_confirmed_by_the_member_first(
     # Not answered in time: nothing recorded, the cashier is told, a late "yes" does nothing.
     await sell("5000")
     late = await customer.wait_message()
+    app.clock.advance(timedelta(seconds=3))  # past the 2 s limit (the scheduler's clock)
     assert "did not confirm in time" in ((await cashier.wait_message(timeout=6)).text or "")
     answer = await (await customer.press_button(late, "✅ Yes, pay with points")).wait_answer()
     assert "expired" in (answer.text or "")
@@ -565,10 +569,45 @@ async def test_a_redemption_requests_buttons_go_once_it_is_answered_cancelled_or
     assert request.text == "The cashier cancelled this request; nothing was charged."
     # Nobody answers in time: both lose their buttons.
     waiting, request = await ask()
+    app.clock.advance(timedelta(seconds=3))  # past the 2 s limit (the scheduler's clock)
     assert "did not confirm in time" in ((await cashier.wait_message(timeout=6)).text or "")
     await cashier.wait_for(buttons_gone(waiting), what="the cashier's [Cancel] removed")
     await customer.wait_for(buttons_gone(request), what="the member's buttons removed")
     assert request.text == "This request has expired; nothing was charged."
+
+
+async def test_a_request_left_by_a_stopped_bot_still_expires_and_the_cashier_hears_it(
+    emulator: BotAPIEmulator, database_url: str, clock: ManualClock, tmp_path: Path
+) -> None:
+    """The time limit is kept by the scheduler over the stored request and the clock, not by a
+    timer in the process that asked: after a restart, once the limit has passed, the cashier
+    hears that the member did not answer, and both screens lose their buttons."""
+    settings = make_settings(emulator, database_url, tmp_path).model_copy(
+        update={"redemption_confirm_seconds": 60}
+    )
+    first = Application(settings, clock=clock)
+    await first.start()
+    try:
+        customer, _ = await _customer_with_points(emulator, first, 4017, "Vera", 9900)
+        cashier = await _make_cashier(emulator, first, 4115, "till_restart")
+        offer = await _offer(cashier, first, 4017, "5000")
+        await cashier.press_button(offer, "Spend 1,500 points")
+        waiting = await cashier.wait_message()
+        await cashier.press_button(waiting, "✅ Confirm")
+        await cashier.wait_edit(waiting)
+        request = await customer.wait_message()
+    finally:
+        await first.stop()  # the process that asked goes away before the time is up
+    again = Application(settings, clock=clock)
+    await again.start()
+    try:
+        clock.advance(timedelta(seconds=61))
+        assert "did not confirm in time" in ((await cashier.wait_message(timeout=6)).text or "")
+        await cashier.wait_for(lambda: not waiting.inline_buttons, what="[Cancel] removed")
+        await customer.wait_for(lambda: not request.inline_buttons, what="[Yes] [No] removed")
+        assert request.text == "This request has expired; nothing was charged."
+    finally:
+        await again.stop()
 
 
 async def test_a_sale_in_the_bot_reads_without_a_number_and_a_till_sale_with_the_shops_receipt(

@@ -6,7 +6,7 @@ import logging
 
 import pytest
 
-from bot.app import Application
+from bot.run import Application
 from emulator import BotAPIEmulator
 from tests.e2e.conftest import join
 

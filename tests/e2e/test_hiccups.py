@@ -12,8 +12,8 @@ from aiogram import Bot
 from aiogram.exceptions import TelegramNetworkError, TelegramRetryAfter, TelegramServerError
 from sqlalchemy import select
 
-from bot.app import Application
 from bot.retries import RetryBriefFailures
+from bot.run import Application
 from emulator import BotAPIEmulator, FaultKind
 from ledger.clock import ManualClock
 from storage.schema import outbox

@@ -15,7 +15,7 @@ from babel.numbers import format_decimal
 from PIL import Image
 from sqlalchemy import select
 
-from bot.app import Application
+from bot.run import Application
 from cards.render import format_card_number
 from cards.token import verify_card_token
 from emulator import BotAPIEmulator

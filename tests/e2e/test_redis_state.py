@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 from redis.asyncio import Redis
 
-from bot.app import Application
+from bot.run import Application
 from emulator import BotAPIEmulator
 from ledger.clock import ManualClock
 from tests.e2e.conftest import TOKEN, join, make_settings

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from bot.app import Application
+from bot.run import Application
 from emulator import BotAPIEmulator
 from ledger.clock import ManualClock
 from tests.e2e.conftest import join, make_settings

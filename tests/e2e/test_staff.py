@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from bot.app import Application
+from bot.run import Application
 from emulator import BotAPIEmulator, EmulatedUser
 from tests.e2e.conftest import ADMIN_ID
 

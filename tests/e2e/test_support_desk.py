@@ -7,7 +7,7 @@ import re
 
 import pytest
 
-from bot.app import Application
+from bot.run import Application
 from emulator import BotAPIEmulator, EmulatedUser
 from ledger.invariants import check_ledger
 from staff.audit import AuditLog

@@ -7,7 +7,7 @@ import asyncio
 
 import pytest
 
-from bot.app import Application
+from bot.run import Application
 from emulator import BotAPIEmulator, EmulatedUser
 from tests.e2e.conftest import ADMIN_ID, join
 

@@ -7,7 +7,7 @@ import asyncio
 import aiohttp
 from sqlalchemy import select
 
-from bot.app import Application
+from bot.run import Application
 from emulator import BotAPIEmulator
 from storage.schema import outbox
 from tests.e2e.conftest import join

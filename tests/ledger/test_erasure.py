@@ -12,10 +12,13 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from ledger.service import LedgerService
 from scheduler.outbox import Outbox
+from staff.audit import AuditLog
+from staff.roles import Role, SeenAs, StaffService
 from storage.engine import sqlite_file
 from storage.schema import metadata
 from support.tickets import TicketService
 from tests.conftest import Phones
+from usecases.privacy import Privacy, erase_member
 
 RUB = 100
 
@@ -58,7 +61,7 @@ async def test_nothing_stored_of_an_erased_member_gives_their_phone_back_by_hash
         receipt_id="R-1", member_id=friend.member.member_id, amount_kopecks=100 * RUB
     )
     assert (await ledger.balance(inviter.member_id)).balance == 300  # the referral was paid
-    await ledger.erase_member(friend.member.member_id)
+    await erase_member(Privacy(ledger), friend.member.member_id)
 
     hashes = unkeyed_hashes(phone)
     stored = await stored_values(ledger.engine)
@@ -96,7 +99,7 @@ async def test_an_erased_member_leaves_no_copy_of_phone_name_or_words_in_the_dat
         text=f"{name} ({phone}) writes: {words}",
     )
     await ledger.purchase(receipt_id="R-1", member_id=member.member_id, amount_kopecks=500 * RUB)
-    await ledger.erase_member(member.member_id)
+    await erase_member(Privacy(ledger), member.member_id)
 
     database = Path(sqlite_file(database_url) or "")
     files = [Path(f"{database}{suffix}") for suffix in ("", "-wal", "-shm", "-journal")]
@@ -113,3 +116,25 @@ async def test_an_erased_member_leaves_no_copy_of_phone_name_or_words_in_the_dat
     # it on by default, others not.
     async with ledger.engine.connect() as conn:
         assert (await conn.exec_driver_sql("PRAGMA secure_delete")).scalar() == 1
+
+
+async def test_a_member_who_is_also_staff_leaves_no_name_or_username_of_theirs_when_erased(
+    ledger: LedgerService, phones: Phones
+) -> None:
+    """Staff keep what a staff member's Telegram said of them (to find them by @username and
+    list them by name); a staff member who erases their member data takes that with them (their
+    role stays, by Telegram id)."""
+    name, username = "Zoya", "zoya_at_the_till"
+    member = (
+        await ledger.register_member(
+            phones.next(), telegram_id=4343, first_name=name, username=username
+        )
+    ).member
+    staff = StaffService(ledger.engine, (), AuditLog(ledger.engine, ledger.clock), ledger.clock)
+    await staff.remember_seen(4343, SeenAs(language="ru", username=username, first_name=name))
+    await staff.grant(4343, Role.CASHIER, by=1, username=username)
+    await erase_member(Privacy(ledger), member.member_id)
+
+    stored = await stored_values(ledger.engine)
+    assert [value for value in stored if name in value or username in value] == []
+    assert await staff.roles_of(4343) == frozenset({Role.CASHIER})

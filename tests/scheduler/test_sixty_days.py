@@ -12,7 +12,7 @@ from zoneinfo import ZoneInfo
 import pytest
 from sqlalchemy import select
 
-from bot.app import Application
+from bot.run import Application
 from emulator import BotAPIEmulator
 from ledger.clock import ManualClock
 from ledger.invariants import check_ledger

@@ -1,0 +1,59 @@
+"""Support's adjust and reverse as one use case each: the ledger, the audit, the member told."""
+
+from __future__ import annotations
+
+import pytest
+from sqlalchemy import select
+
+from bot.i18n import build_i18n
+from handlers.notifications import Notifier
+from ledger.service import LedgerService
+from scheduler.outbox import Outbox
+from staff.audit import AuditLog
+from storage.schema import outbox
+from tests.conftest import Phones
+from usecases.desk import Desk, OwnAccount, adjust, reverse
+
+
+def _desk(ledger: LedgerService) -> Desk:
+    notifier = Notifier(build_i18n(), ledger, Outbox(ledger.engine, ledger.clock))
+    return Desk(ledger=ledger, audit=AuditLog(ledger.engine, ledger.clock), notifier=notifier)
+
+
+async def _told(ledger: LedgerService) -> list[str]:
+    async with ledger.engine.connect() as conn:
+        rows = await conn.execute(select(outbox.c.dedup_key).order_by(outbox.c.id))
+        return [key for key in rows.scalars() if key.startswith("support:points:")]
+
+
+async def test_support_adjusts_then_reverses_and_each_is_audited_and_told_once(
+    ledger: LedgerService, phones: Phones
+) -> None:
+    desk = _desk(ledger)
+    member = (await ledger.register_member(phones.next(), telegram_id=777)).member
+    added = await adjust(
+        desk, staff_id=5200, member_id=member.member_id, points=50, reason="sorry", operation_id="x"
+    )
+    assert (added.change, added.balance, added.told) == (50, 150, True)
+    undone = await reverse(desk, staff_id=5200, entry_id=added.entry.entry_id, reason="mistake")
+    assert (undone.member_id, undone.change, undone.balance) == (member.member_id, -50, 100)
+    audit = [(r.action, r.actor, r.target) for r in reversed(await desk.audit.recent())]
+    assert audit == [
+        ("support.adjust", "tg:5200", f"member:{member.member_id}"),
+        ("support.reverse", "tg:5200", f"entry:{added.entry.entry_id}"),
+    ]
+    assert await _told(ledger) == [
+        f"support:points:{added.entry.entry_id}",
+        f"support:points:{undone.entry.entry_id}",
+    ]
+
+
+async def test_support_cannot_change_their_own_points_and_nothing_is_recorded(
+    ledger: LedgerService, phones: Phones
+) -> None:
+    desk = _desk(ledger)
+    own = (await ledger.register_member(phones.next(), telegram_id=5201)).member
+    with pytest.raises(OwnAccount):
+        await adjust(desk, staff_id=5201, member_id=own.member_id, points=500, reason="me")
+    assert (await ledger.balance(own.member_id)).balance == 100
+    assert await desk.audit.recent() == [] and await _told(ledger) == []
