@@ -45,7 +45,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
 from typing import Any
 
-from sqlalchemy import Table, select
+from sqlalchemy import Table, func, select
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from ledger import policy
@@ -1003,6 +1003,62 @@ async def _write_postgres(
     return counters
 
 
+# ------------------------------------------------------------------ username lookups
+
+
+async def time_username_lookups(engine: AsyncEngine, rules: Rules, lookups: int = 200) -> str:
+    """LedgerService.member_by_username over a generated database, with the index of
+    migration 0010 dropped and then made again: the median and the slowest lookup of each."""
+    from sqlalchemy import text
+
+    from ledger.service import LedgerService
+
+    async with engine.connect() as conn:
+        every = max(
+            1, (await conn.execute(select(func.count(members.c.id)))).scalar_one() // lookups
+        )
+        names = (
+            (
+                await conn.execute(
+                    select(members.c.username)
+                    .where(members.c.username.is_not(None), members.c.id % every == 0)
+                    .limit(lookups)
+                )
+            )
+            .scalars()
+            .all()
+        )
+    ledger = LedgerService(engine, rules)
+
+    async def timed() -> str:
+        took = []
+        for name in names:
+            started = time.perf_counter()
+            found = await ledger.member_by_username("@" + name.upper())
+            took.append((time.perf_counter() - started) * 1000)
+            assert found is not None
+        took.sort()
+        return f"median {took[len(took) // 2]:.2f} ms, slowest {took[-1]:.2f} ms"
+
+    try:
+        async with engine.begin() as conn:
+            await conn.execute(text("DROP INDEX IF EXISTS ix_members_username_lower"))
+        without = await timed()
+        async with engine.begin() as conn:
+            await conn.execute(
+                text("CREATE INDEX ix_members_username_lower ON members (lower(username))")
+            )
+            if engine.dialect.name == "postgresql":
+                await conn.execute(text("ANALYZE members"))
+        with_index = await timed()
+    finally:
+        ledger.close()
+    return (
+        f"member_by_username, {len(names)} lookups: without the index {without}; "
+        f"with it {with_index}"
+    )
+
+
 # ---------------------------------------------------------------------------------- CLI
 
 
@@ -1032,8 +1088,24 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument(
         "--now", help="ISO date-time the history ends at, UTC (default: today 00:00 UTC)"
     )
+    parser.add_argument(
+        "--time-username-lookups",
+        action="store_true",
+        help="on a database built before: time member_by_username without and with its index",
+    )
     args = parser.parse_args(argv)
     rules = load_rules(args.rules) if args.rules else Rules()
+    if args.time_username_lookups:
+
+        async def lookups() -> str:
+            engine = create_engine(args.database_url)
+            try:
+                return await time_username_lookups(engine, rules)
+            finally:
+                await engine.dispose()
+
+        print(asyncio.run(lookups()))
+        return 0
     now = datetime.fromisoformat(args.now).replace(tzinfo=UTC) if args.now else None
 
     async def run() -> Summary:
