@@ -137,7 +137,7 @@ def test_the_same_seed_gives_the_same_rows_and_another_seed_others() -> None:
 CHECK_MEMORY = """
 import asyncio, json, resource, sys
 from sqlalchemy import text
-from ledger.invariants import ledger_violations
+from ledger.invariants import check_ledger
 from storage.engine import create_engine
 
 async def main():
@@ -145,7 +145,7 @@ async def main():
     async with engine.connect() as conn:
         await conn.execute(text("SELECT 1 FROM members LIMIT 1"))
     before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-    found = [str(v) async for v in ledger_violations(engine)]
+    found = [str(v) for v in await check_ledger(engine)]
     after = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
     await engine.dispose()
     print(json.dumps({"found": found, "growth_kb": after - before}))
