@@ -128,6 +128,11 @@ _BURNING_BEFORE = Fast(
 )
 _MEMBER_BY_CARD = Fast(select(members).where(members.c.card_number == bindparam("card_number")))
 _MEMBER_BY_PHONE = Fast(select(members).where(members.c.phone == bindparam("phone")))
+# An index range (ix_members_username_lower, migration 0010), not a scan of every member.
+MEMBER_BY_USERNAME = select(members).where(
+    func.lower(members.c.username) == bindparam("username", type_=String),
+    members.c.status == "active",
+)
 _MEMBER_BY_TELEGRAM = Fast(
     select(members).where(
         members.c.telegram_id == bindparam("telegram_id"), members.c.status == "active"
@@ -436,14 +441,8 @@ class LedgerService:
     async def member_by_username(self, username: str) -> MemberView | None:
         """The active member with this Telegram @username (case-insensitive), if any."""
         async with self.reader.connect() as conn:
-            row = (
-                await conn.execute(
-                    select(members).where(
-                        func.lower(members.c.username) == username.lstrip("@").lower(),
-                        members.c.status == "active",
-                    )
-                )
-            ).first()
+            params = {"username": username.lstrip("@").lower()}
+            row = (await conn.execute(MEMBER_BY_USERNAME, params)).first()
         return _member_view(row) if row is not None else None
 
     async def member_by_card(self, card_number: str) -> MemberView:

@@ -25,6 +25,7 @@ from sqlalchemy import (
     Table,
     Text,
     TypeDecorator,
+    func,
 )
 from sqlalchemy.engine import Dialect
 
@@ -96,6 +97,8 @@ members = Table(
     CheckConstraint("pending >= 0", name="pending_not_negative"),
     CheckConstraint("debt >= 0", name="debt_not_negative"),
 )
+# member_by_username compares lower(username): without this, a scan of every member.
+Index("ix_members_username_lower", func.lower(members.c.username))
 
 operations = Table(
     "operations",
@@ -264,6 +267,8 @@ staff_languages = Table(
     Column("username", String(64), nullable=True),
     Column("first_name", String(128), nullable=True),
 )
+# staff.roles find_by_username compares lower(username) too.
+Index("ix_staff_languages_username_lower", func.lower(staff_languages.c.username))
 
 # Every staff action: who, what, when, why.
 audit_log = Table(
