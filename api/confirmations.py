@@ -20,10 +20,10 @@ from sqlalchemy.exc import IntegrityError
 
 from api.errors import ApiError
 from handlers.cashier import ask_member_to_confirm
-from handlers.notifications import Notifier
 from ledger.errors import RedeemAboveLimit
 from ledger.service import MAX_POINTS, LedgerService
 from ledger.views import MemberView
+from messaging.notifier import Notifier
 from staff.sales import ConfirmationService, RedemptionRequest
 
 # What a till reads, for what the bot's confirmation service stores.

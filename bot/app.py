@@ -34,17 +34,18 @@ from cards.service import CardService
 from handlers.admin import build_admin_router, build_staff_help_router
 from handlers.cashier import build_cashier_router, build_confirmation_router
 from handlers.commands import set_all_staff_commands, set_member_commands
-from handlers.common import StaffLanguage
 from handlers.fallback import build_anytime_router, build_fallback_router
 from handlers.member import build_member_router
-from handlers.notifications import Notifier, SupportNews
 from handlers.onboarding import build_onboarding_router
 from handlers.support import build_support_router
 from ledger.clock import Clock, SystemClock
 from ledger.rules import Rules, RulesError, load_rules
 from ledger.service import LedgerService
+from messaging.languages import StaffLanguage
+from messaging.notifier import Notifier, SupportNews
+from messaging.outbox import Outbox
+from messaging.sender import Sender
 from scheduler.jobs import Jobs, Leadership, SchedulerRunner, new_runner_id
-from scheduler.outbox import Outbox, Sender
 from staff.audit import AuditLog
 from staff.roles import StaffService
 from staff.sales import ConfirmationService

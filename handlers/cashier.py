@@ -35,30 +35,24 @@ from aiogram.utils.i18n import I18n
 from aiogram.utils.i18n import gettext as _
 
 from cards.service import CardService
-from handlers.common import (
-    STAFF_ACTOR,
-    HasRole,
-    IsMember,
-    MenuButton,
-    Points,
-    RowId,
-    StaffLanguage,
-    count_text,
-    number_text,
-    plain_number,
-    points_text,
-    roubles_text,
-    seconds_text,
-    tier_text,
-)
-from handlers.notifications import Notifier
+from handlers.common import STAFF_ACTOR, HasRole, IsMember, MenuButton, Points, RowId, plain_number
 from ledger import policy
 from ledger.errors import InvalidAmount, LedgerError, MemberNotFound
 from ledger.phones import mask_phone
 from ledger.rules import Rules
 from ledger.service import LedgerService
 from ledger.views import MemberView, PurchaseResult
-from scheduler.outbox import TRANSACTIONAL, Outbox
+from messaging.languages import StaffLanguage
+from messaging.notifier import Notifier
+from messaging.outbox import TRANSACTIONAL, Outbox
+from messaging.texts import (
+    count_text,
+    number_text,
+    points_text,
+    roubles_text,
+    seconds_text,
+    tier_text,
+)
 from staff.audit import AuditLog
 from staff.roles import Role
 from staff.sales import ConfirmationService, RedemptionRequest

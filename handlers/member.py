@@ -42,24 +42,26 @@ from handlers.common import (
     IsMember,
     MenuButton,
     SettingsCb,
-    burn_text,
-    count_text,
-    display_name,
-    full_date_text,
     main_menu,
-    moment_text,
-    points_text,
-    roubles_text,
-    signed_text,
     staff_help,
-    tier_text,
 )
-from handlers.notifications import SupportNews
 from ledger import policy
 from ledger.errors import BirthdayAlreadySet, BirthdayInvalid, EntryNotFound
 from ledger.rules import Rules
 from ledger.service import LedgerService
 from ledger.views import EntryView, HistoryPage, MemberView
+from messaging.notifier import SupportNews
+from messaging.texts import (
+    burn_text,
+    count_text,
+    display_name,
+    full_date_text,
+    moment_text,
+    points_text,
+    roubles_text,
+    signed_text,
+    tier_text,
+)
 from staff.roles import Role
 from support.tickets import MAX_TICKET_TEXT, TicketService
 
@@ -351,8 +353,6 @@ async def ask_dispute(
         await callback.message.answer(
             _("dispute-write").format(line=entry_line(entry, member.timezone))
         )
-
-
 
 
 # ------------------------------------------------------------------------- invite

@@ -21,19 +21,13 @@ from aiogram.types import (
 from aiogram.utils.i18n import gettext as _
 
 from cards.render import format_card_number
-from handlers.common import (
-    ConsentCb,
-    IsMember,
-    count_text,
-    days_text,
-    language_for,
-    main_menu,
-    points_text,
-)
-from handlers.notifications import Notifier
+from handlers.common import ConsentCb, IsMember, main_menu
 from ledger.errors import InvalidPhone
 from ledger.rules import Rules
 from ledger.service import LedgerService
+from messaging.languages import language_for
+from messaging.notifier import Notifier
+from messaging.texts import count_text, days_text, points_text
 
 REFERRAL_PREFIX = "ref_"
 CONSENT_MESSAGES = "consent_messages"  # FSM data: the ids of the messages with [I agree]

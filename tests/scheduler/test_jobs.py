@@ -8,14 +8,14 @@ import pytest
 from sqlalchemy import select
 
 from bot.i18n import build_i18n
-from handlers.notifications import Notifier
 from ledger.clock import ManualClock
 from ledger.invariants import check_ledger
 from ledger.policy import BIRTH_YEAR_UNKNOWN
 from ledger.service import LedgerService
+from messaging.notifier import Notifier
+from messaging.outbox import Outbox
 from scheduler.due import warning_threshold
 from scheduler.jobs import Jobs
-from scheduler.outbox import Outbox
 from storage.schema import outbox
 from tests.conftest import Phones
 

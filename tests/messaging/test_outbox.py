@@ -12,10 +12,11 @@ from emulator import FaultKind
 from ledger.clock import ManualClock
 from ledger.rules import Rules
 from ledger.service import LedgerService
-from scheduler.outbox import Outbox, Sender
+from messaging.outbox import Outbox
+from messaging.sender import Sender
 from storage.schema import members, outbox
 from tests.conftest import Phones
-from tests.scheduler.conftest import Delivery
+from tests.messaging.conftest import Delivery
 
 NOON_MSK = datetime(2026, 3, 2, 9, 0, tzinfo=UTC)
 

@@ -1,9 +1,10 @@
 """Messages the bot starts on its own, rendered in the member's language and handed to the
-outbox (scheduler.outbox), the one delivery path. Receipts are transactional: never capped."""
+outbox (messaging.outbox), the one delivery path. Receipts are transactional: never capped."""
 
 from __future__ import annotations
 
 from collections.abc import Callable
+from dataclasses import dataclass
 from datetime import datetime, timedelta
 
 from aiogram.utils.i18n import I18n
@@ -12,8 +13,11 @@ from sqlalchemy import Connection
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from cards.render import format_card_number
-from handlers.common import (
-    StaffLanguage,
+from ledger.service import LedgerService
+from ledger.views import Burnt, MemberView, PurchaseResult, RefundResult
+from messaging.languages import StaffLanguage
+from messaging.outbox import TRANSACTIONAL, Outbox, OutboxMessage
+from messaging.texts import (
     count_text,
     date_text,
     points_text,
@@ -22,10 +26,6 @@ from handlers.common import (
     signed_text,
     tier_text,
 )
-from ledger.service import LedgerService
-from ledger.views import Burnt, MemberView, PurchaseResult, RefundResult
-from scheduler.due import BurnWarning, Recipient, TierNews
-from scheduler.outbox import TRANSACTIONAL, Outbox, OutboxMessage
 from staff.roles import StaffService
 from support.tickets import Ticket, TicketService
 
@@ -34,6 +34,16 @@ IN_FLIGHT = frozenset({"sent", "queued", "sending"})  # delivered, or may still 
 
 # News of a burn waits at most this long for quiet hours or the weekly cap to let it through.
 BURNT_NEWS_LIFETIME = timedelta(days=3)
+
+
+@dataclass(frozen=True, slots=True)
+class Recipient:
+    """A member as the messages to them need them."""
+
+    member_id: int
+    telegram_id: int | None  # None: nobody to tell (imported, or left Telegram)
+    language: str
+    timezone: str
 
 
 class Notifier:
@@ -124,25 +134,28 @@ class Notifier:
             category=TRANSACTIONAL,
         )
 
-    async def burn_warning(self, warning: BurnWarning) -> bool:
-        """Queue "N points burn on DATE"; a warning already queued for this date and threshold
-        is not queued again."""
-        recipient = warning.recipient
+    async def burn_warning(
+        self,
+        recipient: Recipient,
+        points: int,
+        burns_at: datetime,
+        *,
+        dedup_key: str,
+        relevant_until: datetime,
+    ) -> bool:
+        """Queue "N points burn on DATE"; a warning already queued under `dedup_key` (this
+        date and threshold) is not queued again."""
         if recipient.telegram_id is None:
             return False
         with self.i18n.context(), self.i18n.use_locale(recipient.language):
-            text = count_text(
-                "burn-warning",
-                warning.points,
-                date=date_text(warning.burns_at, recipient.timezone),
-            )
+            text = count_text("burn-warning", points, date=date_text(burns_at, recipient.timezone))
         return await self.outbox.enqueue(
-            dedup_key=warning.dedup_key,
+            dedup_key=dedup_key,
             chat_id=recipient.telegram_id,
             member_id=recipient.member_id,
             text=text,
             category="reminder",
-            expires_at=warning.relevant_until,
+            expires_at=relevant_until,
         )
 
     def points_burnt(self, conn: Connection, recipient: Recipient, burnt: Burnt) -> bool:
@@ -168,15 +181,16 @@ class Notifier:
             expires_at=now + BURNT_NEWS_LIFETIME,
         )
 
-    async def tier_up(self, news: TierNews, conn: AsyncConnection, today: str) -> bool:
-        recipient = news.recipient
+    async def tier_up(
+        self, recipient: Recipient, tier_name: str, conn: AsyncConnection, today: str
+    ) -> bool:
         if recipient.telegram_id is None:
             return False
-        tier = self.ledger.rules.tier(news.tier)
+        tier = self.ledger.rules.tier(tier_name)
         with self.i18n.context(), self.i18n.use_locale(recipient.language):
-            text = _("tier-up").format(tier=tier_text(news.tier), rate=tier.rub_per_point)
+            text = _("tier-up").format(tier=tier_text(tier_name), rate=tier.rub_per_point)
         return await self.outbox.enqueue(
-            dedup_key=f"tier:{recipient.member_id}:{news.tier}:{today}",
+            dedup_key=f"tier:{recipient.member_id}:{tier_name}:{today}",
             chat_id=recipient.telegram_id,
             member_id=recipient.member_id,
             text=text,
@@ -252,7 +266,7 @@ class Notifier:
         self, ticket: Ticket, member: MemberView, staff: list[tuple[int, str]]
     ) -> int:
         """Tell support (each of `staff`: their Telegram id and language, see
-        handlers.common.StaffLanguage) about a new request; how many messages were queued."""
+        messaging.languages.StaffLanguage) about a new request; how many messages were queued."""
         queued = 0
         for staff_id, language in staff:
             with self.i18n.context(), self.i18n.use_locale(language):

@@ -1,0 +1,258 @@
+"""The queue of every message the bot starts on its own: its table operations.
+
+Producers `enqueue` a rendered message, or write a notice (a kind and its data, rendered in
+the member's language when it is sent: messaging/notices.py), with a dedup key; a message
+already queued under that key is not queued again, so a job that runs twice or a retried
+request never sends twice. The sender (messaging/sender.py) claims what is due and records
+each outcome: sent, skipped_optout, skipped_unreachable, dropped or failed, with a reason.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Any
+
+from sqlalchemy import Connection, func, select, update
+from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
+
+from ledger.clock import Clock, SystemClock
+from storage.engine import readonly
+from storage.schema import outbox
+
+log = logging.getLogger("loyalty.outbox")
+
+TRANSACTIONAL = "transactional"
+PRIORITY = {TRANSACTIONAL: 100, "birthday": 40, "reminder": 30, "tier": 20, "offer": 10}
+OPT_OUT_FIELD = {"reminder": "notify_reminders", "tier": "notify_tier", "offer": "notify_offers"}
+CAP_WINDOW = timedelta(days=7)
+BATCH = 200
+# A message claimed by a sender that died before recording the outcome is retried after this.
+CLAIM_TIMEOUT = timedelta(minutes=5)
+
+
+@dataclass(frozen=True, slots=True)
+class OutboxMessage:
+    message_id: int
+    dedup_key: str
+    member_id: int | None
+    chat_id: int
+    category: str
+    priority: int
+    text: str
+    reply_markup: dict[str, Any] | None
+    not_before: datetime
+    expires_at: datetime | None
+    attempts: int
+    broadcast_id: int | None
+
+
+class Outbox:
+    """The queue itself: enqueue, claim what is due, record outcomes."""
+
+    def __init__(self, engine: AsyncEngine, clock: Clock | None = None) -> None:
+        self.engine = engine
+        self.reader = readonly(engine)
+        self.clock: Clock = clock or SystemClock()
+        self.wakeup = asyncio.Event()
+
+    async def enqueue(
+        self,
+        *,
+        dedup_key: str,
+        chat_id: int,
+        text: str,
+        category: str = TRANSACTIONAL,
+        member_id: int | None = None,
+        not_before: datetime | None = None,
+        expires_at: datetime | None = None,
+        reply_markup: dict[str, Any] | None = None,
+        broadcast_id: int | None = None,
+        conn: AsyncConnection | None = None,
+    ) -> bool:
+        """Queue a message; False when one with this dedup key exists already."""
+        statement = self._insert(
+            dedup_key=dedup_key,
+            member_id=member_id,
+            chat_id=chat_id,
+            category=category,
+            text=text,
+            reply_markup=json.dumps(reply_markup) if reply_markup else None,
+            not_before=not_before,
+            expires_at=expires_at,
+            broadcast_id=broadcast_id,
+        )
+        if conn is not None:
+            added = (await conn.execute(statement)).scalar_one_or_none()
+        else:
+            async with self.engine.begin() as own:
+                added = (await own.execute(statement)).scalar_one_or_none()
+        if added is not None:
+            self.wakeup.set()
+        return added is not None
+
+    def enqueue_in(
+        self,
+        conn: Connection,
+        *,
+        dedup_key: str,
+        chat_id: int,
+        text: str,
+        category: str,
+        member_id: int,
+        expires_at: datetime | None = None,
+    ) -> bool:
+        """Queue a message in the caller's (synchronous) transaction, that of the ledger
+        operation it tells of; the sender finds it at its next look (or `wakeup`)."""
+        statement = self._insert(
+            dedup_key=dedup_key,
+            member_id=member_id,
+            chat_id=chat_id,
+            category=category,
+            text=text,
+            expires_at=expires_at,
+        )
+        return conn.execute(statement).scalar_one_or_none() is not None
+
+    def _insert(self, *, category: str, not_before: datetime | None = None, **values: Any) -> Any:
+        if category not in PRIORITY:
+            raise ValueError(f"unknown message category {category!r}")
+        now = self.clock.now()
+        insert = postgresql.insert if self.engine.dialect.name == "postgresql" else sqlite.insert
+        return (
+            insert(outbox)
+            .values(
+                category=category,
+                priority=PRIORITY[category],
+                not_before=not_before or now,
+                created_at=now,
+                **values,
+            )
+            .on_conflict_do_nothing(index_elements=[outbox.c.dedup_key])
+            .returning(outbox.c.id)
+        )
+
+    async def claim_due(self, limit: int = BATCH) -> list[OutboxMessage]:
+        """Take up to `limit` due messages, highest priority first, marking them `sending`
+        so that another sender process does not take them too."""
+        now = self.clock.now()
+        async with self.engine.begin() as conn:
+            # Claims of a sender that died mid-delivery become due again.
+            await conn.execute(
+                update(outbox)
+                .where(outbox.c.status == "sending", outbox.c.not_before <= now - CLAIM_TIMEOUT)
+                .values(status="queued")
+            )
+            query = (
+                select(outbox)
+                .where(outbox.c.status == "queued", outbox.c.not_before <= now)
+                .order_by(outbox.c.priority.desc(), outbox.c.not_before, outbox.c.id)
+                .limit(limit)
+            )
+            if self.engine.dialect.name == "postgresql":
+                query = query.with_for_update(skip_locked=True)
+            rows = (await conn.execute(query)).all()
+            if rows:
+                await conn.execute(
+                    update(outbox)
+                    .where(outbox.c.id.in_([row.id for row in rows]))
+                    .values(status="sending", not_before=now)
+                )
+        return [_message(row) for row in rows]
+
+    async def record(
+        self,
+        message_id: int,
+        status: str,
+        *,
+        reason: str | None = None,
+        telegram_message_id: int | None = None,
+        not_before: datetime | None = None,
+        attempt: bool = False,
+    ) -> None:
+        values: dict[str, Any] = {"status": status, "reason": reason}
+        if status == "sent":
+            values["sent_at"] = self.clock.now()
+            values["message_id"] = telegram_message_id
+        if not_before is not None:
+            values["not_before"] = not_before
+        if attempt:
+            values["attempts"] = outbox.c.attempts + 1
+        async with self.engine.begin() as conn:
+            await conn.execute(update(outbox).where(outbox.c.id == message_id).values(**values))
+
+    async def withdraw(self, dedup_key: str, reason: str) -> int | None:
+        """A message that no longer makes sense (a request that ended): dropped if still
+        queued; if sent already, its Telegram message id (to edit it), else None."""
+        async with self.engine.begin() as conn:
+            await conn.execute(
+                update(outbox)
+                .where(outbox.c.dedup_key == dedup_key, outbox.c.status == "queued")
+                .values(status="dropped", reason=reason)
+            )
+            sent = await conn.execute(
+                select(outbox.c.message_id).where(
+                    outbox.c.dedup_key == dedup_key, outbox.c.status == "sent"
+                )
+            )
+            message_id = sent.scalar_one_or_none()
+        return int(message_id) if message_id is not None else None
+
+    async def capped_sent_since(
+        self, member_id: int, since: datetime
+    ) -> list[tuple[int, datetime]]:
+        """(id, sent_at) of the capped (non-transactional) messages the member got since
+        `since`, oldest first."""
+        query = (
+            select(outbox.c.id, outbox.c.sent_at)
+            .where(
+                outbox.c.member_id == member_id,
+                outbox.c.status == "sent",
+                outbox.c.category != TRANSACTIONAL,
+                outbox.c.sent_at > since,
+            )
+            .order_by(outbox.c.sent_at)
+        )
+        async with self.reader.connect() as conn:
+            return [(row.id, row.sent_at) for row in (await conn.execute(query)).all()]
+
+    async def outcomes(self, dedup_prefix: str) -> dict[str, str]:
+        """The status of each message whose dedup key starts with `dedup_prefix`, by key."""
+        query = select(outbox.c.dedup_key, outbox.c.status).where(
+            outbox.c.dedup_key.startswith(dedup_prefix, autoescape=True)
+        )
+        async with self.reader.connect() as conn:
+            return {row.dedup_key: row.status for row in (await conn.execute(query)).all()}
+
+    async def counts(self, broadcast_id: int | None = None) -> dict[str, int]:
+        """How many messages are in each status (for one broadcast, if given)."""
+        query = select(outbox.c.status, func.count()).group_by(outbox.c.status)
+        if broadcast_id is not None:
+            query = query.where(outbox.c.broadcast_id == broadcast_id)
+        async with self.reader.connect() as conn:
+            return {status: int(n) for status, n in (await conn.execute(query)).all()}
+
+
+def _message(row: Any) -> OutboxMessage:
+    return OutboxMessage(
+        message_id=row.id,
+        dedup_key=row.dedup_key,
+        member_id=row.member_id,
+        chat_id=row.chat_id,
+        category=row.category,
+        priority=row.priority,
+        text=row.text,
+        reply_markup=json.loads(row.reply_markup) if row.reply_markup else None,
+        not_before=row.not_before,
+        expires_at=row.expires_at,
+        attempts=row.attempts,
+        broadcast_id=row.broadcast_id,
+    )
+
+
+__all__: Sequence[str] = ["TRANSACTIONAL", "Outbox", "OutboxMessage"]
