@@ -214,11 +214,6 @@ async def create_purchase(request: web.Request) -> web.Response:
         redeem_points=redeem_points,
         actor=_actor(request),
     )
-    if services.notifier is not None:
-        try:
-            await services.notifier.purchase_receipt(result, amount)
-        except Exception:  # the purchase stands; the receipt is a courtesy
-            log.exception("could not queue the receipt for purchase")
     return web.json_response(result.to_json(), status=200 if result.replayed else 201)
 
 
@@ -231,11 +226,6 @@ async def create_refund(request: web.Request) -> web.Response:
     result = await services.ledger.refund(
         refund_id=refund_id, receipt_id=receipt_id, amount_kopecks=amount, actor=_actor(request)
     )
-    if services.notifier is not None:
-        try:
-            await services.notifier.refund_receipt(result)
-        except Exception:
-            log.exception("could not queue the receipt for refund")
     return web.json_response(result.to_json(), status=200 if result.replayed else 201)
 
 

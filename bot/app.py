@@ -42,6 +42,7 @@ from ledger.clock import Clock, SystemClock
 from ledger.rules import Rules, RulesError, load_rules
 from ledger.service import LedgerService
 from messaging.languages import StaffLanguage
+from messaging.notices import Notices
 from messaging.notifier import Notifier, SupportNews
 from messaging.outbox import Outbox
 from messaging.sender import Sender
@@ -178,6 +179,7 @@ class Application:
             token=settings.bot_token or "",
             session=AiohttpSession(api=TelegramAPIServer.from_base(settings.telegram_api_url)),
         )
+        runner_id = new_runner_id()
         self.sender = Sender(
             self.services.outbox,
             self.outbox_bot,
@@ -185,8 +187,12 @@ class Application:
             rate_per_second=settings.send_rate_per_second,
             per_chat_interval=settings.send_per_chat_interval,
             on_undelivered=self.support_news.undelivered,  # support's news finds another way
+            notices=Notices(self.i18n, rules),
+            holder=runner_id,
         )
-        self.jobs = Jobs(self.services.ledger, self.notifier, new_runner_id())
+        # A ledger operation writes its notices (a receipt) itself; the sender goes at once.
+        self.services.ledger.on_notice = self.services.outbox.wakeup.set
+        self.jobs = Jobs(self.services.ledger, self.notifier, runner_id)
         await self._start_api(settings)  # before the chat: a port in use stops the start here
         # Telegram hands updates to one poller at a time (a second one gets 409 Conflict, and
         # both keep losing), so with several processes only the leader polls; the others serve

@@ -478,7 +478,7 @@ async def _record(
     amount: int,
     redeem: int,
 ) -> PurchaseResult | None:
-    """Record the purchase, tell the cashier, queue the member's receipt."""
+    """Record the purchase (and the member's receipt with it), tell the cashier."""
     try:
         result = await ledger.purchase(
             receipt_id=receipt_id,
@@ -486,6 +486,7 @@ async def _record(
             amount_kopecks=amount,
             redeem_points=redeem,
             actor=f"{STAFF_ACTOR}{cashier_id}",
+            shop_receipt=False,  # its receipt (queued with it) shows no internal id
         )
     except LedgerError as error:
         await bot.send_message(chat_id, _("cashier-failed").format(why=_error_text(error)))
@@ -508,10 +509,6 @@ async def _record(
             balance=points_text(result.balance),
         ),
     )
-    try:
-        await notifier.purchase_receipt(result, amount, shop_receipt=False)
-    except Exception:  # the purchase stands; the receipt is a courtesy
-        log.exception("could not queue the receipt")
     return result
 
 

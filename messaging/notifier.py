@@ -1,5 +1,7 @@
 """Messages the bot starts on its own, rendered in the member's language and handed to the
-outbox (messaging.outbox), the one delivery path. Receipts are transactional: never capped."""
+outbox (messaging.outbox), the one delivery path. The notices a ledger operation causes (the
+receipts, a referral reward) are written by the operation itself (storage/notices.py) and
+rendered when they are sent (messaging/notices.py)."""
 
 from __future__ import annotations
 
@@ -14,19 +16,19 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 
 from cards.render import format_card_number
 from ledger.service import LedgerService
-from ledger.views import Burnt, MemberView, PurchaseResult, RefundResult
+from ledger.views import Burnt, MemberView
 from messaging.languages import StaffLanguage
-from messaging.outbox import TRANSACTIONAL, Outbox, OutboxMessage
+from messaging.outbox import Outbox, OutboxMessage
 from messaging.texts import (
     count_text,
     date_text,
     points_text,
-    roubles_text,
     shorten,
     signed_text,
     tier_text,
 )
 from staff.roles import StaffService
+from storage.notices import write_notice
 from support.tickets import Ticket, TicketService
 
 NEWS = "ticket:new:"  # the dedup keys of support's news: ticket:new:<ticket>:<staff id>
@@ -52,51 +54,6 @@ class Notifier:
         self.ledger = ledger
         self.outbox = outbox
 
-    async def purchase_receipt(
-        self, result: PurchaseResult, amount_kopecks: int, *, shop_receipt: bool = True
-    ) -> bool:
-        """Queue the receipt for a purchase (and the inviter's news of a referral reward it
-        paid); False if the member cannot be messaged. `shop_receipt`: the receipt id is the
-        shop's own (a till's), which the member can match with the paper receipt; a sale
-        recorded in the bot has only an internal id, not shown."""
-        await self.referral_reward(result)
-        member = await self.ledger.get_member(result.member_id)
-        if member.telegram_id is None or not member.is_active:
-            return False
-        with self.i18n.context(), self.i18n.use_locale(member.language):
-            amount = roubles_text(amount_kopecks)
-            lines = [
-                _("receipt-purchase").format(receipt=result.receipt_id, amount=amount)
-                if shop_receipt
-                else _("receipt-purchase-in-bot").format(amount=amount)
-            ]
-            if result.redeemed:
-                lines.append(_("receipt-redeemed").format(points=points_text(result.redeemed)))
-            if result.accrued:
-                key = "receipt-earned-pending" if self.ledger.rules.hold_days else "receipt-earned"
-                lines.append(_(key).format(points=points_text(result.accrued)))
-            lines.append(_("receipt-balance").format(points=points_text(result.balance)))
-            lines += await self._tier_lines(member, result.tier, result.previous_tier)
-            text = "\n".join(lines)
-        return await self.outbox.enqueue(
-            dedup_key=f"receipt:purchase:{result.receipt_id}",
-            chat_id=member.telegram_id,
-            member_id=member.member_id,
-            text=text,
-            category=TRANSACTIONAL,
-        )
-
-    async def referral_reward(self, result: PurchaseResult) -> bool:
-        """Tell the inviter their friend's first purchase earned them the referral reward."""
-        if result.rewarded_inviter is None:
-            return False
-        points = self.ledger.rules.referral.inviter_points
-        return await self._tell_member(
-            result.rewarded_inviter,
-            f"referral:{result.member_id}",  # one reward per invited member
-            lambda balance: count_text("referral-rewarded", points, balance=balance),
-        )
-
     async def _tell_member(
         self, member_id: int, dedup_key: str, render: Callable[[str], str]
     ) -> bool:
@@ -110,28 +67,6 @@ class Notifier:
             text = render(points_text(balance))
         return await self.outbox.enqueue(
             dedup_key=dedup_key, chat_id=member.telegram_id, member_id=member_id, text=text
-        )
-
-    async def refund_receipt(self, result: RefundResult) -> bool:
-        member = await self.ledger.get_member(result.member_id)
-        if member.telegram_id is None or not member.is_active:
-            return False
-        with self.i18n.context(), self.i18n.use_locale(member.language):
-            lines = [_("receipt-refund").format(refund=result.refund_id, receipt=result.receipt_id)]
-            if result.reversed:
-                lines.append(_("receipt-reversed").format(points=points_text(result.reversed)))
-            if result.returned:
-                lines.append(_("receipt-returned").format(points=points_text(result.returned)))
-            lines.append(_("receipt-balance").format(points=points_text(result.balance)))
-            if result.debt:
-                lines.append(_("receipt-debt").format(points=points_text(result.debt)))
-            text = "\n".join(lines)
-        return await self.outbox.enqueue(
-            dedup_key=f"receipt:refund:{result.refund_id}",
-            chat_id=member.telegram_id,
-            member_id=member.member_id,
-            text=text,
-            category=TRANSACTIONAL,
         )
 
     async def burn_warning(
@@ -158,25 +93,21 @@ class Notifier:
             expires_at=relevant_until,
         )
 
-    def points_burnt(self, conn: Connection, recipient: Recipient, burnt: Burnt) -> bool:
+    def points_burnt(self, conn: Connection, recipient: Recipient, burnt: Burnt) -> None:
         """Queue "N points burnt on DATE; balance M" in the burn's transaction (so a burn is
-        never without its notice, nor a notice without its burn). A reminder, as the burn
-        warnings: its opt-out, quiet hours and the weekly cap apply."""
+        never without its notice, nor a notice without its burn), as a notice rendered when it
+        is sent. A reminder, as the burn warnings: its opt-out, quiet hours and the weekly cap
+        apply."""
         now = self.ledger.clock.now()
-        with self.i18n.context(), self.i18n.use_locale(recipient.language):
-            text = count_text(
-                "points-burnt",
-                burnt.points,
-                date=date_text(now, recipient.timezone),
-                balance=points_text(burnt.balance),
-            )
         assert recipient.telegram_id is not None
-        return self.outbox.enqueue_in(
+        write_notice(
             conn,
+            kind="points-burnt",
+            payload={"points": burnt.points, "balance": burnt.balance, "at": now.isoformat()},
             dedup_key=f"burnt:{recipient.member_id}:{now.isoformat()}",
-            chat_id=recipient.telegram_id,
             member_id=recipient.member_id,
-            text=text,
+            chat_id=recipient.telegram_id,
+            now=now,
             category="reminder",
             expires_at=now + BURNT_NEWS_LIFETIME,
         )
@@ -282,18 +213,6 @@ class Notifier:
                 text=text,
             )
         return queued
-
-    async def _tier_lines(self, member: MemberView, tier: str, previous: str) -> list[str]:
-        """Progress to the next tier; reaching a tier is announced separately as tier news."""
-        lines = []
-        view = await self.ledger.balance(member.member_id)
-        if view.next_tier:
-            lines.append(
-                _("receipt-next-tier").format(
-                    amount=roubles_text(view.to_next_tier), tier=tier_text(view.next_tier)
-                )
-            )
-        return lines
 
 
 def news_prefix(ticket_id: int) -> str:

@@ -12,27 +12,27 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import Connection, func, select, update
+from sqlalchemy import Connection, func, or_, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from ledger.clock import Clock, SystemClock
 from storage.engine import readonly
-from storage.schema import outbox
+from storage.notices import PRIORITY, TRANSACTIONAL
+from storage.schema import outbox, outbox_lease
 
 log = logging.getLogger("loyalty.outbox")
 
-TRANSACTIONAL = "transactional"
-PRIORITY = {TRANSACTIONAL: 100, "birthday": 40, "reminder": 30, "tier": 20, "offer": 10}
 OPT_OUT_FIELD = {"reminder": "notify_reminders", "tier": "notify_tier", "offer": "notify_offers"}
 CAP_WINDOW = timedelta(days=7)
 BATCH = 200
-# A message claimed by a sender that died before recording the outcome is retried after this.
+# A message claimed by a sender that died before recording the outcome is retried after this,
+# or as soon as a sender of a later epoch (one that took over) claims (see `claim_due`).
 CLAIM_TIMEOUT = timedelta(minutes=5)
 
 
@@ -50,6 +50,8 @@ class OutboxMessage:
     expires_at: datetime | None
     attempts: int
     broadcast_id: int | None
+    kind: str | None = None  # a notice: rendered from `payload` when sent (messaging/notices.py)
+    payload: dict[str, Any] | None = None
 
 
 class Outbox:
@@ -137,32 +139,78 @@ class Outbox:
             .returning(outbox.c.id)
         )
 
-    async def claim_due(self, limit: int = BATCH) -> list[OutboxMessage]:
-        """Take up to `limit` due messages, highest priority first, marking them `sending`
-        so that another sender process does not take them too."""
-        now = self.clock.now()
+    async def take_epoch(self, holder: str) -> int:
+        """The next sender epoch: a sender that starts (a new leader, a restart) takes one,
+        and its first claim voids the claims of every older epoch at once."""
+        insert = postgresql.insert if self.engine.dialect.name == "postgresql" else sqlite.insert
+        statement = insert(outbox_lease).values(
+            id=1, epoch=1, holder=holder[:64], taken_at=self.clock.now()
+        )
+        statement = statement.on_conflict_do_update(
+            index_elements=[outbox_lease.c.id],
+            set_={
+                "epoch": outbox_lease.c.epoch + 1,
+                "holder": statement.excluded.holder,
+                "taken_at": statement.excluded.taken_at,
+            },
+        ).returning(outbox_lease.c.epoch)
         async with self.engine.begin() as conn:
-            # Claims of a sender that died mid-delivery become due again.
+            return int((await conn.execute(statement)).scalar_one())
+
+    async def claim_due(
+        self,
+        limit: int = BATCH,
+        *,
+        epoch: int | None = None,
+        busy_chats: Collection[int] = (),
+    ) -> list[OutboxMessage]:
+        """Take up to `limit` due messages, highest priority first, at most one per chat and
+        none for `busy_chats` (whose per-chat interval has not passed), marking them `sending`
+        under `epoch` so that no other sender takes them too. One busy chat's backlog then
+        never holds up another chat's message.
+
+        Claims of a sender that died become due again: at once when this sender's epoch is
+        later than theirs, else after CLAIM_TIMEOUT."""
+        now = self.clock.now()
+        void = outbox.c.not_before <= now - CLAIM_TIMEOUT
+        if epoch is not None:
+            void = or_(void, outbox.c.claim_epoch.is_(None), outbox.c.claim_epoch < epoch)
+        due = [outbox.c.status == "queued", outbox.c.not_before <= now]
+        if busy_chats:
+            due.append(outbox.c.chat_id.not_in(list(busy_chats)))
+        rank = (
+            func.row_number()
+            .over(
+                partition_by=outbox.c.chat_id,
+                order_by=(outbox.c.priority.desc(), outbox.c.not_before, outbox.c.id),
+            )
+            .label("rank")
+        )
+        ranked = select(outbox.c.id, outbox.c.priority, outbox.c.not_before, rank)
+        firsts = ranked.where(*due).subquery()
+        chosen = (
+            select(firsts.c.id)
+            .where(firsts.c.rank == 1)
+            .order_by(firsts.c.priority.desc(), firsts.c.not_before, firsts.c.id)
+            .limit(limit)
+        )
+        async with self.engine.begin() as conn:
             await conn.execute(
-                update(outbox)
-                .where(outbox.c.status == "sending", outbox.c.not_before <= now - CLAIM_TIMEOUT)
-                .values(status="queued")
+                update(outbox).where(outbox.c.status == "sending", void).values(status="queued")
             )
-            query = (
-                select(outbox)
-                .where(outbox.c.status == "queued", outbox.c.not_before <= now)
-                .order_by(outbox.c.priority.desc(), outbox.c.not_before, outbox.c.id)
-                .limit(limit)
-            )
-            if self.engine.dialect.name == "postgresql":
-                query = query.with_for_update(skip_locked=True)
-            rows = (await conn.execute(query)).all()
-            if rows:
+            ids = (await conn.execute(chosen)).scalars().all()
+            if not ids:
+                return []
+            # Only rows still queued: another sender may have claimed one meanwhile.
+            rows = (
                 await conn.execute(
                     update(outbox)
-                    .where(outbox.c.id.in_([row.id for row in rows]))
-                    .values(status="sending", not_before=now)
+                    .where(outbox.c.id.in_(ids), outbox.c.status == "queued")
+                    .values(status="sending", not_before=now, claim_epoch=epoch)
+                    .returning(*outbox.c)
                 )
+            ).all()
+        rows.sort(key=lambda row: (-row.priority, row.id))
         return [_message(row) for row in rows]
 
     async def record(
@@ -252,6 +300,8 @@ def _message(row: Any) -> OutboxMessage:
         expires_at=row.expires_at,
         attempts=row.attempts,
         broadcast_id=row.broadcast_id,
+        kind=row.kind,
+        payload=json.loads(row.payload) if row.payload else None,
     )
 
 

@@ -24,7 +24,7 @@ import contextlib
 import logging
 import time
 from collections.abc import Awaitable, Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 from zoneinfo import ZoneInfo
 
@@ -41,7 +41,8 @@ from sqlalchemy import select, update
 
 from ledger.clock import Clock
 from ledger.rules import MessageRules
-from messaging.outbox import CAP_WINDOW, OPT_OUT_FIELD, TRANSACTIONAL, Outbox, OutboxMessage
+from messaging.notices import Notices
+from messaging.outbox import BATCH, CAP_WINDOW, OPT_OUT_FIELD, TRANSACTIONAL, Outbox, OutboxMessage
 from storage.schema import members
 
 log = logging.getLogger("loyalty.outbox")
@@ -52,6 +53,7 @@ MAX_FAILURE_WAIT_S = 60.0
 
 @dataclass(frozen=True, slots=True)
 class _Recipient:
+    language: str
     timezone: str
     unreachable: bool
     active: bool
@@ -70,6 +72,17 @@ class RateLimiter:
 
     def chat_ready_in(self, chat_id: int) -> float:
         return max(0.0, self._next_chat.get(chat_id, 0.0) - time.monotonic())
+
+    def busy_chats(self) -> set[int]:
+        """The chats whose interval has not passed yet: nothing is claimed for them."""
+        now = time.monotonic()
+        return {chat for chat, ready in self._next_chat.items() if ready > now}
+
+    def next_ready_in(self) -> float | None:
+        """Seconds until the first busy chat is free again; None when none is busy."""
+        now = time.monotonic()
+        waits = [ready - now for ready in self._next_chat.values() if ready > now]
+        return min(waits) if waits else None
 
     async def acquire(self, chat_id: int) -> None:
         now = time.monotonic()
@@ -99,8 +112,18 @@ class Sender:
         per_chat_interval: float = 1.0,
         poll_interval: float = 1.0,
         on_undelivered: Callable[[OutboxMessage], Awaitable[None]] | None = None,
+        notices: Notices | None = None,
+        holder: str = "",
     ) -> None:
         self.outbox = outbox
+        self.notices = notices  # renders the notices (kind + payload) in the member's language
+        # The epoch of this sender's claims (Outbox.take_epoch), taken at its first claim after
+        # it starts: then the claims of a sender that died are void at once.
+        self.epoch: int | None = None
+        self.holder = holder or f"sender:{id(self):x}"
+        # About a second's worth of messages per claim: a message queued meanwhile (a receipt)
+        # waits for at most that, not for a long batch to others.
+        self.batch = max(1, min(BATCH, int(rate_per_second)))
         # Told of each message that ended without reaching its chat (failed, or unreachable),
         # once its outcome is recorded: a producer may find another way (support's news).
         self.on_undelivered = on_undelivered
@@ -120,6 +143,7 @@ class Sender:
         (the database is down, say) it waits longer each time, up to a minute, and logs the
         first failure in full and then one line now and then, not a traceback a second."""
         failures = 0
+        self.epoch = None  # a new run takes a new epoch (see `drain_once`)
         while not self._stopping.is_set():
             try:
                 sent = await self.drain_once()
@@ -140,6 +164,9 @@ class Sender:
                 continue
             self.outbox.wakeup.clear()
             wait = min(self.poll_interval * 2 ** min(failures, 6), MAX_FAILURE_WAIT_S)
+            chat_free_in = self.limiter.next_ready_in()  # a busy chat may have more waiting
+            if chat_free_in is not None and not failures:
+                wait = min(wait, chat_free_in)
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._wait_for_work(), wait)
 
@@ -159,18 +186,27 @@ class Sender:
 
     def restart(self) -> None:
         self._stopping = asyncio.Event()
+        self.epoch = None
 
     async def drain(self) -> int:
         """Send everything due now (used by tests and jobs); returns how many were handled."""
         handled = 0
         while True:
             batch = await self.drain_once()
-            if not batch:
+            if batch:
+                handled += batch
+                continue
+            chat_free_in = self.limiter.next_ready_in()
+            if chat_free_in is None:
                 return handled
-            handled += batch
+            await asyncio.sleep(chat_free_in)  # a busy chat may have more waiting
 
     async def drain_once(self) -> int:
-        messages = await self.outbox.claim_due()
+        if self.epoch is None:
+            self.epoch = await self.outbox.take_epoch(self.holder)
+        messages = await self.outbox.claim_due(
+            self.batch, epoch=self.epoch, busy_chats=self.limiter.busy_chats()
+        )
         recipients = await self._recipients({m.member_id for m in messages if m.member_id})
         sending: list[asyncio.Task[None]] = []
         granted: dict[int, set[int]] = {}  # capped messages let through in this batch
@@ -181,8 +217,15 @@ class Sender:
             recipient = recipients.get(message.member_id) if message.member_id else None
             if not await self._allowed_now(message, recipient, granted):
                 continue
+            if message.kind is not None:
+                rendered = await self._render(message, recipient)
+                if rendered is None:
+                    continue
+                message = replace(message, text=rendered)
             if message.category != TRANSACTIONAL and message.member_id is not None:
                 granted.setdefault(message.member_id, set()).add(message.message_id)
+            # At most one message per chat is claimed, and none for a busy chat: this waits
+            # for the overall rate only.
             await self.limiter.acquire(message.chat_id)
             sending.append(asyncio.create_task(self._send(message)))
             if len(sending) >= 32:
@@ -192,6 +235,22 @@ class Sender:
             await asyncio.gather(*sending)
         return len(messages)
 
+    async def _render(self, message: OutboxMessage, recipient: _Recipient | None) -> str | None:
+        """A notice's text in its member's language; None (and recorded) if it cannot be."""
+        if self.notices is None or recipient is None or message.kind is None:
+            await self.outbox.record(message.message_id, "failed", reason="cannot render")
+            return None
+        try:
+            return self.notices.render(
+                message.kind, message.payload or {}, recipient.language, recipient.timezone
+            )
+        except Exception as error:
+            log.exception("outbox: notice %s could not be rendered", message.kind)
+            await self.outbox.record(
+                message.message_id, "failed", reason=f"render: {type(error).__name__}"
+            )
+            return None
+
     async def _recipients(self, member_ids: set[int]) -> dict[int, _Recipient]:
         if not member_ids:
             return {}
@@ -199,6 +258,7 @@ class Sender:
             rows = (await conn.execute(select(members).where(members.c.id.in_(member_ids)))).all()
         return {
             row.id: _Recipient(
+                language=row.language,
                 timezone=row.timezone,
                 unreachable=row.unreachable,
                 active=row.status == "active",

@@ -8,9 +8,11 @@ from dataclasses import dataclass
 import pytest
 from aiogram import Bot
 
+from bot.i18n import build_i18n
 from emulator import BotAPIEmulator
 from ledger.rules import Rules
 from ledger.service import LedgerService
+from messaging.notices import Notices
 from messaging.outbox import Outbox
 from messaging.sender import Sender
 
@@ -33,7 +35,14 @@ async def delivery(ledger: LedgerService, rules: Rules) -> AsyncIterator[Deliver
     await emu.start()
     bot = emu.aiogram_bot()
     outbox = Outbox(ledger.engine, ledger.clock)
-    sender = Sender(outbox, bot, rules.messages, rate_per_second=200, per_chat_interval=0.0)
+    sender = Sender(
+        outbox,
+        bot,
+        rules.messages,
+        rate_per_second=200,
+        per_chat_interval=0.0,
+        notices=Notices(build_i18n(), rules),
+    )
     yield Delivery(emu, bot, outbox, sender, ledger)
     await bot.session.close()
     await emu.stop()
