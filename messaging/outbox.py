@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import Connection, func, or_, select, update
+from sqlalchemy import func, or_, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
@@ -97,29 +97,6 @@ class Outbox:
         if added is not None:
             self.wakeup.set()
         return added is not None
-
-    def enqueue_in(
-        self,
-        conn: Connection,
-        *,
-        dedup_key: str,
-        chat_id: int,
-        text: str,
-        category: str,
-        member_id: int,
-        expires_at: datetime | None = None,
-    ) -> bool:
-        """Queue a message in the caller's (synchronous) transaction, that of the ledger
-        operation it tells of; the sender finds it at its next look (or `wakeup`)."""
-        statement = self._insert(
-            dedup_key=dedup_key,
-            member_id=member_id,
-            chat_id=chat_id,
-            category=category,
-            text=text,
-            expires_at=expires_at,
-        )
-        return conn.execute(statement).scalar_one_or_none() is not None
 
     def _insert(self, *, category: str, not_before: datetime | None = None, **values: Any) -> Any:
         if category not in PRIORITY:
