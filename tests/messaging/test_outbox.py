@@ -337,24 +337,31 @@ async def test_a_sender_that_takes_over_sends_what_a_dead_one_had_claimed_at_onc
         await delivery.outbox.enqueue(
             dedup_key=f"d{i}", chat_id=720 + i, member_id=member_id, text=f"message {i}"
         )
-    delivery.emulator.add_fault(FaultKind.LATENCY, method="sendMessage", latency_ms=5000)
+
+    class Stuck:
+        """A bot whose sends never come back: the process is killed while they are on the way."""
+
+        calls = 0
+
+        async def send_message(self, *args: object, **kwargs: object) -> None:
+            Stuck.calls += 1
+            await asyncio.Event().wait()
+
     dead = Sender(
         delivery.outbox,
-        delivery.bot,
+        Stuck(),  # type: ignore[arg-type]
         delivery.sender.rules,
         rate_per_second=1000,
         per_chat_interval=0.0,
     )
     running = asyncio.create_task(dead.run())
-    for _ in range(500):  # until it has claimed them
-        if set((await _statuses(delivery.outbox)).values()) == {"sending"}:
+    for _ in range(500):  # until all five are on their way
+        if Stuck.calls == 5:
             break
         await asyncio.sleep(0.01)
-    await asyncio.sleep(0.1)  # and each is on its way (5 ms apart)
     running.cancel()  # SIGKILL: nothing more of it runs, its claims stay
     with contextlib.suppress(asyncio.CancelledError):
         await running
-    delivery.emulator.clear_faults()
     assert set((await _statuses(delivery.outbox)).values()) == {"sending"}
     successor = Sender(delivery.outbox, delivery.bot, delivery.sender.rules, per_chat_interval=0.0)
     assert await successor.drain() == 5  # the same moment: no 5 minutes' wait
