@@ -30,7 +30,6 @@ from api.errors import ApiError
 from api.keys import ApiKey, ApiKeyService
 from api.openapi import openapi_document
 from cards.token import verify_card_token
-from handlers.notifications import Notifier
 from ledger import policy
 from ledger.errors import (
     IdempotencyConflict,
@@ -43,6 +42,7 @@ from ledger.errors import (
 )
 from ledger.service import LedgerService
 from ledger.views import MemberView
+from messaging.notifier import Notifier
 from staff.audit import AuditLog
 from staff.sales import ConfirmationService
 from usecases.sales import Purchase, Sales, record_purchase, record_refund

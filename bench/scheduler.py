@@ -79,8 +79,9 @@ from ledger.clock import ManualClock
 from ledger.invariants import check_ledger
 from ledger.rules import Rules, load_rules
 from ledger.service import LedgerService
+from messaging.outbox import Outbox
+from messaging.sender import Sender
 from scheduler.due import burn_warnings_due
-from scheduler.outbox import Outbox, Sender
 from storage.engine import create_engine
 from storage.migrate import upgrade_schema
 from storage.schema import entries, lots, spends

@@ -25,17 +25,17 @@ from bot.settings import Settings
 from cards.service import CardService
 from handlers.admin import build_admin_router, build_staff_help_router
 from handlers.cashier import build_cashier_router
-from handlers.common import StaffLanguage
 from handlers.fallback import build_anytime_router, build_fallback_router
 from handlers.member import build_member_router
-from handlers.notifications import Notifier, SupportNews
 from handlers.onboarding import build_onboarding_router
 from handlers.redemptions import build_confirmation_router
 from handlers.support import build_support_router
 from ledger.clock import Clock
 from ledger.rules import Rules, RulesError, load_rules
 from ledger.service import LedgerService
-from scheduler.outbox import Outbox
+from messaging.languages import StaffLanguage
+from messaging.notifier import Notifier, SupportNews
+from messaging.outbox import Outbox
 from staff.audit import AuditLog
 from staff.roles import StaffService
 from staff.sales import ConfirmationService

@@ -16,7 +16,7 @@ from aiogram.utils.i18n import I18n, I18nMiddleware
 from babel.messages.mofile import write_mo
 from babel.messages.pofile import read_po
 
-from handlers.common import language_for
+from messaging.languages import language_for
 
 LOCALES_DIR = Path(__file__).resolve().parent.parent / "locales"
 DEFAULT_LANGUAGE = "en"

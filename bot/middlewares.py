@@ -10,8 +10,8 @@ from aiogram.types import CallbackQuery, TelegramObject, User
 from aiogram.utils.i18n import gettext as _
 from sqlalchemy import Connection, Row
 
-from handlers.common import language_for
 from ledger.service import LedgerService
+from messaging.languages import language_for
 from staff.roles import Role, SeenAs, StaffService
 
 

@@ -3,7 +3,7 @@
 A request middleware on the session of the bot that answers updates: a 429 is retried after
 the server's retry_after, a 5xx or a network error after a short backoff, as long as the
 waits stay within a budget of a few seconds; past it, the error goes on to the caller (and the
-person gets the apology). The outbox (scheduler/outbox.py) has a session of its own without
+person gets the apology). The outbox (messaging/) has a session of its own without
 this middleware: it keeps its own policy (a 429 pauses all its sending, a message that failed
 is put back with its attempts counted), so no message is retried by both.
 """

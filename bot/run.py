@@ -28,10 +28,11 @@ from bot.failures import StartupError, failing_as, reason, safe_url
 from bot.retries import RetryBriefFailures
 from bot.settings import Settings
 from handlers.commands import set_all_staff_commands, set_member_commands
-from handlers.notifications import Notifier
 from ledger.clock import Clock, SystemClock
+from messaging.notices import Notices
+from messaging.notifier import Notifier
+from messaging.sender import Sender
 from scheduler.jobs import Jobs, Leadership, SchedulerRunner, new_runner_id
-from scheduler.outbox import Sender
 from usecases.sales import expire_due
 
 log = logging.getLogger("loyalty")
@@ -131,6 +132,7 @@ async def running(settings: Settings, clock: Clock) -> AsyncIterator[Running]:
             session=AiohttpSession(api=TelegramAPIServer.from_base(settings.telegram_api_url)),
         )
         stack.push_async_callback(outbox_bot.session.close)
+        runner_id = new_runner_id()
         sender = Sender(
             services.outbox,
             outbox_bot,
@@ -138,8 +140,12 @@ async def running(settings: Settings, clock: Clock) -> AsyncIterator[Running]:
             rate_per_second=settings.send_rate_per_second,
             per_chat_interval=settings.send_per_chat_interval,
             on_undelivered=services.support_news.undelivered,  # support's news finds another way
+            notices=Notices(services.i18n, services.rules),
+            holder=runner_id,
         )
-        jobs = Jobs(services.ledger, services.notifier, new_runner_id())
+        # A ledger operation writes its notices (a receipt) itself; the sender goes at once.
+        services.ledger.on_notice = services.outbox.wakeup.set
+        jobs = Jobs(services.ledger, services.notifier, runner_id)
         api_url = await _serve_api(services, stack)  # before the chat: a port in use stops here
         polling = Polling(dispatcher, bot, settings.telegram_api_url)
         sales, i18n = services.sales, services.i18n

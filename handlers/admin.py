@@ -11,9 +11,11 @@ from aiogram.utils.i18n import I18n
 from aiogram.utils.i18n import gettext as _
 
 from handlers.commands import set_staff_commands
-from handlers.common import StaffLanguage, plain_number, shorten, staff_help
+from handlers.common import plain_number, staff_help
 from handlers.filters import HasRole, IsMember
 from ledger.service import LedgerService
+from messaging.languages import StaffLanguage
+from messaging.texts import shorten
 from staff.roles import Role, StaffMember, StaffService
 
 TELEGRAM_ID_LIMIT = 2**52  # Telegram's user ids are positive and have at most 52 bits

@@ -30,14 +30,7 @@ from aiogram.utils.i18n import I18n
 from aiogram.utils.i18n import gettext as _
 
 from cards.service import CardService
-from handlers.common import (
-    count_text,
-    number_text,
-    plain_number,
-    points_text,
-    roubles_text,
-    tier_text,
-)
+from handlers.common import plain_number
 from handlers.filters import HasRole, MenuButton
 from handlers.keyboards import SaleCb, WithdrawCb, inline_keyboard
 from handlers.redemptions import CashierSale, ask_member, record_sale, withdraw_request
@@ -47,6 +40,13 @@ from ledger.phones import mask_phone
 from ledger.rules import Rules
 from ledger.service import LedgerService
 from ledger.views import MemberView
+from messaging.texts import (
+    count_text,
+    number_text,
+    points_text,
+    roubles_text,
+    tier_text,
+)
 from staff.roles import Role
 from usecases.sales import (
     Sales,

@@ -36,6 +36,17 @@ from cards.render import format_card_number
 from cards.service import CardPrint, CardService
 from handlers.common import (
     STAFF_ACTOR,
+    staff_help,
+)
+from handlers.filters import IsMember, MenuButton
+from handlers.keyboards import DisputeEntryCb, DisputeListCb, HistoryPageCb, SettingsCb, main_menu
+from ledger import policy
+from ledger.errors import BirthdayAlreadySet, BirthdayInvalid, EntryNotFound
+from ledger.rules import Rules
+from ledger.service import LedgerService
+from ledger.views import EntryView, HistoryPage, MemberView
+from messaging.notifier import SupportNews
+from messaging.texts import (
     burn_text,
     count_text,
     display_name,
@@ -44,17 +55,8 @@ from handlers.common import (
     points_text,
     roubles_text,
     signed_text,
-    staff_help,
     tier_text,
 )
-from handlers.filters import IsMember, MenuButton
-from handlers.keyboards import DisputeEntryCb, DisputeListCb, HistoryPageCb, SettingsCb, main_menu
-from handlers.notifications import SupportNews
-from ledger import policy
-from ledger.errors import BirthdayAlreadySet, BirthdayInvalid, EntryNotFound
-from ledger.rules import Rules
-from ledger.service import LedgerService
-from ledger.views import EntryView, HistoryPage, MemberView
 from staff.roles import Role
 from support.tickets import MAX_TICKET_TEXT, TicketService
 from usecases.privacy import Privacy, erase_member
@@ -347,8 +349,6 @@ async def ask_dispute(
         await callback.message.answer(
             _("dispute-write").format(line=entry_line(entry, member.timezone))
         )
-
-
 
 
 # ------------------------------------------------------------------------- invite

@@ -21,18 +21,14 @@ from aiogram.types import (
 from aiogram.utils.i18n import gettext as _
 
 from cards.render import format_card_number
-from handlers.common import (
-    count_text,
-    days_text,
-    language_for,
-    points_text,
-)
 from handlers.filters import IsMember
 from handlers.keyboards import ConsentCb, main_menu
-from handlers.notifications import Notifier
 from ledger.errors import InvalidPhone
 from ledger.rules import Rules
 from ledger.service import LedgerService
+from messaging.languages import language_for
+from messaging.notifier import Notifier
+from messaging.texts import count_text, days_text, points_text
 
 REFERRAL_PREFIX = "ref_"
 CONSENT_MESSAGES = "consent_messages"  # FSM data: the ids of the messages with [I agree]

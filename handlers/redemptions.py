@@ -15,17 +15,13 @@ from aiogram.types import CallbackQuery, Message
 from aiogram.utils.i18n import I18n
 from aiogram.utils.i18n import gettext as _
 
-from handlers.common import (
-    STAFF_ACTOR,
-    StaffLanguage,
-    count_text,
-    points_text,
-    seconds_text,
-)
+from handlers.common import STAFF_ACTOR
 from handlers.filters import IsMember
 from handlers.keyboards import ConfirmCb, WithdrawCb, inline_keyboard
 from ledger.errors import LedgerError
 from ledger.views import MemberView, PurchaseResult
+from messaging.languages import StaffLanguage
+from messaging.texts import count_text, points_text, seconds_text
 from usecases.sales import (
     Purchase,
     Sales,

@@ -24,24 +24,23 @@ from aiogram.utils.i18n import I18n
 from aiogram.utils.i18n import gettext as _
 
 from cards.render import format_card_number
-from handlers.common import (
+from handlers.common import plain_number, utf16_length
+from handlers.filters import HasRole
+from handlers.member import entry_line
+from ledger.errors import LedgerError, MemberNotFound
+from ledger.phones import mask_phone
+from ledger.service import LedgerService
+from ledger.views import EntryView, MemberView, PurchaseView
+from messaging.notifier import Notifier, SupportNews
+from messaging.texts import (
     count_text,
     moment_text,
-    plain_number,
     points_text,
     roubles_text,
     shorten,
     signed_text,
     tier_text,
-    utf16_length,
 )
-from handlers.filters import HasRole
-from handlers.member import entry_line
-from handlers.notifications import Notifier, SupportNews
-from ledger.errors import LedgerError, MemberNotFound
-from ledger.phones import mask_phone
-from ledger.service import LedgerService
-from ledger.views import EntryView, MemberView, PurchaseView
 from staff.audit import AuditLog
 from staff.roles import Role
 from support.tickets import MAX_TICKET_TEXT, Ticket, TicketService, TicketTooLong
@@ -446,4 +445,3 @@ def _name(member: MemberView) -> str:
 
 def _sender(message: Message) -> int:
     return message.from_user.id if message.from_user else 0
-

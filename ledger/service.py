@@ -73,6 +73,7 @@ from ledger.views import (
 from storage import phone_hashes
 from storage.engine import readonly
 from storage.fast import Fast, later
+from storage.notices import write_notice
 from storage.schema import (
     UTCDateTime,
     entries,
@@ -255,6 +256,9 @@ class LedgerService:
         self._owns_db = db is None
         self.db = db or SyncDatabase(engine)
         self._phone_hash_key: str | None = None  # the database's; it never changes
+        # Called after an operation that wrote notices (storage/notices.py) committed: the
+        # sender's wakeup, so that they go out at once.
+        self.on_notice: Callable[[], None] | None = None
 
     def close(self) -> None:
         """Release the SQLite connections and threads (the engine is the caller's)."""
@@ -564,11 +568,15 @@ class LedgerService:
         amount_kopecks: int,
         redeem_points: int = 0,
         actor: str | None = None,
+        shop_receipt: bool = True,
     ) -> PurchaseResult:
         """Record a purchase: redeem, then earn on the money part. Idempotent on receipt_id.
 
         The member is given by id, or as `customer`: a card number or a phone in any common
-        format, looked up inside the purchase's own transaction (as `find_member` does)."""
+        format, looked up inside the purchase's own transaction (as `find_member` does).
+        The member's receipt is queued in the same transaction (a notice); `shop_receipt`: the
+        receipt id is the shop's own (a till's), which the member can match with the paper
+        receipt; a sale recorded in the bot has only an internal id, not shown."""
         _check_reference(receipt_id, "receipt_id")
         if amount_kopecks <= 0 or amount_kopecks > policy.MAX_AMOUNT_KOPECKS:
             raise InvalidAmount("amount must be positive", value=amount_kopecks)
@@ -651,7 +659,28 @@ class LedgerService:
             if row.last_purchase_at is None and row.referred_by is not None:
                 inviter = self._reward_referral(conn, row, now, op_id)
             new_tier = policy.tier_for_spend(self.rules, spend_before + money).name
-            self.journal.store_totals(conn, member_id, totals, tier=new_tier, last_purchase_at=now)
+            self.journal.store_totals(
+                conn, member_id, totals, tier=new_tier, last_purchase_at=now
+            )
+            if row.telegram_id is not None:
+                write_notice(
+                    conn,
+                    kind="purchase",
+                    dedup_key=f"receipt:purchase:{receipt_id}",
+                    member_id=member_id,
+                    chat_id=row.telegram_id,
+                    now=now,
+                    payload={
+                        "receipt_id": receipt_id,
+                        "shop_receipt": shop_receipt,
+                        "amount": amount_kopecks,
+                        "redeemed": redeem_points,
+                        "accrued": accrued,
+                        "balance": totals.balance,
+                        "tier": new_tier,
+                        "spend": spend_before + money,
+                    },
+                )
             return {
                 "receipt_id": receipt_id,
                 "member_id": member_id,
@@ -674,6 +703,7 @@ class LedgerService:
             body,
             with_window_spend=True,
         )
+        self._noticed(replayed)
         return PurchaseResult(**result, replayed=replayed)
 
     async def refund(
@@ -747,7 +777,26 @@ class LedgerService:
                 )
             )
             tier = self._recompute_tier(conn, member_id, locked.tier, now)
-            self.journal.store_totals(conn, member_id, totals, tier=tier.new_tier if tier else None)
+            self.journal.store_totals(
+                conn, member_id, totals, tier=tier.new_tier if tier else None
+            )
+            if locked.telegram_id is not None:
+                write_notice(
+                    conn,
+                    kind="refund",
+                    dedup_key=f"receipt:refund:{refund_id}",
+                    member_id=member_id,
+                    chat_id=locked.telegram_id,
+                    now=now,
+                    payload={
+                        "refund_id": refund_id,
+                        "receipt_id": receipt_id,
+                        "reversed": reverse,
+                        "returned": give_back,
+                        "balance": totals.balance,
+                        "debt": totals.debt,
+                    },
+                )
             return {
                 "refund_id": refund_id,
                 "receipt_id": receipt_id,
@@ -764,6 +813,7 @@ class LedgerService:
         result, replayed = await self._run_operation(
             f"refund:{refund_id}", "refund", member_of_purchase, request, actor, body
         )
+        self._noticed(replayed)
         return RefundResult(**result, replayed=replayed)
 
     # ------------------------------------------------------------- staff actions
@@ -1324,7 +1374,8 @@ class LedgerService:
         if claimed is None:
             return None
         totals = self.journal.lock_totals(conn, inviter_id)
-        if self.journal.member_row(conn, inviter_id).status != "active":  # read once locked
+        inviter = self.journal.member_row(conn, inviter_id)
+        if inviter.status != "active":  # read once locked
             return None
         self.journal.credit(
             conn,
@@ -1337,7 +1388,22 @@ class LedgerService:
             reference=invited.card_number,
         )
         self.journal.store_totals(conn, inviter_id, totals)
+        if inviter.telegram_id is not None:
+            write_notice(
+                conn,
+                kind="referral",
+                dedup_key=f"referral:{invited.id}",  # one reward per invited member
+                member_id=inviter_id,
+                chat_id=inviter.telegram_id,
+                now=now,
+                payload={"points": points, "balance": totals.balance},
+            )
         return int(inviter_id)
+
+    def _noticed(self, replayed: bool) -> None:
+        """An operation that wrote notices committed: tell the sender."""
+        if not replayed and self.on_notice is not None:
+            self.on_notice()
 
 
 # ---------------------------------------------------------------------- helpers

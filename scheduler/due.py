@@ -18,16 +18,9 @@ from sqlalchemy import Connection, and_, select
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from ledger.rules import Rules
+from messaging.notifier import Recipient
 from storage.engine import readonly
 from storage.schema import lots, members
-
-
-@dataclass(frozen=True, slots=True)
-class Recipient:
-    member_id: int
-    telegram_id: int | None  # None: nobody to tell (imported, or left Telegram)
-    language: str
-    timezone: str
 
 
 @dataclass(frozen=True, slots=True)

@@ -26,11 +26,11 @@ from apscheduler.schedulers.asyncio import AsyncIOScheduler
 from sqlalchemy import Connection, text, update
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
-from handlers.notifications import Notifier
 from ledger.service import LedgerService
 from ledger.views import Burnt
-from scheduler.due import Recipient, burn_warnings_due, recipients_of, tier_news_due, tier_rank
-from scheduler.outbox import Sender
+from messaging.notifier import Notifier, Recipient
+from messaging.sender import Sender
+from scheduler.due import burn_warnings_due, recipients_of, tier_news_due, tier_rank
 from storage.engine import sqlite_file
 from storage.schema import job_runs, members
 
@@ -86,7 +86,13 @@ class Jobs:
         warnings = await burn_warnings_due(self.engine, self.ledger.rules, self.ledger.clock.now())
         queued = 0
         for warning in warnings:
-            queued += await self.notifier.burn_warning(warning)
+            queued += await self.notifier.burn_warning(
+                warning.recipient,
+                warning.points,
+                warning.burns_at,
+                dedup_key=warning.dedup_key,
+                relevant_until=warning.relevant_until,
+            )
         return {"due": len(warnings), "queued": queued}
 
     async def tiers(self) -> dict[str, Any]:
@@ -99,7 +105,7 @@ class Jobs:
         for item in news:
             async with self.engine.begin() as conn:
                 if tier_rank(rules, item.tier) > tier_rank(rules, item.announced):
-                    told += await self.notifier.tier_up(item, conn, today)
+                    told += await self.notifier.tier_up(item.recipient, item.tier, conn, today)
                 # A fall is not news; remember it so the next rise is.
                 await conn.execute(
                     update(members)

@@ -330,8 +330,24 @@ outbox = Table(
     Column("created_at", UTCDateTime, nullable=False),
     Column("sent_at", UTCDateTime, nullable=True),
     Column("message_id", BigInteger, nullable=True),
+    # A notice (storage/notices.py): its kind and data (JSON), rendered when it is sent; `text`
+    # is then empty. Written in the transaction of the change it tells of.
+    Column("kind", String(40), nullable=True),
+    Column("payload", Text, nullable=True),
+    Column("claim_epoch", Integer, nullable=True),  # the epoch of the sender that claimed it
     Index("ix_outbox_due", "status", "not_before"),
     Index("ix_outbox_member_sent", "member_id", "sent_at"),
+)
+
+# One row: the last epoch handed to an outbox sender. A sender that starts takes the next one
+# and voids every claim of an older epoch (a sender that died, or lost its leadership).
+outbox_lease = Table(
+    "outbox_lease",
+    metadata,
+    Column("id", Integer, primary_key=True),
+    Column("epoch", Integer, nullable=False),
+    Column("holder", String(64), nullable=True),
+    Column("taken_at", UTCDateTime, nullable=True),
 )
 
 # Each run of a scheduled job: which process ran it and what it did (for operators, and for

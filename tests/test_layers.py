@@ -271,29 +271,6 @@ def test_every_top_level_package_has_a_layer() -> None:
     assert unknown == [], "give each new package a layer in tests/test_layers.py"
 
 
-# Imports against the layers that other parts of issue 13 remove (messaging/ takes
-# handlers/notifications.py and scheduler/outbox.py; use cases take what api/ borrows from
-# handlers/). The xfail below goes when this is empty.
-REMAINING = {
-    ("api/app.py", "handlers"),  # Notifier
-    ("api/confirmations.py", "handlers"),  # ask_member_to_confirm, Notifier
-    ("scheduler/jobs.py", "handlers"),  # Notifier
-}
-
-
-def test_no_new_import_goes_against_the_layers() -> None:
-    """Whatever is still to be moved, nothing new goes against the layers."""
-    wrong = wrong_imports(package_imports())
-    new = [f"{each} ({why})" for each, why in wrong if (each.source, each.target) not in REMAINING]
-    assert new == [], "\n".join(["new imports against the layers:", *new])
-
-
-@pytest.mark.xfail(
-    bool(REMAINING),
-    reason="issue 13 in progress: api/app.py, api/confirmations.py and scheduler/jobs.py import "
-    "handlers/ (handlers/notifications.py to messaging/, ask_member_to_confirm to a use case)",
-    strict=False,
-)
 def test_no_package_imports_from_a_layer_above_it() -> None:
     wrong = layer_violations(package_imports())
     assert wrong == [], "\n".join(["imports against the layers:", *wrong])
@@ -312,12 +289,6 @@ def test_the_ledger_and_storage_know_nothing_of_telegram_or_translations() -> No
     assert found == []
 
 
-@pytest.mark.xfail(
-    bool(REMAINING),
-    reason="issue 13 in progress: bot -> handlers -> scheduler -> handlers (scheduler/jobs.py "
-    "imports handlers/notifications.py, which goes to messaging/)",
-    strict=False,
-)
 def test_no_two_top_level_packages_import_each_other() -> None:
     imports = package_imports()
     cycles = package_cycles(imports)

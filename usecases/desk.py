@@ -7,10 +7,10 @@ from __future__ import annotations
 import logging
 from dataclasses import dataclass
 
-from handlers.notifications import Notifier
 from ledger.errors import EntryNotReversible, LedgerError
 from ledger.service import LedgerService
 from ledger.views import EntryView
+from messaging.notifier import Notifier
 from staff.audit import AuditLog
 
 log = logging.getLogger("loyalty.desk")

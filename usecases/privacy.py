@@ -19,9 +19,9 @@ from dataclasses import dataclass
 from sqlalchemy import Connection
 
 from cards.service import erase_member_cards
-from handlers.notifications import news_prefix
 from ledger.service import LedgerService
-from scheduler.outbox import erase_member_messages
+from messaging.notifier import news_prefix
+from messaging.outbox import erase_member_messages
 from staff.roles import erase_staff_names
 from support.tickets import erase_member_tickets
 

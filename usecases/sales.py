@@ -25,12 +25,12 @@ from aiogram.utils.i18n import I18n
 from aiogram.utils.i18n import gettext as _
 from pydantic import Field
 
-from handlers.common import points_text, roubles_text
-from handlers.notifications import Notifier
 from ledger.errors import LedgerError
 from ledger.service import LedgerService
 from ledger.views import MemberView, PurchaseResult, RefundResult
-from scheduler.outbox import TRANSACTIONAL
+from messaging.notifier import Notifier
+from messaging.outbox import TRANSACTIONAL
+from messaging.texts import points_text, roubles_text
 from staff.audit import AuditLog
 from staff.sales import ConfirmationService, RedemptionRequest
 
@@ -63,8 +63,9 @@ class Purchase:
 
 
 async def record_purchase(sales: Sales, actor: str, purchase: Purchase) -> PurchaseResult:
-    """Record the purchase, audit it (once: a replay is not a new sale) and queue the member's
-    receipt. The ledger's refusals (LedgerError) come through unchanged."""
+    """Record the purchase (the ledger writes the member's receipt in the same transaction)
+    and audit it (once: a replay is not a new sale). The ledger's refusals (LedgerError) come
+    through unchanged."""
     result = await sales.ledger.purchase(
         receipt_id=purchase.receipt_id,
         member_id=purchase.member_id,
@@ -72,6 +73,7 @@ async def record_purchase(sales: Sales, actor: str, purchase: Purchase) -> Purch
         amount_kopecks=purchase.amount,
         redeem_points=purchase.redeem,
         actor=actor,
+        shop_receipt=purchase.shop_receipt,  # the receipt is written with the purchase
     )
     if not result.replayed:
         await sales.audit.record(
@@ -83,20 +85,13 @@ async def record_purchase(sales: Sales, actor: str, purchase: Purchase) -> Purch
             redeemed=result.redeemed,
             accrued=result.accrued,
         )
-    if sales.notifier is not None:
-        try:
-            await sales.notifier.purchase_receipt(
-                result, purchase.amount, shop_receipt=purchase.shop_receipt
-            )
-        except Exception:  # the purchase stands; the receipt is a courtesy
-            log.exception("could not queue the receipt for purchase")
     return result
 
 
 async def record_refund(
     sales: Sales, actor: str, *, refund_id: str, receipt_id: str, amount: int
 ) -> RefundResult:
-    """Record the refund, audit it (once) and queue the member's receipt."""
+    """Record the refund (its notice to the member written with it) and audit it (once)."""
     result = await sales.ledger.refund(
         refund_id=refund_id, receipt_id=receipt_id, amount_kopecks=amount, actor=actor
     )
@@ -111,11 +106,6 @@ async def record_refund(
             reversed=result.reversed,
             returned=result.returned,
         )
-    if sales.notifier is not None:
-        try:
-            await sales.notifier.refund_receipt(result)
-        except Exception:
-            log.exception("could not queue the receipt for refund")
     return result
 
 

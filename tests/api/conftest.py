@@ -13,9 +13,9 @@ from api.app import ApiServices, build_api
 from api.keys import ApiKeyService
 from api.openapi import openapi_document
 from bot.i18n import build_i18n
-from handlers.notifications import Notifier
 from ledger.service import LedgerService
-from scheduler.outbox import Outbox
+from messaging.notifier import Notifier
+from messaging.outbox import Outbox
 from staff.sales import ConfirmationService
 
 SECRET = "api-test-secret"

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import json
 from urllib.parse import quote
 
 import pytest
@@ -10,8 +11,10 @@ from sqlalchemy import select, text
 
 from api.keys import ApiKeyService
 from api.openapi import openapi_document
+from bot.i18n import build_i18n
 from cards.token import card_deep_link, sign_card_token
 from ledger.invariants import check_ledger
+from messaging.notices import Notices
 from staff.audit import AuditLog
 from storage.schema import outbox
 from tests.api.conftest import SECRET, Till
@@ -412,8 +415,11 @@ async def test_the_member_gets_a_receipt_in_their_language_once(till: Till, phon
     async with till.ledger.engine.connect() as conn:
         rows = (await conn.execute(select(outbox))).all()
     assert len(rows) == 1 and rows[0].chat_id == 555 and rows[0].category == "transactional"
-    assert "Покупка R-1: 1 500 ₽" in rows[0].text.replace("\xa0", " ")
-    assert "Начислено: 29 баллов" in rows[0].text and "Списано в оплату: 30 баллов" in rows[0].text
+    # A notice written with the purchase, rendered in the member's language when it is sent.
+    notices = Notices(build_i18n(), till.ledger.rules)
+    receipt = notices.render(rows[0].kind, json.loads(rows[0].payload), "ru", "Europe/Moscow")
+    assert "Покупка R-1: 1 500 ₽" in receipt.replace("\xa0", " ")
+    assert "Начислено: 29 баллов" in receipt and "Списано в оплату: 30 баллов" in receipt
 
 
 @pytest.mark.parametrize("schema_name", ["PurchaseRequest", "RefundRequest"])

@@ -32,11 +32,11 @@ from api.app import ApiServices, api_runner, build_api
 from api.keys import ApiKeyService
 from api.openapi import openapi_document
 from bot.i18n import build_i18n
-from handlers.notifications import Notifier
 from ledger.clock import SystemClock
 from ledger.rules import load_rules
 from ledger.service import LedgerService
-from scheduler.outbox import Outbox
+from messaging.notifier import Notifier
+from messaging.outbox import Outbox
 from storage.engine import create_engine
 from tests.api.conftest import SECRET
 from tests.conftest import ROOT

@@ -27,6 +27,8 @@ async def _support(emulator: BotAPIEmulator, user_id: int) -> EmulatedUser:
 async def _dispute_newest_entry(member: EmulatedUser, text: str) -> None:
     await member.press_reply_button("📜 История")
     page = await member.wait_message()
+    while (page.text or "").startswith("🧾"):  # a receipt, queued with its purchase
+        page = await member.wait_message()
     await member.press(page, page.inline_buttons[-1].callback_data or "")  # dispute an entry
     choose = await member.wait_message()
     await member.press(choose, choose.inline_buttons[0].callback_data or "")  # the newest

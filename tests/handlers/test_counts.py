@@ -16,8 +16,8 @@ from babel.messages.pofile import read_po
 from babel.numbers import format_decimal
 
 from bot.i18n import build_i18n
-from handlers import common
-from handlers.common import count_text
+from messaging import texts as common
+from messaging.texts import count_text
 from tests.conftest import ROOT
 
 NUMBERS = (1, 2, 5, 11, 21, 22, 25, 101, 1001)

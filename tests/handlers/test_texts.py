@@ -9,9 +9,9 @@ from aiogram.utils.i18n import I18n
 from aiogram.utils.i18n import gettext as _
 
 from bot.i18n import build_i18n
-from handlers.common import burn_text, roubles_text
 from handlers.member import entry_line
 from ledger.views import EntryView
+from messaging.texts import burn_text, roubles_text
 
 AT = datetime(2026, 3, 2, 9, 0, tzinfo=UTC)
 

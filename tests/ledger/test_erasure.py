@@ -11,7 +11,7 @@ from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from ledger.service import LedgerService
-from scheduler.outbox import Outbox
+from messaging.outbox import Outbox
 from staff.audit import AuditLog
 from staff.roles import Role, SeenAs, StaffService
 from storage.engine import sqlite_file

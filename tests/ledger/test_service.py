@@ -29,7 +29,7 @@ from ledger.errors import (
 from ledger.invariants import check_ledger
 from ledger.rules import Rules
 from ledger.service import LedgerService
-from scheduler.outbox import Outbox
+from messaging.outbox import Outbox
 from storage.schema import entries, members, operations, purchases
 from storage.schema import outbox as outbox_table
 from storage.schema import tickets as tickets_table

@@ -2,20 +2,23 @@
 
 from __future__ import annotations
 
+import json
 from datetime import date, timedelta
 
 import pytest
 from sqlalchemy import select
 
 from bot.i18n import build_i18n
-from handlers.notifications import Notifier
 from ledger.clock import ManualClock
 from ledger.invariants import check_ledger
 from ledger.policy import BIRTH_YEAR_UNKNOWN
 from ledger.service import LedgerService
+from messaging import notifier as notifier_module
+from messaging.notices import Notices
+from messaging.notifier import Notifier
+from messaging.outbox import Outbox
 from scheduler.due import warning_threshold
 from scheduler.jobs import Jobs
-from scheduler.outbox import Outbox
 from storage.schema import outbox
 from tests.conftest import Phones
 
@@ -28,8 +31,10 @@ def make_jobs(ledger: LedgerService) -> Jobs:
 
 
 async def queued(ledger: LedgerService) -> list[tuple[str, str]]:
+    """What the jobs queued (not the receipts the purchases wrote)."""
     async with ledger.engine.connect() as conn:
         rows = (await conn.execute(select(outbox.c.dedup_key, outbox.c.text)
+                                   .where(~outbox.c.dedup_key.startswith("receipt:"))
                                    .order_by(outbox.c.id))).all()
     return [(row.dedup_key, row.text) for row in rows]
 
@@ -82,7 +87,18 @@ async def test_a_member_is_told_their_points_burnt_and_their_balance_once(
         rows = (
             await conn.execute(select(outbox).where(outbox.c.dedup_key.like("burnt:%")))
         ).all()
-    told = {row.chat_id: (row.text, row.category, row.member_id) for row in rows}
+    # Written as notices in the burn's transaction, rendered in each member's language when
+    # they are sent.
+    notices = Notices(build_i18n(), ledger.rules)
+    language = {79: "ru", 80: "en"}
+    told = {
+        row.chat_id: (
+            notices.render(row.kind, json.loads(row.payload), language[row.chat_id], "UTC"),
+            row.category,
+            row.member_id,
+        )
+        for row in rows
+    }
     assert told == {
         79: (
             "🔥 30 августа сгорело 100 баллов: закончился срок их действия. Баланс: 21 балл.",
@@ -108,7 +124,7 @@ async def test_a_burn_and_its_notice_are_one_transaction(
     def broken(*args: object, **kwargs: object) -> bool:
         raise RuntimeError("the outbox is full")
 
-    monkeypatch.setattr(jobs.notifier.outbox, "enqueue_in", broken)
+    monkeypatch.setattr(notifier_module, "write_notice", broken)
     with pytest.raises(RuntimeError):
         await jobs.burn()
     monkeypatch.undo()

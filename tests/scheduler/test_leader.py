@@ -15,12 +15,13 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from bot.i18n import build_i18n
 from emulator import BotAPIEmulator
-from handlers.notifications import Notifier
 from ledger.clock import ManualClock
 from ledger.rules import Rules
 from ledger.service import LedgerService
+from messaging.notifier import Notifier
+from messaging.outbox import Outbox
+from messaging.sender import Sender
 from scheduler.jobs import Jobs, Leadership, SchedulerRunner
-from scheduler.outbox import Outbox, Sender
 from storage.engine import create_engine
 from storage.schema import job_runs
 from tests.conftest import ROOT

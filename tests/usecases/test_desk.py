@@ -6,9 +6,9 @@ import pytest
 from sqlalchemy import select
 
 from bot.i18n import build_i18n
-from handlers.notifications import Notifier
 from ledger.service import LedgerService
-from scheduler.outbox import Outbox
+from messaging.notifier import Notifier
+from messaging.outbox import Outbox
 from staff.audit import AuditLog
 from storage.schema import outbox
 from tests.conftest import Phones

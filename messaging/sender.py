@@ -1,8 +1,7 @@
 """The one delivery path for every message the bot starts on its own.
 
-Producers (receipts, reminders, tier news, broadcasts) `enqueue` rendered messages with a
-dedup key; a message already queued under that key is not queued again, so a job that runs
-twice or a retried request never sends twice. The `Sender` drains the queue:
+Producers (receipts, reminders, tier news, broadcasts) queue messages and notices in the
+outbox (messaging/outbox.py). The `Sender` drains it:
 
 - transactional messages (receipts, confirmations, support replies) go out as soon as the
   rate limit allows, never capped;
@@ -22,13 +21,11 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import json
 import logging
 import time
 from collections.abc import Awaitable, Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
-from typing import Any
 from zoneinfo import ZoneInfo
 
 from aiogram import Bot
@@ -40,232 +37,23 @@ from aiogram.exceptions import (
     TelegramServerError,
 )
 from aiogram.types import InlineKeyboardMarkup
-from sqlalchemy import Connection, func, or_, select, update
-from sqlalchemy.dialects import postgresql, sqlite
-from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
+from sqlalchemy import select, update
 
-from ledger.clock import Clock, SystemClock
+from ledger.clock import Clock
 from ledger.rules import MessageRules
-from storage.engine import readonly
-from storage.schema import members, outbox
+from messaging.notices import Notices
+from messaging.outbox import BATCH, CAP_WINDOW, OPT_OUT_FIELD, TRANSACTIONAL, Outbox, OutboxMessage
+from storage.schema import members
 
 log = logging.getLogger("loyalty.outbox")
 
-TRANSACTIONAL = "transactional"
-PRIORITY = {TRANSACTIONAL: 100, "birthday": 40, "reminder": 30, "tier": 20, "offer": 10}
-OPT_OUT_FIELD = {"reminder": "notify_reminders", "tier": "notify_tier", "offer": "notify_offers"}
-CAP_WINDOW = timedelta(days=7)
 MAX_ATTEMPTS = 8
 MAX_FAILURE_WAIT_S = 60.0
-BATCH = 200
-# A message claimed by a sender that died before recording the outcome is retried after this.
-CLAIM_TIMEOUT = timedelta(minutes=5)
-
-
-@dataclass(frozen=True, slots=True)
-class OutboxMessage:
-    message_id: int
-    dedup_key: str
-    member_id: int | None
-    chat_id: int
-    category: str
-    priority: int
-    text: str
-    reply_markup: dict[str, Any] | None
-    not_before: datetime
-    expires_at: datetime | None
-    attempts: int
-    broadcast_id: int | None
-
-
-class Outbox:
-    """The queue itself: enqueue, claim what is due, record outcomes."""
-
-    def __init__(self, engine: AsyncEngine, clock: Clock | None = None) -> None:
-        self.engine = engine
-        self.reader = readonly(engine)
-        self.clock: Clock = clock or SystemClock()
-        self.wakeup = asyncio.Event()
-
-    async def enqueue(
-        self,
-        *,
-        dedup_key: str,
-        chat_id: int,
-        text: str,
-        category: str = TRANSACTIONAL,
-        member_id: int | None = None,
-        not_before: datetime | None = None,
-        expires_at: datetime | None = None,
-        reply_markup: dict[str, Any] | None = None,
-        broadcast_id: int | None = None,
-        conn: AsyncConnection | None = None,
-    ) -> bool:
-        """Queue a message; False when one with this dedup key exists already."""
-        statement = self._insert(
-            dedup_key=dedup_key,
-            member_id=member_id,
-            chat_id=chat_id,
-            category=category,
-            text=text,
-            reply_markup=json.dumps(reply_markup) if reply_markup else None,
-            not_before=not_before,
-            expires_at=expires_at,
-            broadcast_id=broadcast_id,
-        )
-        if conn is not None:
-            added = (await conn.execute(statement)).scalar_one_or_none()
-        else:
-            async with self.engine.begin() as own:
-                added = (await own.execute(statement)).scalar_one_or_none()
-        if added is not None:
-            self.wakeup.set()
-        return added is not None
-
-    def enqueue_in(
-        self,
-        conn: Connection,
-        *,
-        dedup_key: str,
-        chat_id: int,
-        text: str,
-        category: str,
-        member_id: int,
-        expires_at: datetime | None = None,
-    ) -> bool:
-        """Queue a message in the caller's (synchronous) transaction, that of the ledger
-        operation it tells of; the sender finds it at its next look (or `wakeup`)."""
-        statement = self._insert(
-            dedup_key=dedup_key,
-            member_id=member_id,
-            chat_id=chat_id,
-            category=category,
-            text=text,
-            expires_at=expires_at,
-        )
-        return conn.execute(statement).scalar_one_or_none() is not None
-
-    def _insert(self, *, category: str, not_before: datetime | None = None, **values: Any) -> Any:
-        if category not in PRIORITY:
-            raise ValueError(f"unknown message category {category!r}")
-        now = self.clock.now()
-        insert = postgresql.insert if self.engine.dialect.name == "postgresql" else sqlite.insert
-        return (
-            insert(outbox)
-            .values(
-                category=category,
-                priority=PRIORITY[category],
-                not_before=not_before or now,
-                created_at=now,
-                **values,
-            )
-            .on_conflict_do_nothing(index_elements=[outbox.c.dedup_key])
-            .returning(outbox.c.id)
-        )
-
-    async def claim_due(self, limit: int = BATCH) -> list[OutboxMessage]:
-        """Take up to `limit` due messages, highest priority first, marking them `sending`
-        so that another sender process does not take them too."""
-        now = self.clock.now()
-        async with self.engine.begin() as conn:
-            # Claims of a sender that died mid-delivery become due again.
-            await conn.execute(
-                update(outbox)
-                .where(outbox.c.status == "sending", outbox.c.not_before <= now - CLAIM_TIMEOUT)
-                .values(status="queued")
-            )
-            query = (
-                select(outbox)
-                .where(outbox.c.status == "queued", outbox.c.not_before <= now)
-                .order_by(outbox.c.priority.desc(), outbox.c.not_before, outbox.c.id)
-                .limit(limit)
-            )
-            if self.engine.dialect.name == "postgresql":
-                query = query.with_for_update(skip_locked=True)
-            rows = (await conn.execute(query)).all()
-            if rows:
-                await conn.execute(
-                    update(outbox)
-                    .where(outbox.c.id.in_([row.id for row in rows]))
-                    .values(status="sending", not_before=now)
-                )
-        return [_message(row) for row in rows]
-
-    async def record(
-        self,
-        message_id: int,
-        status: str,
-        *,
-        reason: str | None = None,
-        telegram_message_id: int | None = None,
-        not_before: datetime | None = None,
-        attempt: bool = False,
-    ) -> None:
-        values: dict[str, Any] = {"status": status, "reason": reason}
-        if status == "sent":
-            values["sent_at"] = self.clock.now()
-            values["message_id"] = telegram_message_id
-        if not_before is not None:
-            values["not_before"] = not_before
-        if attempt:
-            values["attempts"] = outbox.c.attempts + 1
-        async with self.engine.begin() as conn:
-            await conn.execute(update(outbox).where(outbox.c.id == message_id).values(**values))
-
-    async def withdraw(self, dedup_key: str, reason: str) -> int | None:
-        """A message that no longer makes sense (a request that ended): dropped if still
-        queued; if sent already, its Telegram message id (to edit it), else None."""
-        async with self.engine.begin() as conn:
-            await conn.execute(
-                update(outbox)
-                .where(outbox.c.dedup_key == dedup_key, outbox.c.status == "queued")
-                .values(status="dropped", reason=reason)
-            )
-            sent = await conn.execute(
-                select(outbox.c.message_id).where(
-                    outbox.c.dedup_key == dedup_key, outbox.c.status == "sent"
-                )
-            )
-            message_id = sent.scalar_one_or_none()
-        return int(message_id) if message_id is not None else None
-
-    async def capped_sent_since(
-        self, member_id: int, since: datetime
-    ) -> list[tuple[int, datetime]]:
-        """(id, sent_at) of the capped (non-transactional) messages the member got since
-        `since`, oldest first."""
-        query = (
-            select(outbox.c.id, outbox.c.sent_at)
-            .where(
-                outbox.c.member_id == member_id,
-                outbox.c.status == "sent",
-                outbox.c.category != TRANSACTIONAL,
-                outbox.c.sent_at > since,
-            )
-            .order_by(outbox.c.sent_at)
-        )
-        async with self.reader.connect() as conn:
-            return [(row.id, row.sent_at) for row in (await conn.execute(query)).all()]
-
-    async def outcomes(self, dedup_prefix: str) -> dict[str, str]:
-        """The status of each message whose dedup key starts with `dedup_prefix`, by key."""
-        query = select(outbox.c.dedup_key, outbox.c.status).where(
-            outbox.c.dedup_key.startswith(dedup_prefix, autoescape=True)
-        )
-        async with self.reader.connect() as conn:
-            return {row.dedup_key: row.status for row in (await conn.execute(query)).all()}
-
-    async def counts(self, broadcast_id: int | None = None) -> dict[str, int]:
-        """How many messages are in each status (for one broadcast, if given)."""
-        query = select(outbox.c.status, func.count()).group_by(outbox.c.status)
-        if broadcast_id is not None:
-            query = query.where(outbox.c.broadcast_id == broadcast_id)
-        async with self.reader.connect() as conn:
-            return {status: int(n) for status, n in (await conn.execute(query)).all()}
 
 
 @dataclass(frozen=True, slots=True)
 class _Recipient:
+    language: str
     timezone: str
     unreachable: bool
     active: bool
@@ -284,6 +72,17 @@ class RateLimiter:
 
     def chat_ready_in(self, chat_id: int) -> float:
         return max(0.0, self._next_chat.get(chat_id, 0.0) - time.monotonic())
+
+    def busy_chats(self) -> set[int]:
+        """The chats whose interval has not passed yet: nothing is claimed for them."""
+        now = time.monotonic()
+        return {chat for chat, ready in self._next_chat.items() if ready > now}
+
+    def next_ready_in(self) -> float | None:
+        """Seconds until the first busy chat is free again; None when none is busy."""
+        now = time.monotonic()
+        waits = [ready - now for ready in self._next_chat.values() if ready > now]
+        return min(waits) if waits else None
 
     async def acquire(self, chat_id: int) -> None:
         now = time.monotonic()
@@ -313,8 +112,18 @@ class Sender:
         per_chat_interval: float = 1.0,
         poll_interval: float = 1.0,
         on_undelivered: Callable[[OutboxMessage], Awaitable[None]] | None = None,
+        notices: Notices | None = None,
+        holder: str = "",
     ) -> None:
         self.outbox = outbox
+        self.notices = notices  # renders the notices (kind + payload) in the member's language
+        # The epoch of this sender's claims (Outbox.take_epoch), taken at its first claim after
+        # it starts: then the claims of a sender that died are void at once.
+        self.epoch: int | None = None
+        self.holder = holder or f"sender:{id(self):x}"
+        # About a second's worth of messages per claim: a message queued meanwhile (a receipt)
+        # waits for at most that, not for a long batch to others.
+        self.batch = max(1, min(BATCH, int(rate_per_second)))
         # Told of each message that ended without reaching its chat (failed, or unreachable),
         # once its outcome is recorded: a producer may find another way (support's news).
         self.on_undelivered = on_undelivered
@@ -334,6 +143,7 @@ class Sender:
         (the database is down, say) it waits longer each time, up to a minute, and logs the
         first failure in full and then one line now and then, not a traceback a second."""
         failures = 0
+        self.epoch = None  # a new run takes a new epoch (see `drain_once`)
         while not self._stopping.is_set():
             try:
                 sent = await self.drain_once()
@@ -354,6 +164,9 @@ class Sender:
                 continue
             self.outbox.wakeup.clear()
             wait = min(self.poll_interval * 2 ** min(failures, 6), MAX_FAILURE_WAIT_S)
+            chat_free_in = self.limiter.next_ready_in()  # a busy chat may have more waiting
+            if chat_free_in is not None and not failures:
+                wait = min(wait, chat_free_in)
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._wait_for_work(), wait)
 
@@ -373,18 +186,27 @@ class Sender:
 
     def restart(self) -> None:
         self._stopping = asyncio.Event()
+        self.epoch = None
 
     async def drain(self) -> int:
         """Send everything due now (used by tests and jobs); returns how many were handled."""
         handled = 0
         while True:
             batch = await self.drain_once()
-            if not batch:
+            if batch:
+                handled += batch
+                continue
+            chat_free_in = self.limiter.next_ready_in()
+            if chat_free_in is None:
                 return handled
-            handled += batch
+            await asyncio.sleep(chat_free_in)  # a busy chat may have more waiting
 
     async def drain_once(self) -> int:
-        messages = await self.outbox.claim_due()
+        if self.epoch is None:
+            self.epoch = await self.outbox.take_epoch(self.holder)
+        messages = await self.outbox.claim_due(
+            self.batch, epoch=self.epoch, busy_chats=self.limiter.busy_chats()
+        )
         recipients = await self._recipients({m.member_id for m in messages if m.member_id})
         sending: list[asyncio.Task[None]] = []
         granted: dict[int, set[int]] = {}  # capped messages let through in this batch
@@ -395,8 +217,15 @@ class Sender:
             recipient = recipients.get(message.member_id) if message.member_id else None
             if not await self._allowed_now(message, recipient, granted):
                 continue
+            if message.kind is not None:
+                rendered = await self._render(message, recipient)
+                if rendered is None:
+                    continue
+                message = replace(message, text=rendered)
             if message.category != TRANSACTIONAL and message.member_id is not None:
                 granted.setdefault(message.member_id, set()).add(message.message_id)
+            # At most one message per chat is claimed, and none for a busy chat: this waits
+            # for the overall rate only.
             await self.limiter.acquire(message.chat_id)
             sending.append(asyncio.create_task(self._send(message)))
             if len(sending) >= 32:
@@ -406,6 +235,22 @@ class Sender:
             await asyncio.gather(*sending)
         return len(messages)
 
+    async def _render(self, message: OutboxMessage, recipient: _Recipient | None) -> str | None:
+        """A notice's text in its member's language; None (and recorded) if it cannot be."""
+        if self.notices is None or recipient is None or message.kind is None:
+            await self.outbox.record(message.message_id, "failed", reason="cannot render")
+            return None
+        try:
+            return self.notices.render(
+                message.kind, message.payload or {}, recipient.language, recipient.timezone
+            )
+        except Exception as error:
+            log.exception("outbox: notice %s could not be rendered", message.kind)
+            await self.outbox.record(
+                message.message_id, "failed", reason=f"render: {type(error).__name__}"
+            )
+            return None
+
     async def _recipients(self, member_ids: set[int]) -> dict[int, _Recipient]:
         if not member_ids:
             return {}
@@ -413,6 +258,7 @@ class Sender:
             rows = (await conn.execute(select(members).where(members.c.id.in_(member_ids)))).all()
         return {
             row.id: _Recipient(
+                language=row.language,
                 timezone=row.timezone,
                 unreachable=row.unreachable,
                 active=row.status == "active",
@@ -557,53 +403,4 @@ def quiet_hours_end(now: datetime, timezone: str, rules: MessageRules) -> dateti
     return datetime.combine(end_day, end, tzinfo=zone)
 
 
-def _message(row: Any) -> OutboxMessage:
-    return OutboxMessage(
-        message_id=row.id,
-        dedup_key=row.dedup_key,
-        member_id=row.member_id,
-        chat_id=row.chat_id,
-        category=row.category,
-        priority=row.priority,
-        text=row.text,
-        reply_markup=json.loads(row.reply_markup) if row.reply_markup else None,
-        not_before=row.not_before,
-        expires_at=row.expires_at,
-        attempts=row.attempts,
-        broadcast_id=row.broadcast_id,
-    )
-
-
-__all__: Sequence[str] = [
-    "TRANSACTIONAL",
-    "Outbox",
-    "OutboxMessage",
-    "Sender",
-    "erase_member_messages",
-    "quiet_hours_end",
-]
-
-
-def erase_member_messages(
-    conn: Connection, member_id: int, *, about: Sequence[str] = ()
-) -> None:
-    """A member erased their data: the messages to them (their chat id and texts: unsent ones
-    are dropped) and those about them to others (keys starting with one of `about`, given by
-    whoever made those keys) keep no text, buttons or chat id of theirs."""
-    patterns = [_escaped(prefix) + "%" for prefix in about]
-    to_or_about = or_(
-        outbox.c.member_id == member_id,
-        *(outbox.c.dedup_key.like(pattern, escape="\\") for pattern in patterns),
-    )
-    conn.execute(
-        update(outbox)
-        .where(to_or_about, outbox.c.status == "queued")
-        .values(status="dropped", reason="the member deleted their data")
-    )
-    conn.execute(update(outbox).where(to_or_about).values(text="", reply_markup=None))
-    conn.execute(update(outbox).where(outbox.c.member_id == member_id).values(chat_id=0))
-
-
-def _escaped(text: str) -> str:
-    """`text` matched literally by LIKE ... ESCAPE '\\'."""
-    return text.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
+__all__: Sequence[str] = ["RateLimiter", "Sender", "quiet_hours_end"]

@@ -1,9 +1,12 @@
 """Messages the bot starts on its own, rendered in the member's language and handed to the
-outbox (scheduler.outbox), the one delivery path. Receipts are transactional: never capped."""
+outbox (messaging.outbox), the one delivery path. The notices a ledger operation causes (the
+receipts, a referral reward) are written by the operation itself (storage/notices.py) and
+rendered when they are sent (messaging/notices.py)."""
 
 from __future__ import annotations
 
 from collections.abc import Callable
+from dataclasses import dataclass
 from datetime import datetime, timedelta
 
 from aiogram.utils.i18n import I18n
@@ -12,21 +15,20 @@ from sqlalchemy import Connection
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from cards.render import format_card_number
-from handlers.common import (
-    StaffLanguage,
+from ledger.service import LedgerService
+from ledger.views import Burnt, MemberView
+from messaging.languages import StaffLanguage
+from messaging.outbox import Outbox, OutboxMessage
+from messaging.texts import (
     count_text,
     date_text,
     points_text,
-    roubles_text,
     shorten,
     signed_text,
     tier_text,
 )
-from ledger.service import LedgerService
-from ledger.views import Burnt, MemberView, PurchaseResult, RefundResult
-from scheduler.due import BurnWarning, Recipient, TierNews
-from scheduler.outbox import TRANSACTIONAL, Outbox, OutboxMessage
 from staff.roles import StaffService
+from storage.notices import write_notice
 from support.tickets import Ticket, TicketService
 
 NEWS = "ticket:new:"  # the dedup keys of support's news: ticket:new:<ticket>:<staff id>
@@ -36,56 +38,21 @@ IN_FLIGHT = frozenset({"sent", "queued", "sending"})  # delivered, or may still 
 BURNT_NEWS_LIFETIME = timedelta(days=3)
 
 
+@dataclass(frozen=True, slots=True)
+class Recipient:
+    """A member as the messages to them need them."""
+
+    member_id: int
+    telegram_id: int | None  # None: nobody to tell (imported, or left Telegram)
+    language: str
+    timezone: str
+
+
 class Notifier:
     def __init__(self, i18n: I18n, ledger: LedgerService, outbox: Outbox) -> None:
         self.i18n = i18n
         self.ledger = ledger
         self.outbox = outbox
-
-    async def purchase_receipt(
-        self, result: PurchaseResult, amount_kopecks: int, *, shop_receipt: bool = True
-    ) -> bool:
-        """Queue the receipt for a purchase (and the inviter's news of a referral reward it
-        paid); False if the member cannot be messaged. `shop_receipt`: the receipt id is the
-        shop's own (a till's), which the member can match with the paper receipt; a sale
-        recorded in the bot has only an internal id, not shown."""
-        await self.referral_reward(result)
-        member = await self.ledger.get_member(result.member_id)
-        if member.telegram_id is None or not member.is_active:
-            return False
-        with self.i18n.context(), self.i18n.use_locale(member.language):
-            amount = roubles_text(amount_kopecks)
-            lines = [
-                _("receipt-purchase").format(receipt=result.receipt_id, amount=amount)
-                if shop_receipt
-                else _("receipt-purchase-in-bot").format(amount=amount)
-            ]
-            if result.redeemed:
-                lines.append(_("receipt-redeemed").format(points=points_text(result.redeemed)))
-            if result.accrued:
-                key = "receipt-earned-pending" if self.ledger.rules.hold_days else "receipt-earned"
-                lines.append(_(key).format(points=points_text(result.accrued)))
-            lines.append(_("receipt-balance").format(points=points_text(result.balance)))
-            lines += await self._tier_lines(member, result.tier, result.previous_tier)
-            text = "\n".join(lines)
-        return await self.outbox.enqueue(
-            dedup_key=f"receipt:purchase:{result.receipt_id}",
-            chat_id=member.telegram_id,
-            member_id=member.member_id,
-            text=text,
-            category=TRANSACTIONAL,
-        )
-
-    async def referral_reward(self, result: PurchaseResult) -> bool:
-        """Tell the inviter their friend's first purchase earned them the referral reward."""
-        if result.rewarded_inviter is None:
-            return False
-        points = self.ledger.rules.referral.inviter_points
-        return await self._tell_member(
-            result.rewarded_inviter,
-            f"referral:{result.member_id}",  # one reward per invited member
-            lambda balance: count_text("referral-rewarded", points, balance=balance),
-        )
 
     async def _tell_member(
         self, member_id: int, dedup_key: str, render: Callable[[str], str]
@@ -102,81 +69,59 @@ class Notifier:
             dedup_key=dedup_key, chat_id=member.telegram_id, member_id=member_id, text=text
         )
 
-    async def refund_receipt(self, result: RefundResult) -> bool:
-        member = await self.ledger.get_member(result.member_id)
-        if member.telegram_id is None or not member.is_active:
-            return False
-        with self.i18n.context(), self.i18n.use_locale(member.language):
-            lines = [_("receipt-refund").format(refund=result.refund_id, receipt=result.receipt_id)]
-            if result.reversed:
-                lines.append(_("receipt-reversed").format(points=points_text(result.reversed)))
-            if result.returned:
-                lines.append(_("receipt-returned").format(points=points_text(result.returned)))
-            lines.append(_("receipt-balance").format(points=points_text(result.balance)))
-            if result.debt:
-                lines.append(_("receipt-debt").format(points=points_text(result.debt)))
-            text = "\n".join(lines)
-        return await self.outbox.enqueue(
-            dedup_key=f"receipt:refund:{result.refund_id}",
-            chat_id=member.telegram_id,
-            member_id=member.member_id,
-            text=text,
-            category=TRANSACTIONAL,
-        )
-
-    async def burn_warning(self, warning: BurnWarning) -> bool:
-        """Queue "N points burn on DATE"; a warning already queued for this date and threshold
-        is not queued again."""
-        recipient = warning.recipient
+    async def burn_warning(
+        self,
+        recipient: Recipient,
+        points: int,
+        burns_at: datetime,
+        *,
+        dedup_key: str,
+        relevant_until: datetime,
+    ) -> bool:
+        """Queue "N points burn on DATE"; a warning already queued under `dedup_key` (this
+        date and threshold) is not queued again."""
         if recipient.telegram_id is None:
             return False
         with self.i18n.context(), self.i18n.use_locale(recipient.language):
-            text = count_text(
-                "burn-warning",
-                warning.points,
-                date=date_text(warning.burns_at, recipient.timezone),
-            )
+            text = count_text("burn-warning", points, date=date_text(burns_at, recipient.timezone))
         return await self.outbox.enqueue(
-            dedup_key=warning.dedup_key,
+            dedup_key=dedup_key,
             chat_id=recipient.telegram_id,
             member_id=recipient.member_id,
             text=text,
             category="reminder",
-            expires_at=warning.relevant_until,
+            expires_at=relevant_until,
         )
 
-    def points_burnt(self, conn: Connection, recipient: Recipient, burnt: Burnt) -> bool:
+    def points_burnt(self, conn: Connection, recipient: Recipient, burnt: Burnt) -> None:
         """Queue "N points burnt on DATE; balance M" in the burn's transaction (so a burn is
-        never without its notice, nor a notice without its burn). A reminder, as the burn
-        warnings: its opt-out, quiet hours and the weekly cap apply."""
+        never without its notice, nor a notice without its burn), as a notice rendered when it
+        is sent. A reminder, as the burn warnings: its opt-out, quiet hours and the weekly cap
+        apply."""
         now = self.ledger.clock.now()
-        with self.i18n.context(), self.i18n.use_locale(recipient.language):
-            text = count_text(
-                "points-burnt",
-                burnt.points,
-                date=date_text(now, recipient.timezone),
-                balance=points_text(burnt.balance),
-            )
         assert recipient.telegram_id is not None
-        return self.outbox.enqueue_in(
+        write_notice(
             conn,
+            kind="points-burnt",
+            payload={"points": burnt.points, "balance": burnt.balance, "at": now.isoformat()},
             dedup_key=f"burnt:{recipient.member_id}:{now.isoformat()}",
-            chat_id=recipient.telegram_id,
             member_id=recipient.member_id,
-            text=text,
+            chat_id=recipient.telegram_id,
+            now=now,
             category="reminder",
             expires_at=now + BURNT_NEWS_LIFETIME,
         )
 
-    async def tier_up(self, news: TierNews, conn: AsyncConnection, today: str) -> bool:
-        recipient = news.recipient
+    async def tier_up(
+        self, recipient: Recipient, tier_name: str, conn: AsyncConnection, today: str
+    ) -> bool:
         if recipient.telegram_id is None:
             return False
-        tier = self.ledger.rules.tier(news.tier)
+        tier = self.ledger.rules.tier(tier_name)
         with self.i18n.context(), self.i18n.use_locale(recipient.language):
-            text = _("tier-up").format(tier=tier_text(news.tier), rate=tier.rub_per_point)
+            text = _("tier-up").format(tier=tier_text(tier_name), rate=tier.rub_per_point)
         return await self.outbox.enqueue(
-            dedup_key=f"tier:{recipient.member_id}:{news.tier}:{today}",
+            dedup_key=f"tier:{recipient.member_id}:{tier_name}:{today}",
             chat_id=recipient.telegram_id,
             member_id=recipient.member_id,
             text=text,
@@ -252,7 +197,7 @@ class Notifier:
         self, ticket: Ticket, member: MemberView, staff: list[tuple[int, str]]
     ) -> int:
         """Tell support (each of `staff`: their Telegram id and language, see
-        handlers.common.StaffLanguage) about a new request; how many messages were queued."""
+        messaging.languages.StaffLanguage) about a new request; how many messages were queued."""
         queued = 0
         for staff_id, language in staff:
             with self.i18n.context(), self.i18n.use_locale(language):
@@ -268,18 +213,6 @@ class Notifier:
                 text=text,
             )
         return queued
-
-    async def _tier_lines(self, member: MemberView, tier: str, previous: str) -> list[str]:
-        """Progress to the next tier; reaching a tier is announced separately as tier news."""
-        lines = []
-        view = await self.ledger.balance(member.member_id)
-        if view.next_tier:
-            lines.append(
-                _("receipt-next-tier").format(
-                    amount=roubles_text(view.to_next_tier), tier=tier_text(view.next_tier)
-                )
-            )
-        return lines
 
 
 def news_prefix(ticket_id: int) -> str:

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import time
 from datetime import UTC, datetime, timedelta
 
 import pytest
@@ -12,10 +14,11 @@ from emulator import FaultKind
 from ledger.clock import ManualClock
 from ledger.rules import Rules
 from ledger.service import LedgerService
-from scheduler.outbox import Outbox, Sender
+from messaging.outbox import Outbox
+from messaging.sender import Sender
 from storage.schema import members, outbox
 from tests.conftest import Phones
-from tests.scheduler.conftest import Delivery
+from tests.messaging.conftest import Delivery
 
 NOON_MSK = datetime(2026, 3, 2, 9, 0, tzinfo=UTC)
 
@@ -287,3 +290,80 @@ async def test_while_batches_fail_the_sender_waits_longer_and_logs_less(
     records = [r for r in caplog.records if r.name == "loyalty.outbox"]
     assert sum(r.exc_info is not None for r in records) == 1  # one traceback, the first
     assert len(records) <= 4  # then a line at the 2nd, 4th and 8th failure
+
+
+async def test_one_members_backlog_does_not_delay_another_members_receipt(
+    delivery: Delivery, phones: Phones
+) -> None:
+    """60 messages queued for one chat go out one a second (Telegram's per-chat limit); a
+    receipt for another chat queued after them goes out at once, not ~59 s later."""
+    busy = await _member(delivery, phones, 701)
+    other = await _member(delivery, phones, 702)
+    for i in range(60):
+        await delivery.outbox.enqueue(
+            dedup_key=f"busy:{i}", chat_id=701, member_id=busy, text=f"busy {i}"
+        )
+    sender = Sender(
+        delivery.outbox,
+        delivery.bot,
+        delivery.sender.rules,
+        rate_per_second=25,
+        per_chat_interval=1.0,
+    )
+    running = asyncio.create_task(sender.run())
+    try:
+        await delivery.emulator.user(701).wait_message(timeout=5)  # the backlog is going out
+        started = time.monotonic()
+        await delivery.outbox.enqueue(
+            dedup_key="receipt:other", chat_id=702, member_id=other, text="Receipt"
+        )
+        receipt = await delivery.emulator.user(702).wait_message(timeout=10)
+        waited = time.monotonic() - started
+    finally:
+        sender.stop()
+        await running
+    assert receipt.text == "Receipt"
+    assert waited < 2.0, f"the receipt waited {waited:.1f} s behind another chat's backlog"
+    assert len(delivery.emulator.user(701).messages) < 10  # the backlog still paced
+
+
+async def test_a_sender_that_takes_over_sends_what_a_dead_one_had_claimed_at_once(
+    delivery: Delivery, phones: Phones
+) -> None:
+    """A sender killed mid-delivery leaves its claims `sending`; the next one (a new leader,
+    a restart) voids them at its first look instead of waiting out CLAIM_TIMEOUT."""
+    ids = [await _member(delivery, phones, 720 + i) for i in range(5)]
+    for i, member_id in enumerate(ids):
+        await delivery.outbox.enqueue(
+            dedup_key=f"d{i}", chat_id=720 + i, member_id=member_id, text=f"message {i}"
+        )
+
+    class Stuck:
+        """A bot whose sends never come back: the process is killed while they are on the way."""
+
+        calls = 0
+
+        async def send_message(self, *args: object, **kwargs: object) -> None:
+            Stuck.calls += 1
+            await asyncio.Event().wait()
+
+    dead = Sender(
+        delivery.outbox,
+        Stuck(),  # type: ignore[arg-type]
+        delivery.sender.rules,
+        rate_per_second=1000,
+        per_chat_interval=0.0,
+    )
+    running = asyncio.create_task(dead.run())
+    for _ in range(500):  # until all five are on their way
+        if Stuck.calls == 5:
+            break
+        await asyncio.sleep(0.01)
+    running.cancel()  # SIGKILL: nothing more of it runs, its claims stay
+    with contextlib.suppress(asyncio.CancelledError):
+        await running
+    assert set((await _statuses(delivery.outbox)).values()) == {"sending"}
+    successor = Sender(delivery.outbox, delivery.bot, delivery.sender.rules, per_chat_interval=0.0)
+    assert await successor.drain() == 5  # the same moment: no 5 minutes' wait
+    assert [len(delivery.emulator.user(720 + i).messages) for i in range(5)] == [1] * 5
+    assert set((await _statuses(delivery.outbox)).values()) == {"sent"}

@@ -1,0 +1,310 @@
+"""The queue of every message the bot starts on its own: its table operations.
+
+Producers `enqueue` a rendered message, or write a notice (a kind and its data, rendered in
+the member's language when it is sent: messaging/notices.py), with a dedup key; a message
+already queued under that key is not queued again, so a job that runs twice or a retried
+request never sends twice. The sender (messaging/sender.py) claims what is due and records
+each outcome: sent, skipped_optout, skipped_unreachable, dropped or failed, with a reason.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+from collections.abc import Collection, Sequence
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Any
+
+from sqlalchemy import Connection, func, or_, select, update
+from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
+
+from ledger.clock import Clock, SystemClock
+from storage.engine import readonly
+from storage.notices import PRIORITY, TRANSACTIONAL
+from storage.schema import outbox, outbox_lease
+
+log = logging.getLogger("loyalty.outbox")
+
+OPT_OUT_FIELD = {"reminder": "notify_reminders", "tier": "notify_tier", "offer": "notify_offers"}
+CAP_WINDOW = timedelta(days=7)
+BATCH = 200
+# A message claimed by a sender that died before recording the outcome is retried after this,
+# or as soon as a sender of a later epoch (one that took over) claims (see `claim_due`).
+CLAIM_TIMEOUT = timedelta(minutes=5)
+
+
+@dataclass(frozen=True, slots=True)
+class OutboxMessage:
+    message_id: int
+    dedup_key: str
+    member_id: int | None
+    chat_id: int
+    category: str
+    priority: int
+    text: str
+    reply_markup: dict[str, Any] | None
+    not_before: datetime
+    expires_at: datetime | None
+    attempts: int
+    broadcast_id: int | None
+    kind: str | None = None  # a notice: rendered from `payload` when sent (messaging/notices.py)
+    payload: dict[str, Any] | None = None
+
+
+class Outbox:
+    """The queue itself: enqueue, claim what is due, record outcomes."""
+
+    def __init__(self, engine: AsyncEngine, clock: Clock | None = None) -> None:
+        self.engine = engine
+        self.reader = readonly(engine)
+        self.clock: Clock = clock or SystemClock()
+        self.wakeup = asyncio.Event()
+
+    async def enqueue(
+        self,
+        *,
+        dedup_key: str,
+        chat_id: int,
+        text: str,
+        category: str = TRANSACTIONAL,
+        member_id: int | None = None,
+        not_before: datetime | None = None,
+        expires_at: datetime | None = None,
+        reply_markup: dict[str, Any] | None = None,
+        broadcast_id: int | None = None,
+        conn: AsyncConnection | None = None,
+    ) -> bool:
+        """Queue a message; False when one with this dedup key exists already."""
+        statement = self._insert(
+            dedup_key=dedup_key,
+            member_id=member_id,
+            chat_id=chat_id,
+            category=category,
+            text=text,
+            reply_markup=json.dumps(reply_markup) if reply_markup else None,
+            not_before=not_before,
+            expires_at=expires_at,
+            broadcast_id=broadcast_id,
+        )
+        if conn is not None:
+            added = (await conn.execute(statement)).scalar_one_or_none()
+        else:
+            async with self.engine.begin() as own:
+                added = (await own.execute(statement)).scalar_one_or_none()
+        if added is not None:
+            self.wakeup.set()
+        return added is not None
+
+    def _insert(self, *, category: str, not_before: datetime | None = None, **values: Any) -> Any:
+        if category not in PRIORITY:
+            raise ValueError(f"unknown message category {category!r}")
+        now = self.clock.now()
+        insert = postgresql.insert if self.engine.dialect.name == "postgresql" else sqlite.insert
+        return (
+            insert(outbox)
+            .values(
+                category=category,
+                priority=PRIORITY[category],
+                not_before=not_before or now,
+                created_at=now,
+                **values,
+            )
+            .on_conflict_do_nothing(index_elements=[outbox.c.dedup_key])
+            .returning(outbox.c.id)
+        )
+
+    async def take_epoch(self, holder: str) -> int:
+        """The next sender epoch: a sender that starts (a new leader, a restart) takes one,
+        and its first claim voids the claims of every older epoch at once."""
+        insert = postgresql.insert if self.engine.dialect.name == "postgresql" else sqlite.insert
+        statement = insert(outbox_lease).values(
+            id=1, epoch=1, holder=holder[:64], taken_at=self.clock.now()
+        )
+        statement = statement.on_conflict_do_update(
+            index_elements=[outbox_lease.c.id],
+            set_={
+                "epoch": outbox_lease.c.epoch + 1,
+                "holder": statement.excluded.holder,
+                "taken_at": statement.excluded.taken_at,
+            },
+        ).returning(outbox_lease.c.epoch)
+        async with self.engine.begin() as conn:
+            return int((await conn.execute(statement)).scalar_one())
+
+    async def claim_due(
+        self,
+        limit: int = BATCH,
+        *,
+        epoch: int | None = None,
+        busy_chats: Collection[int] = (),
+    ) -> list[OutboxMessage]:
+        """Take up to `limit` due messages, highest priority first, at most one per chat and
+        none for `busy_chats` (whose per-chat interval has not passed), marking them `sending`
+        under `epoch` so that no other sender takes them too. One busy chat's backlog then
+        never holds up another chat's message.
+
+        Claims of a sender that died become due again: at once when this sender's epoch is
+        later than theirs, else after CLAIM_TIMEOUT."""
+        now = self.clock.now()
+        void = outbox.c.not_before <= now - CLAIM_TIMEOUT
+        if epoch is not None:
+            void = or_(void, outbox.c.claim_epoch.is_(None), outbox.c.claim_epoch < epoch)
+        due = [outbox.c.status == "queued", outbox.c.not_before <= now]
+        if busy_chats:
+            due.append(outbox.c.chat_id.not_in(list(busy_chats)))
+        rank = (
+            func.row_number()
+            .over(
+                partition_by=outbox.c.chat_id,
+                order_by=(outbox.c.priority.desc(), outbox.c.not_before, outbox.c.id),
+            )
+            .label("rank")
+        )
+        ranked = select(outbox.c.id, outbox.c.priority, outbox.c.not_before, rank)
+        firsts = ranked.where(*due).subquery()
+        chosen = (
+            select(firsts.c.id)
+            .where(firsts.c.rank == 1)
+            .order_by(firsts.c.priority.desc(), firsts.c.not_before, firsts.c.id)
+            .limit(limit)
+        )
+        async with self.engine.begin() as conn:
+            await conn.execute(
+                update(outbox).where(outbox.c.status == "sending", void).values(status="queued")
+            )
+            ids = (await conn.execute(chosen)).scalars().all()
+            if not ids:
+                return []
+            # Only rows still queued: another sender may have claimed one meanwhile.
+            rows = (
+                await conn.execute(
+                    update(outbox)
+                    .where(outbox.c.id.in_(ids), outbox.c.status == "queued")
+                    .values(status="sending", not_before=now, claim_epoch=epoch)
+                    .returning(*outbox.c)
+                )
+            ).all()
+        rows.sort(key=lambda row: (-row.priority, row.id))
+        return [_message(row) for row in rows]
+
+    async def record(
+        self,
+        message_id: int,
+        status: str,
+        *,
+        reason: str | None = None,
+        telegram_message_id: int | None = None,
+        not_before: datetime | None = None,
+        attempt: bool = False,
+    ) -> None:
+        values: dict[str, Any] = {"status": status, "reason": reason}
+        if status == "sent":
+            values["sent_at"] = self.clock.now()
+            values["message_id"] = telegram_message_id
+        if not_before is not None:
+            values["not_before"] = not_before
+        if attempt:
+            values["attempts"] = outbox.c.attempts + 1
+        async with self.engine.begin() as conn:
+            await conn.execute(update(outbox).where(outbox.c.id == message_id).values(**values))
+
+    async def withdraw(self, dedup_key: str, reason: str) -> int | None:
+        """A message that no longer makes sense (a request that ended): dropped if still
+        queued; if sent already, its Telegram message id (to edit it), else None."""
+        async with self.engine.begin() as conn:
+            await conn.execute(
+                update(outbox)
+                .where(outbox.c.dedup_key == dedup_key, outbox.c.status == "queued")
+                .values(status="dropped", reason=reason)
+            )
+            sent = await conn.execute(
+                select(outbox.c.message_id).where(
+                    outbox.c.dedup_key == dedup_key, outbox.c.status == "sent"
+                )
+            )
+            message_id = sent.scalar_one_or_none()
+        return int(message_id) if message_id is not None else None
+
+    async def capped_sent_since(
+        self, member_id: int, since: datetime
+    ) -> list[tuple[int, datetime]]:
+        """(id, sent_at) of the capped (non-transactional) messages the member got since
+        `since`, oldest first."""
+        query = (
+            select(outbox.c.id, outbox.c.sent_at)
+            .where(
+                outbox.c.member_id == member_id,
+                outbox.c.status == "sent",
+                outbox.c.category != TRANSACTIONAL,
+                outbox.c.sent_at > since,
+            )
+            .order_by(outbox.c.sent_at)
+        )
+        async with self.reader.connect() as conn:
+            return [(row.id, row.sent_at) for row in (await conn.execute(query)).all()]
+
+    async def outcomes(self, dedup_prefix: str) -> dict[str, str]:
+        """The status of each message whose dedup key starts with `dedup_prefix`, by key."""
+        query = select(outbox.c.dedup_key, outbox.c.status).where(
+            outbox.c.dedup_key.startswith(dedup_prefix, autoescape=True)
+        )
+        async with self.reader.connect() as conn:
+            return {row.dedup_key: row.status for row in (await conn.execute(query)).all()}
+
+    async def counts(self, broadcast_id: int | None = None) -> dict[str, int]:
+        """How many messages are in each status (for one broadcast, if given)."""
+        query = select(outbox.c.status, func.count()).group_by(outbox.c.status)
+        if broadcast_id is not None:
+            query = query.where(outbox.c.broadcast_id == broadcast_id)
+        async with self.reader.connect() as conn:
+            return {status: int(n) for status, n in (await conn.execute(query)).all()}
+
+
+def _message(row: Any) -> OutboxMessage:
+    return OutboxMessage(
+        message_id=row.id,
+        dedup_key=row.dedup_key,
+        member_id=row.member_id,
+        chat_id=row.chat_id,
+        category=row.category,
+        priority=row.priority,
+        text=row.text,
+        reply_markup=json.loads(row.reply_markup) if row.reply_markup else None,
+        not_before=row.not_before,
+        expires_at=row.expires_at,
+        attempts=row.attempts,
+        broadcast_id=row.broadcast_id,
+        kind=row.kind,
+        payload=json.loads(row.payload) if row.payload else None,
+    )
+
+
+__all__: Sequence[str] = ["TRANSACTIONAL", "Outbox", "OutboxMessage", "erase_member_messages"]
+
+
+def erase_member_messages(conn: Connection, member_id: int, *, about: Sequence[str] = ()) -> None:
+    """A member erased their data: the messages to them (their chat id, texts and notice
+    payloads: unsent ones are dropped) and those about them to others (keys starting with one
+    of `about`, given by whoever made those keys) keep nothing of theirs."""
+    patterns = [_escaped(prefix) + "%" for prefix in about]
+    to_or_about = or_(
+        outbox.c.member_id == member_id,
+        *(outbox.c.dedup_key.like(pattern, escape="\\") for pattern in patterns),
+    )
+    conn.execute(
+        update(outbox)
+        .where(to_or_about, outbox.c.status == "queued")
+        .values(status="dropped", reason="the member deleted their data")
+    )
+    conn.execute(
+        update(outbox).where(to_or_about).values(text="", reply_markup=None, payload=None)
+    )
+    conn.execute(update(outbox).where(outbox.c.member_id == member_id).values(chat_id=0))
+
+
+def _escaped(text: str) -> str:
+    """`text` matched literally by LIKE ... ESCAPE '\\'."""
+    return text.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
