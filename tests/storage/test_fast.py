@@ -231,13 +231,12 @@ async def test_a_read_after_a_deferred_write_in_the_same_transaction_sees_it(
     db.close()
 
 
+@pytest.mark.parametrize("backend", ["postgresql"])  # a server restart: PostgreSQL's alone
 async def test_after_postgresql_drops_every_connection_the_next_write_succeeds(
     engine: AsyncEngine,
 ) -> None:
     """A restarted server: the first statement on an old connection fails, the whole pool is
     dropped, and the write runs again on a fresh connection (storage.engine: no pre-ping)."""
-    if engine.dialect.name != "postgresql":
-        pytest.skip("a PostgreSQL server restart")
     db, member_id = await _with_member(engine, "120000000004")
     # Several pooled connections, all held at once, then given back.
     held = [await engine.connect() for _ in range(3)]
