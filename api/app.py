@@ -43,7 +43,6 @@ from ledger.errors import (
 from ledger.service import LedgerService
 from ledger.views import MemberView
 from messaging.notifier import Notifier
-from staff.audit import AuditLog
 from staff.sales import ConfirmationService
 from usecases.sales import Purchase, Sales, record_purchase, record_refund
 
@@ -92,7 +91,6 @@ def build_api(services: ApiServices) -> web.Application:
     ledger = services.ledger
     sales = Sales(
         ledger=ledger,
-        audit=AuditLog(ledger.engine, ledger.clock),
         confirmations=services.confirmations or ConfirmationService(ledger.engine, ledger.clock),
         notifier=services.notifier,
     )

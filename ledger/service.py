@@ -71,6 +71,7 @@ from ledger.views import (
     TierChange,
 )
 from storage import phone_hashes
+from storage.audit import write_audit
 from storage.engine import readonly
 from storage.fast import Fast, later
 from storage.notices import write_notice
@@ -569,6 +570,7 @@ class LedgerService:
         redeem_points: int = 0,
         actor: str | None = None,
         shop_receipt: bool = True,
+        audit_action: str | None = None,
     ) -> PurchaseResult:
         """Record a purchase: redeem, then earn on the money part. Idempotent on receipt_id.
 
@@ -576,7 +578,9 @@ class LedgerService:
         format, looked up inside the purchase's own transaction (as `find_member` does).
         The member's receipt is queued in the same transaction (a notice); `shop_receipt`: the
         receipt id is the shop's own (a till's), which the member can match with the paper
-        receipt; a sale recorded in the bot has only an internal id, not shown."""
+        receipt; a sale recorded in the bot has only an internal id, not shown. With
+        `audit_action`, the sale's audit record (by `actor`) is written in the same transaction
+        too (a retry, which changes nothing, writes none)."""
         _check_reference(receipt_id, "receipt_id")
         if amount_kopecks <= 0 or amount_kopecks > policy.MAX_AMOUNT_KOPECKS:
             raise InvalidAmount("amount must be positive", value=amount_kopecks)
@@ -681,6 +685,20 @@ class LedgerService:
                         "spend": spend_before + money,
                     },
                 )
+            if audit_action is not None:
+                write_audit(
+                    conn,
+                    actor=actor or "",
+                    action=audit_action,
+                    target=f"member:{member_id}",
+                    details={
+                        "receipt_id": receipt_id,
+                        "amount": amount_kopecks,
+                        "redeemed": redeem_points,
+                        "accrued": accrued,
+                    },
+                    now=now,
+                )
             return {
                 "receipt_id": receipt_id,
                 "member_id": member_id,
@@ -707,10 +725,17 @@ class LedgerService:
         return PurchaseResult(**result, replayed=replayed)
 
     async def refund(
-        self, *, refund_id: str, receipt_id: str, amount_kopecks: int, actor: str | None = None
+        self,
+        *,
+        refund_id: str,
+        receipt_id: str,
+        amount_kopecks: int,
+        actor: str | None = None,
+        audit_action: str | None = None,
     ) -> RefundResult:
         """Refund part or all of a purchase: take back earned points pro rata and give back
-        the points that paid for the refunded part. Idempotent on refund_id."""
+        the points that paid for the refunded part. Idempotent on refund_id. The member's
+        notice, and with `audit_action` the audit record, are written in the same transaction."""
         _check_reference(refund_id, "refund_id")
         _check_reference(receipt_id, "receipt_id")
         if amount_kopecks <= 0 or amount_kopecks > policy.MAX_AMOUNT_KOPECKS:
@@ -796,6 +821,21 @@ class LedgerService:
                         "balance": totals.balance,
                         "debt": totals.debt,
                     },
+                )
+            if audit_action is not None:
+                write_audit(
+                    conn,
+                    actor=actor or "",
+                    action=audit_action,
+                    target=f"member:{member_id}",
+                    details={
+                        "refund_id": refund_id,
+                        "receipt_id": receipt_id,
+                        "amount": amount_kopecks,
+                        "reversed": reverse,
+                        "returned": give_back,
+                    },
+                    now=now,
                 )
             return {
                 "refund_id": refund_id,

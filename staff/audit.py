@@ -11,6 +11,7 @@ from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from ledger.clock import Clock, SystemClock
+from storage.audit import audit_values
 from storage.schema import audit_log
 
 
@@ -40,14 +41,14 @@ class AuditLog:
         **details: Any,
     ) -> None:
         """Append one record (inside `conn`'s transaction when given)."""
-        values = {
-            "actor": actor,
-            "action": action,
-            "target": target,
-            "reason": reason,
-            "details": json.dumps(details, sort_keys=True, default=str) if details else None,
-            "created_at": self.clock.now(),
-        }
+        values = audit_values(
+            actor=actor,
+            action=action,
+            target=target,
+            reason=reason,
+            details=details,
+            now=self.clock.now(),
+        )
         if conn is not None:
             await conn.execute(audit_log.insert().values(**values))
             return

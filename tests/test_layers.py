@@ -25,8 +25,6 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
-import pytest
-
 from tests.conftest import ROOT
 
 LAYERS: tuple[tuple[str, ...], ...] = (

@@ -31,7 +31,6 @@ from ledger.views import MemberView, PurchaseResult, RefundResult
 from messaging.notifier import Notifier
 from messaging.outbox import TRANSACTIONAL
 from messaging.texts import points_text, roubles_text
-from staff.audit import AuditLog
 from staff.sales import ConfirmationService, RedemptionRequest
 
 log = logging.getLogger("loyalty.sales")
@@ -39,10 +38,10 @@ log = logging.getLogger("loyalty.sales")
 
 @dataclass(frozen=True, slots=True)
 class Sales:
-    """What a sale needs. `notifier` None: no receipts and nobody to ask (an API on its own)."""
+    """What a sale needs. `notifier` None: nobody to ask for a large redemption (an API on its
+    own); receipts and audit records the ledger writes with the sale."""
 
     ledger: LedgerService
-    audit: AuditLog
     confirmations: ConfirmationService
     notifier: Notifier | None = None
 
@@ -63,9 +62,9 @@ class Purchase:
 
 
 async def record_purchase(sales: Sales, actor: str, purchase: Purchase) -> PurchaseResult:
-    """Record the purchase (the ledger writes the member's receipt in the same transaction)
-    and audit it (once: a replay is not a new sale). The ledger's refusals (LedgerError) come
-    through unchanged."""
+    """Record the purchase; the ledger writes the member's receipt and the sale's audit record
+    in the purchase's own transaction (a replay writes neither again). The ledger's refusals
+    (LedgerError) come through unchanged."""
     result = await sales.ledger.purchase(
         receipt_id=purchase.receipt_id,
         member_id=purchase.member_id,
@@ -74,39 +73,22 @@ async def record_purchase(sales: Sales, actor: str, purchase: Purchase) -> Purch
         redeem_points=purchase.redeem,
         actor=actor,
         shop_receipt=purchase.shop_receipt,  # the receipt is written with the purchase
+        audit_action="cashier.purchase",  # and so is its audit record
     )
-    if not result.replayed:
-        await sales.audit.record(
-            actor,
-            "cashier.purchase",
-            target=f"member:{result.member_id}",
-            receipt_id=purchase.receipt_id,
-            amount=purchase.amount,
-            redeemed=result.redeemed,
-            accrued=result.accrued,
-        )
     return result
 
 
 async def record_refund(
     sales: Sales, actor: str, *, refund_id: str, receipt_id: str, amount: int
 ) -> RefundResult:
-    """Record the refund (its notice to the member written with it) and audit it (once)."""
-    result = await sales.ledger.refund(
-        refund_id=refund_id, receipt_id=receipt_id, amount_kopecks=amount, actor=actor
+    """Record the refund; its notice to the member and its audit record are written with it."""
+    return await sales.ledger.refund(
+        refund_id=refund_id,
+        receipt_id=receipt_id,
+        amount_kopecks=amount,
+        actor=actor,
+        audit_action="cashier.refund",
     )
-    if not result.replayed:
-        await sales.audit.record(
-            actor,
-            "cashier.refund",
-            target=f"member:{result.member_id}",
-            refund_id=refund_id,
-            receipt_id=receipt_id,
-            amount=amount,
-            reversed=result.reversed,
-            returned=result.returned,
-        )
-    return result
 
 
 # ------------------------------------------------------- the member confirms a redemption
