@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import re
 import secrets
-from typing import Any
 
 from aiogram import Bot, F, Router
 from aiogram.dispatcher.event.bases import SkipHandler
@@ -31,6 +30,7 @@ from aiogram.utils.i18n import gettext as _
 
 from cards.service import CardService
 from handlers.common import plain_number
+from handlers.drafts import Draft, draft_of, keep
 from handlers.filters import HasRole, MenuButton
 from handlers.keyboards import SaleCb, WithdrawCb, inline_keyboard
 from handlers.redemptions import CashierSale, ask_member, record_sale, withdraw_request
@@ -59,6 +59,26 @@ class Selling(StatesGroup):
     finding = State()
     amount = State()
     points = State()  # how many points, when the cashier chose "Other number of points"
+
+
+class Sale(Draft):
+    """A sale opened from a customer's panel. Its member and token are on each of its buttons
+    and must match; `amount` is 0 until the cashier has typed one (an amount is positive),
+    `allowed` the most points the ledger allowed on it, `redeem` the points chosen."""
+
+    member_id: int
+    token: str
+    amount: int = 0
+    allowed: int = 0
+    redeem: int = 0
+
+
+class SaleDraft(Draft):
+    """The cashier's FSM data: the member whose panel was shown last (the only one a sale
+    can be opened for) and the sale opened from that panel."""
+
+    shown: int | None = None
+    sale: Sale | None = None
 
 
 def build_cashier_router() -> Router:
@@ -169,7 +189,7 @@ async def _show_member(
     keyboard = inline_keyboard(
         [[(_("cashier-record"), SaleCb(action="record", member_id=member.member_id))]]
     )
-    await state.update_data(shown=member.member_id)
+    await keep(state, SaleDraft(shown=member.member_id))
     await message.answer(text, reply_markup=keyboard)
 
 
@@ -181,7 +201,7 @@ async def open_sale(
 ) -> None:
     """[Record a purchase] on the panel of the customer shown last: asks for the amount."""
     member_id = callback_data.member_id
-    shown = (await state.get_data()).get("shown")
+    shown = (await draft_of(state, SaleDraft)).shown
     if (
         not isinstance(callback.message, Message)
         or shown != member_id
@@ -191,7 +211,8 @@ async def open_sale(
         return
     await callback.answer()
     await state.set_state(Selling.amount)
-    await state.set_data({"shown": shown, "member_id": member_id, "sale": secrets.token_hex(6)})
+    sale = Sale(member_id=member_id, token=secrets.token_hex(6))
+    await keep(state, SaleDraft(shown=shown, sale=sale))
     await callback.message.answer(_("cashier-ask-amount"))
 
 
@@ -203,38 +224,37 @@ async def choose_points(
     state: FSMContext,
 ) -> None:
     """[Pay N points] or [No points]: N from 0 to what the ledger allows now."""
-    data = await _sale_of(callback, callback_data, ledger, state)
-    if data is None or not isinstance(callback.message, Message):
+    sale = await _sale_of(callback, callback_data, ledger, state)
+    if sale is None or not isinstance(callback.message, Message):
         return
-    member_id, amount = int(data["member_id"]), int(data["amount"])
-    allowed = await ledger.redeemable_points(member_id, amount)  # as of now, not the button's
+    # (Allowed as of now, not as of the button.)
+    allowed = await ledger.redeemable_points(sale.member_id, sale.amount)
     if callback_data.points > allowed:
         await callback.answer(_("button-stale"), show_alert=True)
         return
     await callback.answer()
-    await state.update_data(redeem=callback_data.points, allowed=allowed)
-    await _ask_confirmation(callback.message, ledger, rules, data, amount, callback_data.points)
+    sale = sale.model_copy(update={"redeem": callback_data.points, "allowed": allowed})
+    await _keep_sale(state, sale)
+    await _ask_confirmation(callback.message, ledger, rules, sale)
 
 
 async def ask_points(
     callback: CallbackQuery, callback_data: SaleCb, ledger: LedgerService, state: FSMContext
 ) -> None:
     """[Other number]: the cashier types how many points."""
-    data = await _sale_of(callback, callback_data, ledger, state)
-    if data is None or not isinstance(callback.message, Message):
+    sale = await _sale_of(callback, callback_data, ledger, state)
+    if sale is None or not isinstance(callback.message, Message):
         return
     await callback.answer()
     await state.set_state(Selling.points)
-    await callback.message.answer(
-        _("cashier-ask-points").format(most=number_text(int(data.get("allowed", 0))))
-    )
+    await callback.message.answer(_("cashier-ask-points").format(most=number_text(sale.allowed)))
 
 
 async def cancel_sale(
     callback: CallbackQuery, callback_data: SaleCb, ledger: LedgerService, state: FSMContext
 ) -> None:
-    data = await _sale_of(callback, callback_data, ledger, state)
-    if data is None or not isinstance(callback.message, Message):
+    sale = await _sale_of(callback, callback_data, ledger, state)
+    if sale is None or not isinstance(callback.message, Message):
         return
     await callback.answer()
     await state.clear()
@@ -252,49 +272,55 @@ async def confirm_sale(
 ) -> None:
     """[Confirm]: records the sale the screen shows, or first asks the member to confirm a
     redemption above the threshold."""
-    data = await _sale_of(callback, callback_data, sales.ledger, state)
-    if data is None or not isinstance(callback.message, Message):
+    sale = await _sale_of(callback, callback_data, sales.ledger, state)
+    if sale is None or not isinstance(callback.message, Message):
         return
-    redeem = int(data.get("redeem", 0))
-    if callback_data.points != redeem:  # an older confirmation screen of this sale
+    if callback_data.points != sale.redeem:  # an older confirmation screen of this sale
         await callback.answer(_("button-stale"), show_alert=True)
         return
     await callback.answer()
     message = callback.message
     # Shown to the member on the receipt and in the history: no Telegram id in it (the
     # cashier is the operation's actor and in the audit log).
-    sale = CashierSale(
+    confirmed = CashierSale(
         cashier_id=callback.from_user.id,
-        member_id=int(data["member_id"]),
-        receipt_id=f"B-{data['sale'].upper()}",
-        amount=int(data["amount"]),
-        redeem=redeem,
+        member_id=sale.member_id,
+        receipt_id=f"B-{sale.token.upper()}",
+        amount=sale.amount,
+        redeem=sale.redeem,
     )
     await state.clear()
-    if redeem > rules.member_confirm_above:
-        await ask_member(message, sales, i18n, sale)
+    if sale.redeem > rules.member_confirm_above:
+        await ask_member(message, sales, i18n, confirmed)
         return
     await message.edit_reply_markup(reply_markup=None)
-    await record_sale(bot, sales, message.chat.id, sale)
+    await record_sale(bot, sales, message.chat.id, confirmed)
 
 
 async def _sale_of(
     callback: CallbackQuery, callback_data: SaleCb, ledger: LedgerService, state: FSMContext
-) -> dict[str, Any] | None:
-    """The FSM data of the sale this button belongs to, or None after answering "this button
-    is no longer active": a button of another sale (an old screen, a second tap on [Confirm]
-    after the sale was recorded) or a forged one (another member, the cashier's own card)."""
-    data = await state.get_data()
+) -> Sale | None:
+    """The sale this button belongs to, its amount typed, or None after answering "this
+    button is no longer active": a button of another sale (an old screen, a second tap on
+    [Confirm] after the sale was recorded) or a forged one (another member, the cashier's own
+    card)."""
+    sale = (await draft_of(state, SaleDraft)).sale
     if (
         not isinstance(callback.message, Message)
-        or "amount" not in data
-        or data.get("sale") != callback_data.sale
-        or data.get("member_id") != callback_data.member_id
+        or sale is None
+        or sale.amount <= 0
+        or sale.token != callback_data.sale
+        or sale.member_id != callback_data.member_id
         or await _own_card(ledger, callback_data.member_id, callback.from_user.id)
     ):
         await callback.answer(_("button-stale"), show_alert=True)
         return None
-    return data
+    return sale
+
+
+async def _keep_sale(state: FSMContext, sale: Sale) -> None:
+    """Keep the open sale's next step (the panel it was opened from stays the one shown)."""
+    await keep(state, (await draft_of(state, SaleDraft)).model_copy(update={"sale": sale}))
 
 
 async def _own_card(ledger: LedgerService, member_id: int, cashier_id: int) -> bool:
@@ -309,23 +335,25 @@ async def _own_card(ledger: LedgerService, member_id: int, cashier_id: int) -> b
 async def take_amount(
     message: Message, ledger: LedgerService, rules: Rules, state: FSMContext
 ) -> None:
-    data = await state.get_data()
+    sale = (await draft_of(state, SaleDraft)).sale
+    if sale is None:  # no sale after all (its data lost): the text is not an amount
+        await state.clear()
+        raise SkipHandler
     try:
         amount = policy.parse_amount(_without_spaces(message.text or "").removesuffix("₽"))
     except InvalidAmount as error:
         why = _(_AMOUNT_REFUSALS.get(error.message, "amount-not-number"))
         await message.answer(_("cashier-bad-amount").format(why=why))
         return
-    member_id = int(data["member_id"])
-    allowed = await ledger.redeemable_points(member_id, amount)
-    await state.update_data(amount=amount, redeem=0, allowed=allowed)
-    data = await state.get_data()
+    allowed = await ledger.redeemable_points(sale.member_id, amount)
+    sale = sale.model_copy(update={"amount": amount, "redeem": 0, "allowed": allowed})
+    await _keep_sale(state, sale)
     if allowed <= 0:
-        await _ask_confirmation(message, ledger, rules, data, amount, 0)
+        await _ask_confirmation(message, ledger, rules, sale)
         return
 
     def button(action: str, points: int = 0) -> SaleCb:
-        return SaleCb(action=action, member_id=member_id, points=points, sale=data["sale"])
+        return SaleCb(action=action, member_id=sale.member_id, points=points, sale=sale.token)
 
     await message.answer(
         count_text("cashier-redeem-offer", allowed, amount=roubles_text(amount)),
@@ -351,16 +379,18 @@ async def take_points(
     message: Message, ledger: LedgerService, rules: Rules, state: FSMContext
 ) -> None:
     """The number of points to pay with, typed by the cashier: 0 up to the allowed maximum."""
-    data = await state.get_data()
-    allowed = int(data.get("allowed", 0))
-    redeem = plain_number(_without_spaces(message.text or ""), allowed)
+    sale = (await draft_of(state, SaleDraft)).sale
+    if sale is None or sale.amount <= 0:  # no sale after all (its data lost)
+        await state.clear()
+        raise SkipHandler
+    redeem = plain_number(_without_spaces(message.text or ""), sale.allowed)
     if redeem is None:
-        await message.answer(_("cashier-bad-points").format(most=number_text(allowed)))
+        await message.answer(_("cashier-bad-points").format(most=number_text(sale.allowed)))
         return
-    amount = int(data["amount"])
+    sale = sale.model_copy(update={"redeem": redeem})
     await state.set_state(None)  # the sale's data stays for the confirm button
-    await state.update_data(redeem=redeem)
-    await _ask_confirmation(message, ledger, rules, data, amount, redeem)
+    await _keep_sale(state, sale)
+    await _ask_confirmation(message, ledger, rules, sale)
 
 
 _SPACES = re.compile(r"(?<=\d)[\s\u00a0\u202f\u2009]+(?=\d)")
@@ -380,21 +410,21 @@ async def _ask_confirmation(
     message: Message,
     ledger: LedgerService,
     rules: Rules,
-    sale: dict[str, Any],
-    amount: int,
-    redeem: int,
+    sale: Sale,
 ) -> None:
     """The sale as it will be recorded; its [Confirm] carries the points it shows."""
-    member_id = int(sale["member_id"])
-    member = await ledger.get_member(member_id)
-    earn = policy.earned_points(policy.money_paid(rules, amount, redeem), rules.tier(member.tier))
+    member = await ledger.get_member(sale.member_id)
+    paid = policy.money_paid(rules, sale.amount, sale.redeem)
+    earn = policy.earned_points(paid, rules.tier(member.tier))
 
     def button(action: str) -> SaleCb:
-        return SaleCb(action=action, member_id=member_id, points=redeem, sale=sale["sale"])
+        return SaleCb(action=action, member_id=sale.member_id, points=sale.redeem, sale=sale.token)
 
     await message.answer(
         _("cashier-confirm").format(
-            amount=roubles_text(amount), redeem=points_text(redeem), earn=points_text(earn)
+            amount=roubles_text(sale.amount),
+            redeem=points_text(sale.redeem),
+            earn=points_text(earn),
         ),
         reply_markup=inline_keyboard(
             [

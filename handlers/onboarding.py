@@ -21,6 +21,7 @@ from aiogram.types import (
 from aiogram.utils.i18n import gettext as _
 
 from cards.render import format_card_number
+from handlers.drafts import Draft, draft_of, keep
 from handlers.filters import IsMember
 from handlers.keyboards import ConsentCb, main_menu
 from ledger.errors import InvalidPhone
@@ -31,13 +32,21 @@ from messaging.notifier import Notifier
 from messaging.texts import count_text, days_text, points_text
 
 REFERRAL_PREFIX = "ref_"
-CONSENT_MESSAGES = "consent_messages"  # FSM data: the ids of the messages with [I agree]
 MAX_CONSENT_MESSAGES = 20
 
 
 class Joining(StatesGroup):
     consent = State()
     contact = State()
+
+
+class JoiningDraft(Draft):
+    """The FSM data while joining: the invitation the member came with (a valid one, or
+    None), and the ids of the messages with [I agree] (agreeing takes every such button
+    away)."""
+
+    referral: str | None = None
+    consent_messages: tuple[int, ...] = ()
 
 
 def build_onboarding_router() -> Router:
@@ -65,7 +74,9 @@ async def start(
     if referral and (len(referral) > 64 or not await ledger.invites(referral)):
         referral = None  # a broken or old link: a plain welcome, no "your friend invited you"
     await state.set_state(Joining.consent)
-    await state.update_data(referral=referral)
+    await keep(
+        state, (await draft_of(state, JoiningDraft)).model_copy(update={"referral": referral})
+    )
     user = message.from_user
     base = rules.tiers[0]
     greeting = _("start-greeting").format(
@@ -90,9 +101,10 @@ async def agree(callback: CallbackQuery, state: FSMContext, bot: Bot) -> None:
     await callback.answer()
     if await state.get_state() == Joining.contact.state:
         return  # a second tap on "I agree": the request for the phone is there already
-    asked = (await state.get_data()).get(CONSENT_MESSAGES, [])
+    draft = await draft_of(state, JoiningDraft)
+    asked = draft.consent_messages
     await state.set_state(Joining.contact)
-    await state.update_data({CONSENT_MESSAGES: []})
+    await keep(state, draft.model_copy(update={"consent_messages": ()}))
     if isinstance(callback.message, Message):
         chat_id = callback.message.chat.id
         # Every message that asked (the greeting, a second one, a reminder) loses its button.
@@ -112,7 +124,7 @@ async def own_contact(
     if contact is None or user is None or contact.user_id != user.id:
         await message.answer(_("contact-foreign"), reply_markup=_share_phone_keyboard())
         return
-    data = await state.get_data()
+    draft = await draft_of(state, JoiningDraft)
     try:
         registration = await ledger.register_member(
             contact.phone_number,
@@ -121,7 +133,7 @@ async def own_contact(
             last_name=user.last_name,
             username=user.username,
             language=language_for(user.language_code),
-            referral_code=data.get("referral"),
+            referral_code=draft.referral,
         )
     except InvalidPhone:
         await message.answer(_("contact-invalid"), reply_markup=_share_phone_keyboard())
@@ -177,8 +189,9 @@ async def _ask_consent(message: Message, state: FSMContext, text: str) -> None:
     """Send `text` with [I agree], remembering the message: agreeing takes every such
     button away."""
     sent = await message.answer(text, reply_markup=_consent_keyboard())
-    asked = (await state.get_data()).get(CONSENT_MESSAGES, [])
-    await state.update_data({CONSENT_MESSAGES: [*asked, sent.message_id][-MAX_CONSENT_MESSAGES:]})
+    draft = await draft_of(state, JoiningDraft)
+    asked = (*draft.consent_messages, sent.message_id)[-MAX_CONSENT_MESSAGES:]
+    await keep(state, draft.model_copy(update={"consent_messages": asked}))
 
 
 def _consent_keyboard() -> InlineKeyboardMarkup:
