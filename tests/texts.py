@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import re
 import string
+from decimal import Decimal
 from functools import cache
 
 from aiogram.utils.i18n import I18n
@@ -44,6 +45,12 @@ def count(key: str, n: int, locale: str = "en", /, **values: object) -> str:
 def points(n: int, locale: str = "en") -> str:
     """ "1 point", "1,200 points" / "21 балл", "22 балла"."""
     return count("points-count", n, locale)
+
+
+def roubles(kopecks: int, locale: str = "en") -> str:
+    """ "1,500", "1,500.50" / "1 500,50": an amount as the bot writes it (without "₽")."""
+    pattern = "#,##0" if kopecks % 100 == 0 else "#,##0.00"
+    return format_decimal(Decimal(kopecks) / 100, format=pattern, locale=locale)
 
 
 def menu(locale: str = "en") -> list[str]:

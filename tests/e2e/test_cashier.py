@@ -1,4 +1,6 @@
-"""Staff roles and cashier mode end to end: QR link -> purchase -> redemption -> receipt."""
+"""Staff roles and cashier mode end to end: QR link -> purchase -> redemption -> receipt.
+
+What the bot says is expected by key (tests/texts.py), so a change of wording breaks no test."""
 
 from __future__ import annotations
 
@@ -14,6 +16,13 @@ from ledger.clock import ManualClock
 from ledger.invariants import check_ledger
 from staff.audit import AuditLog
 from tests.e2e.conftest import ADMIN_ID, SECRET, join, make_settings
+from tests.texts import count, points, roubles, shape, t
+
+RUB = 100
+RECORD = t("cashier-record")
+CONFIRM = t("cashier-confirm-button")
+YES = t("confirm-yes")
+NO = t("confirm-no")
 
 
 async def _make_cashier(
@@ -23,8 +32,11 @@ async def _make_cashier(
     await join(cashier, f"+7999000{user_id:04d}")  # a member too, so @username is known
     admin = emulator.user(ADMIN_ID, "Boss", language_code="en")
     await admin.send_command(f"/staff add @{username} cashier")
-    assert "now has the role “cashier”" in ((await admin.wait_message()).text or "")
-    assert "You now have the role: cashier" in ((await cashier.wait_message()).text or "")
+    granted = shape("staff-granted", role=t("role-cashier"))
+    assert granted.fullmatch((await admin.wait_message()).text or "")
+    assert (await cashier.wait_message()).text == t(
+        "staff-you-were-granted", role=t("role-cashier")
+    )
     return cashier
 
 
@@ -52,19 +64,20 @@ async def test_admin_grants_lists_and_removes_roles(
 ) -> None:
     admin = emulator.user(ADMIN_ID, "Boss", language_code="en")
     await admin.send_command("/staff add 4242 support")
-    assert (await admin.wait_message()).text == "Done: 4242 now has the role “support”."
+    support = t("role-support")
+    assert (await admin.wait_message()).text == t("staff-granted", who="4242", role=support)
     await admin.send_command("/staff add 4242 support")
-    assert "already has the role" in ((await admin.wait_message()).text or "")
+    assert (await admin.wait_message()).text == t("staff-already", who="4242", role=support)
     await admin.send_command("/staff add @nobody_known cashier")
     unknown = (await admin.wait_message()).text or ""
-    assert "I don't know @nobody_known" in unknown and "send /id to this bot" in unknown
+    assert unknown == t("staff-unknown-user", who="@nobody_known")
     stranger = emulator.user(4243, "Nobody", language_code="en")
     await stranger.send_command("/id")  # what the admin asks a would-be cashier for
-    assert (await stranger.wait_message()).text == (
-        "Your Telegram id: 4243. An admin can give you a staff role with it."
-    )
+    assert (await stranger.wait_message()).text == t("your-id", id=4243)
     await admin.send_command("/staff add 4242 janitor")
-    assert "Unknown role" in ((await admin.wait_message()).text or "")
+    assert shape("staff-unknown-role", role="janitor").fullmatch(
+        (await admin.wait_message()).text or ""
+    )
     # What is typed comes back short: a 4,000-character argument made the answer too long
     # for Telegram, and the admin got "something went wrong".
     await admin.send_command("/staff add " + "9" * 4000 + " cashier")
@@ -74,13 +87,17 @@ async def test_admin_grants_lists_and_removes_roles(
     await admin.send_command("/staff add 4242 cashier")
     await admin.wait_message()
     await admin.send_command("/staff list")
-    listing = (await admin.wait_message()).text or ""
-    assert "4242 — cashier, support" in listing  # one line a person
-    assert f"Boss ({ADMIN_ID}) — admin (from ADMIN_IDS)" in listing  # by name, as seen
+    listing = ((await admin.wait_message()).text or "").splitlines()
+    both = f"{t('role-cashier')}, {support}"
+    assert t("staff-list-line", who="4242", role=both) in listing  # one line a person
+    admin_role = f"{t('role-admin')} {t('staff-from-env')}"
+    boss = t("staff-list-line", who=f"Boss ({ADMIN_ID})", role=admin_role)
+    assert boss in listing  # by name, as seen
     await admin.send_command("/staff remove 4242 cashier")
     await admin.wait_message()
     await admin.send_command(f"/staff remove {ADMIN_ID} admin")
-    assert "from ADMIN_IDS" in ((await admin.wait_message()).text or "")
+    assert shape("staff-cannot-remove-env-admin").fullmatch((await admin.wait_message()).text or "")
+
     # Staff see their commands in their chat's menu, from the start (admins from ADMIN_IDS)
     # or from when they are granted a role; without roles, the members' menu again.
     def menu(chat_id: int) -> list[str]:
@@ -90,7 +107,7 @@ async def test_admin_grants_lists_and_removes_roles(
     assert {"sale", "tickets", "member", "staff"} <= set(menu(ADMIN_ID))
     assert {"tickets", "member"} <= set(menu(4242)) and "staff" not in menu(4242)
     await admin.send_command("/staff remove 4242 support")
-    assert (await admin.wait_message()).text == "Done: 4242 no longer has the role “support”."
+    assert (await admin.wait_message()).text == t("staff-revoked", who="4242", role=support)
     assert menu(4242) == []
     actions = [(r.action, r.actor, r.target) for r in await AuditLog(app.engine).recent()]  # type: ignore[arg-type]
     assert ("staff.grant", f"tg:{ADMIN_ID}", "tg:4242") in actions
@@ -101,7 +118,7 @@ async def test_non_admin_cannot_manage_staff(emulator: BotAPIEmulator, app: Appl
     user = emulator.user(4300, "Ivan", language_code="en")
     await join(user, "+79990004300")
     await user.send_command("/staff add 4300 admin")
-    assert "don't know this command" in ((await user.wait_message()).text or "")
+    assert (await user.wait_message()).text == t("unknown-command")
     assert await app.services.staff.roles_of(4300) == frozenset()  # type: ignore[union-attr]
 
 
@@ -114,36 +131,43 @@ async def test_cashier_scans_qr_records_purchase_with_redemption_and_member_gets
 
     await cashier.send_command(await _qr_start(app, 4001))
     panel = await cashier.wait_message()
-    assert (panel.text or "").startswith("👤 Anna · +7 *** ***-45-67")
-    assert "Base" in (panel.text or "") and "100 points" in (panel.text or "")
-    await cashier.press_button(panel, "🧾 Record a purchase")
-    await cashier.wait_message()
+    assert panel.text == t(
+        "cashier-member",
+        name="Anna",
+        phone="+7 *** ***-45-67",
+        tier=t("tier-base"),
+        balance=points(100),
+    )
+    await cashier.press_button(panel, RECORD)
+    assert (await cashier.wait_message()).text == t("cashier-ask-amount")
     await cashier.send_text("abc")
-    assert "That is not an amount" in ((await cashier.wait_message()).text or "")
+    refusal = t("cashier-bad-amount", why=t("amount-not-number"))
+    assert (await cashier.wait_message()).text == refusal
     await cashier.send_text("1000")
     offer = await cashier.wait_message()
-    assert "The customer can spend up to 100 points on it" in (offer.text or "")
-    await cashier.press_button(offer, "Spend 100 points")
+    assert offer.text == count("cashier-redeem-offer", 100, amount=roubles(1000 * RUB))
+    await cashier.press_button(offer, t("cashier-redeem-max", points=points(100)))
     confirm = await cashier.wait_message()
-    assert "The customer earns: 18 points" in (confirm.text or "")
-    confirm_data = confirm.button("✅ Confirm").callback_data or ""
+    assert confirm.text == t(
+        "cashier-confirm", amount=roubles(1000 * RUB), redeem=points(100), earn=points(18)
+    )
+    confirm_data = confirm.button(CONFIRM).callback_data or ""
     await cashier.press(confirm, confirm_data)
     done = await cashier.wait_message()
-    assert (
-        done.text
-        == "✅ Recorded. Earned: 18 points, spent: 100 points. Balance: 18 points."
-    )
+    assert done.text == t("cashier-done", earn=points(18), redeem=points(100), balance=points(18))
     again = await cashier.press(confirm, confirm_data)  # a double tap records nothing more
-    assert (await again.wait_answer()).text == "This button is no longer active."
+    assert (await again.wait_answer()).text == t("button-stale")
 
     receipt = await customer.wait_message()
+    lines = (receipt.text or "").splitlines()
     # No number: the sale's internal id means nothing to the customer (and no Telegram id).
-    assert (receipt.text or "").splitlines()[0] == "🧾 Purchase: 1,000 ₽"
+    assert lines[0] == t("receipt-purchase-in-bot", amount=roubles(1000 * RUB))
     assert "B-" not in (receipt.text or "") and "4100" not in (receipt.text or "")
-    assert "Spent: 100 points" in (receipt.text or "")
-    assert "Earned: 18 points" in (receipt.text or "") and "Balance: 18 points" in (
-        receipt.text or ""
-    )
+    assert lines[1:4] == [
+        t("receipt-redeemed", points=points(100)),
+        t("receipt-earned", points=points(18)),
+        t("receipt-balance", points=points(18)),
+    ]
     ledger = app.services.ledger  # type: ignore[union-attr]
     member = await ledger.member_by_telegram(4001)
     assert member is not None and member.balance == 18
@@ -161,20 +185,22 @@ async def test_cashier_finds_a_member_by_phone_and_sells_without_points(
     await cashier.send_command("/sale")
     await cashier.wait_message()
     await cashier.send_text("+7 000 000-00-00")
-    assert "No member" in ((await cashier.wait_message()).text or "")
+    assert (await cashier.wait_message()).text == t("cashier-not-found")
     await cashier.send_text("8 999 765-43-21")
     panel = await cashier.wait_message()
-    assert "Boris" in (panel.text or "")
-    await cashier.press_button(panel, "🧾 Record a purchase")
+    assert shape("cashier-member", name="Boris").fullmatch(panel.text or "")
+    await cashier.press_button(panel, RECORD)
     await cashier.wait_message()
     await cashier.send_text("500")
     offer = await cashier.wait_message()
-    await cashier.press_button(offer, "No points")
+    await cashier.press_button(offer, t("cashier-redeem-none"))
     confirm = await cashier.wait_message()
-    await cashier.press_button(confirm, "✅ Confirm")
-    assert "Earned: 10 points" in ((await cashier.wait_message()).text or "")
+    await cashier.press_button(confirm, CONFIRM)
+    done = (await cashier.wait_message()).text
+    assert done == t("cashier-done-no-points", earn=points(10), balance=points(110))
     receipt = await customer.wait_message()
-    assert "Начислено: 10 баллов" in (receipt.text or "")  # in the member's own language
+    # In the member's own language.
+    assert t("receipt-earned", "ru", points=points(10, "ru")) in (receipt.text or "").splitlines()
 
 
 async def test_someone_without_the_role_opening_a_card_link_learns_nothing(
@@ -187,12 +213,12 @@ async def test_someone_without_the_role_opening_a_card_link_learns_nothing(
     await stranger.send_command(link)
     greeting = await stranger.wait_message()
     assert "Secret" not in (greeting.text or "") and "+7" not in (greeting.text or "")
-    assert "Hi, Nosy!" in (greeting.text or "")
+    assert shape("start-greeting", name="Nosy").fullmatch(greeting.text or "")
     member_stranger = emulator.user(4005, "Member", language_code="en")
     await join(member_stranger, "+79990004005")
     await member_stranger.send_command(link)
     text = (await member_stranger.wait_message()).text or ""
-    assert "Welcome back, Member!" in text and "Secret" not in text
+    assert text == t("welcome-back", name="Member")
 
 
 async def test_large_redemption_is_confirmed_by_the_member_first(
@@ -205,64 +231,66 @@ async def test_large_redemption_is_confirmed_by_the_member_first(
     async def sell(amount: str) -> None:
         await cashier.send_command(await _qr_start(app, 4006))
         panel = await cashier.wait_message()
-        await cashier.press_button(panel, "🧾 Record a purchase")
+        await cashier.press_button(panel, RECORD)
         await cashier.wait_message()
         await cashier.send_text(amount)
         offer = await cashier.wait_message()
         await cashier.press(offer, offer.inline_buttons[0].callback_data or "")
         confirm = await cashier.wait_message()
-        await cashier.press_button(confirm, "✅ Confirm")
+        await cashier.press_button(confirm, CONFIRM)
         waiting = await cashier.wait_edit(confirm)
-        assert "Waiting for the customer to confirm" in (waiting.text or "")
+        assert shape("cashier-waiting", n=1500 if amount == "5000" else 1800).fullmatch(
+            waiting.text or ""
+        )
 
     # Refused by the member: nothing recorded.
     await sell("5000")
     ask = await customer.wait_message()
-    assert "pay 1,500 points for a purchase of 5,000" in (ask.text or "")
-    yes = ask.button("✅ Yes, pay with points").callback_data or ""
-    await customer.press_button(ask, "❌ No")
-    assert "declined" in ((await cashier.wait_message()).text or "")
+    assert ask.text == t("confirm-redeem", points=points(1500), amount=roubles(5000 * RUB))
+    yes = ask.button(YES).callback_data or ""
+    await customer.press_button(ask, NO)
+    assert (await cashier.wait_message()).text == t("cashier-declined")
     # "Yes" right after "No" (a tap that was on its way) does not turn it round; it used to
     # answer "expired".
     answer = await (await customer.press(ask, yes)).wait_answer()
-    assert answer.text == "You have already answered this request."
+    assert answer.text == t("confirm-already")
     assert (await ledger.balance(member_id)).balance == 2000
 
     # Not answered in time: nothing recorded, the cashier is told, a late "yes" does nothing.
     await sell("5000")
     late = await customer.wait_message()
     app.clock.advance(timedelta(seconds=3))  # past the 2 s limit (the scheduler's clock)
-    assert "did not confirm in time" in ((await cashier.wait_message(timeout=6)).text or "")
-    answer = await (await customer.press_button(late, "✅ Yes, pay with points")).wait_answer()
-    assert "expired" in (answer.text or "")
+    assert (await cashier.wait_message(timeout=6)).text == t("cashier-timeout")
+    answer = await (await customer.press_button(late, YES)).wait_answer()
+    assert answer.text == t("confirm-expired")
     assert (await ledger.balance(member_id)).balance == 2000
 
     # Withdrawn by the cashier while waiting: the member's "yes" afterwards records nothing.
     await sell("5000")
     withdrawn = await customer.wait_message()
     waiting = cashier.messages[-1]
-    await cashier.press_button(waiting, "Cancel")
-    assert (await cashier.wait_edit(waiting)).text == (
-        "Cancelled: nothing was recorded, and the customer's answer no longer counts."
-    )
-    answer = await (await customer.press_button(withdrawn, "✅ Yes, pay with points")).wait_answer()
-    assert answer.text == "The cashier cancelled this request; nothing was charged."
+    await cashier.press_button(waiting, t("cashier-cancel-button"))
+    assert (await cashier.wait_edit(waiting)).text == t("cashier-withdrawn")
+    answer = await (await customer.press_button(withdrawn, YES)).wait_answer()
+    assert answer.text == t("confirm-withdrawn")
     assert (await ledger.balance(member_id)).balance == 2000
 
     # Confirmed: recorded once, both told.
     await sell("6000")
     ask = await customer.wait_message()
-    yes = ask.button("✅ Yes, pay with points").callback_data or ""
+    yes = ask.button(YES).callback_data or ""
     # A quick double tap: the cashier hears once (it was an error in the log before). The
     # updates are handled concurrently, so either tap may be the one that counts.
     taps = [await customer.press(ask, yes), await customer.press(ask, yes)]
     answers = sorted([str((await tap.wait_answer()).text) for tap in taps])
-    assert answers == ["None", "You have already answered this request."]
+    assert answers == sorted(["None", t("confirm-already")])
     done = await cashier.wait_message()
-    assert "Recorded" in (done.text or "") and "spent: 1,800 points" in (done.text or "")
+    assert done.text == t(
+        "cashier-done", earn=points(84), redeem=points(1800), balance=points(200 + 84)
+    )
     await cashier.assert_no_messages(within=0.5)
     receipt = await customer.wait_message()
-    assert "Spent: 1,800 points" in (receipt.text or "")
+    assert t("receipt-redeemed", points=points(1800)) in (receipt.text or "").splitlines()
     assert (await ledger.balance(member_id)).balance == 200 + 84
     assert await check_ledger(ledger.engine) == []
 
@@ -276,19 +304,20 @@ async def test_a_cashier_can_leave_a_sale_with_cancel_a_command_or_a_menu_button
     await cashier.send_command("/sale")
     await cashier.wait_message()
     await cashier.send_command("/cancel")
-    assert (await cashier.wait_message()).text == "Cancelled, nothing was recorded."
+    assert (await cashier.wait_message()).text == t("cashier-cancelled")
     await cashier.send_text("+7 999 000-40-07")  # no sale open: not read as a lookup
     assert "Lena" not in ((await cashier.wait_message()).text or "")
 
     await cashier.send_command("/sale +7 999 000-40-07")
     panel = await cashier.wait_message()
-    await cashier.press_button(panel, "🧾 Record a purchase")
+    await cashier.press_button(panel, RECORD)
     await cashier.wait_message()
-    await cashier.send_text("💰 Balance")  # the cashier's own menu works mid-sale
-    assert "Balance: 100 points" in ((await cashier.wait_message()).text or "")
+    await cashier.send_text(t("menu-balance"))  # the cashier's own menu works mid-sale
+    balance = (await cashier.wait_message()).text or ""
+    assert balance.startswith(t("balance-usable", points=points(100)))
     await cashier.send_text("1500")  # and the sale is over: no amount is taken
     after = (await cashier.wait_message()).text or ""
-    assert "Amount:" not in after and "can spend" not in after, after
+    assert not _sale_screen(after, 100), after
 
     await cashier.send_command("/sale")
     await cashier.wait_message()
@@ -306,22 +335,24 @@ async def test_the_cashier_types_how_many_points_to_pay_with(
     ledger = app.services.ledger  # type: ignore[union-attr]
     cashier = await _make_cashier(emulator, app, 4104, "till_five")
     await cashier.send_command(await _qr_start(app, 4008))
-    await cashier.press_button(await cashier.wait_message(), "🧾 Record a purchase")
+    await cashier.press_button(await cashier.wait_message(), RECORD)
     await cashier.wait_message()
     await cashier.send_text("2000")
     offer = await cashier.wait_message()
-    assert "up to 600 points" in (offer.text or "")
-    await cashier.press_button(offer, "Other number")
-    assert "From 0 to 600:" in ((await cashier.wait_message()).text or "")
+    assert offer.text == count("cashier-redeem-offer", 600, amount=roubles(2000 * RUB))
+    await cashier.press_button(offer, t("cashier-redeem-other"))
+    assert (await cashier.wait_message()).text == t("cashier-ask-points", most="600")
     for wrong in ("601", "-5", "ten", "²", "1" * 5000):  # "²" was an error message
         await cashier.send_text(wrong)
-        assert "from 0 to 600," in ((await cashier.wait_message()).text or "")
+        assert (await cashier.wait_message()).text == t("cashier-bad-points", most="600"), wrong
     await cashier.send_text("250")
     confirm = await cashier.wait_message()
-    assert "250 points" in (confirm.text or "")
-    await cashier.press_button(confirm, "✅ Confirm")
+    assert confirm.text == t(
+        "cashier-confirm", amount=roubles(2000 * RUB), redeem=points(250), earn=points(35)
+    )
+    await cashier.press_button(confirm, CONFIRM)
     done = (await cashier.wait_message()).text or ""
-    assert "spent: 250 points" in done
+    assert done == t("cashier-done", earn=points(35), redeem=points(250), balance=points(785))
     assert (await ledger.balance(member_id)).balance == 1000 - 250 + 35  # 1,750 ₽ / 50
     assert await check_ledger(ledger.engine) == []
 
@@ -338,22 +369,23 @@ async def test_amounts_are_read_and_refused_in_the_cashiers_language(
     await admin.wait_message()
     await cashier.wait_message()
     await cashier.send_command("/sale 8 999 000-40-09")
-    await cashier.press_button(await cashier.wait_message(), "🧾 Провести покупку")
+    await cashier.press_button(await cashier.wait_message(), t("cashier-record", "ru"))
     await cashier.wait_message()
     refusals = {
-        "-500": "больше нуля",
-        "0": "больше нуля",
-        "1500,555": "не больше двух цифр",
-        "1e5": "только цифры",
-        "999999999999": "слишком большая",
+        "-500": "amount-not-positive",
+        "0": "amount-not-positive",
+        "1500,555": "amount-decimals",
+        "1e5": "amount-not-number",
+        "999999999999": "amount-too-large",
     }
     for typed, why in refusals.items():
         await cashier.send_text(typed)
         text = (await cashier.wait_message()).text or ""
-        assert why in text and "amount" not in text, (typed, text)
+        assert text == t("cashier-bad-amount", "ru", why=t(why, "ru")), (typed, text)
     await cashier.send_text("1 500,50")  # as amounts are typed in Russian
     offer = (await cashier.wait_message()).text or ""
-    assert "Сумма: 1 500,50 ₽" in offer.replace("\u00a0", " ").replace("\u202f", " ")
+    assert offer == count("cashier-redeem-offer", 100, "ru", amount=roubles(150050, "ru"))
+    assert "1 500,50" in offer.replace("\u00a0", " ").replace("\u202f", " ")
 
 
 async def test_staff_ids_must_be_telegram_ids_and_staff_who_are_not_members_get_help(
@@ -362,9 +394,10 @@ async def test_staff_ids_must_be_telegram_ids_and_staff_who_are_not_members_get_
     admin = emulator.user(ADMIN_ID, "Boss", language_code="en")
     for bad in ("-5", "0", "99999999999999999999999"):
         await admin.send_command(f"/staff add {bad} cashier")
-        assert "is not a Telegram user id" in ((await admin.wait_message()).text or "")
+        assert (await admin.wait_message()).text == t("staff-bad-id", who=bad)
     await admin.send_command("/staff")
     usage = (await admin.wait_message()).text or ""
+    assert shape("staff-usage").fullmatch(usage)
     assert "admin (admin)" not in usage and "cashier" in usage
     await admin.send_command("/help")  # the admin from ADMIN_IDS has not joined as a member
     help_text = (await admin.wait_message()).text or ""
@@ -383,7 +416,14 @@ async def test_a_cashier_who_is_not_a_member_hears_the_outcome_in_their_own_lang
     await admin.send_command("/staff add 4103 cashier")
     await admin.wait_message()
     await cashier.wait_message()  # "you now have the role"
-    for answer, expected in (("❌ No", "отказался"), ("✅ Yes, pay with points", "Проведено")):
+    recorded = t(
+        "cashier-done",
+        "ru",
+        earn=points(70, "ru"),
+        redeem=points(1500, "ru"),
+        balance=points(500 + 70, "ru"),
+    )
+    for answer, expected in ((NO, t("cashier-declined", "ru")), (YES, recorded)):
         await cashier.send_command(await _qr_start(app, 4007))
         panel = await cashier.wait_message()
         await cashier.press(panel, panel.inline_buttons[0].callback_data or "")
@@ -396,9 +436,9 @@ async def test_a_cashier_who_is_not_a_member_hears_the_outcome_in_their_own_lang
         await cashier.wait_edit(confirm)
         await customer.press_button(await customer.wait_message(), answer)
         told = await cashier.wait_message()
-        assert expected in (told.text or ""), told.text
+        assert told.text == expected
     receipt = await customer.wait_message()
-    assert "Spent: 1,500 points" in (receipt.text or "")
+    assert t("receipt-redeemed", points=points(1500)) in (receipt.text or "").splitlines()
     assert (await app.services.ledger.balance(member_id)).balance == 500 + 70  # type: ignore[union-attr]
 
 
@@ -411,18 +451,19 @@ async def test_a_card_that_cannot_be_used_leaves_the_cashier_asking_for_a_number
     cashier = await _make_cashier(emulator, app, 4104, "till_five")
     member = await app.services.ledger.member_by_telegram(4008)  # type: ignore[union-attr]
     assert member is not None
+    ann = shape("cashier-member", name="Ann")
     await cashier.send_command("/start c_" + "A" * 40)
-    assert "not valid" in ((await cashier.wait_message()).text or "")
+    assert (await cashier.wait_message()).text == t("cashier-bad-card")
     await cashier.send_text(member.card_number)
-    assert "Ann" in ((await cashier.wait_message()).text or "")
+    assert ann.fullmatch((await cashier.wait_message()).text or "")
     # The card of someone who deleted their data: the same.
     _, gone_id = await _customer_with_points(emulator, app, 4009, "Gone", 1)
     link = await _qr_start(app, 4009)
     await app.services.ledger.erase_member(gone_id)  # type: ignore[union-attr]
     await cashier.send_command(link)
-    assert "No member with this card number" in ((await cashier.wait_message()).text or "")
+    assert (await cashier.wait_message()).text == t("cashier-not-found")
     await cashier.send_text(member.card_number)
-    assert "Ann" in ((await cashier.wait_message()).text or "")
+    assert ann.fullmatch((await cashier.wait_message()).text or "")
 
 
 async def test_a_cashier_cannot_sell_to_their_own_card(
@@ -430,14 +471,18 @@ async def test_a_cashier_cannot_sell_to_their_own_card(
 ) -> None:
     cashier = await _make_cashier(emulator, app, 4105, "till_six")  # a member too
     await cashier.send_command(await _qr_start(app, 4105))
-    assert (await cashier.wait_message()).text == (
-        "This is your own card: a sale on it is recorded by another cashier."
-    )
+    assert (await cashier.wait_message()).text == t("cashier-own-card")
 
 
 # ------------------------------------------------------- forged and stale sale buttons
 
-STALE = "This button is no longer active."
+STALE = t("button-stale")
+
+
+def _sale_screen(text: str, allowed: int) -> bool:
+    """Whether `text` is a sale's offer to pay up to `allowed` points, or its confirmation."""
+    offer = shape("cashier-redeem-offer", n=allowed) if allowed else None
+    return bool((offer and offer.fullmatch(text)) or shape("cashier-confirm").fullmatch(text))
 
 
 def _forged(data: str, **fields: object) -> str:
@@ -450,7 +495,7 @@ async def _offer(cashier: EmulatedUser, app: Application, telegram_id: int, amou
     pay with points (or the confirmation, when there are no points to pay with)."""
     await cashier.send_command(await _qr_start(app, telegram_id))
     panel = await cashier.wait_message()
-    await cashier.press_button(panel, "🧾 Record a purchase")
+    await cashier.press_button(panel, RECORD)
     await cashier.wait_message()
     await cashier.send_text(amount)
     return await cashier.wait_message()
@@ -467,13 +512,14 @@ async def test_cashier_cannot_record_a_sale_on_own_card_with_a_forged_button(
     _, customer_id = await _customer_with_points(emulator, app, 4011, "Vera", 1)
     await cashier.send_command("/sale +7 999 000-40-11")
     panel = await cashier.wait_message()
-    record = panel.button("🧾 Record a purchase").callback_data or ""
+    record = panel.button(RECORD).callback_data or ""
     # The customer's panel, with the cashier's own member id in the button's data.
     forged = await cashier.press(panel, _forged(record, member_id=own.member_id))
     assert (await forged.wait_answer()).text == STALE
     await cashier.assert_no_messages(within=0.5)
     await cashier.send_text("1000")  # no sale is open: not read as an amount
-    assert "Points can pay" not in ((await cashier.wait_message()).text or "")
+    after = (await cashier.wait_message()).text or ""
+    assert not _sale_screen(after, 300) and not _sale_screen(after, 101), after
     # A sale opened for the customer cannot be turned onto the cashier's card either.
     offer = await _offer(cashier, app, 4011, "1000")
     for button in offer.inline_buttons:
@@ -493,7 +539,7 @@ async def test_a_sale_button_works_only_for_the_customer_the_cashier_opened(
     _, second_id = await _customer_with_points(emulator, app, 4013, "Yana", 900)
     await cashier.send_command("/sale +7 999 000-40-12")
     panel = await cashier.wait_message()
-    record = panel.button("🧾 Record a purchase").callback_data or ""
+    record = panel.button(RECORD).callback_data or ""
     # Another member's id on the panel shown for the first: nobody's sale was opened for them.
     forged = await cashier.press(panel, _forged(record, member_id=second_id))
     assert (await forged.wait_answer()).text == STALE
@@ -509,22 +555,25 @@ async def test_forged_points_on_a_sale_button_are_refused(
     customer, member_id = await _customer_with_points(emulator, app, 4014, "Zoya", 1900)
     cashier = await _make_cashier(emulator, app, 4112, "till_points")
     offer = await _offer(cashier, app, 4014, "5000")
-    assert "up to 1,500 points" in (offer.text or "")
-    none = offer.button("No points").callback_data or ""
-    for points in (-500, 1501, 99_999_999_999):
-        handle = await cashier.press(offer, _forged(none, points=points))
-        assert (await handle.wait_answer()).text == STALE, points
+    assert offer.text == count("cashier-redeem-offer", 1500, amount=roubles(5000 * RUB))
+    none = offer.button(t("cashier-redeem-none")).callback_data or ""
+    for forged in (-500, 1501, 99_999_999_999):
+        handle = await cashier.press(offer, _forged(none, points=forged))
+        assert (await handle.wait_answer()).text == STALE, forged
     await cashier.assert_no_messages(within=0.5)
     # The confirmation screen says what is recorded: its button cannot carry other points.
-    await cashier.press_button(offer, "No points")
+    await cashier.press_button(offer, t("cashier-redeem-none"))
     confirm = await cashier.wait_message()
-    assert "To spend: 0 points" in (confirm.text or "")
-    yes = confirm.button("✅ Confirm").callback_data or ""
+    assert confirm.text == t(
+        "cashier-confirm", amount=roubles(5000 * RUB), redeem=points(0), earn=points(100)
+    )
+    yes = confirm.button(CONFIRM).callback_data or ""
     handle = await cashier.press(confirm, _forged(yes, points=1500))
     assert (await handle.wait_answer()).text == STALE
     await customer.assert_no_messages(within=0.5)  # nobody asks the member to pay 1,500
     await cashier.press(confirm, yes)
-    assert "Earned: 100 points" in ((await cashier.wait_message()).text or "")
+    done = (await cashier.wait_message()).text
+    assert done == t("cashier-done-no-points", earn=points(100), balance=points(2000 + 100))
     ledger = app.services.ledger  # type: ignore[union-attr]
     assert (await ledger.balance(member_id)).balance == 2000 + 100
 
@@ -540,11 +589,11 @@ async def test_a_redemption_requests_buttons_go_once_it_is_answered_cancelled_or
 
     async def ask() -> tuple[Any, Any]:
         offer = await _offer(cashier, app, 4015, "5000")
-        await cashier.press_button(offer, "Spend 1,500 points")
+        await cashier.press_button(offer, t("cashier-redeem-max", points=points(1500)))
         waiting = await cashier.wait_message()
-        await cashier.press_button(waiting, "✅ Confirm")
+        await cashier.press_button(waiting, CONFIRM)
         await cashier.wait_edit(waiting)
-        assert [b.text for b in waiting.inline_buttons] == ["Cancel"]
+        assert [b.text for b in waiting.inline_buttons] == [t("cashier-cancel-button")]
         request = await customer.wait_message()
         return waiting, request
 
@@ -553,27 +602,28 @@ async def test_a_redemption_requests_buttons_go_once_it_is_answered_cancelled_or
 
     # The member confirms: the cashier's [Cancel] goes.
     waiting, request = await ask()
-    await customer.press_button(request, "✅ Yes, pay with points")
-    assert "Recorded" in ((await cashier.wait_message()).text or "")
+    await customer.press_button(request, YES)
+    recorded = t("cashier-done", earn=points(70), redeem=points(1500), balance=points(8570))
+    assert (await cashier.wait_message()).text == recorded
     await cashier.wait_for(buttons_gone(waiting), what="the cashier's [Cancel] removed")
     await customer.wait_message()  # the receipt
     # The member declines: the same.
     waiting, request = await ask()
-    await customer.press_button(request, "❌ No")
-    assert "declined" in ((await cashier.wait_message()).text or "")
+    await customer.press_button(request, NO)
+    assert (await cashier.wait_message()).text == t("cashier-declined")
     await cashier.wait_for(buttons_gone(waiting), what="the cashier's [Cancel] removed")
     # The cashier cancels: the member's [Yes] [No] go, and the message says so.
     waiting, request = await ask()
-    await cashier.press_button(waiting, "Cancel")
+    await cashier.press_button(waiting, t("cashier-cancel-button"))
     await customer.wait_for(buttons_gone(request), what="the member's buttons removed")
-    assert request.text == "The cashier cancelled this request; nothing was charged."
+    assert request.text == t("confirm-withdrawn")
     # Nobody answers in time: both lose their buttons.
     waiting, request = await ask()
     app.clock.advance(timedelta(seconds=3))  # past the 2 s limit (the scheduler's clock)
-    assert "did not confirm in time" in ((await cashier.wait_message(timeout=6)).text or "")
+    assert (await cashier.wait_message(timeout=6)).text == t("cashier-timeout")
     await cashier.wait_for(buttons_gone(waiting), what="the cashier's [Cancel] removed")
     await customer.wait_for(buttons_gone(request), what="the member's buttons removed")
-    assert request.text == "This request has expired; nothing was charged."
+    assert request.text == t("confirm-expired")
 
 
 async def test_a_request_left_by_a_stopped_bot_still_expires_and_the_cashier_hears_it(
@@ -591,9 +641,9 @@ async def test_a_request_left_by_a_stopped_bot_still_expires_and_the_cashier_hea
         customer, _ = await _customer_with_points(emulator, first, 4017, "Vera", 9900)
         cashier = await _make_cashier(emulator, first, 4115, "till_restart")
         offer = await _offer(cashier, first, 4017, "5000")
-        await cashier.press_button(offer, "Spend 1,500 points")
+        await cashier.press_button(offer, t("cashier-redeem-max", points=points(1500)))
         waiting = await cashier.wait_message()
-        await cashier.press_button(waiting, "✅ Confirm")
+        await cashier.press_button(waiting, CONFIRM)
         await cashier.wait_edit(waiting)
         request = await customer.wait_message()
     finally:
@@ -602,10 +652,10 @@ async def test_a_request_left_by_a_stopped_bot_still_expires_and_the_cashier_hea
     await again.start()
     try:
         clock.advance(timedelta(seconds=61))
-        assert "did not confirm in time" in ((await cashier.wait_message(timeout=6)).text or "")
+        assert (await cashier.wait_message(timeout=6)).text == t("cashier-timeout")
         await cashier.wait_for(lambda: not waiting.inline_buttons, what="[Cancel] removed")
         await customer.wait_for(lambda: not request.inline_buttons, what="[Yes] [No] removed")
-        assert request.text == "This request has expired; nothing was charged."
+        assert request.text == t("confirm-expired")
     finally:
         await again.stop()
 
@@ -618,16 +668,18 @@ async def test_a_sale_in_the_bot_reads_without_a_number_and_a_till_sale_with_the
     customer, member_id = await _customer_with_points(emulator, app, 4016, "Lida", 1)
     cashier = await _make_cashier(emulator, app, 4114, "till_numbers")
     offer = await _offer(cashier, app, 4016, "1500")
-    await cashier.press_button(offer, "No points")
-    await cashier.press_button(await cashier.wait_message(), "✅ Confirm")
+    await cashier.press_button(offer, t("cashier-redeem-none"))
+    await cashier.press_button(await cashier.wait_message(), CONFIRM)
     done = (await cashier.wait_message()).text or ""
-    assert done == "✅ Recorded. Earned: 30 points. Balance: 131 points."
+    assert done == t("cashier-done-no-points", earn=points(30), balance=points(131))
     receipt = (await customer.wait_message()).text or ""
-    assert receipt.splitlines()[0] == "🧾 Purchase: 1,500 ₽" and "B-" not in receipt
+    in_bot = t("receipt-purchase-in-bot", amount=roubles(1500 * RUB))
+    assert receipt.splitlines()[0] == in_bot and "B-" not in receipt
     ledger = app.services.ledger  # type: ignore[union-attr]
-    await ledger.purchase(receipt_id="R-77", member_id=member_id, amount_kopecks=50000)
-    assert ((await customer.wait_message()).text or "").splitlines()[0] == "🧾 Purchase R-77: 500 ₽"
-    await customer.press_reply_button("📜 History")
+    await ledger.purchase(receipt_id="R-77", member_id=member_id, amount_kopecks=500 * RUB)
+    till = t("receipt-purchase", receipt="R-77", amount=roubles(500 * RUB))
+    assert ((await customer.wait_message()).text or "").splitlines()[0] == till
+    await customer.press_reply_button(t("menu-history"))
     lines = ((await customer.wait_message()).text or "").splitlines()
-    assert lines[2].endswith(" · +10 · Purchase R-77")
-    assert lines[3].endswith(" · +30 · Purchase")
+    assert lines[2].endswith(f" · +10 · {t('kind-earn')} R-77")
+    assert lines[3].endswith(f" · +30 · {t('kind-earn')}")
