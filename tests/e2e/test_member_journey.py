@@ -26,7 +26,7 @@ from storage.schema import card_images
 from support.tickets import MAX_TICKET_TEXT
 from tests.conftest import ROOT
 from tests.e2e.conftest import BOT_USERNAME, SECRET, join, make_settings
-from tests.texts import count, menu, points, shape, t
+from tests.texts import count, menu, points, roubles, shape, t
 
 RUB = 100
 
@@ -248,6 +248,10 @@ async def test_deleting_my_data_removes_me_from_lookups_and_keeps_the_ledger_con
     member = await ledger.member_by_telegram(1007)
     assert member is not None
     await ledger.purchase(receipt_id="R-1", member_id=member.member_id, amount_kopecks=900 * RUB)
+    receipt = await user.wait_message()  # queued with the purchase, sent on its own time
+    assert (receipt.text or "").splitlines()[0] == t(
+        "receipt-purchase", receipt="R-1", amount=roubles(900 * RUB)
+    )
     await user.press_reply_button(t("menu-settings"))
     settings = await user.wait_message()
     await user.press_button(settings, t("settings-delete"))
