@@ -34,7 +34,7 @@ _MEMBER_FOR_UPDATE = Fast(_MEMBER_SELECT.with_for_update())
 # A member's qualifying spend since a moment: what the tier window counts.
 # Rule: whatever writes `purchases` (a purchase inserts, a refund lowers `qualifying`) also
 # updates that member's row in the same transaction. PostgreSQL's purchase relies on it to
-# know whether the spend it read with the lock is current (`fresh` in ledger/service.py).
+# know whether the spend it read with the lock is current (`fresh` in ledger/operations.py).
 SPEND_SINCE = select(func.coalesce(func.sum(purchases.c.qualifying), 0)).where(
     purchases.c.member_id == bindparam("member_id"),
     purchases.c.created_at > bindparam("since"),
