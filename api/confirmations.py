@@ -21,7 +21,7 @@ from sqlalchemy.exc import IntegrityError
 
 from api.errors import ApiError
 from ledger.errors import RedeemAboveLimit
-from ledger.service import MAX_POINTS
+from ledger.operations import MAX_POINTS
 from ledger.views import MemberView
 from staff.sales import RedemptionRequest
 from usecases.sales import Sales, ask_member_to_confirm

@@ -195,7 +195,7 @@ TABLES: tuple[tuple[str, Table, tuple[str, ...]], ...] = (
 
 
 def _hash_request(request: dict[str, Any]) -> str:
-    """As ledger.service hashes what an idempotency key stands for."""
+    """As ledger.operations hashes what an idempotency key stands for."""
     return hashlib.sha256(json.dumps(request, sort_keys=True).encode()).hexdigest()
 
 

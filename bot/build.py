@@ -26,9 +26,12 @@ from cards.service import CardService
 from handlers.admin import build_admin_router, build_staff_help_router
 from handlers.cashier import build_cashier_router
 from handlers.fallback import build_anytime_router, build_fallback_router
+from handlers.history import build_history_router
 from handlers.member import build_member_router
 from handlers.onboarding import build_onboarding_router
 from handlers.redemptions import build_confirmation_router
+from handlers.requests import build_requests_router
+from handlers.settings import build_settings_router
 from handlers.support import build_support_router
 from ledger.clock import Clock
 from ledger.rules import Rules, RulesError, load_rules
@@ -154,7 +157,10 @@ def build_dispatcher(services: Services, *, bot_username: str) -> Dispatcher:
         build_anytime_router(),
         build_staff_help_router(),
         build_onboarding_router(),
-        build_member_router(),
+        build_member_router(),  # the menu: before the screens that take free text
+        build_history_router(),
+        build_settings_router(),
+        build_requests_router(),
         build_fallback_router(),
     )
     dispatcher.errors.register(_on_error)

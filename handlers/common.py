@@ -1,5 +1,6 @@
-"""What every router shares: the staff's actor, their help, and reading what people type (the
-menu and callback data are in handlers.keyboards, the filters in handlers.filters).
+"""What every router shares: the staff's actor, their help, reading what people type, and
+editing a screen in place (the menu and callback data are in handlers.keyboards, the filters in
+handlers.filters).
 
 No words live here: every text comes from the locales through gettext. How numbers, points
 and dates read is messaging/texts.py.
@@ -7,6 +8,8 @@ and dates read is messaging/texts.py.
 
 from __future__ import annotations
 
+from aiogram.exceptions import TelegramBadRequest
+from aiogram.types import InlineKeyboardMarkup, Message
 from aiogram.utils.i18n import gettext as _
 
 from staff.roles import Role
@@ -41,3 +44,14 @@ def plain_number(text: str, limit: int) -> int | None:
 def utf16_length(text: str) -> int:
     """The length Telegram counts a message's text in."""
     return len(text.encode("utf-16-le")) // 2
+
+
+async def edit_in_place(
+    message: Message, text: str, keyboard: InlineKeyboardMarkup | None
+) -> None:
+    """Show `text` in place of the message; a second tap that would change nothing is quiet."""
+    try:
+        await message.edit_text(text, reply_markup=keyboard)
+    except TelegramBadRequest as error:
+        if "message is not modified" not in error.message:
+            raise

@@ -81,6 +81,11 @@ def inline_keyboard(rows: list[list[tuple[str, CallbackData]]]) -> InlineKeyboar
     )
 
 
+def button(text: str, data: str) -> InlineKeyboardButton:
+    """One inline button with its (packed) callback data."""
+    return InlineKeyboardButton(text=text, callback_data=data)
+
+
 def main_menu() -> ReplyKeyboardMarkup:
     return ReplyKeyboardMarkup(
         keyboard=[[KeyboardButton(text=_(key)) for key in row] for row in MENU_ROWS],
@@ -103,6 +108,7 @@ __all__ = [
     "SaleCb",
     "SettingsCb",
     "WithdrawCb",
+    "button",
     "inline_keyboard",
     "main_menu",
 ]

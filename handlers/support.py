@@ -26,7 +26,7 @@ from aiogram.utils.i18n import gettext as _
 from cards.render import format_card_number
 from handlers.common import plain_number, utf16_length
 from handlers.filters import HasRole
-from handlers.member import entry_line
+from handlers.history import entry_line
 from ledger.errors import LedgerError, MemberNotFound
 from ledger.phones import mask_phone
 from ledger.service import LedgerService

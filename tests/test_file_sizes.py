@@ -6,22 +6,11 @@ from __future__ import annotations
 import ast
 import re
 
-import pytest
-
 from tests.conftest import ROOT
 
 FOLDERS = ("ledger", "handlers", "messaging")  # a folder that does not exist yet is skipped
 LIMIT = 500
 REASON = re.compile(r"\bover 500 lines because\b", re.IGNORECASE)
-# Over the limit today, without a reason; issue 13 splits them (the xfail below goes when this
-# is empty). A file may leave this list, never join it.
-REMAINING = {
-    "handlers/cashier.py",
-    "handlers/member.py",
-    "handlers/support.py",
-    "ledger/journal.py",
-    "ledger/service.py",
-}
 
 
 def too_long(sources: dict[str, str], limit: int = LIMIT) -> list[str]:
@@ -54,16 +43,5 @@ def test_a_long_file_without_a_reason_is_listed_and_one_with_a_reason_is_not() -
     ) == ["long.py: 601 lines"]
 
 
-def test_no_other_file_grows_over_500_lines_without_a_reason() -> None:
-    new = [line for line in too_long(_sources()) if line.split(":")[0] not in REMAINING]
-    assert new == []
-
-
-@pytest.mark.xfail(
-    bool(REMAINING),
-    reason="issue 13 in progress: ledger/service.py, ledger/journal.py, handlers/cashier.py, "
-    "handlers/member.py and handlers/support.py are over 500 lines",
-    strict=False,
-)
 def test_no_file_in_ledger_handlers_or_messaging_is_over_500_lines_without_a_reason() -> None:
     assert too_long(_sources()) == []

@@ -390,6 +390,25 @@ async def test_support_message_becomes_a_ticket(emulator: BotAPIEmulator, app: A
     assert (await user.wait_message()).text == t("support-received", ticket=1)
 
 
+async def test_a_menu_button_pressed_while_the_bot_waits_for_an_answer_opens_its_screen(
+    emulator: BotAPIEmulator, app: Application
+) -> None:
+    """The menu's router comes before the screens that take free text (settings, requests):
+    the button is not taken as the birthday or as a question to support."""
+    user = emulator.user(1015, "Ivan", language_code="en")
+    await join(user, "+79990000015")
+    await user.press_reply_button(t("menu-settings"))
+    settings = await user.wait_message()
+    await user.press_button(settings, t("settings-birthday", value=t("birthday-not-set")))
+    assert shape("birthday-ask").fullmatch((await user.wait_message()).text or "")
+    await user.press_reply_button(t("menu-support"))  # while the birthday is asked for
+    assert (await user.wait_message()).text == t("support-ask")
+    await user.press_reply_button(t("menu-settings"))  # while a question is awaited
+    assert (await user.wait_message()).text == t("settings-title")
+    tickets = app.services.tickets  # type: ignore[union-attr]
+    assert await tickets.open_tickets() == ([], 0)
+
+
 async def test_commands_menu_is_set_per_language(
     emulator: BotAPIEmulator, app: Application
 ) -> None:

@@ -9,7 +9,7 @@ from aiogram.utils.i18n import I18n
 from aiogram.utils.i18n import gettext as _
 
 from bot.i18n import build_i18n
-from handlers.member import entry_line
+from handlers.history import entry_line
 from ledger.views import EntryView
 from messaging.texts import burn_text, roubles_text
 

@@ -9,8 +9,9 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 from sqlalchemy.sql import Select
 
 from bench.dataset import build_dataset
+from ledger.members import MEMBER_BY_USERNAME
 from ledger.rules import Rules
-from ledger.service import MEMBER_BY_USERNAME, LedgerService
+from ledger.service import LedgerService
 from storage.schema import staff_languages
 
 
