@@ -128,7 +128,7 @@ async def build_services(settings: Settings, clock: Clock) -> Services:
         staff_language=staff_language,
         support_news=SupportNews(notifier, staff, staff_language, tickets),
         sales=Sales(ledger=ledger, confirmations=confirmations, notifier=notifier),
-        desk=Desk(ledger=ledger, audit=audit, notifier=notifier),
+        desk=Desk(ledger=ledger, notifier=notifier),
         privacy=Privacy(ledger=ledger),
     )
 

@@ -24,6 +24,7 @@ from ledger.journal import Totals
 from ledger.operations import MAX_POINTS
 from ledger.queries import ENTRY, REVERSIBLE_KINDS, Queries
 from ledger.views import EntryView
+from storage.audit import write_audit
 from storage.fast import Fast
 from storage.schema import entries, lots, spends
 
@@ -46,8 +47,11 @@ class Adjustments(Queries):
         reason: str,
         actor: str,
         operation_id: str | None = None,
+        audit_action: str | None = None,
     ) -> EntryView:
-        """Add (positive) or remove (negative) points by hand, with a reason."""
+        """Add (positive) or remove (negative) points by hand, with a reason. With
+        `audit_action`, its audit record is written in the same transaction (a retry under the
+        same `operation_id` changes nothing and writes none)."""
         if points == 0 or abs(points) > MAX_POINTS:
             raise InvalidPoints(
                 f"an adjustment must be a non-zero number of points, at most {MAX_POINTS} "
@@ -90,13 +94,26 @@ class Adjustments(Queries):
                     strict=True,
                 )
             self.journal.store_totals(conn, member_id, totals)
+            if audit_action is not None:
+                write_audit(
+                    conn,
+                    actor=actor,
+                    action=audit_action,
+                    target=f"member:{member_id}",
+                    reason=reason,
+                    details={"points": points, "entry": entry_id},
+                    now=now,
+                )
             return {"entry_id": entry_id}
 
         result, _ = await self._run_operation(key, "adjust", member_id, request, actor, body)
         return await self.entry(result["entry_id"])
 
-    async def reverse_entry(self, *, entry_id: int, reason: str, actor: str) -> EntryView:
-        """Undo one bonus or adjustment entry; a purchase is undone by a refund."""
+    async def reverse_entry(
+        self, *, entry_id: int, reason: str, actor: str, audit_action: str | None = None
+    ) -> EntryView:
+        """Undo one bonus or adjustment entry; a purchase is undone by a refund. With
+        `audit_action`, its audit record is written in the same transaction."""
         if not reason.strip():
             raise ReasonRequired("a reason is required")
         target = await self.db.read(lambda conn: ENTRY(conn, {"entry_id": entry_id}).first())
@@ -146,6 +163,16 @@ class Adjustments(Queries):
                 )
             conn.execute(update(entries).where(entries.c.id == entry_id).values(reversed_by=new_id))
             self.journal.store_totals(conn, current.member_id, totals)
+            if audit_action is not None:
+                write_audit(
+                    conn,
+                    actor=actor,
+                    action=audit_action,
+                    target=f"entry:{entry_id}",
+                    reason=reason,
+                    details={"member": current.member_id, "entry": new_id},
+                    now=now,
+                )
             return {"entry_id": new_id}
 
         result, _ = await self._run_operation(

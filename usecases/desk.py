@@ -1,6 +1,6 @@
-"""Support's hand on the points: an adjustment or a reversal is the ledger's operation, then its
-audit record, then the member's message (in their language, through the outbox), in that
-order and in one place (the desk's commands in handlers/support.py only read and answer)."""
+"""Support's hand on the points: an adjustment or a reversal is the ledger's operation with its
+audit record (one transaction), then the member's message (in their language, through the
+outbox), in one place (the desk's commands in handlers/support.py only read and answer)."""
 
 from __future__ import annotations
 
@@ -11,7 +11,6 @@ from ledger.errors import EntryNotReversible, LedgerError
 from ledger.service import LedgerService
 from ledger.views import EntryView
 from messaging.notifier import Notifier
-from staff.audit import AuditLog
 
 log = logging.getLogger("loyalty.desk")
 
@@ -25,7 +24,6 @@ class OwnAccount(LedgerError):
 @dataclass(frozen=True, slots=True)
 class Desk:
     ledger: LedgerService
-    audit: AuditLog
     notifier: Notifier
 
 
@@ -65,14 +63,7 @@ async def adjust(
         reason=reason,
         actor=staff_actor(staff_id),
         operation_id=operation_id,
-    )
-    await desk.audit.record(
-        staff_actor(staff_id),
-        "support.adjust",
-        target=f"member:{member_id}",
-        reason=reason,
-        points=points,
-        entry=entry.entry_id,
+        audit_action="support.adjust",
     )
     return await _tell(desk, member_id, entry, reason)
 
@@ -86,16 +77,10 @@ async def reverse(desk: Desk, *, staff_id: int, entry_id: int, reason: str) -> C
     if own is not None and await ledger.entry_owner(entry_id) == own.member_id:
         raise OwnAccount("support cannot reverse their own entries")
     actor = staff_actor(staff_id)
-    entry = await ledger.reverse_entry(entry_id=entry_id, reason=reason, actor=actor)
-    member_id = await ledger.entry_owner(entry.entry_id)
-    await desk.audit.record(
-        actor,
-        "support.reverse",
-        target=f"entry:{entry_id}",
-        reason=reason,
-        member=member_id,
-        entry=entry.entry_id,
+    entry = await ledger.reverse_entry(
+        entry_id=entry_id, reason=reason, actor=actor, audit_action="support.reverse"
     )
+    member_id = await ledger.entry_owner(entry.entry_id)
     return await _tell(desk, member_id, entry, reason)
 
 
