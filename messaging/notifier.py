@@ -5,6 +5,7 @@ rendered when they are sent (messaging/notices.py)."""
 
 from __future__ import annotations
 
+import secrets
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -152,8 +153,11 @@ class Notifier:
         shared the same phone number) has it now."""
         with self.i18n.context(), self.i18n.use_locale(member.language):
             text = _("account-moved").format(card=format_card_number(member.card_number))
+        # Not the member's row (a 403 from the old account must not mark the new one
+        # unreachable), so erasing the member finds it by its key's prefix; the key names no
+        # Telegram account.
         return await self.outbox.enqueue(
-            dedup_key=f"moved:{member.member_id}:{previous_chat}:{member.telegram_id}",
+            dedup_key=f"{moved_prefix(member.member_id)}{secrets.token_hex(8)}",
             chat_id=previous_chat,
             text=text,
         )
@@ -213,6 +217,11 @@ class Notifier:
                 text=text,
             )
         return queued
+
+
+def moved_prefix(member_id: int) -> str:
+    """The start of the keys of the notes that a member's card moved to another account."""
+    return f"moved:{member_id}:"
 
 
 def news_prefix(ticket_id: int) -> str:

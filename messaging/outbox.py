@@ -286,9 +286,9 @@ __all__: Sequence[str] = ["TRANSACTIONAL", "Outbox", "OutboxMessage", "erase_mem
 
 
 def erase_member_messages(conn: Connection, member_id: int, *, about: Sequence[str] = ()) -> None:
-    """A member erased their data: the messages to them (their chat id, texts and notice
-    payloads: unsent ones are dropped) and those about them to others (keys starting with one
-    of `about`, given by whoever made those keys) keep nothing of theirs."""
+    """A member erased their data: the messages to them and those about them (keys starting
+    with one of `about`, given by whoever made those keys) keep no text, buttons, notice
+    payload or chat id; unsent ones are dropped."""
     patterns = [_escaped(prefix) + "%" for prefix in about]
     to_or_about = or_(
         outbox.c.member_id == member_id,
@@ -300,9 +300,10 @@ def erase_member_messages(conn: Connection, member_id: int, *, about: Sequence[s
         .values(status="dropped", reason="the member deleted their data")
     )
     conn.execute(
-        update(outbox).where(to_or_about).values(text="", reply_markup=None, payload=None)
+        update(outbox)
+        .where(to_or_about)
+        .values(text="", reply_markup=None, payload=None, chat_id=0)
     )
-    conn.execute(update(outbox).where(outbox.c.member_id == member_id).values(chat_id=0))
 
 
 def _escaped(text: str) -> str:

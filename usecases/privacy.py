@@ -20,7 +20,7 @@ from sqlalchemy import Connection
 
 from cards.service import erase_member_cards
 from ledger.service import LedgerService
-from messaging.notifier import news_prefix
+from messaging.notifier import moved_prefix, news_prefix
 from messaging.outbox import erase_member_messages
 from staff.roles import erase_staff_names
 from support.tickets import erase_member_tickets
@@ -40,7 +40,8 @@ async def erase_member(privacy: Privacy, member_id: int) -> None:
     def elsewhere(conn: Connection) -> None:
         erase_member_cards(conn, member_id)
         tickets = erase_member_tickets(conn, member_id)
-        erase_member_messages(conn, member_id, about=[news_prefix(t) for t in tickets])
+        about = [moved_prefix(member_id), *(news_prefix(t) for t in tickets)]
+        erase_member_messages(conn, member_id, about=about)
         if telegram_id is not None:
             erase_staff_names(conn, telegram_id)
 

@@ -15,7 +15,7 @@ from messaging.outbox import Outbox
 from staff.audit import AuditLog
 from staff.roles import Role, SeenAs, StaffService
 from storage.engine import sqlite_file
-from storage.schema import metadata
+from storage.schema import metadata, outbox
 from support.tickets import TicketService
 from tests.conftest import Phones
 from usecases.privacy import Privacy, erase_member
@@ -138,3 +138,26 @@ async def test_a_member_who_is_also_staff_leaves_no_name_or_username_of_theirs_w
     stored = await stored_values(ledger.engine)
     assert [value for value in stored if name in value or username in value] == []
     assert await staff.roles_of(4343) == frozenset({Role.CASHIER})
+
+
+async def test_a_member_whose_card_moved_to_a_new_account_leaves_neither_account_when_erased(
+    ledger: LedgerService, phones: Phones
+) -> None:
+    """The note to the old account ("your card is on another account now") named the card and
+    kept both Telegram ids in its key: erasing the member must take those too."""
+    from bot.i18n import build_i18n
+    from messaging.notifier import Notifier
+
+    old_chat, new_chat = 733_000_001, 733_000_002
+    phone = phones.next()
+    await ledger.register_member(phone, telegram_id=old_chat)
+    member = (await ledger.register_member(phone, telegram_id=new_chat)).member
+    notifier = Notifier(build_i18n(), ledger, Outbox(ledger.engine, ledger.clock))
+    assert await notifier.account_moved(member, old_chat)
+    await erase_member(Privacy(ledger), member.member_id)
+    values = await stored_values(ledger.engine)
+    for account in (str(old_chat), str(new_chat)):
+        assert not [value for value in values if account in value], account
+    async with ledger.engine.connect() as conn:  # the card number stays on the ledger's row
+        texts = (await conn.execute(select(outbox.c.text))).scalars().all()
+    assert not [text for text in texts if member.card_number in text.replace(" ", "")]
