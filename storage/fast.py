@@ -198,8 +198,9 @@ def later(conn: Connection, statement: Fast, params: Mapping[str, Any]) -> None:
     """Run a write whose rows are not needed, now or a little later: inside `deferring` on
     PostgreSQL it waits for the next statement on the connection or the end of the block,
     whichever comes first, and then runs in one statement with the other writes waiting (one
-    round trip instead of one each). Whatever runs after it, through Fast or through
-    SQLAlchemy, sees it; there is no rule for the caller to keep. Anywhere else it runs now."""
+    round trip instead of one each). Whatever runs after it through Fast or
+    `Connection.execute` sees it (not `exec_driver_sql` or a raw cursor, which SQLAlchemy's
+    before_execute event does not see; the ledger uses neither). Anywhere else it runs now."""
     pending = conn.info.get(_LATER) if conn.dialect.driver == "asyncpg" else None
     if pending is None:
         statement(conn, params)
