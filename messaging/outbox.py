@@ -54,6 +54,11 @@ class OutboxMessage:
     payload: dict[str, Any] | None = None
 
 
+class Superseded(Exception):
+    """A sender of a later epoch took over (a new leader): this one is no longer the sender
+    and claims nothing more (its scheduler stops it when it notices the lost lock)."""
+
+
 class Outbox:
     """The queue itself: enqueue, claim what is due, record outcomes."""
 
@@ -138,7 +143,7 @@ class Outbox:
         self,
         limit: int = BATCH,
         *,
-        epoch: int | None = None,
+        epoch: int,
         busy_chats: Collection[int] = (),
     ) -> list[OutboxMessage]:
         """Take up to `limit` due messages, highest priority first, at most one per chat and
@@ -147,11 +152,14 @@ class Outbox:
         never holds up another chat's message.
 
         Claims of a sender that died become due again: at once when this sender's epoch is
-        later than theirs, else after CLAIM_TIMEOUT."""
+        later than theirs, else after CLAIM_TIMEOUT. Raises `Superseded`, claiming nothing,
+        when a sender of a later epoch has taken over."""
         now = self.clock.now()
-        void = outbox.c.not_before <= now - CLAIM_TIMEOUT
-        if epoch is not None:
-            void = or_(void, outbox.c.claim_epoch.is_(None), outbox.c.claim_epoch < epoch)
+        void = or_(
+            outbox.c.not_before <= now - CLAIM_TIMEOUT,
+            outbox.c.claim_epoch.is_(None),
+            outbox.c.claim_epoch < epoch,
+        )
         due = [outbox.c.status == "queued", outbox.c.not_before <= now]
         if busy_chats:
             due.append(outbox.c.chat_id.not_in(list(busy_chats)))
@@ -172,6 +180,14 @@ class Outbox:
             .limit(limit)
         )
         async with self.engine.begin() as conn:
+            # Read under a lock (PostgreSQL): a takeover's `take_epoch` waits for this claim to
+            # commit, so no claim of an older epoch is made after a takeover.
+            lease = select(outbox_lease.c.epoch).where(outbox_lease.c.id == 1)
+            if self.engine.dialect.name == "postgresql":
+                lease = lease.with_for_update()
+            latest = (await conn.execute(lease)).scalar_one_or_none()
+            if latest is not None and latest > epoch:
+                raise Superseded(f"epoch {epoch} is superseded by epoch {latest}")
             await conn.execute(
                 update(outbox).where(outbox.c.status == "sending", void).values(status="queued")
             )
@@ -199,7 +215,11 @@ class Outbox:
         telegram_message_id: int | None = None,
         not_before: datetime | None = None,
         attempt: bool = False,
-    ) -> None:
+        epoch: int,
+    ) -> bool:
+        """Record the outcome of a message this sender claimed under `epoch`. False, and
+        nothing changed, when it is no longer this sender's: a sender of a later epoch took
+        it over (and may have sent it already)."""
         values: dict[str, Any] = {"status": status, "reason": reason}
         if status == "sent":
             values["sent_at"] = self.clock.now()
@@ -208,8 +228,14 @@ class Outbox:
             values["not_before"] = not_before
         if attempt:
             values["attempts"] = outbox.c.attempts + 1
+        mine = (
+            outbox.c.id == message_id,
+            outbox.c.status == "sending",
+            outbox.c.claim_epoch == epoch,
+        )
         async with self.engine.begin() as conn:
-            await conn.execute(update(outbox).where(outbox.c.id == message_id).values(**values))
+            result = await conn.execute(update(outbox).where(*mine).values(**values))
+        return bool(result.rowcount)
 
     async def withdraw(self, dedup_key: str, reason: str) -> int | None:
         """A message that no longer makes sense (a request that ended): dropped if still
@@ -282,7 +308,13 @@ def _message(row: Any) -> OutboxMessage:
     )
 
 
-__all__: Sequence[str] = ["TRANSACTIONAL", "Outbox", "OutboxMessage", "erase_member_messages"]
+__all__: Sequence[str] = [
+    "TRANSACTIONAL",
+    "Outbox",
+    "OutboxMessage",
+    "Superseded",
+    "erase_member_messages",
+]
 
 
 def erase_member_messages(conn: Connection, member_id: int, *, about: Sequence[str] = ()) -> None:

@@ -26,6 +26,7 @@ import time
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
+from typing import Any
 from zoneinfo import ZoneInfo
 
 from aiogram import Bot
@@ -42,7 +43,15 @@ from sqlalchemy import select, update
 from ledger.clock import Clock
 from ledger.rules import MessageRules
 from messaging.notices import Notices
-from messaging.outbox import BATCH, CAP_WINDOW, OPT_OUT_FIELD, TRANSACTIONAL, Outbox, OutboxMessage
+from messaging.outbox import (
+    BATCH,
+    CAP_WINDOW,
+    OPT_OUT_FIELD,
+    TRANSACTIONAL,
+    Outbox,
+    OutboxMessage,
+    Superseded,
+)
 from storage.schema import members
 
 log = logging.getLogger("loyalty.outbox")
@@ -120,6 +129,9 @@ class Sender:
         # The epoch of this sender's claims (Outbox.take_epoch), taken at its first claim after
         # it starts: then the claims of a sender that died are void at once.
         self.epoch: int | None = None
+        # A sender of a later epoch took over (a new leader): this one claims nothing more
+        # until `restart()` (its scheduler stops it when it notices the lost lock).
+        self.superseded = False
         self.holder = holder or f"sender:{id(self):x}"
         # About a second's worth of messages per claim: a message queued meanwhile (a receipt)
         # waits for at most that, not for a long batch to others.
@@ -143,7 +155,6 @@ class Sender:
         (the database is down, say) it waits longer each time, up to a minute, and logs the
         first failure in full and then one line now and then, not a traceback a second."""
         failures = 0
-        self.epoch = None  # a new run takes a new epoch (see `drain_once`)
         while not self._stopping.is_set():
             try:
                 sent = await self.drain_once()
@@ -186,7 +197,8 @@ class Sender:
 
     def restart(self) -> None:
         self._stopping = asyncio.Event()
-        self.epoch = None
+        self.epoch = None  # the next run takes a new epoch (see `drain_once`)
+        self.superseded = False
 
     async def drain(self) -> int:
         """Send everything due now (used by tests and jobs); returns how many were handled."""
@@ -202,17 +214,24 @@ class Sender:
             await asyncio.sleep(chat_free_in)  # a busy chat may have more waiting
 
     async def drain_once(self) -> int:
+        if self.superseded:
+            return 0
         if self.epoch is None:
             self.epoch = await self.outbox.take_epoch(self.holder)
-        messages = await self.outbox.claim_due(
-            self.batch, epoch=self.epoch, busy_chats=self.limiter.busy_chats()
-        )
+        try:
+            messages = await self.outbox.claim_due(
+                self.batch, epoch=self.epoch, busy_chats=self.limiter.busy_chats()
+            )
+        except Superseded as error:
+            log.info("outbox: another sender took over (%s); this one claims nothing more", error)
+            self.superseded = True
+            return 0
         recipients = await self._recipients({m.member_id for m in messages if m.member_id})
         sending: list[asyncio.Task[None]] = []
         granted: dict[int, set[int]] = {}  # capped messages let through in this batch
         for message in messages:
             if self._stopping.is_set():
-                await self.outbox.record(message.message_id, "queued")
+                await self._record(message, "queued")
                 continue
             recipient = recipients.get(message.member_id) if message.member_id else None
             if not await self._allowed_now(message, recipient, granted):
@@ -238,7 +257,7 @@ class Sender:
     async def _render(self, message: OutboxMessage, recipient: _Recipient | None) -> str | None:
         """A notice's text in its member's language; None (and recorded) if it cannot be."""
         if self.notices is None or recipient is None or message.kind is None:
-            await self.outbox.record(message.message_id, "failed", reason="cannot render")
+            await self._record(message, "failed", reason="cannot render")
             return None
         try:
             return self.notices.render(
@@ -246,9 +265,7 @@ class Sender:
             )
         except Exception as error:
             log.exception("outbox: notice %s could not be rendered", message.kind)
-            await self.outbox.record(
-                message.message_id, "failed", reason=f"render: {type(error).__name__}"
-            )
+            await self._record(message, "failed", reason=f"render: {type(error).__name__}")
             return None
 
     async def _recipients(self, member_ids: set[int]) -> dict[int, _Recipient]:
@@ -272,10 +289,10 @@ class Sender:
     ) -> bool:
         """Apply opt-outs, expiry, quiet hours and the weekly cap; record why not."""
         now = self.clock.now()
-        record = self.outbox.record
+        record = self._record
         if recipient is not None and (recipient.unreachable or not recipient.active):
             await record(
-                message.message_id,
+                message,
                 "skipped_unreachable",
                 reason="blocked the bot" if recipient.unreachable else "left the program",
             )
@@ -283,12 +300,12 @@ class Sender:
         if message.category == TRANSACTIONAL:
             return True
         if message.expires_at is not None and message.expires_at <= now:
-            await record(message.message_id, "dropped", reason="no longer relevant")
+            await record(message, "dropped", reason="no longer relevant")
             return False
         if recipient is None:
             return True
         if not recipient.opted_in.get(message.category, True):
-            await record(message.message_id, "skipped_optout", reason=message.category)
+            await record(message, "skipped_optout", reason=message.category)
             return False
         quiet_end = quiet_hours_end(now, recipient.timezone, self.rules)
         if quiet_end is not None:
@@ -307,13 +324,9 @@ class Sender:
 
     async def _defer(self, message: OutboxMessage, until: datetime, why: str) -> None:
         if message.expires_at is not None and until >= message.expires_at:
-            await self.outbox.record(
-                message.message_id, "dropped", reason=f"{why}; would arrive too late"
-            )
+            await self._record(message, "dropped", reason=f"{why}; would arrive too late")
             return
-        await self.outbox.record(
-            message.message_id, "queued", reason=f"deferred: {why}", not_before=until
-        )
+        await self._record(message, "queued", reason=f"deferred: {why}", not_before=until)
 
     async def _send(self, message: OutboxMessage) -> None:
         markup = (
@@ -326,8 +339,8 @@ class Sender:
         except TelegramRetryAfter as error:
             self.retry_after_seen += 1
             self.limiter.pause(error.retry_after)
-            await self.outbox.record(
-                message.message_id,
+            await self._record(
+                message,
                 "queued",
                 reason=f"429, retry after {error.retry_after}s",
                 not_before=self.clock.now() + timedelta(seconds=error.retry_after),
@@ -337,23 +350,33 @@ class Sender:
         except (TelegramServerError, TelegramNetworkError) as error:
             await self._back_off(message, type(error).__name__)
         except TelegramBadRequest as error:
-            await self.outbox.record(
-                message.message_id, "failed", reason=error.message[:200], attempt=True
-            )
-            await self._undelivered(message)
+            if await self._record(message, "failed", reason=error.message[:200], attempt=True):
+                await self._undelivered(message)
         else:
-            await self.outbox.record(
-                message.message_id, "sent", telegram_message_id=sent.message_id, attempt=True
-            )
+            await self._record(message, "sent", telegram_message_id=sent.message_id, attempt=True)
+
+    async def _record(self, message: OutboxMessage, status: str, **outcome: Any) -> bool:
+        """Record a claimed message's outcome under this sender's epoch; False when a sender
+        of a later epoch took the message over (its outcome is that sender's to record: this
+        one does nothing more about it and does not retry)."""
+        assert self.epoch is not None  # a claimed message: `drain_once` took the epoch
+        if await self.outbox.record(message.message_id, status, epoch=self.epoch, **outcome):
+            return True
+        log.info(
+            "outbox: message %d was taken over by a later sender; %s not recorded here",
+            message.message_id,
+            status,
+        )
+        return False
 
     async def _back_off(self, message: OutboxMessage, why: str) -> None:
         if message.attempts + 1 >= MAX_ATTEMPTS:
-            await self.outbox.record(message.message_id, "failed", reason=why, attempt=True)
-            await self._undelivered(message)
+            if await self._record(message, "failed", reason=why, attempt=True):
+                await self._undelivered(message)
             return
         delay = timedelta(seconds=min(2**message.attempts, 300))
-        await self.outbox.record(
-            message.message_id,
+        await self._record(
+            message,
             "queued",
             reason=f"retry: {why}",
             not_before=self.clock.now() + delay,
@@ -361,9 +384,10 @@ class Sender:
         )
 
     async def _mark_unreachable(self, message: OutboxMessage) -> None:
-        await self.outbox.record(
-            message.message_id, "skipped_unreachable", reason="blocked the bot", attempt=True
-        )
+        if not await self._record(
+            message, "skipped_unreachable", reason="blocked the bot", attempt=True
+        ):
+            return  # the later sender that has it learns of the block itself
         await self._undelivered(message)
         if message.member_id is not None:
             async with self.outbox.engine.begin() as conn:

@@ -376,6 +376,10 @@ class SchedulerRunner:
             leading = False
         else:
             self._lead_failures = 0
+        if leading and self._sending is not None and self.sender.superseded:
+            # The lock came back (its connection had dropped) after another process led for
+            # a while: this sender claims nothing more, so it starts over with a later epoch.
+            await self._stop_sending()
         if leading and self._sending is None:
             self._sending = asyncio.create_task(self.sender.run(), name="outbox-sender")
             # Newly leading (at start, or taking over from a process that died): catch up at

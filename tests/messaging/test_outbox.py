@@ -5,9 +5,13 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import time
+from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 
 import pytest
+from aiogram.exceptions import TelegramNetworkError, TelegramRetryAfter
+from aiogram.methods import SendMessage
+from aiogram.types import Message
 from sqlalchemy import select
 
 from emulator import FaultKind
@@ -367,3 +371,92 @@ async def test_a_sender_that_takes_over_sends_what_a_dead_one_had_claimed_at_onc
     assert await successor.drain() == 5  # the same moment: no 5 minutes' wait
     assert [len(delivery.emulator.user(720 + i).messages) for i in range(5)] == [1] * 5
     assert set((await _statuses(delivery.outbox)).values()) == {"sent"}
+
+
+class _Held:
+    """A bot whose sends hang until `release` is set, then end as `outcome` says (by chat):
+    an old sender that did not die, still sending while a new one takes over."""
+
+    def __init__(self, outcome: Callable[[int], object]) -> None:
+        self.outcome = outcome
+        self.calls = 0
+        self.release = asyncio.Event()
+
+    async def send_message(self, chat_id: int, *args: object, **kwargs: object) -> object:
+        self.calls += 1
+        await self.release.wait()
+        result = self.outcome(chat_id)
+        if isinstance(result, Exception):
+            raise result
+        return result
+
+
+async def test_an_old_sender_still_sending_after_a_takeover_cannot_requeue_or_rewrite_a_message(
+    delivery: Delivery, phones: Phones, clock: ManualClock
+) -> None:
+    """The old leader's sender claimed three messages and is still on them when a new leader's
+    sender takes over and sends all three. Its late outcomes (a 429 and a network error put
+    the message back in the queue, a "sent" would overwrite the new sender's) change nothing:
+    each member gets each message once."""
+    clock.set(NOON_MSK)
+    ids = [await _member(delivery, phones, 740 + i) for i in range(3)]
+    for i, member_id in enumerate(ids):
+        await delivery.outbox.enqueue(
+            dedup_key=f"t{i}", chat_id=740 + i, member_id=member_id, text=f"message {i}"
+        )
+    method = SendMessage(chat_id=0, text="")
+    late = {
+        740: TelegramRetryAfter(method=method, message="Too Many Requests", retry_after=30),
+        741: TelegramNetworkError(method=method, message="timeout"),
+        742: Message.model_validate(
+            {"message_id": 99999, "date": 0, "chat": {"id": 742, "type": "private"}}
+        ),
+    }
+    held = _Held(late.__getitem__)
+    old = Sender(
+        delivery.outbox,
+        held,  # type: ignore[arg-type]
+        delivery.sender.rules,
+        rate_per_second=1000,
+        per_chat_interval=0.0,
+    )
+    sending = asyncio.create_task(old.drain_once())
+    for _ in range(500):  # until all three are on their way
+        if held.calls == 3:
+            break
+        await asyncio.sleep(0.01)
+    assert held.calls == 3
+    successor = Sender(delivery.outbox, delivery.bot, delivery.sender.rules, per_chat_interval=0.0)
+    assert await successor.drain() == 3
+    async with delivery.outbox.engine.connect() as conn:
+        before = (await conn.execute(select(outbox).order_by(outbox.c.id))).all()
+    held.release.set()  # the old sender's late outcomes
+    await sending
+    async with delivery.outbox.engine.connect() as conn:
+        after = (await conn.execute(select(outbox).order_by(outbox.c.id))).all()
+    assert after == before
+    assert {row.status for row in after} == {"sent"}
+    clock.advance(timedelta(minutes=10))  # past the 429's wait and the back-off
+    assert await successor.drain() == 0
+    assert [len(delivery.emulator.user(740 + i).messages) for i in range(3)] == [1] * 3
+
+
+async def test_a_sender_whose_epoch_is_older_than_the_lease_claims_nothing(
+    delivery: Delivery, phones: Phones
+) -> None:
+    """A new leader's sender took a later epoch: the old leader's sender, until its scheduler
+    notices the lost lock and stops it, claims nothing, so only the new one sends."""
+    member_id = await _member(delivery, phones, 750)
+    old = Sender(delivery.outbox, delivery.bot, delivery.sender.rules, per_chat_interval=0.0)
+    assert await old.drain() == 0  # running: it has its epoch
+    successor = Sender(delivery.outbox, delivery.bot, delivery.sender.rules, per_chat_interval=0.0)
+    assert await successor.drain() == 0  # took over: a later epoch
+    await delivery.outbox.enqueue(
+        dedup_key="after-takeover", chat_id=750, member_id=member_id, text="Receipt"
+    )
+    assert await old.drain() == 0
+    assert await old.drain() == 0  # and it stays out
+    assert await _statuses(delivery.outbox) == {"after-takeover": "queued"}
+    assert delivery.emulator.user(750).messages == []
+    assert await successor.drain() == 1
+    assert [m.text for m in delivery.emulator.user(750).messages] == ["Receipt"]

@@ -127,6 +127,48 @@ async def test_a_leader_that_lost_its_connection_steps_down(
     assert not first.leadership.is_leader
 
 
+@pytest.mark.parametrize("backend", ["postgresql"])  # a SQLite lock is no connection
+async def test_a_leader_that_takes_its_lock_back_after_another_led_sends_again(
+    processes: tuple[Process, Process],
+) -> None:
+    """The first process's lock connection drops; the second leads for a while (its sender
+    takes a later epoch, so the first's claims nothing more) and goes; the first takes the
+    lock back at its next look: its sender starts over with a newer epoch and sends again."""
+    first, second = processes
+    for process in (first, second):
+        process.runner.sender.poll_interval = 0.01
+
+    async def epoch_taken(process: Process) -> bool:
+        return process.runner.sender.epoch is not None
+
+    await first.runner._lead()
+    assert await _until(lambda: epoch_taken(first), 5)
+    conn = first.leadership._conn
+    assert conn is not None
+    pid = (await conn.execute(text("SELECT pg_backend_pid()"))).scalar_one()
+    async with second.engine.connect() as other:
+        await other.execute(text(TERMINATE), {"pid": pid})
+    await second.runner._lead()
+    assert await _until(lambda: epoch_taken(second), 5)
+    later = second.runner.sender.epoch
+    await second.runner._stop_sending()
+    await second.leadership.resign()
+
+    async def superseded() -> bool:
+        return first.runner.sender.superseded
+
+    assert await _until(superseded, 5)
+    await first.runner._lead()  # notices the dropped connection and takes the lock back
+    try:
+        assert first.leadership.is_leader
+        assert await _until(lambda: epoch_taken(first), 5)
+        epoch = first.runner.sender.epoch
+        assert epoch is not None and later is not None and epoch > later
+        assert not first.runner.sender.superseded
+    finally:
+        await first.runner._stop_sending()
+
+
 # ------------------------------------------------------------- two real processes
 
 
