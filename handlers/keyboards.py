@@ -20,7 +20,7 @@ from aiogram.types import (
 from aiogram.utils.i18n import gettext as _
 from pydantic import Field
 
-from usecases.sales import ConfirmCb
+from usecases.sales import ConfirmCb, RowId
 
 MENU_ROWS = (
     ("menu-card", "menu-balance"),
@@ -28,7 +28,6 @@ MENU_ROWS = (
     ("menu-settings", "menu-support"),
 )
 
-RowId = Annotated[int, Field(ge=1, le=2**31 - 1)]  # a member, entry or request number
 Points = Annotated[int, Field(ge=0, le=2**31 - 1)]
 Page = Annotated[int, Field(ge=0, le=2**31 - 1)]
 

@@ -93,11 +93,11 @@ async def record_refund(
 
 # ------------------------------------------------------- the member confirms a redemption
 
-RowId = Annotated[int, Field(ge=1, le=2**31 - 1)]
+RowId = Annotated[int, Field(ge=1, le=2**31 - 1)]  # a member, entry or request number
 
 
 class ConfirmCb(CallbackData, prefix="rr"):
-    """The member's [Yes] / [No] under the question (handlers/cashier.py takes the answer)."""
+    """The member's [Yes] / [No] under the question (handlers/redemptions.py takes the answer)."""
 
     request_id: RowId
     accept: bool
