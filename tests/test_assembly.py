@@ -26,11 +26,13 @@ async def test_the_handlers_get_exactly_the_services_of_the_registry_and_the_bot
     services = await build_services(settings, clock)
     try:
         dispatcher = build_dispatcher(services, bot_username="shop_bot")
-        names = {field.name for field in dataclasses.fields(Services)}
-        assert set(dispatcher.workflow_data) == names | {"bot_username"}
-        assert all(dispatcher.workflow_data[name] is getattr(services, name) for name in names)
+        try:
+            names = {field.name for field in dataclasses.fields(Services)}
+            assert set(dispatcher.workflow_data) == names | {"bot_username"}
+            assert all(dispatcher.workflow_data[name] is getattr(services, name) for name in names)
+        finally:
+            await dispatcher.storage.close()
     finally:
-        await dispatcher.storage.close()
         await close_services(services)
 
 

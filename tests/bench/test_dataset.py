@@ -10,7 +10,6 @@ import subprocess
 import sys
 from collections import Counter
 from datetime import UTC, datetime, timedelta
-from pathlib import Path
 
 import pytest
 from sqlalchemy import func, select, update
@@ -21,8 +20,8 @@ from ledger import policy
 from ledger.invariants import check_ledger
 from ledger.rules import Rules
 from storage.schema import entries, lots, members, operations, purchases
+from tests.conftest import ROOT
 
-ROOT = Path(__file__).resolve().parent.parent.parent
 NOW = datetime(2026, 12, 1, tzinfo=UTC)
 
 

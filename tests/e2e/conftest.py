@@ -82,3 +82,11 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     for item in items:
         if item.path.parent == here and item.path.name not in FAST_E2E:
             item.add_marker(pytest.mark.slow)
+
+
+async def ask_support(member: EmulatedUser, text: str) -> str:
+    """The member opens Support and writes `text`; the bot's answer."""
+    await member.press_reply_button("💬 Support")
+    await member.wait_message()
+    await member.send_text(text)
+    return (await member.wait_message()).text or ""

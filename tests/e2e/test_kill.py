@@ -14,12 +14,12 @@ from pathlib import Path
 import aiohttp
 import pytest
 from sqlalchemy import select
+from sqlalchemy.ext.asyncio import AsyncEngine
 
 from api.keys import ApiKeyService
 from emulator import BotAPIEmulator, FaultKind
 from ledger.rules import Rules
 from ledger.service import LedgerService
-from storage.engine import create_engine
 from storage.schema import outbox
 from tests.conftest import ROOT
 from tests.e2e.conftest import TOKEN
@@ -65,10 +65,9 @@ async def _buy(session: aiohttp.ClientSession, url: str, key: str, card: str, re
 
 
 async def test_kill_9_loses_no_receipt_and_the_next_process_sends_the_dead_ones_claims(
-    emulator: BotAPIEmulator, database_url: str, rules: Rules, tmp_path: Path
+    emulator: BotAPIEmulator, database_url: str, engine: AsyncEngine, rules: Rules, tmp_path: Path
 ) -> None:
-    engine = create_engine(database_url)
-    ledger = LedgerService(engine, rules)
+    ledger = LedgerService(engine, rules)  # the real clock, as the processes have
     keys = ApiKeyService(engine)
     try:
         _, key = await keys.create("till-1")
@@ -141,12 +140,9 @@ async def test_kill_9_loses_no_receipt_and_the_next_process_sends_the_dead_ones_
             if set(statuses.values()) == {"sent"}:
                 break
             await asyncio.sleep(0.2)
-        waited = time.monotonic() - led_at
-        assert set(statuses.values()) == {"sent"}, statuses
-        assert waited < 10
+        assert set(statuses.values()) == {"sent"}, statuses  # all within the loop's 10 s
     finally:
         second.send_signal(signal.SIGTERM)
         output, _ = await asyncio.wait_for(second.communicate(), 30)
-        await engine.dispose()
     assert second.returncode == 0, output.decode()[-2000:]
     assert any(emulator.user(FIRST_CHAT + i).messages for i in range(MEMBERS))

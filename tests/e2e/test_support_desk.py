@@ -12,7 +12,7 @@ from emulator import BotAPIEmulator, EmulatedUser
 from ledger.invariants import check_ledger
 from staff.audit import AuditLog
 from support.tickets import TicketService
-from tests.e2e.conftest import ADMIN_ID, join
+from tests.e2e.conftest import ADMIN_ID, ask_support, join
 
 
 @pytest.fixture(params=["sqlite", "postgresql"])
@@ -30,12 +30,6 @@ async def _support(emulator: BotAPIEmulator, user_id: int, language: str) -> Emu
     return person
 
 
-async def _ask_support(member: EmulatedUser, text: str) -> str:
-    await member.press_reply_button("💬 Support")
-    await member.wait_message()
-    await member.send_text(text)
-    return (await member.wait_message()).text or ""
-
 
 async def test_a_request_with_direction_and_null_characters_reaches_support_without_them(
     emulator: BotAPIEmulator, app: Application
@@ -45,7 +39,7 @@ async def test_a_request_with_direction_and_null_characters_reaches_support_with
     await join(eve, "+79995111000")
     sam = await _support(emulator, 5211, "en")
     text = "Look at \u202egnp.exe\x00 please\u2066"
-    assert "Request #1 is registered" in await _ask_support(eve, text)
+    assert "Request #1 is registered" in await ask_support(eve, text)
     news = (await sam.wait_message()).text or ""
     assert news.startswith("🆕 Request #1 from Eve (card ")
     assert "“Look at gnp.exe please”" in news, repr(news)
@@ -67,7 +61,7 @@ async def test_support_answers_a_request_and_the_member_gets_the_answer(
     await sam.send_command("/help")
     assert "/tickets — open requests and disputes" in ((await sam.wait_message()).text or "")
 
-    assert "Request #1 is registered" in await _ask_support(anna, "Where are my points?")
+    assert "Request #1 is registered" in await ask_support(anna, "Where are my points?")
     news = await sam.wait_message()  # support hears at once, through the outbox
     assert (news.text or "").startswith("🆕 Request #1 from Anna (card ")
     assert "“Where are my points?”" in (news.text or "") and "/ticket 1" in (news.text or "")
@@ -183,7 +177,7 @@ async def test_members_and_cashiers_have_no_desk_and_admins_hear_when_there_is_n
     admin = emulator.user(ADMIN_ID, "Boss", language_code="ru")  # from ADMIN_IDS, no member
     await admin.send_command("/help")  # the bot learns the language of the admin's Telegram
     await admin.wait_message()
-    assert "Request #1 is registered" in await _ask_support(olga, "Hello")
+    assert "Request #1 is registered" in await ask_support(olga, "Hello")
     # Nobody has the support role yet: the admins are told instead, in their language.
     assert ((await admin.wait_message()).text or "").startswith("🆕 Обращение №1 от Olga")
     kate = emulator.user(5105, "Kate", language_code="en")  # a cashier, and not a member

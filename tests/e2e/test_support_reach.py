@@ -8,20 +8,14 @@ import asyncio
 import pytest
 
 from bot.run import Application
-from emulator import BotAPIEmulator, EmulatedUser
-from tests.e2e.conftest import ADMIN_ID, join
+from emulator import BotAPIEmulator
+from tests.e2e.conftest import ADMIN_ID, ask_support, join
 
 
 @pytest.fixture(params=["sqlite", "postgresql"])
 def backend(request: pytest.FixtureRequest) -> str:
     return str(request.param)  # the outbox's outcomes are read in SQL on both
 
-
-async def _ask_support(member: EmulatedUser, text: str) -> str:
-    await member.press_reply_button("💬 Support")
-    await member.wait_message()
-    await member.send_text(text)
-    return (await member.wait_message()).text or ""
 
 
 async def _drain(app: Application) -> None:
@@ -39,7 +33,7 @@ async def test_when_no_one_can_be_reached_the_member_is_told_and_the_desk_shows_
     not the member nor the desk, ever knew."""
     olga = emulator.user(8401, "Olga", language_code="en")
     await join(olga, "+79998401000")
-    assert "Request #1 is registered" in await _ask_support(olga, "Where are my points?")
+    assert "Request #1 is registered" in await ask_support(olga, "Where are my points?")
     await _drain(app)
     told = await olga.wait_message()
     assert "could not reach" in (told.text or "") and "#1 is kept" in (told.text or ""), told.text
@@ -61,7 +55,7 @@ async def test_news_that_cannot_reach_support_goes_to_an_admin(
     assert "Done:" in ((await admin.wait_message()).text or "")
     anna = emulator.user(8402, "Anna", language_code="en")
     await join(anna, "+79998402000")
-    assert "Request #1 is registered" in await _ask_support(anna, "Hello?")
+    assert "Request #1 is registered" in await ask_support(anna, "Hello?")
     await _drain(app)
     news = await admin.wait_message()
     assert (news.text or "").startswith("🆕 Request #1 from Anna"), news.text

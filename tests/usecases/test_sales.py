@@ -3,6 +3,8 @@ others."""
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import pytest
 from sqlalchemy import func, select, text
 from sqlalchemy.ext.asyncio import AsyncEngine
@@ -83,11 +85,17 @@ async def test_a_sale_and_a_refund_write_one_audit_record_each_also_when_retried
     sales = Sales(ledger=ledger, confirmations=ConfirmationService(ledger.engine, ledger.clock))
     member = (await ledger.register_member(phones.next(), telegram_id=902)).member
     sale = Purchase(receipt_id="R-2", amount=2000 * RUB, member_id=member.member_id, redeem=30)
+    answers = []
     for _ in range(2):  # the second is a retry: the same answer, nothing new written
-        await record_purchase(sales, "api:till-1", sale)
-        await record_refund(
+        bought = await record_purchase(sales, "api:till-1", sale)
+        refunded = await record_refund(
             sales, "api:till-1", refund_id="RF-2", receipt_id="R-2", amount=500 * RUB
         )
+        answers.append((bought, refunded))
+    first, again = answers
+    assert (again[0].replayed, again[1].replayed) == (True, True)
+    assert replace(again[0], replayed=False) == first[0]
+    assert replace(again[1], replayed=False) == first[1]
     records = [
         (r.action, r.actor, r.target, r.details.get("receipt_id"))
         for r in reversed(await AuditLog(ledger.engine, ledger.clock).recent())
