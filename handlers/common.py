@@ -14,9 +14,6 @@ from aiogram.utils.i18n import gettext as _
 
 from staff.roles import Role
 
-# The actor of what staff do in the bot, in the journal and the audit: "tg:<telegram id>".
-STAFF_ACTOR = "tg:"
-
 
 def staff_help(roles: frozenset[Role]) -> list[str]:
     """What each of these roles can do, a paragraph each (admins can do everything)."""

@@ -11,12 +11,13 @@ from aiogram.fsm.context import FSMContext
 from aiogram.types import CallbackQuery, InlineKeyboardMarkup, Message
 from aiogram.utils.i18n import gettext as _
 
-from handlers.common import STAFF_ACTOR, edit_in_place
+from handlers.common import edit_in_place
 from handlers.filters import IsMember
 from handlers.keyboards import DisputeListCb, HistoryPageCb, button
 from ledger.service import LedgerService
 from ledger.views import EntryView, HistoryPage, MemberView
 from messaging.texts import moment_text, points_text, signed_text
+from staff.audit import STAFF_ACTOR
 
 HISTORY_PAGE_SIZE = 10
 

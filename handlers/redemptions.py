@@ -15,13 +15,13 @@ from aiogram.types import CallbackQuery, Message
 from aiogram.utils.i18n import I18n
 from aiogram.utils.i18n import gettext as _
 
-from handlers.common import STAFF_ACTOR
 from handlers.filters import IsMember
 from handlers.keyboards import ConfirmCb, WithdrawCb, inline_keyboard
 from ledger.errors import LedgerError
 from ledger.views import MemberView, PurchaseResult
 from messaging.languages import StaffLanguage
 from messaging.texts import count_text, points_text, seconds_text
+from staff.audit import staff_actor
 from usecases.sales import (
     Purchase,
     Sales,
@@ -61,7 +61,7 @@ async def record_sale(
     try:
         result = await record_purchase(
             sales,
-            f"{STAFF_ACTOR}{sale.cashier_id}",
+            staff_actor(sale.cashier_id),
             Purchase(
                 receipt_id=sale.receipt_id,
                 member_id=sale.member_id,

@@ -41,7 +41,7 @@ from messaging.texts import (
     signed_text,
     tier_text,
 )
-from staff.audit import AuditLog
+from staff.audit import AuditLog, staff_actor
 from staff.roles import Role
 from support.tickets import MAX_TICKET_TEXT, Ticket, TicketService, TicketTooLong
 from usecases.desk import Changed, Desk, adjust, reverse
@@ -193,7 +193,7 @@ async def answer_ticket(
         await message.answer(_("desk-already-closed").format(ticket=ticket_id, when=when))
         return
     await audit.record(
-        f"tg:{staff_id}",
+        staff_actor(staff_id),
         "support.reply" if answer else "support.close",
         target=f"ticket:{ticket_id}",
         member=ticket.member_id,

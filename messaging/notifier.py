@@ -178,8 +178,6 @@ class Notifier:
 
     async def points_changed(self, member_id: int, change: int, reason: str, key: str) -> bool:
         """Tell the member support added or took points (an adjustment or a reversal)."""
-        if not change:
-            return False
         return await self._tell_member(
             member_id,
             f"support:points:{key}",

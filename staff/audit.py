@@ -14,6 +14,13 @@ from ledger.clock import Clock, SystemClock
 from storage.audit import audit_values
 from storage.schema import audit_log
 
+# The actor of what staff do in the bot, in the journal and the audit: "tg:<telegram id>".
+STAFF_ACTOR = "tg:"
+
+
+def staff_actor(telegram_id: int) -> str:
+    return f"{STAFF_ACTOR}{telegram_id}"
+
 
 @dataclass(frozen=True, slots=True)
 class AuditRecord:

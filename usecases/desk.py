@@ -11,6 +11,7 @@ from ledger.errors import EntryNotReversible, LedgerError
 from ledger.service import LedgerService
 from ledger.views import EntryView
 from messaging.notifier import Notifier
+from staff.audit import staff_actor
 
 log = logging.getLogger("loyalty.desk")
 
@@ -37,10 +38,6 @@ class Changed:
     change: int
     balance: int
     told: bool | None
-
-
-def staff_actor(staff_id: int) -> str:
-    return f"tg:{staff_id}"
 
 
 async def adjust(
@@ -73,14 +70,16 @@ async def reverse(desk: Desk, *, staff_id: int, entry_id: int, reason: str) -> C
     ledger = desk.ledger
     if (await ledger.entry(entry_id)).reversed:  # the ledger would answer with the first
         raise EntryNotReversible("this entry is already reversed")
+    member_id = await ledger.entry_owner(entry_id)  # a reversal is the same member's entry
     own = await ledger.member_by_telegram(staff_id)
-    if own is not None and await ledger.entry_owner(entry_id) == own.member_id:
+    if own is not None and member_id == own.member_id:
         raise OwnAccount("support cannot reverse their own entries")
-    actor = staff_actor(staff_id)
     entry = await ledger.reverse_entry(
-        entry_id=entry_id, reason=reason, actor=actor, audit_action="support.reverse"
+        entry_id=entry_id,
+        reason=reason,
+        actor=staff_actor(staff_id),
+        audit_action="support.reverse",
     )
-    member_id = await ledger.entry_owner(entry.entry_id)
     return await _tell(desk, member_id, entry, reason)
 
 

@@ -27,8 +27,6 @@ async def _support(emulator: BotAPIEmulator, user_id: int) -> EmulatedUser:
 async def _dispute_newest_entry(member: EmulatedUser, text: str) -> None:
     await member.press_reply_button("📜 История")
     page = await member.wait_message()
-    while (page.text or "").startswith("🧾"):  # a receipt, queued with its purchase
-        page = await member.wait_message()
     await member.press(page, page.inline_buttons[-1].callback_data or "")  # dispute an entry
     choose = await member.wait_message()
     await member.press(choose, choose.inline_buttons[0].callback_data or "")  # the newest
@@ -46,6 +44,8 @@ async def test_support_sees_the_disputed_purchase_and_the_reasons_of_adjustments
     member = await ledger.member_by_telegram(8101)
     assert member is not None
     await ledger.purchase(receipt_id="R-7731", member_id=member.member_id, amount_kopecks=150_050)
+    receipt = await ivan.wait_message()  # queued with the purchase, sent on its own time
+    assert (receipt.text or "").startswith("🧾 Покупка R-7731:")
     sam = await _support(emulator, 8201)
     await _dispute_newest_entry(ivan, "Где баллы за покупку?")
     await sam.wait_message()  # the news of the dispute
