@@ -170,3 +170,54 @@ async def machine_info(with_postgres: bool) -> list[str]:
         version = (await pg_fetch("SHOW server_version"))[0][0]
         lines.append(f"PostgreSQL {version} at {pg_urls('')[1]}")
     return lines
+
+
+# ---------------------------------------------------------------------------- figures
+
+
+FIGURES_ENV = "BENCH_FIGURES"  # a file each benchmark appends its figures to (bench.all)
+
+
+@dataclass
+class Figure:
+    """One measured figure, with the target it is held to and, where one applies, the plain
+    floor measured in the same run (ratio = value / floor, or floor / value for times)."""
+
+    benchmark: str  # "api", "ledger", "updates", "scheduler", ...
+    name: str  # what was measured, e.g. "HTTP purchases with receipts, SQLite, 32 clients"
+    value: float
+    unit: str  # "/s", "ms", "s", "MB"
+    target: str = ""  # e.g. ">= 800/s", "< 150 ms"; empty: reported, not held to a target
+    met: bool | None = None
+    floor: float | None = None
+    ratio: float | None = None
+    ratio_target: str = ""
+
+    def line(self) -> str:
+        value = f"{self.value:,.1f} {self.unit}".replace(" /s", "/s")
+        parts = [f"{self.name}: {value}"]
+        if self.floor is not None:
+            parts.append(f"floor {self.floor:,.1f} {self.unit}".replace(" /s", "/s"))
+        if self.ratio is not None:
+            parts.append(
+                f"ratio {self.ratio:.2f}" + (f" ({self.ratio_target})" if self.ratio_target else "")
+            )
+        if self.target:
+            parts.append(f"target {self.target}")
+        if self.met is not None:
+            parts.append("met" if self.met else "MISSED")
+        return "; ".join(parts)
+
+
+def report(figures: list[Figure]) -> None:
+    """Print the figures and append them to $BENCH_FIGURES (JSON lines) when it is set."""
+    import json
+    from dataclasses import asdict
+
+    for figure in figures:
+        print("FIGURE " + figure.line())
+    path = os.environ.get(FIGURES_ENV)
+    if path:
+        with open(path, "a", encoding="utf-8") as out:
+            for figure in figures:
+                out.write(json.dumps(asdict(figure), ensure_ascii=False) + "\n")
