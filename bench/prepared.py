@@ -104,7 +104,7 @@ async def discard(url: str) -> None:
 
 
 def _remove_sqlite(path: str) -> None:
-    for suffix in ("", "-wal", "-shm"):
+    for suffix in ("", "-wal", "-shm", "-leader"):  # -leader: the bot's leader lock file
         Path(f"{path}{suffix}").unlink(missing_ok=True)
 
 
