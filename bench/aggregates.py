@@ -11,7 +11,7 @@ entries: thousands of lots and purchases), one at a time and in the order produc
 - a purchase through `LedgerService.purchase` (plain, and one that redeems a few points), which
   reads the 365-day qualifying spend and whether any of the member's points are overdue;
 - the balance screen (`Queries.balance`: tier progress, the nearest burn);
-- a history page (`Queries.history`): the first and the last (the deepest).
+- a history page (`Queries.history`): the first, the middle one and the last (the deepest).
 
 Each figure is the median time of one call in microseconds; the typical member's median is
 printed beside the heaviest member's as its floor, and the ratio (typical / heaviest) is 1.0
@@ -127,6 +127,12 @@ def operations(ledger: LedgerService, run: str) -> dict[str, Operation]:
     async def first_page(subject: Subject) -> object:
         return await ledger.history(subject.member_id, page=0)
 
+    async def middle_page(subject: Subject) -> object:
+        pages = (await ledger.history(subject.member_id)).pages  # untimed below
+        started = time.perf_counter()
+        await ledger.history(subject.member_id, page=pages // 2)
+        return time.perf_counter() - started
+
     async def last_page(subject: Subject) -> object:
         return await ledger.history(subject.member_id, page=1_000_000)  # clamped to the last
 
@@ -135,6 +141,7 @@ def operations(ledger: LedgerService, run: str) -> dict[str, Operation]:
         "purchase redeeming 10 points": purchase_redeeming,
         "balance screen": balance,
         "history, first page": first_page,
+        "history, middle page": middle_page,
         "history, last page": last_page,
     }
 
