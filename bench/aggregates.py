@@ -9,7 +9,9 @@ number of journal entries among active members who bought) and for the heaviest 
 entries: thousands of lots and purchases), one at a time and in the order production runs them:
 
 - a purchase through `LedgerService.purchase` (plain, and one that redeems a few points), which
-  reads the 365-day qualifying spend and whether any of the member's points are overdue;
+  reads the 365-day qualifying spend and whether any of the member's points are overdue; and
+  one refused after those reads (more points than the cap), which rolls back instead of
+  committing, so that its figure is the reads without the flush of the commit;
 - the balance screen (`Queries.balance`: tier progress, the nearest burn);
 - a history page (`Queries.history`): the first, the middle one and the last (the deepest).
 
@@ -35,6 +37,8 @@ from sqlalchemy import text
 from bench.common import ROOT, Figure, machine_info, report
 from bench.prepared import discard, prepared
 from ledger import policy
+from ledger.errors import RedeemAboveLimit
+from ledger.operations import MAX_POINTS
 from ledger.rules import load_rules
 from ledger.service import LedgerService
 from storage.engine import create_engine
@@ -121,6 +125,21 @@ def operations(ledger: LedgerService, run: str) -> dict[str, Operation]:
         )
         return time.perf_counter() - started
 
+    async def purchase_refused(subject: Subject) -> object:
+        # Everything a purchase reads (the member locked, the key claimed, the window's spend,
+        # overdue points), then refused (more points than the cap) and rolled back: the
+        # reads without the commit, whose flush to disk dominates a purchase on a busy disk.
+        try:
+            await ledger.purchase(
+                receipt_id=receipt(),
+                member_id=subject.member_id,
+                amount_kopecks=100 * RUB,
+                redeem_points=MAX_POINTS,
+            )
+        except RedeemAboveLimit:
+            return None
+        raise AssertionError("a redemption above the cap went through")
+
     async def balance(subject: Subject) -> object:
         return await ledger.balance(subject.member_id)
 
@@ -139,6 +158,7 @@ def operations(ledger: LedgerService, run: str) -> dict[str, Operation]:
     return {
         "purchase": purchase,
         "purchase redeeming 10 points": purchase_redeeming,
+        "purchase refused after its reads (no commit)": purchase_refused,
         "balance screen": balance,
         "history, first page": first_page,
         "history, middle page": middle_page,
