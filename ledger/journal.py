@@ -476,9 +476,7 @@ class Journal:
             for member_id, points in burnt.items()
         ]
 
-    def burn_own_due(
-        self, conn: Connection, member_id: int, totals: Totals, now: datetime
-    ) -> None:
+    def burn_own_due(self, conn: Connection, member_id: int, totals: Totals, now: datetime) -> None:
         """Burn the lots of this member (locked) whose expiry has come, as the burn job would
         (which may not have run yet). `totals` is changed here and stored by the caller."""
         due = _DUE_LOTS(conn, {"member_id": member_id, "now": now}).all()

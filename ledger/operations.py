@@ -67,9 +67,7 @@ MAX_REFERENCE_LENGTH = 100
 
 # Points whose expiry has come are gone even before the burn job writes them off: nobody
 # can spend them (Journal.burn_own_due) and nobody is shown them.
-OVERDUE = func.coalesce(
-    func.sum(lots.c.remaining).filter(lots.c.expires_at <= bindparam("now")), 0
-)
+OVERDUE = func.coalesce(func.sum(lots.c.remaining).filter(lots.c.expires_at <= bindparam("now")), 0)
 # A range of the member's usable lots (ix_lots_member_usable), not a sum over all of them.
 OVERDUE_SELECT = select(func.coalesce(func.sum(lots.c.remaining), 0)).where(
     USABLE, lots.c.expires_at <= bindparam("now")

@@ -55,6 +55,7 @@ async def test_the_balance_screen_spending_and_the_tier_window_read_indexes_of_w
                 text("SELECT member_id FROM lots GROUP BY member_id ORDER BY COUNT(*) DESC")
             )
         ).scalar()
+
         def at(moment: datetime) -> object:  # as the driver takes a UTCDateTime
             naive = moment.replace(tzinfo=None)
             if conn.dialect.name == "sqlite":
