@@ -161,8 +161,8 @@ MEMBER_COLUMNS = (
     "id", "card_number", "phone", "telegram_id", "first_name", "last_name", "username",
     "language", "timezone", "birthday", "birthday_set_at", "referral_code", "referred_by",
     "status", "notify_reminders", "notify_tier", "notify_offers", "unreachable", "created_at",
-    "consent_at", "erased_at", "last_purchase_at", "balance", "pending", "debt", "tier",
-    "tier_announced",
+    "consent_at", "erased_at", "last_purchase_at", "balance", "pending", "debt",
+    "entries_count", "tier", "tier_announced",
 )  # fmt: skip
 OPERATION_COLUMNS = (
     "id", "key", "kind", "member_id", "request_hash", "result", "actor", "created_at",
@@ -239,6 +239,7 @@ class _Member:
         self.card = card_number(plan.id)
         self.phone_hash = phone_hashes.phone_hash(key, phone(plan.id))
         self.balance = self.pending = self.debt = 0
+        self.entries = 0  # the member's count of entries
         self.lots: list[_Lot] = []
         self.open: list[_Lot] = []  # active lots, by (expires_at, id); emptied ones may linger
         self.held: deque[_Lot] = deque()  # pending lots, by available_at
@@ -266,6 +267,7 @@ class _Member:
         actor: str | None = None,
     ) -> int:
         self.ids.entries += 1
+        self.entries += 1
         entry_id = self.ids.entries
         self.rows.entries.append(
             (entry_id, self.id, op, kind, points, pending, debt, reference, None, actor, None, at)
@@ -750,15 +752,15 @@ class _Member:
                 "en" if english else "ru", timezone, None, None, _referral_code(member_id),
                 self.plan.referred_by, "erased", False, False, False, False, created, created,
                 self.now - timedelta(hours=1), last_purchase, self.balance, self.pending,
-                self.debt, tier, tier,
+                self.debt, self.entries, tier, tier,
             )  # fmt: skip
         return (
             member_id, card_number(member_id), phone(member_id),
             5_000_000_000 + member_id * 7 if chat else None, first_name, last_name, username,
             "en" if english else "ru", timezone, birthday, birthday_set_at,
             _referral_code(member_id), self.plan.referred_by, "active", *flags, unreachable,
-            created, created, None, last_purchase, self.balance, self.pending, self.debt, tier,
-            tier,
+            created, created, None, last_purchase, self.balance, self.pending, self.debt,
+            self.entries, tier, tier,
         )  # fmt: skip
 
 

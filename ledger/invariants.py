@@ -2,9 +2,10 @@
 
 For every member: the stored balance equals the points left in active lots and the sum of the
 journal's balance changes; the same for pending points; the debt equals the journal's debt
-changes; no total is negative; a member with debt has no usable points. For every lot: the
-points left are between zero and what it was created with, and equal to what it was created with
-minus what entries took from it net of what was given back. Operation keys are unique.
+changes; the stored count of entries equals the journal's; no total is negative; a member with
+debt has no usable points. For every lot: the points left are between zero and what it was
+created with, and equal to what it was created with minus what entries took from it net of what
+was given back. Operation keys are unique.
 """
 
 from __future__ import annotations
@@ -68,6 +69,7 @@ def _members_off() -> Select[Any]:
             func.sum(entries.c.points).label("points"),
             func.sum(entries.c.pending).label("pending"),
             func.sum(entries.c.debt).label("debt"),
+            func.count().label("entries"),
         )
         .group_by(entries.c.member_id)
         .subquery()
@@ -78,17 +80,20 @@ def _members_off() -> Select[Any]:
     journal_points = func.coalesce(journal_sums.c.points, zero)
     journal_pending = func.coalesce(journal_sums.c.pending, zero)
     journal_debt = func.coalesce(journal_sums.c.debt, zero)
+    journal_entries = func.coalesce(journal_sums.c.entries, zero)
     return (
         select(
             members.c.id,
             members.c.balance,
             members.c.pending,
             members.c.debt,
+            members.c.entries_count,
             lot_active.label("lot_active"),
             lot_pending.label("lot_pending"),
             journal_points.label("journal_points"),
             journal_pending.label("journal_pending"),
             journal_debt.label("journal_debt"),
+            journal_entries.label("journal_entries"),
         )
         .select_from(
             members.outerjoin(lot_sums, lot_sums.c.member_id == members.c.id).outerjoin(
@@ -102,6 +107,7 @@ def _members_off() -> Select[Any]:
                 members.c.pending != lot_pending,
                 members.c.pending != journal_pending,
                 members.c.debt != journal_debt,
+                members.c.entries_count != journal_entries,
                 members.c.balance < 0,
                 members.c.pending < 0,
                 members.c.debt < 0,
@@ -188,6 +194,7 @@ def _member_violations(row: Any) -> list[Violation]:
     expect("pending != pending lots", row.pending, int(row.lot_pending), "lots hold")
     expect("pending != journal", row.pending, int(row.journal_pending), "journal sums to")
     expect("debt != journal", row.debt, int(row.journal_debt), "journal sums to")
+    expect("entries count != journal", row.entries_count, int(row.journal_entries), "journal has")
     for name in ("balance", "pending", "debt"):
         value = getattr(row, name)
         if value < 0:

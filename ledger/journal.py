@@ -3,8 +3,9 @@
 Points come in lots (what was credited, what is left, when usable, when it burns); every change
 is an entry in the append-only journal; `spends` records which lots paid for an outgoing entry,
 so that a refund or a reversal gives points back to the lots they came from. A member's running
-totals (balance, pending, debt) travel through an operation as `Totals` and are written once at
-the end; CHECK constraints in the database refuse a negative value.
+totals (balance, pending, debt, and the count of their entries) travel through an operation as
+`Totals` and are written once at the end; CHECK constraints in the database refuse a negative
+value.
 
 Nothing here opens or commits a transaction: LedgerService does, and passes its connection.
 
@@ -17,12 +18,12 @@ through a mixin and a third module of statements, to save some 60 lines.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import Connection, bindparam, func, select, update
+from sqlalchemy import Connection, and_, bindparam, func, literal_column, select, update
 from sqlalchemy.engine import Row
 
 from ledger import policy
@@ -54,27 +55,29 @@ _MEMBER_WITH_SPEND = Fast(
 _TOTALS_UPDATE = (
     update(members)
     .where(members.c.id == bindparam("member_id"))
-    .values(balance=bindparam("balance"), pending=bindparam("pending"), debt=bindparam("debt"))
+    .values(
+        balance=bindparam("balance"),
+        pending=bindparam("pending"),
+        debt=bindparam("debt"),
+        entries_count=bindparam("entries_count"),
+    )
 )
 _STORE_TOTALS = Fast(_TOTALS_UPDATE)
 _STORE_TOTALS_WITH: dict[tuple[str, ...], Fast] = {}  # and other columns, by their names
 _INSERT_ENTRY = Fast(entries.insert().returning(entries.c.id))
 _INSERT_LOT = Fast(lots.insert())
-_OPEN_LOTS = Fast(
-    select(lots.c.id, lots.c.remaining, lots.c.expires_at).where(
-        lots.c.member_id == bindparam("member_id"), lots.c.status == "active", lots.c.remaining > 0
-    )
+# A member's usable lots, as the partial index ix_lots_member_usable holds them: its condition
+# written with the same literals (a bound parameter would not tell the planner that the index
+# applies), so that the lots spent or burnt to zero, most of a long history, are never read.
+USABLE_LOT = and_(
+    lots.c.status == literal_column("'active'"), lots.c.remaining > literal_column("0")
 )
-# The member's lots whose expiry has come: an index range (ix_lots_member_open) that is empty
-# unless the burn job is behind, instead of every open lot (read for nothing, and a large share
-# of a purchase's time).
+USABLE = and_(lots.c.member_id == bindparam("member_id"), USABLE_LOT)
+_OPEN_LOTS = Fast(select(lots.c.id, lots.c.remaining, lots.c.expires_at).where(USABLE))
+# The member's lots whose expiry has come: a range of that index, empty unless the burn job is
+# behind.
 _DUE_LOTS = Fast(
-    select(lots.c.id, lots.c.remaining).where(
-        lots.c.member_id == bindparam("member_id"),
-        lots.c.status == "active",
-        lots.c.expires_at <= bindparam("now"),
-        lots.c.remaining > 0,
-    )
+    select(lots.c.id, lots.c.remaining).where(USABLE, lots.c.expires_at <= bindparam("now"))
 )
 _TAKE_FROM_LOT = Fast(
     update(lots)
@@ -86,11 +89,20 @@ _INSERT_SPENDS = Fast(spends.insert())
 
 @dataclass(slots=True)
 class Totals:
-    """A member's running totals inside one transaction."""
+    """A member's running totals inside one transaction; `entries` counts their journal
+    entries (Journal.insert_entry adds one for each)."""
 
     balance: int
     pending: int
     debt: int
+    entries: int
+
+
+def totals_of(row: Any) -> Totals:
+    """The running totals of a member's row."""
+    return Totals(
+        balance=row.balance, pending=row.pending, debt=row.debt, entries=row.entries_count
+    )
 
 
 class Journal:
@@ -125,8 +137,7 @@ class Journal:
         return row
 
     def lock_totals(self, conn: Connection, member_id: int) -> Totals:
-        row = self.lock_member(conn, member_id)
-        return Totals(balance=row.balance, pending=row.pending, debt=row.debt)
+        return totals_of(self.lock_member(conn, member_id))
 
     def store_totals(self, conn: Connection, member_id: int, totals: Totals, **extra: Any) -> None:
         """Write the running totals (never negative: refused here, and by CHECK constraints).
@@ -139,6 +150,7 @@ class Journal:
             "balance": totals.balance,
             "pending": totals.pending,
             "debt": totals.debt,
+            "entries_count": totals.entries,
         }
         values = {k: v for k, v in extra.items() if v is not None}
         statement = _STORE_TOTALS
@@ -163,6 +175,7 @@ class Journal:
         self,
         conn: Connection,
         member_id: int,
+        totals: Totals,
         kind: str,
         points: int,
         pending: int,
@@ -189,6 +202,7 @@ class Journal:
                 "created_at": now,
             },
         ).scalar_one()
+        totals.entries += 1
         return entry_id
 
     def credit(
@@ -222,6 +236,7 @@ class Journal:
         entry_id = self.insert_entry(
             conn,
             member_id,
+            totals,
             kind,
             0 if held else points,
             points if held else 0,
@@ -265,7 +280,15 @@ class Journal:
         open_lots = self.open_lots(conn, member_id)
         allocation = policy.allocate_fifo(open_lots, payoff)
         entry_id = self.insert_entry(
-            conn, member_id, "debt_payoff", -payoff, 0, -payoff, now, operation_id=operation_id
+            conn,
+            member_id,
+            totals,
+            "debt_payoff",
+            -payoff,
+            0,
+            -payoff,
+            now,
+            operation_id=operation_id,
         )
         self.take_from_lots(conn, entry_id, allocation.takes)
         totals.balance -= payoff
@@ -322,6 +345,7 @@ class Journal:
         entry_id = self.insert_entry(
             conn,
             member_id,
+            totals,
             kind,
             -active_points,
             -pending_points,
@@ -375,6 +399,7 @@ class Journal:
         entry_id = self.insert_entry(
             conn,
             member_id,
+            totals,
             kind,
             points,
             0,
@@ -417,16 +442,19 @@ class Journal:
     def lock_many(self, conn: Connection, member_ids: Sequence[int]) -> dict[int, Totals]:
         """Lock these members (in id order, so two batches cannot deadlock) and read totals."""
         statement = (
-            select(members.c.id, members.c.balance, members.c.pending, members.c.debt)
+            select(
+                members.c.id,
+                members.c.balance,
+                members.c.pending,
+                members.c.debt,
+                members.c.entries_count,
+            )
             .where(members.c.id.in_(member_ids))
             .order_by(members.c.id)
         )
         if self._is_postgres:
             statement = statement.with_for_update()
-        return {
-            row.id: Totals(balance=row.balance, pending=row.pending, debt=row.debt)
-            for row in conn.execute(statement)
-        }
+        return {row.id: totals_of(row) for row in conn.execute(statement)}
 
     def burn_due(self, conn: Connection, member_ids: Sequence[int], now: datetime) -> list[Burnt]:
         """Burn every lot of these members whose expiry has come: one expiry entry per member,
@@ -434,15 +462,12 @@ class Journal:
         totals = self.lock_many(conn, member_ids)
         due = conn.execute(
             select(lots.c.id, lots.c.member_id, lots.c.remaining)
-            .where(
-                lots.c.member_id.in_(member_ids),
-                lots.c.status == "active",
-                lots.c.remaining > 0,
-                lots.c.expires_at <= now,
-            )
+            .where(lots.c.member_id.in_(member_ids), USABLE_LOT, lots.c.expires_at <= now)
             .order_by(lots.c.member_id, lots.c.expires_at, lots.c.id)
         ).all()
-        burnt = self._burn(conn, [(lot.member_id, lot.id, lot.remaining) for lot in due], now)
+        burnt = self._burn(
+            conn, [(lot.member_id, lot.id, lot.remaining) for lot in due], now, totals
+        )
         for member_id, points in burnt.items():
             totals[member_id].balance -= points
         self._store_many(conn, {member_id: totals[member_id] for member_id in burnt})
@@ -451,21 +476,24 @@ class Journal:
             for member_id, points in burnt.items()
         ]
 
-    def burn_own_due(
-        self, conn: Connection, member_id: int, totals: Totals, now: datetime
-    ) -> None:
+    def burn_own_due(self, conn: Connection, member_id: int, totals: Totals, now: datetime) -> None:
         """Burn the lots of this member (locked) whose expiry has come, as the burn job would
         (which may not have run yet). `totals` is changed here and stored by the caller."""
         due = _DUE_LOTS(conn, {"member_id": member_id, "now": now}).all()
         if due:
-            burnt = self._burn(conn, [(member_id, lot.id, lot.remaining) for lot in due], now)
+            due_lots = [(member_id, lot.id, lot.remaining) for lot in due]
+            burnt = self._burn(conn, due_lots, now, {member_id: totals})
             totals.balance -= burnt[member_id]
 
     def _burn(
-        self, conn: Connection, due: Sequence[tuple[int, int, int]], now: datetime
+        self,
+        conn: Connection,
+        due: Sequence[tuple[int, int, int]],
+        now: datetime,
+        totals: Mapping[int, Totals],
     ) -> dict[int, int]:
         """Write off these (member id, lot id, remaining) lots: one expiry entry per member;
-        returns the points burnt per member."""
+        returns the points burnt per member (their entries are counted in `totals`)."""
         burnt: dict[int, int] = {}
         for member_id, _lot, remaining in due:
             burnt[member_id] = burnt.get(member_id, 0) + remaining
@@ -478,6 +506,7 @@ class Journal:
                 for member_id, points in burnt.items()
             ],
             now,
+            totals,
         )
         for chunk in _chunks([lot for _, lot, _ in due]):
             conn.execute(update(lots).where(lots.c.id.in_(chunk)).values(remaining=0))
@@ -516,6 +545,7 @@ class Journal:
                 for member_id, points in activated.items()
             ],
             now,
+            totals,
         )
         for member_id, points in activated.items():
             member = totals[member_id]
@@ -527,11 +557,18 @@ class Journal:
         return sum(activated.values())
 
     def _insert_entries(
-        self, conn: Connection, rows: list[dict[str, Any]], now: datetime
+        self,
+        conn: Connection,
+        rows: list[dict[str, Any]],
+        now: datetime,
+        totals: Mapping[int, Totals],
     ) -> dict[int, int]:
-        """Insert one entry per member in one statement; returns entry ids by member id."""
+        """Insert one entry per member in one statement (counted in the member's `totals`);
+        returns entry ids by member id."""
         if not rows:
             return {}
+        for row in rows:
+            totals[row["member_id"]].entries += 1
         defaults = {"operation_id": None, "debt": 0, "reference": None, "reason": None}
         result = conn.execute(
             entries.insert().returning(entries.c.id, entries.c.member_id),
@@ -552,6 +589,7 @@ class Journal:
                         "balance": t.balance,
                         "pending": t.pending,
                         "debt": t.debt,
+                        "entries_count": t.entries,
                     }
                     for member_id, t in totals.items()
                 ],

@@ -34,7 +34,6 @@ from sqlalchemy import (
     Connection,
     Integer,
     String,
-    and_,
     bindparam,
     func,
     literal_column,
@@ -55,7 +54,7 @@ from ledger.errors import (
     MemberNotFound,
     PurchaseNotFound,
 )
-from ledger.journal import SPEND_SINCE, Journal, Totals
+from ledger.journal import SPEND_SINCE, USABLE, Journal, Totals, totals_of
 from ledger.rules import Rules
 from storage import phone_hashes
 from storage.engine import readonly
@@ -66,15 +65,13 @@ from storage.transactions import SyncDatabase
 MAX_POINTS = 10_000_000
 MAX_REFERENCE_LENGTH = 100
 
-OPEN_ACTIVE = and_(
-    lots.c.member_id == bindparam("member_id"), lots.c.status == "active", lots.c.remaining > 0
-)
 # Points whose expiry has come are gone even before the burn job writes them off: nobody
 # can spend them (Journal.burn_own_due) and nobody is shown them.
-OVERDUE = func.coalesce(
-    func.sum(lots.c.remaining).filter(lots.c.expires_at <= bindparam("now")), 0
+OVERDUE = func.coalesce(func.sum(lots.c.remaining).filter(lots.c.expires_at <= bindparam("now")), 0)
+# A range of the member's usable lots (ix_lots_member_usable), not a sum over all of them.
+OVERDUE_SELECT = select(func.coalesce(func.sum(lots.c.remaining), 0)).where(
+    USABLE, lots.c.expires_at <= bindparam("now")
 )
-OVERDUE_SELECT = select(OVERDUE).where(OPEN_ACTIVE)
 _CLAIM_POSTGRES = Fast(
     postgresql.insert(operations)
     .on_conflict_do_nothing(index_elements=[operations.c.key])
@@ -250,7 +247,7 @@ class LedgerBase:
             else:  # BEGIN IMMEDIATE holds the lock already: one writer at a time
                 locked = self.journal.read_locked(conn, member_id, spend_since=since)
                 op_id = self._claim_operation(conn, key, kind, member_id, request_hash, actor)
-            totals = Totals(balance=locked.balance, pending=locked.pending, debt=locked.debt)
+            totals = totals_of(locked)
             if op_id is None:
                 return self._replay(conn, key, request_hash), True
             if overdue is None or overdue > 0:

@@ -19,11 +19,12 @@ from sqlalchemy.engine import Row
 from ledger import policy
 from ledger.calendar import qualifying_spend
 from ledger.errors import EntryNotFound
-from ledger.operations import OPEN_ACTIVE, OVERDUE, LedgerBase
+from ledger.journal import USABLE
+from ledger.operations import OVERDUE, LedgerBase
 from ledger.purchases import PURCHASE
 from ledger.views import BalanceView, Burn, EntryView, HistoryPage, PurchaseView
 from storage.fast import Fast
-from storage.schema import entries, lots
+from storage.schema import entries, lots, members
 
 # Entries that support may reverse; purchase entries are undone by a refund instead.
 REVERSIBLE_KINDS = frozenset({"welcome", "referral", "birthday", "adjustment"})
@@ -31,23 +32,32 @@ _BURNS = Fast(  # the next burn to come, and what should have burnt already
     select(
         func.min(lots.c.expires_at).filter(lots.c.expires_at > bindparam("now")),
         OVERDUE.label("overdue"),
-    ).where(OPEN_ACTIVE)
+    ).where(USABLE)
 )
 _BURNING_BEFORE = Fast(
     select(func.coalesce(func.sum(lots.c.remaining), 0)).where(
-        OPEN_ACTIVE, lots.c.expires_at > bindparam("now"), lots.c.expires_at < bindparam("day_end")
+        USABLE, lots.c.expires_at > bindparam("now"), lots.c.expires_at < bindparam("day_end")
     )
 )
-_COUNT_ENTRIES = Fast(
-    select(func.count()).select_from(entries).where(entries.c.member_id == bindparam("member_id"))
-)
-_ENTRIES_PAGE = Fast(
-    select(entries)
-    .where(entries.c.member_id == bindparam("member_id"))
-    .order_by(entries.c.id.desc())
-    .offset(bindparam("offset"))
-    .limit(bindparam("limit"))
-)
+# The member's count of entries, kept with their totals: a page does not count them.
+_ENTRIES_COUNT = Fast(select(members.c.entries_count).where(members.c.id == bindparam("member_id")))
+
+
+def _page(newest_first: bool) -> Fast:
+    """One page of the member's entries, counted from the newest or from the oldest: a page
+    in the older half of a long history is read from the oldest end, so no page skips more
+    than half of the member's entries (and the last page, the deepest, skips none)."""
+    return Fast(
+        select(entries)
+        .where(entries.c.member_id == bindparam("member_id"))
+        .order_by(entries.c.id.desc() if newest_first else entries.c.id.asc())
+        .offset(bindparam("offset"))
+        .limit(bindparam("limit"))
+    )
+
+
+_NEWEST_FIRST = _page(newest_first=True)
+_OLDEST_FIRST = _page(newest_first=False)
 ENTRY = Fast(select(entries).where(entries.c.id == bindparam("entry_id")))
 
 
@@ -89,11 +99,16 @@ class Queries(LedgerBase):
         page_size = max(1, min(page_size, 50))
 
         def query(conn: Connection) -> tuple[int, int, Sequence[Row[Any]]]:
-            total = int(_COUNT_ENTRIES(conn, {"member_id": member_id}).scalar_one())
+            total = _ENTRIES_COUNT(conn, {"member_id": member_id}).scalar_one_or_none() or 0
             pages = max(1, -(-total // page_size))
             at = max(0, min(page, pages - 1))
-            params = {"member_id": member_id, "offset": at * page_size, "limit": page_size}
-            return total, at, _ENTRIES_PAGE(conn, params).all()
+            skip = at * page_size  # newer entries before this page
+            if skip <= total // 2:
+                params = {"member_id": member_id, "offset": skip, "limit": page_size}
+                return total, at, _NEWEST_FIRST(conn, params).all()
+            older = max(0, total - skip - page_size)  # older entries after it
+            params = {"member_id": member_id, "offset": older, "limit": total - skip - older}
+            return total, at, _OLDEST_FIRST(conn, params).all()[::-1]
 
         total, page, rows = await self.db.read(query)
         pages = max(1, -(-total // page_size))

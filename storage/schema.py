@@ -26,6 +26,7 @@ from sqlalchemy import (
     Text,
     TypeDecorator,
     func,
+    text,
 )
 from sqlalchemy.engine import Dialect
 
@@ -90,6 +91,9 @@ members = Table(
     Column("balance", Integer, nullable=False, server_default="0"),
     Column("pending", Integer, nullable=False, server_default="0"),
     Column("debt", Integer, nullable=False, server_default="0"),
+    # How many journal entries the member has: a history page tells "page X of Y" without
+    # counting them (kept with the totals, checked by ledger.invariants).
+    Column("entries_count", Integer, nullable=False, server_default="0"),
     Column("tier", String(16), nullable=False, server_default="base"),
     # The highest tier the member has been told about; tier news goes out when tier passes it.
     Column("tier_announced", String(16), nullable=False, server_default="base"),
@@ -129,6 +133,18 @@ lots = Table(
     Column("created_at", UTCDateTime, nullable=False),
     CheckConstraint("remaining >= 0 AND remaining <= points", name="remaining_in_range"),
     Index("ix_lots_member_open", "member_id", "status", "expires_at"),
+    # A member's usable lots, which is what the balance, the nearest burn and spending read:
+    # the lots spent or burnt to zero (most of a long history) are not in it. Queries match
+    # its condition with the same literals (ledger.operations.OPEN_ACTIVE).
+    Index(
+        "ix_lots_member_usable",
+        "member_id",
+        "status",  # the same leading columns as ix_lots_member_open, so SQLite prefers this
+        "expires_at",
+        "remaining",
+        sqlite_where=text("status = 'active' AND remaining > 0"),
+        postgresql_where=text("status = 'active' AND remaining > 0"),
+    ),
     Index("ix_lots_status_expires", "status", "expires_at"),
     Index("ix_lots_status_available", "status", "available_at"),
 )
@@ -182,7 +198,8 @@ purchases = Table(
     Column("qualifying", BigInteger, nullable=False),
     Column("created_at", UTCDateTime, nullable=False),
     CheckConstraint("refunded_amount <= amount", name="refund_within_amount"),
-    Index("ix_purchases_member_created", "member_id", "created_at"),
+    # The tier window's spend is a range of this index alone (qualifying is in it).
+    Index("ix_purchases_member_spend", "member_id", "created_at", "qualifying"),
 )
 
 # One referral reward per invited phone, even if that phone registers again later (the phone

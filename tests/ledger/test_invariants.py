@@ -108,7 +108,11 @@ async def test_a_debt_next_to_usable_points_is_reported(
 ) -> None:
     ids = await _fill(ledger, phones)
     async with ledger.engine.begin() as conn:
-        await conn.execute(update(members).where(members.c.id == ids[0]).values(debt=7))
+        await conn.execute(
+            update(members)
+            .where(members.c.id == ids[0])
+            .values(debt=7, entries_count=members.c.entries_count + 1)
+        )
         await conn.execute(
             entries.insert().values(
                 member_id=ids[0],
@@ -135,3 +139,32 @@ async def test_a_backup_of_the_sqlite_database_is_a_consistent_copy(
     copy = _check_cli(f"sqlite+aiosqlite:///{target}")
     assert copy.returncode == 0 and "ledger OK: 3 members" in copy.stdout
     assert _cli(database_url, "backup", str(target)).returncode == 2  # never overwrites
+
+
+async def test_a_wrong_count_of_entries_is_reported_with_the_member(
+    ledger: LedgerService, phones: Phones
+) -> None:
+    """History pages say "page X of Y" from the member's stored count of entries: a count that
+    drifted from the journal (one too few, or an entry written without counting it) is found."""
+    ids = await _fill(ledger, phones)
+    assert await check_ledger(ledger.engine) == []
+    counts = [(await ledger.history(member_id)).total for member_id in ids]
+    assert min(counts) > 0
+    async with ledger.engine.begin() as conn:
+        await conn.execute(
+            update(members)
+            .where(members.c.id == ids[1])
+            .values(entries_count=members.c.entries_count - 1)
+        )
+        await conn.execute(
+            entries.insert().values(
+                member_id=ids[2], kind="adjustment", points=0, created_at=ledger.clock.now()
+            )
+        )
+    violations = await check_ledger(ledger.engine)
+    assert [(v.rule, v.member_id) for v in violations] == [
+        ("entries count != journal", ids[1]),
+        ("entries count != journal", ids[2]),
+    ]
+    assert violations[0].detail == f"stored {counts[1] - 1}, journal has {counts[1]}"
+    assert violations[1].detail == f"stored {counts[2]}, journal has {counts[2] + 1}"
