@@ -1,0 +1,343 @@
+"""Memory of the real process: `python -m bot` with everything started, idle and under a load.
+
+Run from the repository root:
+
+    .venv/bin/python -m bench.memory --quick          # 20,000 generated members
+    .venv/bin/python -m bench.memory                  # 200,000
+    .venv/bin/python -m bench.memory --quick --env MALLOC_ARENA_MAX=2   # a deployment setting
+
+1. Import baselines, each in a fresh interpreter: `import aiogram` (the library alone) and
+   `import bot.run` (everything the running process imports), peak RSS (VmHWM).
+2. The process: the Bot API emulator in this process, a fresh copy of the generated dataset
+   (`bench.prepared`), and `python -m bot` started on them as production starts it (long
+   polling, the HTTP API, the scheduler, the outbox's sender; SQLite or PostgreSQL). Once it
+   polls, this waits --settle seconds (default 20) and reads the process's VmRSS from /proc:
+   the idle figure (the smallest and largest of the window's samples are printed too).
+3. A short load through the chat (not timed): --users members of the dataset (default 200,
+   --concurrency at a time) each press /start, "Balance" and "Card" (a QR card drawn and
+   uploaded), twice over; VmRSS is sampled every 0.1 s and its largest value is the peak under
+   load; VmHWM, the process's own peak since it started (start-up included), is printed too.
+   bench.api drives the HTTP API's load (purchases with receipts) and reports its peak there.
+
+Targets (issue 14): idle < 200 MB; peak under load < 300 MB.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import os
+import random
+import signal
+import sqlite3
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+from bench.common import ROOT, Figure, machine_info, report
+from bench.prepared import BACKENDS, discard, prepared
+from emulator import BotAPIEmulator, EmulatedUser
+
+TOKEN = "123456:BENCH-MEMORY"
+IDLE_TARGET_MB = 200.0
+PEAK_TARGET_MB = 300.0
+IMPORTS = {
+    "import aiogram": "import aiogram",
+    "import bot.run": "import bot.cli, bot.run",
+}
+_STATUS = "import sys; print(open('/proc/self/status').read(), file=sys.stderr)"
+
+
+def proc_status(pid: int | str = "self") -> dict[str, float]:
+    """VmRSS, VmHWM, RssAnon and RssFile of a process, in MB (from /proc/PID/status)."""
+    figures: dict[str, float] = {}
+    with open(f"/proc/{pid}/status", encoding="ascii") as status:
+        figures.update(_parse_status(status.read()))
+    return figures
+
+
+def _parse_status(text: str) -> dict[str, float]:
+    wanted = ("VmRSS", "VmHWM", "RssAnon", "RssFile")
+    figures: dict[str, float] = {}
+    for line in text.splitlines():
+        name, _, rest = line.partition(":")
+        if name in wanted:
+            figures[name] = int(rest.split()[0]) / 1024  # kB
+    return figures
+
+
+def import_baseline(statement: str, env: dict[str, str]) -> dict[str, float]:
+    """Peak and current RSS of a fresh interpreter that runs `statement` and nothing else."""
+    done = subprocess.run(
+        [sys.executable, "-c", f"{statement}\n{_STATUS}"],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    return _parse_status(done.stderr)
+
+
+def process_env(extra: dict[str, str]) -> dict[str, str]:
+    settings = {"BOT_TOKEN", "DATABASE_URL", "TELEGRAM_API_URL", "SECRET_KEY", "REDIS_URL"}
+    env = {k: v for k, v in os.environ.items() if k not in settings}
+    env["PYTHONPATH"] = str(ROOT)
+    return {**env, **extra}
+
+
+def members_to_drive(url: str, count: int, seed: int) -> list[int]:
+    """Telegram ids of active members with a reachable chat (SQLite copies only)."""
+    path = url.removeprefix("sqlite+aiosqlite:///")
+    with contextlib.closing(sqlite3.connect(path)) as db:
+        rows = db.execute(
+            "SELECT telegram_id FROM members WHERE telegram_id IS NOT NULL AND status = 'active'"
+            " AND erased_at IS NULL AND unreachable = 0 ORDER BY id LIMIT ?",
+            (count * 20,),
+        ).fetchall()
+    ids = [row[0] for row in rows]
+    random.Random(seed).shuffle(ids)
+    return ids[:count]
+
+
+async def members_to_drive_pg(url: str, count: int, seed: int) -> list[int]:
+    import asyncpg
+
+    conn = await asyncpg.connect(url.replace("postgresql+asyncpg://", "postgresql://", 1))
+    try:
+        rows = await conn.fetch(
+            "SELECT telegram_id FROM members WHERE telegram_id IS NOT NULL AND status = 'active'"
+            " AND erased_at IS NULL AND NOT unreachable ORDER BY id LIMIT $1",
+            count * 20,
+        )
+    finally:
+        await conn.close()
+    ids = [row[0] for row in rows]
+    random.Random(seed).shuffle(ids)
+    return ids[:count]
+
+
+@contextlib.asynccontextmanager
+async def bot_process(
+    emulator: BotAPIEmulator, database_url: str, workdir: Path, extra_env: dict[str, str]
+) -> AsyncIterator[asyncio.subprocess.Process]:
+    """`python -m bot` on the emulator and the database; SIGTERM when the block ends."""
+    env = process_env(
+        {
+            "BOT_TOKEN": TOKEN,
+            "TELEGRAM_API_URL": emulator.base_url,
+            "DATABASE_URL": database_url,
+            "SECRET_KEY": "bench-memory-secret",
+            "RULES_FILE": str(ROOT / "rules.toml"),
+            "API_PORT": "0",
+            **extra_env,
+        }
+    )
+    log = (workdir / "bot.log").open("wb")
+    process = await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "bot", cwd=workdir, env=env, stdout=log, stderr=log
+    )
+    try:
+        yield process
+    finally:
+        if process.returncode is None:
+            process.send_signal(signal.SIGTERM)
+            try:
+                await asyncio.wait_for(process.wait(), 30)
+            except TimeoutError:
+                process.kill()
+                await process.wait()
+        log.close()
+
+
+async def wait_polling(
+    emulator: BotAPIEmulator, process: asyncio.subprocess.Process, log: Path
+) -> float:
+    """Seconds from now until the process asks for updates (it has started everything)."""
+    started = time.perf_counter()
+    while not emulator.calls_to("getUpdates"):
+        if process.returncode is not None:
+            raise _failed(f"the bot exited with {process.returncode}", log)
+        if time.perf_counter() - started > 300:
+            raise _failed("the bot did not start polling in 300 s", log)
+        await asyncio.sleep(0.1)
+    return time.perf_counter() - started
+
+
+def _failed(why: str, log: Path) -> SystemExit:
+    return SystemExit(f"{why}; its output:\n{log.read_text()}")
+
+
+async def sample(pid: int, seconds: float, every: float = 0.5) -> list[float]:
+    """VmRSS (MB) every `every` seconds for `seconds`."""
+    values: list[float] = []
+    end = time.perf_counter() + seconds
+    while time.perf_counter() < end:
+        values.append(proc_status(pid)["VmRSS"])
+        await asyncio.sleep(every)
+    values.append(proc_status(pid)["VmRSS"])
+    return values
+
+
+def _button(user: EmulatedUser, emoji: str) -> str:
+    for text in user.reply_keyboard_texts:
+        if text.startswith(emoji):
+            return text
+    raise AssertionError(f"no {emoji} button on the menu: {user.reply_keyboard_texts}")
+
+
+async def next_of_kind(user: EmulatedUser, kind: str) -> None:
+    """Read the chat until a message of `kind` arrives (a receipt or a reminder the outbox
+    sends in between is passed over)."""
+    for _ in range(10):
+        if (await user.wait_message(timeout=30)).kind == kind:
+            return
+    raise AssertionError(f"no {kind} message in chat {user.chat_id}")
+
+
+async def one_member(user: EmulatedUser) -> None:
+    """/start, then Balance and Card from the menu (in the member's language)."""
+    await user.send_command("/start")
+    await next_of_kind(user, "text")
+    await user.press_reply_button(_button(user, "💰"))
+    await next_of_kind(user, "text")
+    await user.press_reply_button(_button(user, "💳"))
+    await next_of_kind(user, "photo")
+
+
+async def drive(users: list[EmulatedUser], concurrency: int, rounds: int) -> None:
+    queue: asyncio.Queue[EmulatedUser] = asyncio.Queue()
+    for _ in range(rounds):
+        for user in users:
+            queue.put_nowait(user)
+
+    async def worker() -> None:
+        while not queue.empty():
+            await one_member(queue.get_nowait())
+
+    await asyncio.gather(*(worker() for _ in range(concurrency)))
+
+
+async def measure(args: argparse.Namespace) -> list[Figure]:
+    figures: list[Figure] = []
+    extra_env = dict(item.split("=", 1) for item in args.env)
+    for label, statement in IMPORTS.items():
+        baseline = import_baseline(statement, process_env(extra_env))
+        figures.append(
+            Figure("memory", f"{label}: peak RSS in a fresh interpreter", baseline["VmHWM"], "MB")
+        )
+    for line in await machine_info(with_postgres=args.backend == "postgresql"):
+        print(line)
+    url = await prepared(args.backend, args.members)
+    try:
+        if args.backend == "sqlite":
+            ids = members_to_drive(url, args.users, args.seed)
+        else:
+            ids = await members_to_drive_pg(url, args.users, args.seed)
+        emulator = BotAPIEmulator()
+        emulator.add_bot(TOKEN, username="loyalty_memory_bot", first_name="Loyalty")
+        await emulator.start()
+        try:
+            with tempfile.TemporaryDirectory(prefix="bench-memory-") as scratch:
+                workdir = Path(scratch)
+                async with bot_process(emulator, url, workdir, extra_env) as process:
+                    start = await wait_polling(emulator, process, workdir / "bot.log")
+                    print(f"polling {start:.1f} s after the start; idle for {args.settle} s")
+                    idle = await sample(process.pid, args.settle)
+                    status = proc_status(process.pid)
+                    print(
+                        f"idle VmRSS {status['VmRSS']:.1f} MB (min {min(idle):.1f}, max "
+                        f"{max(idle):.1f} over the window), RssAnon {status['RssAnon']:.1f}, "
+                        f"RssFile {status['RssFile']:.1f}, VmHWM {status['VmHWM']:.1f}"
+                    )
+                    figures.append(
+                        Figure(
+                            "memory",
+                            f"python -m bot idle RSS, {args.backend}, {args.members:,} members",
+                            status["VmRSS"],
+                            "MB",
+                            target=f"< {IDLE_TARGET_MB:.0f} MB",
+                            met=status["VmRSS"] < IDLE_TARGET_MB,
+                        )
+                    )
+                    if args.users:
+                        users = [
+                            emulator.user(telegram_id, language_code=None) for telegram_id in ids
+                        ]
+                        peak = [0.0]
+
+                        async def watch() -> None:
+                            while True:
+                                peak[0] = max(peak[0], proc_status(process.pid)["VmRSS"])
+                                await asyncio.sleep(0.1)
+
+                        watcher = asyncio.create_task(watch())
+                        began = time.perf_counter()
+                        try:
+                            await drive(users, args.concurrency, rounds=2)
+                        finally:
+                            watcher.cancel()
+                        took = time.perf_counter() - began
+                        status = proc_status(process.pid)
+                        peak[0] = max(peak[0], status["VmRSS"])
+                        print(
+                            f"load: {len(users)} members x 2 rounds x 3 updates in {took:.1f} s;"
+                            f" after it VmRSS {status['VmRSS']:.1f} MB,"
+                            f" VmHWM {status['VmHWM']:.1f} MB"
+                        )
+                        figures.append(
+                            Figure(
+                                "memory",
+                                f"python -m bot peak RSS under chat load, {args.backend},"
+                                f" {len(users)} members x /start, Balance, Card",
+                                peak[0],
+                                "MB",
+                                target=f"< {PEAK_TARGET_MB:.0f} MB",
+                                met=peak[0] < PEAK_TARGET_MB,
+                            )
+                        )
+                        figures.append(
+                            Figure(
+                                "memory",
+                                "python -m bot VmHWM (its peak since the start)",
+                                status["VmHWM"],
+                                "MB",
+                            )
+                        )
+        finally:
+            await emulator.stop()
+    finally:
+        await discard(url)
+        if url.startswith("sqlite"):  # the scheduler's leadership lock beside the copy
+            Path(f"{url.removeprefix('sqlite+aiosqlite:///')}-leader").unlink(missing_ok=True)
+    return figures
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--members", type=int, default=200_000)
+    parser.add_argument("--quick", action="store_true", help="20,000 members")
+    parser.add_argument("--backend", choices=BACKENDS, default="sqlite")
+    parser.add_argument("--settle", type=float, default=20.0, help="idle seconds before reading")
+    parser.add_argument("--users", type=int, default=200, help="members driven (0: no load)")
+    parser.add_argument("--concurrency", type=int, default=20)
+    parser.add_argument("--seed", type=int, default=1)
+    parser.add_argument(
+        "--env", action="append", default=[], help="KEY=VALUE for the bot's environment"
+    )
+    parser.add_argument("--strict", action="store_true", help="exit 1 when a target is missed")
+    args = parser.parse_args(argv)
+    if args.quick:
+        args.members = 20_000
+    figures = asyncio.run(measure(args))
+    report(figures)
+    missed = any(figure.met is False for figure in figures)
+    return 1 if missed and args.strict else 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
