@@ -29,6 +29,7 @@ import asyncio
 import contextlib
 import os
 import random
+import re
 import signal
 import sqlite3
 import subprocess
@@ -38,9 +39,13 @@ import time
 from collections.abc import AsyncIterator
 from pathlib import Path
 
+import aiohttp
+
+from api.keys import ApiKeyService
 from bench.common import ROOT, Figure, machine_info, report
 from bench.prepared import BACKENDS, discard, prepared
 from emulator import BotAPIEmulator, EmulatedUser
+from storage.engine import create_engine
 
 TOKEN = "123456:BENCH-MEMORY"
 IDLE_TARGET_MB = 200.0
@@ -90,35 +95,104 @@ def process_env(extra: dict[str, str]) -> dict[str, str]:
     return {**env, **extra}
 
 
-def members_to_drive(url: str, count: int, seed: int) -> list[int]:
-    """Telegram ids of active members with a reachable chat (SQLite copies only)."""
-    path = url.removeprefix("sqlite+aiosqlite:///")
-    with contextlib.closing(sqlite3.connect(path)) as db:
-        rows = db.execute(
-            "SELECT telegram_id FROM members WHERE telegram_id IS NOT NULL AND status = 'active'"
-            " AND erased_at IS NULL AND unreachable = 0 ORDER BY id LIMIT ?",
-            (count * 20,),
-        ).fetchall()
-    ids = [row[0] for row in rows]
-    random.Random(seed).shuffle(ids)
-    return ids[:count]
+MEMBERS_QUERY = (
+    "SELECT telegram_id, card_number FROM members WHERE telegram_id IS NOT NULL"
+    " AND status = 'active' AND erased_at IS NULL AND unreachable = {false} ORDER BY id"
+)
 
 
-async def members_to_drive_pg(url: str, count: int, seed: int) -> list[int]:
-    import asyncpg
+async def members_to_drive(url: str, count: int, seed: int) -> list[tuple[int, str]]:
+    """(Telegram id, card number) of `count` active members with a reachable chat, picked
+    at random among the first 20 * count."""
+    if url.startswith("sqlite"):
+        path = url.removeprefix("sqlite+aiosqlite:///")
+        with contextlib.closing(sqlite3.connect(path)) as db:
+            query = MEMBERS_QUERY.format(false="0") + " LIMIT ?"
+            rows = [tuple(row) for row in db.execute(query, (count * 20,))]
+    else:
+        import asyncpg
 
-    conn = await asyncpg.connect(url.replace("postgresql+asyncpg://", "postgresql://", 1))
+        conn = await asyncpg.connect(url.replace("postgresql+asyncpg://", "postgresql://", 1))
+        try:
+            query = MEMBERS_QUERY.format(false="false") + " LIMIT $1"
+            rows = [tuple(row) for row in await conn.fetch(query, count * 20)]
+        finally:
+            await conn.close()
+    random.Random(seed).shuffle(rows)
+    return [(int(row[0]), str(row[1])) for row in rows[:count]]
+
+
+async def api_key(url: str) -> str:
+    """A new API key in the copy (before the bot starts on it)."""
+    engine = create_engine(url)
     try:
-        rows = await conn.fetch(
-            "SELECT telegram_id FROM members WHERE telegram_id IS NOT NULL AND status = 'active'"
-            " AND erased_at IS NULL AND NOT unreachable ORDER BY id LIMIT $1",
-            count * 20,
-        )
+        _key, secret = await ApiKeyService(engine).create("bench-memory")
     finally:
-        await conn.close()
-    ids = [row[0] for row in rows]
-    random.Random(seed).shuffle(ids)
-    return ids[:count]
+        await engine.dispose()
+    return secret
+
+
+async def purchases(
+    api_url: str, key: str, cards: list[str], total: int, clients: int, seed: int
+) -> int:
+    """`total` purchases through the HTTP API by `clients` clients at once (each one a new
+    receipt for a member from `cards`; members with a chat get a receipt through the outbox).
+    Returns how many were answered 201."""
+    rng = random.Random(seed)
+    bodies = [
+        {
+            "receipt_id": f"MEM-{seed}-{i}",
+            "customer": rng.choice(cards),
+            "amount": f"{rng.randint(100, 5_000)}.00",
+            "redeem_points": 0,
+        }
+        for i in range(total)
+    ]
+    headers = {"Authorization": f"Bearer {key}"}
+    created = 0
+
+    async def client(session: aiohttp.ClientSession) -> None:
+        nonlocal created
+        while bodies:
+            body = bodies.pop()
+            async with session.post(f"{api_url}/api/v1/purchases", json=body) as answer:
+                await answer.read()
+                created += answer.status == 201
+
+    connector = aiohttp.TCPConnector(limit=clients)
+    async with aiohttp.ClientSession(headers=headers, connector=connector) as session:
+        await asyncio.gather(*(client(session) for _ in range(clients)))
+    return created
+
+
+def api_url_from(log: Path) -> str:
+    found = re.search(r"HTTP API on (http://\S+)", log.read_text())
+    if found is None:
+        raise _failed("the bot did not say where its HTTP API listens", log)
+    return found.group(1)
+
+
+class PeakWatch:
+    """The largest VmRSS of a process, sampled every 0.1 s while the block runs."""
+
+    def __init__(self, pid: int) -> None:
+        self.pid = pid
+        self.peak = 0.0
+
+    async def _watch(self) -> None:
+        while True:
+            self.peak = max(self.peak, proc_status(self.pid)["VmRSS"])
+            await asyncio.sleep(0.1)
+
+    async def __aenter__(self) -> PeakWatch:
+        self._task = asyncio.create_task(self._watch())
+        return self
+
+    async def __aexit__(self, *_exc: object) -> None:
+        self._task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await self._task
+        self.peak = max(self.peak, proc_status(self.pid)["VmRSS"])
 
 
 @contextlib.asynccontextmanager
@@ -222,11 +296,102 @@ async def drive(users: list[EmulatedUser], concurrency: int, rounds: int) -> Non
     await asyncio.gather(*(worker() for _ in range(concurrency)))
 
 
+def idle_figure(args: argparse.Namespace, pid: int, window: list[float]) -> Figure:
+    status = proc_status(pid)
+    print(
+        f"idle VmRSS {status['VmRSS']:.1f} MB (min {min(window):.1f}, max {max(window):.1f}"
+        f" over the window), RssAnon {status['RssAnon']:.1f}, RssFile {status['RssFile']:.1f},"
+        f" VmHWM {status['VmHWM']:.1f}"
+    )
+    return Figure(
+        "memory",
+        f"python -m bot idle RSS, {args.backend}, {args.members:,} members",
+        status["VmRSS"],
+        "MB",
+        target=f"< {IDLE_TARGET_MB:.0f} MB",
+        met=status["VmRSS"] < IDLE_TARGET_MB,
+    )
+
+
+async def chat_peak(
+    args: argparse.Namespace, emulator: BotAPIEmulator, pid: int, members: list[int]
+) -> Figure:
+    users = [emulator.user(member, language_code=None) for member in members]
+    async with PeakWatch(pid) as watch:
+        began = time.perf_counter()
+        await drive(users, args.concurrency, rounds=2)
+    took = time.perf_counter() - began
+    print(f"chat: {len(users)} members x 2 rounds x 3 updates in {took:.1f} s")
+    label = f"python -m bot peak RSS, chat load ({len(users)} members x /start, Balance, Card)"
+    return Figure("memory", label, watch.peak, "MB")
+
+
+async def http_peak(
+    args: argparse.Namespace, pid: int, log: Path, key: str, cards: list[str]
+) -> Figure:
+    api_url = api_url_from(log)
+    async with PeakWatch(pid) as watch:
+        began = time.perf_counter()
+        created = await purchases(api_url, key, cards, args.purchases, args.clients, args.seed)
+    took = time.perf_counter() - began
+    print(f"HTTP: {created} purchases created in {took:.1f} s by {args.clients} clients")
+    if created != args.purchases:
+        raise _failed(f"only {created} of {args.purchases} purchases were created", log)
+    label = (
+        f"python -m bot peak RSS, HTTP load ({args.purchases:,} purchases with receipts,"
+        f" {args.clients} clients)"
+    )
+    return Figure("memory", label, watch.peak, "MB")
+
+
+async def run_process(
+    args: argparse.Namespace, url: str, members: list[tuple[int, str]], key: str
+) -> list[Figure]:
+    """Start the process on the copy, read it idle, then under the loads."""
+    figures: list[Figure] = []
+    emulator = BotAPIEmulator()
+    emulator.add_bot(TOKEN, username="loyalty_memory_bot", first_name="Loyalty")
+    await emulator.start()
+    try:
+        with tempfile.TemporaryDirectory(prefix="bench-memory-") as scratch:
+            log = Path(scratch) / "bot.log"
+            async with bot_process(emulator, url, Path(scratch), args.env) as process:
+                start = await wait_polling(emulator, process, log)
+                print(f"polling {start:.1f} s after the start; idle for {args.settle} s")
+                window = await sample(process.pid, args.settle)
+                figures.append(idle_figure(args, process.pid, window))
+                loads: list[Figure] = []
+                if args.users:
+                    chat = [member for member, _ in members[: args.users]]
+                    loads.append(await chat_peak(args, emulator, process.pid, chat))
+                if args.purchases:
+                    cards = [card for _, card in members]
+                    loads.append(await http_peak(args, process.pid, log, key, cards))
+                figures.extend(loads)
+                if loads:
+                    peak = max(figure.value for figure in loads)
+                    figures.append(
+                        Figure(
+                            "memory",
+                            f"python -m bot peak RSS under load, {args.backend},"
+                            f" {args.members:,} members",
+                            peak,
+                            "MB",
+                            target=f"< {PEAK_TARGET_MB:.0f} MB",
+                            met=peak < PEAK_TARGET_MB,
+                        )
+                    )
+                high = proc_status(process.pid)["VmHWM"]
+                figures.append(Figure("memory", "python -m bot VmHWM (start included)", high, "MB"))
+    finally:
+        await emulator.stop()
+    return figures
+
+
 async def measure(args: argparse.Namespace) -> list[Figure]:
     figures: list[Figure] = []
-    extra_env = dict(item.split("=", 1) for item in args.env)
     for label, statement in IMPORTS.items():
-        baseline = import_baseline(statement, process_env(extra_env))
+        baseline = import_baseline(statement, process_env(args.env))
         figures.append(
             Figure("memory", f"{label}: peak RSS in a fresh interpreter", baseline["VmHWM"], "MB")
         )
@@ -234,87 +399,18 @@ async def measure(args: argparse.Namespace) -> list[Figure]:
         print(line)
     url = await prepared(args.backend, args.members)
     try:
-        if args.backend == "sqlite":
-            ids = members_to_drive(url, args.users, args.seed)
-        else:
-            ids = await members_to_drive_pg(url, args.users, args.seed)
-        emulator = BotAPIEmulator()
-        emulator.add_bot(TOKEN, username="loyalty_memory_bot", first_name="Loyalty")
-        await emulator.start()
-        try:
-            with tempfile.TemporaryDirectory(prefix="bench-memory-") as scratch:
-                workdir = Path(scratch)
-                async with bot_process(emulator, url, workdir, extra_env) as process:
-                    start = await wait_polling(emulator, process, workdir / "bot.log")
-                    print(f"polling {start:.1f} s after the start; idle for {args.settle} s")
-                    idle = await sample(process.pid, args.settle)
-                    status = proc_status(process.pid)
-                    print(
-                        f"idle VmRSS {status['VmRSS']:.1f} MB (min {min(idle):.1f}, max "
-                        f"{max(idle):.1f} over the window), RssAnon {status['RssAnon']:.1f}, "
-                        f"RssFile {status['RssFile']:.1f}, VmHWM {status['VmHWM']:.1f}"
-                    )
-                    figures.append(
-                        Figure(
-                            "memory",
-                            f"python -m bot idle RSS, {args.backend}, {args.members:,} members",
-                            status["VmRSS"],
-                            "MB",
-                            target=f"< {IDLE_TARGET_MB:.0f} MB",
-                            met=status["VmRSS"] < IDLE_TARGET_MB,
-                        )
-                    )
-                    if args.users:
-                        users = [
-                            emulator.user(telegram_id, language_code=None) for telegram_id in ids
-                        ]
-                        peak = [0.0]
-
-                        async def watch() -> None:
-                            while True:
-                                peak[0] = max(peak[0], proc_status(process.pid)["VmRSS"])
-                                await asyncio.sleep(0.1)
-
-                        watcher = asyncio.create_task(watch())
-                        began = time.perf_counter()
-                        try:
-                            await drive(users, args.concurrency, rounds=2)
-                        finally:
-                            watcher.cancel()
-                        took = time.perf_counter() - began
-                        status = proc_status(process.pid)
-                        peak[0] = max(peak[0], status["VmRSS"])
-                        print(
-                            f"load: {len(users)} members x 2 rounds x 3 updates in {took:.1f} s;"
-                            f" after it VmRSS {status['VmRSS']:.1f} MB,"
-                            f" VmHWM {status['VmHWM']:.1f} MB"
-                        )
-                        figures.append(
-                            Figure(
-                                "memory",
-                                f"python -m bot peak RSS under chat load, {args.backend},"
-                                f" {len(users)} members x /start, Balance, Card",
-                                peak[0],
-                                "MB",
-                                target=f"< {PEAK_TARGET_MB:.0f} MB",
-                                met=peak[0] < PEAK_TARGET_MB,
-                            )
-                        )
-                        figures.append(
-                            Figure(
-                                "memory",
-                                "python -m bot VmHWM (its peak since the start)",
-                                status["VmHWM"],
-                                "MB",
-                            )
-                        )
-        finally:
-            await emulator.stop()
+        members = await members_to_drive(url, max(args.users, 1_000), args.seed)
+        key = await api_key(url)
+        figures.extend(await run_process(args, url, members, key))
     finally:
         await discard(url)
         if url.startswith("sqlite"):  # the scheduler's leadership lock beside the copy
-            Path(f"{url.removeprefix('sqlite+aiosqlite:///')}-leader").unlink(missing_ok=True)
+            _remove(Path(f"{url.removeprefix('sqlite+aiosqlite:///')}-leader"))
     return figures
+
+
+def _remove(path: Path) -> None:
+    path.unlink(missing_ok=True)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -324,13 +420,18 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--backend", choices=BACKENDS, default="sqlite")
     parser.add_argument("--settle", type=float, default=20.0, help="idle seconds before reading")
     parser.add_argument("--users", type=int, default=200, help="members driven (0: no load)")
-    parser.add_argument("--concurrency", type=int, default=20)
+    parser.add_argument("--concurrency", type=int, default=20, help="chat members at once")
+    parser.add_argument(
+        "--purchases", type=int, default=5_000, help="HTTP purchases after the chat (0: none)"
+    )
+    parser.add_argument("--clients", type=int, default=32, help="HTTP clients at once")
     parser.add_argument("--seed", type=int, default=1)
     parser.add_argument(
         "--env", action="append", default=[], help="KEY=VALUE for the bot's environment"
     )
     parser.add_argument("--strict", action="store_true", help="exit 1 when a target is missed")
     args = parser.parse_args(argv)
+    args.env = dict(item.split("=", 1) for item in args.env)
     if args.quick:
         args.members = 20_000
     figures = asyncio.run(measure(args))
