@@ -395,6 +395,7 @@ async def run_process(
 
 
 async def measure(args: argparse.Namespace) -> list[Figure]:
+    args.env = dict(item.split("=", 1) for item in args.env)
     figures: list[Figure] = []
     for label, statement in IMPORTS.items():
         baseline = import_baseline(statement, process_env(args.env))
@@ -423,7 +424,7 @@ def _remove(path: Path) -> None:
     path.unlink(missing_ok=True)
 
 
-def main(argv: list[str] | None = None) -> int:
+def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--members", type=int, default=200_000)
     parser.add_argument("--quick", action="store_true", help="20,000 members")
@@ -445,8 +446,11 @@ def main(argv: list[str] | None = None) -> int:
         help="measure a second start on the copy (the first one's jobs have caught up)",
     )
     parser.add_argument("--strict", action="store_true", help="exit 1 when a target is missed")
-    args = parser.parse_args(argv)
-    args.env = dict(item.split("=", 1) for item in args.env)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
     if args.quick:
         args.members = 20_000
     figures = asyncio.run(measure(args))
