@@ -41,7 +41,7 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 
 import aiohttp
@@ -49,7 +49,7 @@ import aiohttp
 from api.keys import ApiKeyService
 from bench.common import ROOT, Figure, machine_info, report
 from bench.prepared import BACKENDS, discard, prepared
-from emulator import BotAPIEmulator, EmulatedUser
+from emulator import BotAPIEmulator, BotMessage, EmulatedUser
 from storage.engine import create_engine
 
 TOKEN = "123456:BENCH-MEMORY"
@@ -269,23 +269,27 @@ def _button(user: EmulatedUser, emoji: str) -> str:
     raise AssertionError(f"no {emoji} button on the menu: {user.reply_keyboard_texts}")
 
 
-async def next_of_kind(user: EmulatedUser, kind: str) -> None:
-    """Read the chat until a message of `kind` arrives (a receipt or a reminder the outbox
-    sends in between is passed over)."""
-    for _ in range(10):
-        if (await user.wait_message(timeout=30)).kind == kind:
+async def answer(user: EmulatedUser, what: str, wanted: Callable[[BotMessage], bool]) -> None:
+    """Read the chat until the answer arrives (a receipt, a reminder or a greeting the
+    outbox sends in between is passed over)."""
+    for _ in range(20):
+        if wanted(await user.wait_message(timeout=30)):
             return
-    raise AssertionError(f"no {kind} message in chat {user.chat_id}")
+    raise AssertionError(f"no {what} in chat {user.chat_id}")
+
+
+def _with_menu(message: BotMessage) -> bool:
+    return "keyboard" in (message.reply_markup or {})
 
 
 async def one_member(user: EmulatedUser) -> None:
     """/start, then Balance and Card from the menu (in the member's language)."""
     await user.send_command("/start")
-    await next_of_kind(user, "text")
+    await answer(user, "menu", _with_menu)
     await user.press_reply_button(_button(user, "💰"))
-    await next_of_kind(user, "text")
+    await answer(user, "balance", lambda message: (message.text or "").startswith("💰"))
     await user.press_reply_button(_button(user, "💳"))
-    await next_of_kind(user, "photo")
+    await answer(user, "card", lambda message: message.kind == "photo")
 
 
 async def drive(users: list[EmulatedUser], concurrency: int, rounds: int) -> None:
