@@ -135,6 +135,7 @@ async def build_services(settings: Settings, clock: Clock) -> Services:
 
 async def close_services(services: Services) -> None:
     await services.api_keys.close()
+    services.cards.close()
     services.ledger.db.close()
     await services.engine.dispose()
 

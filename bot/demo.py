@@ -49,7 +49,7 @@ from api.keys import ApiKeyService
 from bot.build import Services
 from bot.run import Application
 from bot.settings import Settings
-from cards.render import format_card_number
+from cards.number import format_card_number
 from emulator import BotAPIEmulator, BotMessage, EmulatedUser
 from ledger.invariants import check_ledger
 from ledger.rules import RulesError, load_rules

@@ -25,6 +25,8 @@ import qrcode
 import qrcode.constants
 from PIL import Image, ImageDraw, ImageFilter, ImageFont
 
+from cards.number import format_card_number
+
 __all__ = [
     "CARD_SIZE",
     "CardFace",
@@ -223,15 +225,6 @@ def fit_text(text: str, font: ImageFont.FreeTypeFont, max_width: float) -> str:
         else:
             hi = mid
     return text[:lo].rstrip(_TRIM_BEFORE_ELLIPSIS) + _ELLIPSIS
-
-
-def format_card_number(card_number: str) -> str:
-    """Group a card number by four digits from the left: ``"1234 5678 9012"``.
-
-    Whitespace already in ``card_number`` is ignored.
-    """
-    digits = "".join(card_number.split())
-    return " ".join(digits[i : i + 4] for i in range(0, len(digits), 4))
 
 
 def _tier_key(tier: str) -> str:

@@ -6,14 +6,15 @@ card number, tier, language), later requests re-send it by file_id.
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
 from sqlalchemy import Connection, bindparam, delete, select
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from cards.render import CardFace, render_card
 from cards.token import card_deep_link, sign_card_token, verify_card_token
 from ledger.clock import Clock, SystemClock
 from storage.fast import Fast
@@ -59,6 +60,19 @@ class CardService:
         self.db = db or SyncDatabase(engine)
         self._secret_key = secret_key
         self.clock: Clock = clock or SystemClock()
+        # Cards are drawn one at a time, off the event loop: a drawing holds several full-size
+        # images, and many at once (one per thread of the loop's default executor) multiplied
+        # the process's peak and left each thread's allocator holding its share. The thread
+        # starts with the first card.
+        self._drawing = ThreadPoolExecutor(max_workers=1, thread_name_prefix="card-drawing")
+
+    async def draw(self, card: CardPrint, bot_username: str) -> bytes:
+        """`render` on the cards' own thread."""
+        loop = asyncio.get_running_loop()
+        return await loop.run_in_executor(self._drawing, self.render, card, bot_username)
+
+    def close(self) -> None:
+        self._drawing.shutdown(wait=True)
 
     def deep_link(self, bot_username: str, card_number: str) -> str:
         """The link a cashier's camera opens: t.me/<bot>?start=c_<signed token>."""
@@ -70,6 +84,10 @@ class CardService:
 
     def render(self, card: CardPrint, bot_username: str) -> bytes:
         """The card as an opaque PNG (Telegram turns transparency into black in photos)."""
+        # The imaging library (Pillow, qrcode) loads with the first card drawn, not at start:
+        # a card is drawn once per member and face, then re-sent by file_id.
+        from cards.render import CardFace, render_card
+
         face = CardFace(
             program_name=card.program_name,
             first_name=card.first_name,

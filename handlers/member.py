@@ -9,8 +9,6 @@ screen instead of being taken as the answer.
 
 from __future__ import annotations
 
-import asyncio
-
 from aiogram import F, Router
 from aiogram.exceptions import TelegramBadRequest
 from aiogram.filters import (
@@ -25,7 +23,7 @@ from aiogram.fsm.context import FSMContext
 from aiogram.types import BufferedInputFile, ChatMemberUpdated, Message
 from aiogram.utils.i18n import gettext as _
 
-from cards.render import format_card_number
+from cards.number import format_card_number
 from cards.service import CardPrint, CardService
 from handlers.common import staff_help
 from handlers.filters import IsMember, MenuButton
@@ -142,7 +140,7 @@ async def show_card(
             return
         except TelegramBadRequest:
             await cards.forget(member.member_id)  # Telegram lost it: upload again
-    png = await asyncio.to_thread(cards.render, card, bot_username)
+    png = await cards.draw(card, bot_username)
     sent = await message.answer_photo(
         BufferedInputFile(png, filename="card.png"), caption=caption, reply_markup=main_menu()
     )

@@ -20,7 +20,7 @@ from aiogram.types import (
 )
 from aiogram.utils.i18n import gettext as _
 
-from cards.render import format_card_number
+from cards.number import format_card_number
 from handlers.drafts import Draft, draft_of, keep
 from handlers.filters import IsMember
 from handlers.keyboards import ConsentCb, main_menu

@@ -23,7 +23,7 @@ from aiogram.types import Message
 from aiogram.utils.i18n import I18n
 from aiogram.utils.i18n import gettext as _
 
-from cards.render import format_card_number
+from cards.number import format_card_number
 from handlers.common import plain_number, utf16_length
 from handlers.filters import HasRole
 from handlers.history import entry_line

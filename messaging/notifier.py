@@ -15,7 +15,7 @@ from aiogram.utils.i18n import gettext as _
 from sqlalchemy import Connection
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from cards.render import format_card_number
+from cards.number import format_card_number
 from ledger.service import LedgerService
 from ledger.views import Burnt, MemberView
 from messaging.languages import StaffLanguage

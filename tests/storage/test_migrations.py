@@ -3,19 +3,29 @@
 from __future__ import annotations
 
 import os
+import subprocess
+import sys
 from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
 from alembic.autogenerate import compare_metadata
 from alembic.migration import MigrationContext
+from alembic.script import ScriptDirectory
 from sqlalchemy import inspect
 from sqlalchemy.engine import Connection
 
 from storage.engine import create_engine
-from storage.migrate import downgrade_schema, upgrade_schema
+from storage.migrate import (
+    MIGRATION_FILE,
+    alembic_config,
+    current_revisions,
+    downgrade_schema,
+    head_revision,
+    upgrade_schema,
+)
 from storage.schema import metadata
-from tests.conftest import PG_ADMIN_URL, _pg_admin, sqlite_url
+from tests.conftest import PG_ADMIN_URL, ROOT, _pg_admin, sqlite_url
 
 
 @pytest.fixture
@@ -56,6 +66,60 @@ async def test_migrations_match_the_declared_schema_and_roll_back(empty_url: str
         await upgrade_schema(engine)
         await upgrade_schema(engine)  # a second run at head changes nothing
         async with engine.connect() as conn:
+            assert await conn.run_sync(_differences) == []
+    finally:
+        await engine.dispose()
+
+
+def test_every_migration_file_is_named_after_its_revision_and_the_newest_is_the_head() -> None:
+    """A start recognises a database at the newest migration by the files' names alone
+    (storage.migrate.head_revision): they must say what Alembic says."""
+    scripts = ScriptDirectory.from_config(alembic_config())
+    revisions = list(scripts.walk_revisions())
+    assert revisions
+    for script in revisions:
+        match = MIGRATION_FILE.fullmatch(Path(script.path).name)
+        assert match is not None and match.group(1) == script.revision, script.path
+    assert scripts.get_heads() == [head_revision()]
+
+
+async def test_a_start_at_the_newest_migration_does_not_load_alembic(tmp_path: Path) -> None:
+    """Alembic (with Mako and Pygments) is loaded only when there is a migration to run: a
+    database at the newest one is checked without it, in a fresh interpreter."""
+    url = sqlite_url(tmp_path / "at_head.db")
+    engine = create_engine(url)
+    try:
+        await upgrade_schema(engine, "0010")
+        async with engine.connect() as conn:
+            assert await conn.run_sync(current_revisions) == ["0010"]
+    finally:
+        await engine.dispose()
+    script = (
+        "import asyncio, sys\n"
+        "from storage.engine import create_engine\n"
+        "from storage.migrate import upgrade_schema\n"
+        "async def main():\n"
+        "    engine = create_engine(sys.argv[1])\n"
+        "    await upgrade_schema(engine)\n"
+        "    await engine.dispose()\n"
+        "asyncio.run(main())\n"
+        "print(sorted(m for m in ('alembic', 'mako', 'pygments') if m in sys.modules))\n"
+    )
+
+    def start() -> str:
+        env = {**os.environ, "PYTHONPATH": str(ROOT)}
+        done = subprocess.run(
+            [sys.executable, "-c", script, url], env=env, capture_output=True, text=True
+        )
+        assert done.returncode == 0, done.stderr
+        return done.stdout.strip()
+
+    assert start() == "['alembic', 'mako', 'pygments']"  # 0010 -> 0011: Alembic runs it
+    assert start() == "[]"  # at the newest: not loaded
+    engine = create_engine(url)
+    try:
+        async with engine.connect() as conn:
+            assert await conn.run_sync(current_revisions) == [head_revision()]
             assert await conn.run_sync(_differences) == []
     finally:
         await engine.dispose()
