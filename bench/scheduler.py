@@ -66,6 +66,7 @@ from bench.common import (
     ROOT,
     Census,
     Probe,
+    ShiftedClock,
     backend_probe,
     cpu_delta,
     machine_busy,
@@ -457,16 +458,6 @@ async def run_postgres(args: argparse.Namespace, rules: Rules, data: Data) -> Ba
 
 
 # -------------------------------------------------------------------------------- delivery
-
-
-class ShiftedClock:
-    """The real clock, moved so that it starts at `start` (and then runs in real time)."""
-
-    def __init__(self, start: datetime) -> None:
-        self._offset = start - datetime.now(UTC)
-
-    def now(self) -> datetime:
-        return datetime.now(UTC) + self._offset
 
 
 @dataclass
