@@ -732,10 +732,11 @@ async def bench_loyalty(emu: BotAPIEmulator, args: argparse.Namespace, url: str)
             f"; {run.history_turns} of {args.users} members turn history pages"
         )
         if uploads:  # a card whose face changed, or whose file_id was not stored yet
-            chats = len({c.params.get("chat_id") for c in photos if c.params.get("photo")})
+            uploaded = [c for c in photos if isinstance(c.params.get("photo"), UploadedFile)]
+            chats = len({c.params.get("chat_id") for c in uploaded})
             run.notes.append(
                 f"{uploads} cards were rendered and uploaded in the timed phase and the census"
-                f" ({chats} chats with cards): not re-sent by file_id"
+                f" (to {chats} chats), not re-sent by file_id"
             )
     finally:
         await app.stop()
