@@ -104,7 +104,8 @@ async def discard(url: str) -> None:
 
 
 def _remove_sqlite(path: str) -> None:
-    for suffix in ("", "-wal", "-shm"):
+    # "-leader": the scheduler's leadership lock file (scheduler.jobs), beside the database
+    for suffix in ("", "-wal", "-shm", "-leader"):
         Path(f"{path}{suffix}").unlink(missing_ok=True)
 
 
