@@ -70,7 +70,12 @@ def read_figures(path: Path) -> list[Figure]:
 def _number(value: float | None, unit: str = "") -> str:
     if value is None:
         return ""
-    text = f"{value:,.0f}" if abs(value) >= 100 else f"{value:,.1f}"
+    if abs(value) >= 100 or (not unit and float(value).is_integer()):
+        text = f"{value:,.0f}"  # a count, or a large figure
+    elif abs(value) >= 10:
+        text = f"{value:.1f}"
+    else:
+        text = f"{value:.2f}"
     return f"{text}{unit}" if unit in ("/s", "") else f"{text} {unit}"
 
 

@@ -567,9 +567,9 @@ class DeliveryResult:
                 "scheduler",
                 f"outbox delivery, shortest gap in the burst chat ({self.burst_sent} of"
                 f" {self.burst} sent)",
-                self.shortest_gap,
-                "s",
-                target=f">= {PER_CHAT_INTERVAL:g} s (1 per second per chat)",
+                self.shortest_gap * 1000,
+                "ms",
+                target=f">= {PER_CHAT_INTERVAL * 1000:,.0f} ms (1 per second per chat)",
                 met=self.checks()[2][1],
             ),
         ]

@@ -30,10 +30,17 @@ def test_the_table_shows_each_reported_figure_with_floor_ratio_target_and_verdic
                 ratio_target=">= 0.35",
             ),
             Figure("updates", "p99", 42.25, "ms", target="< 100 ms", met=True),
+            Figure("scheduler", "429 answers", 0, "", target="0", met=True),
+            Figure("scheduler", "selection", 0.1234, "s"),
         ]
     )
     read = bench_all.read_figures(figures)
-    assert [f.name for f in read] == ["purchases, SQLite, 1 worker", "p99"]
+    assert [f.name for f in read] == [
+        "purchases, SQLite, 1 worker",
+        "p99",
+        "429 answers",
+        "selection",
+    ]
     runs = [
         bench_all.ModuleRun("ledger", status=0, figures=read),
         bench_all.ModuleRun("jobs", found=False),
@@ -50,8 +57,10 @@ def test_the_table_shows_each_reported_figure_with_floor_ratio_target_and_verdic
         "NO",
     )
     assert rows[1] == ("updates", "p99", "42.2 ms", "", "", "< 100 ms", "yes")
-    assert rows[2][:2] == ("jobs", "not run: bench/jobs.py does not exist")
-    assert rows[3][:2] == ("api", "FAILED: exit status 2, no figures")
+    assert rows[2] == ("scheduler", "429 answers", "0", "", "", "0", "yes")
+    assert rows[3] == ("scheduler", "selection", "0.12 s", "", "", "", "")
+    assert rows[4][:2] == ("jobs", "not run: bench/jobs.py does not exist")
+    assert rows[5][:2] == ("api", "FAILED: exit status 2, no figures")
     lines = bench_all.table(runs).splitlines()
     assert lines[0].split() == list(bench_all.COLUMNS)
     assert len(lines) == 2 + len(rows)
