@@ -104,8 +104,7 @@ async def discard(url: str) -> None:
 
 
 def _remove_sqlite(path: str) -> None:
-    # "-leader": the scheduler's leadership lock file (scheduler.jobs), beside the database
-    for suffix in ("", "-wal", "-shm", "-leader"):
+    for suffix in ("", "-wal", "-shm", "-leader"):  # -leader: the bot's leader lock file
         Path(f"{path}{suffix}").unlink(missing_ok=True)
 
 
