@@ -499,6 +499,11 @@ async def timed(
 
     run.turns = [sim.turns for sim in sims]
     run.history_turns = sum(run.turns)
+    run.notes.append(
+        f"objects the garbage collector walks at the start of the timed phase:"
+        f" {len(gc.get_objects()):,} (frozen when the bot started, not walked:"
+        f" {gc.get_freeze_count():,})"
+    )
     gc.callbacks.append(on_gc)
     loop_cpu, process_cpu = time.thread_time(), time.process_time()
     if profiler is not None:
