@@ -4,7 +4,7 @@ VENV   := .venv
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed-stamp
 
-.PHONY: install run test test-fast lint demo bench check clean
+.PHONY: install run test test-fast lint demo bench bench-quick check clean
 
 $(STAMP): pyproject.toml
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -30,11 +30,11 @@ lint: $(STAMP)  ## ruff and mypy
 demo: $(STAMP)  ## the whole story offline: emulator, bot, HTTP API, a scripted customer
 	$(PY) -m bot demo
 
-bench: $(STAMP)  ## all four benchmarks under bench/ (print figures; about 15 minutes; see docs/BENCHMARKS.md)
-	$(PY) -m bench.ledger
-	$(PY) -m bench.api
-	$(PY) -m bench.updates
-	$(PY) -m bench.scheduler
+bench: $(STAMP)  ## every benchmark under bench/ on 200,000 generated members, then one table (see docs/BENCHMARKS.md)
+	$(PY) -m bench.all
+
+bench-quick: $(STAMP)  ## the same on 20,000 generated members, in under 5 minutes
+	$(PY) -m bench.all --quick
 
 check: $(STAMP)  ## verify the ledger in DATABASE_URL adds up
 	$(PY) -m bot ledger check

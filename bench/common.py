@@ -16,6 +16,7 @@ import sqlite3
 from collections import Counter
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit, urlunsplit
@@ -170,6 +171,19 @@ async def machine_info(with_postgres: bool) -> list[str]:
         version = (await pg_fetch("SHOW server_version"))[0][0]
         lines.append(f"PostgreSQL {version} at {pg_urls('')[1]}")
     return lines
+
+
+# ---------------------------------------------------------------------------- clocks
+
+
+class ShiftedClock:
+    """The real clock, moved so that it starts at `start` (and then runs in real time)."""
+
+    def __init__(self, start: datetime) -> None:
+        self._offset = start - datetime.now(UTC)
+
+    def now(self) -> datetime:
+        return datetime.now(UTC) + self._offset
 
 
 # ---------------------------------------------------------------------------- figures
