@@ -14,7 +14,8 @@ name with `Jobs.run`, as the leader's scheduler does, job log included). Each jo
 `Jobs.all()` runs once in the catch-up order of a process that starts leading, then the
 scheduler's sweep of expired confirmations (every second). Targets: every job under its
 interval (`JOB_INTERVALS`; a daily job under a day); the daily tier pass (`tiers`) under 10 s.
-Then the tier pass once more (a second run in a day: nothing left to change), the statement
+Then the burn warnings once more (a run half an hour later: everything is queued already), the
+tier pass once more (a second run in a day: nothing left to change), the statement
 that finds the members whose tier changes on its own, and the plan of the minute's tier-news
 query (it must name the partial index `ix_members_tier_news`).
 
@@ -151,6 +152,9 @@ async def run_backend(backend: str, members_count: int, old: bool) -> list[Figur
         print(f"  sweep confirmations: {seconds * 1000:.1f} ms, {expired} expired", flush=True)
         label = f"sweep confirmations ({where}; runs every {SWEEP_INTERVAL_S:.0f} s)"
         figures.append(figure(label, seconds, SWEEP_INTERVAL_S))
+        seconds, warned = await timed(jobs.warn)
+        print(f"  warn again (all queued already): {seconds:.2f} s, {warned}", flush=True)
+        figures.append(figure(f"job warn again, everything queued already ({where})", seconds))
         seconds, again = await timed(jobs.tiers)
         print(f"  tiers again (steady state): {seconds:.2f} s, {again}", flush=True)
         figures.append(figure(f"daily tier pass again, nothing to change ({where})", seconds))

@@ -93,8 +93,13 @@ class Jobs:
 
     async def warn(self) -> dict[str, Any]:
         warnings = await burn_warnings_due(self.engine, self.ledger.rules, self.ledger.clock.now())
+        # Most are queued already (due for days, the job runs every half hour): one read
+        # instead of a write transaction each that would find its key taken.
+        known = await self.notifier.outbox.queued([warning.dedup_key for warning in warnings])
         queued = 0
         for warning in warnings:
+            if warning.dedup_key in known:
+                continue
             queued += await self.notifier.burn_warning(
                 warning.recipient,
                 warning.points,
