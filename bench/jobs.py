@@ -19,6 +19,9 @@ tier pass once more (a second run in a day: nothing left to change), the stateme
 that finds the members whose tier changes on its own, and the plan of the minute's tier-news
 query (it must name the partial index `ix_members_tier_news`).
 
+--rules-change pass|news then halves the tier thresholds (a shop editing rules.toml) and times
+the pass that follows (news: and the tier news it leaves, a transaction per member told).
+
 --old also times, on the same copy, the tier pass this one replaced (every active member who
 ever bought locked and their spend read, 500 per transaction; kept here as it was) and the
 tier-news query without its index: the figures before the change.
@@ -125,7 +128,9 @@ async def news_plan(services: Services) -> str:
     return " | ".join(" ".join(str(value) for value in row) for row in rows)
 
 
-async def run_backend(backend: str, members_count: int, old: bool) -> list[Figure]:
+async def run_backend(
+    backend: str, members_count: int, old: bool, rules_change: str | None
+) -> list[Figure]:
     load = os.getloadavg()[0]
     url = await prepared(backend, members_count, quiet=True)
     where = f"{backend}, {members_count:,} members"
@@ -166,6 +171,8 @@ async def run_backend(backend: str, members_count: int, old: bool) -> list[Figur
         print(f"  tier news plan: {plan}", flush=True)
         if old:
             figures.extend(await run_old(services, where))
+        if rules_change:
+            figures.extend(await run_rules_change(services, where, rules_change == "news"))
     finally:
         await bot.session.close()
         await close_services(services)
@@ -197,6 +204,32 @@ async def run_old(services: Services, where: str) -> list[Figure]:
     return figures
 
 
+async def run_rules_change(services: Services, where: str, news: bool) -> list[Figure]:
+    """The shop halves the tier thresholds and restarts: the first pass raises many members,
+    and (`news`) the next minute's tier news tells them."""
+    rules = services.rules
+    halved = tuple(
+        tier.model_copy(update={"threshold_rub": tier.threshold_rub // 2}) for tier in rules.tiers
+    )
+    changed = LedgerService(
+        services.engine,
+        rules.model_copy(update={"tiers": halved}),
+        services.clock,
+        services.ledger.db,
+    )
+    jobs = Jobs(changed, services.notifier, new_runner_id())
+    seconds, changes = await timed(changed.recompute_tiers)
+    print(f"  tier pass after halved thresholds: {seconds:.2f} s, {len(changes)} changed")
+    label = f"daily tier pass, thresholds halved ({where}; {len(changes):,} changed)"
+    figures = [figure(label, seconds)]
+    if news:
+        seconds, told = await timed(jobs.tier_news)
+        print(f"  tier news after it: {seconds:.2f} s, {told}", flush=True)
+        label = f"job tier_news after it ({where}; {told['told']:,} told)"
+        figures.append(figure(label, seconds, interval_of("tier_news")))
+    return figures
+
+
 async def main(args: argparse.Namespace) -> int:
     wanted = [args.only] if args.only else list(BACKENDS)
     members_count = 20_000 if args.quick else args.members
@@ -205,7 +238,7 @@ async def main(args: argparse.Namespace) -> int:
     print(f"started {datetime.now().astimezone():%Y-%m-%d %H:%M %Z}")
     figures: list[Figure] = []
     for backend in wanted:
-        figures.extend(await run_backend(backend, members_count, args.old))
+        figures.extend(await run_backend(backend, members_count, args.old, args.rules_change))
     print()
     report(figures)
     missed = [figure for figure in figures if figure.met is False]
@@ -220,6 +253,11 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--quick", action="store_true", help="20,000 members")
     parser.add_argument("--only", choices=BACKENDS, help="one database")
     parser.add_argument("--old", action="store_true", help="also the tier pass before the change")
+    parser.add_argument(
+        "--rules-change",
+        choices=("pass", "news"),
+        help="also the pass after the tier thresholds are halved (news: and the tier news then)",
+    )
     parser.add_argument("--strict", action="store_true", help="exit 1 when a target is missed")
     return parser.parse_args(argv)
 
