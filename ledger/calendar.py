@@ -16,7 +16,7 @@ from datetime import date, datetime, timedelta
 from typing import Any
 from zoneinfo import ZoneInfo
 
-from sqlalchemy import Connection, Select, and_, case, func, literal, select, update
+from sqlalchemy import Connection, Select, and_, bindparam, case, func, literal, select, update
 from sqlalchemy.engine import Row
 
 from ledger import policy
@@ -171,10 +171,10 @@ class Calendar(Members):
         """Give every active member the tier their qualifying spend over the window reaches
         now (old purchases leave the window; the rules' thresholds may have changed).
 
-        One set-based statement (`tiers_due`) finds the members whose tier must change; each
-        of those is then checked again under its row lock with `tier_change`, a small batch per
-        transaction, so that a purchase or a refund committed meanwhile (which sets the tier in
-        its own transaction) is never overwritten by the statement's older answer."""
+        One set-based statement (`tiers_due`) finds the members whose tier must change; only
+        those are then locked and the same statement run again over them (a small batch per
+        transaction), so that a purchase or a refund committed meanwhile (which sets the tier
+        in its own transaction) is never overwritten by the first statement's older answer."""
         due = await self.tiers_due(self.clock.now())
         changes: list[TierChange] = []
         for start in range(0, len(due), BATCH_TIER_CHANGES):
@@ -191,37 +191,50 @@ class Calendar(Members):
         the window ending `now` reaches, in id order: one statement over all members."""
         async with self.reader.connect() as conn:
             rows = (await conn.execute(_tiers_due_query(self.rules, now))).all()
-        return [
-            TierChange(member_id=row.id, old_tier=row.tier, new_tier=row.reached) for row in rows
-        ]
+        return [_tier_change(row) for row in rows]
 
     def _change_tiers(self, conn: Connection, member_ids: Sequence[int]) -> list[TierChange]:
-        now = self.clock.now()
-        changes = []
-        for member_id in sorted(member_ids):  # in id order, as every batch locks
-            locked = self.journal.lock_member(conn, member_id)
-            if locked.status != "active":  # erased since the statement read it
-                continue
-            change = tier_change(conn, self.rules, member_id, locked.tier, now)
-            if change:
-                conn.execute(
-                    update(members).where(members.c.id == member_id).values(tier=change.new_tier)
-                )
-                changes.append(change)
+        """Lock these members (in id order, as every batch locks), then find again which of
+        them change tier and change it. On PostgreSQL the second statement, after the lock,
+        sees every purchase committed before; SQLite's BEGIN IMMEDIATE holds all writers off."""
+        if self._is_postgres:
+            conn.execute(
+                select(members.c.id)
+                .where(members.c.id.in_(member_ids))
+                .order_by(members.c.id)
+                .with_for_update()
+            ).all()
+        query = _tiers_due_query(self.rules, self.clock.now(), member_ids)
+        changes = [_tier_change(row) for row in conn.execute(query)]
+        if changes:
+            conn.execute(
+                update(members)
+                .where(members.c.id == bindparam("member_id"))
+                .values(tier=bindparam("new_tier")),
+                [{"member_id": c.member_id, "new_tier": c.new_tier} for c in changes],
+            )
         return changes
 
 
-def _tiers_due_query(rules: Rules, now: datetime) -> Select[Any]:
-    """Members whose tier is not the one the window's spend reaches: the spend of every member
-    in one GROUP BY over the window's purchases, the tier from the rules' thresholds as a CASE
-    (the highest threshold reached; below every other one, the first tier)."""
+def _tier_change(row: Row[Any]) -> TierChange:
+    return TierChange(member_id=row.id, old_tier=row.tier, new_tier=row.reached)
+
+
+def _tiers_due_query(
+    rules: Rules, now: datetime, member_ids: Sequence[int] | None = None
+) -> Select[Any]:
+    """Members whose tier is not the one the window's spend reaches (all, or these): the spend
+    of every member in one GROUP BY over the window's purchases, the tier from the rules'
+    thresholds as a CASE (the highest threshold reached; below every other one, the first)."""
     since = now - timedelta(days=rules.tier_window_days)
-    window = (
-        select(purchases.c.member_id, func.sum(purchases.c.qualifying).label("spend"))
-        .where(purchases.c.created_at > since)
-        .group_by(purchases.c.member_id)
-        .subquery("window_spend")
+    spends = select(purchases.c.member_id, func.sum(purchases.c.qualifying).label("spend")).where(
+        purchases.c.created_at > since
     )
+    chosen = members.c.status == "active"
+    if member_ids is not None:
+        spends = spends.where(purchases.c.member_id.in_(member_ids))
+        chosen = and_(chosen, members.c.id.in_(member_ids))
+    window = spends.group_by(purchases.c.member_id).subquery("window_spend")
     spend = func.coalesce(window.c.spend, 0)
     higher = sorted(rules.tiers[1:], key=lambda tier: tier.threshold_kopecks, reverse=True)
     reached = case(
@@ -231,7 +244,7 @@ def _tiers_due_query(rules: Rules, now: datetime) -> Select[Any]:
     return (
         select(members.c.id, members.c.tier, reached.label("reached"))
         .select_from(members.outerjoin(window, window.c.member_id == members.c.id))
-        .where(members.c.status == "active", members.c.tier != reached)
+        .where(chosen, members.c.tier != reached)
         .order_by(members.c.id)
     )
 

@@ -5,13 +5,15 @@ minute's tier news reads a partial index. On SQLite and PostgreSQL."""
 
 from __future__ import annotations
 
+import asyncio
 from datetime import UTC, datetime, time, timedelta
 from typing import Any
 
 import pytest
 from apscheduler.triggers.cron import CronTrigger
 from apscheduler.triggers.interval import IntervalTrigger
-from sqlalchemy import event, select, text
+from sqlalchemy import event, select, text, update
+from sqlalchemy.engine import Engine
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from bench.dataset import build_dataset
@@ -23,7 +25,7 @@ from ledger.views import TierChange
 from messaging.sender import Sender
 from scheduler.due import TIER_NEWS_DUE
 from scheduler.jobs import SchedulerRunner
-from storage.schema import members
+from storage.schema import members, purchases
 from tests.conftest import Phones
 from tests.scheduler.test_jobs import make_jobs, queued
 
@@ -169,11 +171,11 @@ async def test_the_daily_pass_keeps_the_tier_of_a_purchase_committed_after_its_s
     assert await check_ledger(ledger.engine) == []
 
 
-async def test_the_daily_pass_reads_all_members_at_once_and_locks_only_those_that_change(
+async def test_the_daily_pass_reads_all_members_at_once_and_writes_only_those_that_change(
     ledger: LedgerService, phones: Phones, clock: ManualClock, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """Never a loop over all members: one statement reads them all; a member is locked (and
-    their spend read again) only when their tier changes."""
+    """Never a loop over all members: one statement reads them all; the members whose tier
+    changes are locked, read again and written a batch at a time, in a few statements."""
     ids = []
     for index in range(40):
         ids.append(await join(ledger, phones))
@@ -187,33 +189,42 @@ async def test_the_daily_pass_reads_all_members_at_once_and_locks_only_those_tha
         await ledger.purchase(
             receipt_id=f"S-{index}", member_id=ids[index], amount_kopecks=rub * RUB
         )
-    locked: list[int] = []
-    lock_member = ledger.journal.lock_member
+    per_member: list[int] = []  # the one-member lock and spend read of the pass before
 
-    def counting_lock(conn: Any, member_id: int) -> Any:
-        locked.append(member_id)
-        return lock_member(conn, member_id)
+    def one_member_lock(conn: Any, member_id: int) -> Any:
+        per_member.append(member_id)
+        raise AssertionError("the daily pass locks no member one at a time")
 
-    monkeypatch.setattr(ledger.journal, "lock_member", counting_lock)
-    statements: list[str] = []
+    monkeypatch.setattr(ledger.journal, "lock_member", one_member_lock)
+    statements: list[tuple[str, Any]] = []
 
-    def count(_conn: Any, _cursor: Any, statement: str, *_args: Any) -> None:
-        statements.append(statement)
+    def count(_conn: Any, _cursor: Any, statement: str, parameters: Any, *_args: Any) -> None:
+        statements.append((statement, parameters))
 
-    event.listen(ledger.engine.sync_engine, "before_cursor_execute", count)
+    # Every engine: on SQLite the ledger writes through engines of its own (storage.transactions).
+    event.listen(Engine, "before_cursor_execute", count)
     try:
-        assert await ledger.recompute_tiers() == []  # a day later: nothing has left the window
-        assert (locked, len(statements)) == ([], 1)
+        assert await ledger.recompute_tiers() == []  # 200 days on: nothing has left the window
+        assert len(statements) == 1
+        statements.clear()
         clock.advance(200 * DAY)  # the first purchases have left it; the second ones not
         changes = await ledger.recompute_tiers()
     finally:
-        event.remove(ledger.engine.sync_engine, "before_cursor_execute", count)
+        event.remove(Engine, "before_cursor_execute", count)
     # Members 10-40 were silver or gold by their first purchase alone, now gone: base,
-    # except 17 and 33, whose second purchase keeps their tier. Nobody else was locked.
+    # except 17 and 33, whose second purchase keeps their tier. Nobody else was written.
     changed = [member_id for member_id in ids[9:] if member_id not in (ids[17], ids[33])]
     assert [change.member_id for change in changes] == changed
     assert {change.new_tier for change in changes} == {"base"}
-    assert sorted(locked) == changed
+    assert per_member == []
+    # All, then the batch locked (PostgreSQL) and read again, then one UPDATE for the batch.
+    assert len(statements) == (4 if ledger.engine.dialect.name == "postgresql" else 3)
+    written = [params for sql, params in statements if sql.lstrip().upper().startswith("UPDATE")]
+    assert len(written) == 1
+    assert (
+        sorted(row[-1] if isinstance(row, tuple) else row["member_id"] for row in written[0])
+        == changed
+    )
 
 
 async def test_tier_news_reads_a_partial_index_not_every_member(
@@ -268,3 +279,39 @@ async def test_the_tier_pass_runs_daily_after_midnight_in_the_shops_zone_and_new
         assert first.timetz() == time(0, 5, tzinfo=zone)
     finally:
         await runner.stop()
+
+
+@pytest.mark.parametrize("backend", ["postgresql"])  # SQLite has one writer at a time
+async def test_the_daily_pass_waits_for_a_purchase_in_flight_and_keeps_its_tier(
+    ledger: LedgerService, phones: Phones, clock: ManualClock
+) -> None:
+    """A purchase holds its member's lock while the pass's statement runs: the pass waits for
+    it and reads the spend again after, with the purchase in it."""
+    member_id = await join(ledger, phones)
+    await ledger.purchase(receipt_id="R-1", member_id=member_id, amount_kopecks=11_000 * RUB)
+    clock.advance(366 * DAY)  # R-1 has left the window: due to fall to base
+    async with ledger.engine.connect() as purchase:
+        # What a purchase does in its transaction: lock, add its row, set the tier it reached.
+        await purchase.execute(
+            select(members.c.id).where(members.c.id == member_id).with_for_update()
+        )
+        await purchase.execute(
+            purchases.insert().values(
+                receipt_id="R-2",
+                member_id=member_id,
+                amount=12_000 * RUB,
+                redeemed=0,
+                accrued=0,
+                qualifying=12_000 * RUB,
+                created_at=clock.now(),
+            )
+        )
+        await purchase.execute(
+            update(members).where(members.c.id == member_id).values(tier="silver")
+        )
+        passing = asyncio.create_task(ledger.recompute_tiers())
+        await asyncio.sleep(0.5)
+        assert not passing.done()  # waiting for the member's lock
+        await purchase.commit()
+    assert await asyncio.wait_for(passing, 10) == []
+    assert (await ledger.get_member(member_id)).tier == "silver"
