@@ -319,8 +319,8 @@ def new_runner_id() -> str:
 class SchedulerRunner:
     """APScheduler in the bot's event loop: tries to lead every `lead_interval` seconds;
     the leader runs each job on its interval (or daily, at its time in the shop's time zone),
-    drains the outbox and (`on_lead`, `on_resign`)
-    takes the chat's updates: Telegram gives them to one poller at a time."""
+    drains the outbox and (`on_lead`, `on_resign`) takes the chat's updates: Telegram gives
+    them to one poller at a time."""
 
     def __init__(
         self,
