@@ -16,7 +16,7 @@ from datetime import date, datetime, timedelta
 from typing import Any
 from zoneinfo import ZoneInfo
 
-from sqlalchemy import Connection, and_, select, update
+from sqlalchemy import Connection, Select, and_, bindparam, case, func, literal, select, update
 from sqlalchemy.engine import Row
 
 from ledger import policy
@@ -26,9 +26,10 @@ from ledger.members import Members
 from ledger.rules import Rules
 from ledger.views import Burnt, MemberView, TierChange
 from storage.fast import Fast
-from storage.schema import lots, members, operations
+from storage.schema import lots, members, operations, purchases
 
-BATCH_MEMBERS = 500
+# Members whose tier changes, checked again under their locks: per transaction.
+BATCH_TIER_CHANGES = 100
 BATCH_DUE_MEMBERS = 1000  # members per transaction when burning or activating
 
 _SPEND_SINCE = Fast(SPEND_SINCE)
@@ -167,44 +168,85 @@ class Calendar(Members):
         ]
 
     async def recompute_tiers(self) -> list[TierChange]:
-        """Recompute every member's tier as old purchases leave the window."""
-        now = self.clock.now()
+        """Give every active member the tier their qualifying spend over the window reaches
+        now (old purchases leave the window; the rules' thresholds may have changed).
+
+        One set-based statement (`tiers_due`) finds the members whose tier must change; only
+        those are then locked and the same statement run again over them (a small batch per
+        transaction), so that a purchase or a refund committed meanwhile (which sets the tier
+        in its own transaction) is never overwritten by the first statement's older answer."""
+        due = await self.tiers_due(self.clock.now())
         changes: list[TierChange] = []
-        async with self.reader.connect() as conn:
-            ids = (
-                (
-                    await conn.execute(
-                        select(members.c.id).where(
-                            members.c.status == "active", members.c.last_purchase_at.is_not(None)
-                        )
-                    )
-                )
-                .scalars()
-                .all()
-            )
-        for start in range(0, len(ids), BATCH_MEMBERS):
-            batch = ids[start : start + BATCH_MEMBERS]
+        for start in range(0, len(due), BATCH_TIER_CHANGES):
+            batch = [change.member_id for change in due[start : start + BATCH_TIER_CHANGES]]
             changes.extend(
                 await self.db.write(
-                    functools.partial(self._recompute_batch, member_ids=batch, now=now),
-                    long=True,
+                    functools.partial(self._change_tiers, member_ids=batch), long=True
                 )
             )
         return changes
 
-    def _recompute_batch(
-        self, conn: Connection, member_ids: Sequence[int], now: datetime
-    ) -> list[TierChange]:
-        changes = []
-        for member_id in sorted(member_ids):  # in id order, as every batch locks
-            locked = self.journal.lock_member(conn, member_id)
-            change = tier_change(conn, self.rules, member_id, locked.tier, now)
-            if change:
-                conn.execute(
-                    update(members).where(members.c.id == member_id).values(tier=change.new_tier)
-                )
-                changes.append(change)
+    async def tiers_due(self, now: datetime) -> list[TierChange]:
+        """The active members whose stored tier differs from the one their qualifying spend in
+        the window ending `now` reaches, in id order: one statement over all members."""
+        async with self.reader.connect() as conn:
+            rows = (await conn.execute(_tiers_due_query(self.rules, now))).all()
+        return [_tier_change(row) for row in rows]
+
+    def _change_tiers(self, conn: Connection, member_ids: Sequence[int]) -> list[TierChange]:
+        """Lock these members (in id order, as every batch locks), then find again which of
+        them change tier and change it. On PostgreSQL the second statement, after the lock,
+        sees every purchase committed before; SQLite's BEGIN IMMEDIATE holds all writers off."""
+        if self._is_postgres:
+            conn.execute(
+                select(members.c.id)
+                .where(members.c.id.in_(member_ids))
+                .order_by(members.c.id)
+                .with_for_update()
+            ).all()
+        query = _tiers_due_query(self.rules, self.clock.now(), member_ids)
+        changes = [_tier_change(row) for row in conn.execute(query)]
+        if changes:
+            conn.execute(
+                update(members)
+                .where(members.c.id == bindparam("member_id"))
+                .values(tier=bindparam("new_tier")),
+                [{"member_id": c.member_id, "new_tier": c.new_tier} for c in changes],
+            )
         return changes
+
+
+def _tier_change(row: Row[Any]) -> TierChange:
+    return TierChange(member_id=row.id, old_tier=row.tier, new_tier=row.reached)
+
+
+def _tiers_due_query(
+    rules: Rules, now: datetime, member_ids: Sequence[int] | None = None
+) -> Select[Any]:
+    """Members whose tier is not the one the window's spend reaches (all, or these): the spend
+    of every member in one GROUP BY over the window's purchases, the tier from the rules'
+    thresholds as a CASE (the highest threshold reached; below every other one, the first)."""
+    since = now - timedelta(days=rules.tier_window_days)
+    spends = select(purchases.c.member_id, func.sum(purchases.c.qualifying).label("spend")).where(
+        purchases.c.created_at > since
+    )
+    chosen = members.c.status == "active"
+    if member_ids is not None:
+        spends = spends.where(purchases.c.member_id.in_(member_ids))
+        chosen = and_(chosen, members.c.id.in_(member_ids))
+    window = spends.group_by(purchases.c.member_id).subquery("window_spend")
+    spend = func.coalesce(window.c.spend, 0)
+    higher = sorted(rules.tiers[1:], key=lambda tier: tier.threshold_kopecks, reverse=True)
+    reached = case(
+        *((spend >= tier.threshold_kopecks, literal(tier.name)) for tier in higher),
+        else_=literal(rules.tiers[0].name),
+    )
+    return (
+        select(members.c.id, members.c.tier, reached.label("reached"))
+        .select_from(members.outerjoin(window, window.c.member_id == members.c.id))
+        .where(chosen, members.c.tier != reached)
+        .order_by(members.c.id)
+    )
 
 
 def qualifying_spend(conn: Connection, rules: Rules, member_id: int, now: datetime) -> int:

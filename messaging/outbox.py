@@ -31,6 +31,7 @@ log = logging.getLogger("loyalty.outbox")
 OPT_OUT_FIELD = {"reminder": "notify_reminders", "tier": "notify_tier", "offer": "notify_offers"}
 CAP_WINDOW = timedelta(days=7)
 BATCH = 200
+KEYS_PER_QUERY = 1000  # dedup keys looked up per statement (`queued`)
 # A message claimed by a sender that died before recording the outcome is retried after this,
 # or as soon as a sender of a later epoch (one that took over) claims (see `claim_due`).
 CLAIM_TIMEOUT = timedelta(minutes=5)
@@ -102,6 +103,17 @@ class Outbox:
         if added is not None:
             self.wakeup.set()
         return added is not None
+
+    async def queued(self, dedup_keys: Sequence[str]) -> set[str]:
+        """Those of these keys a message is queued under already: read in a few statements, so
+        that a job finding the same things due on every run writes nothing the second time."""
+        found: set[str] = set()
+        async with self.reader.connect() as conn:
+            for start in range(0, len(dedup_keys), KEYS_PER_QUERY):
+                part = dedup_keys[start : start + KEYS_PER_QUERY]
+                query = select(outbox.c.dedup_key).where(outbox.c.dedup_key.in_(part))
+                found.update((await conn.execute(query)).scalars())
+        return found
 
     def _insert(self, *, category: str, not_before: datetime | None = None, **values: Any) -> Any:
         if category not in PRIORITY:

@@ -133,18 +133,22 @@ def recipients_of(conn: Connection, member_ids: Sequence[int]) -> dict[int, Reci
     return {row.id: Recipient(row.id, row.telegram_id, row.language, row.timezone) for row in rows}
 
 
+# Members whose tier differs from the one they were last told about: read every minute, so
+# it must match the predicate of the partial index ix_members_tier_news (storage/schema.py).
+TIER_NEWS_DUE = select(
+    members.c.id,
+    members.c.telegram_id,
+    members.c.language,
+    members.c.timezone,
+    members.c.tier,
+    members.c.tier_announced,
+).where(and_(members.c.status == "active", members.c.tier != members.c.tier_announced))
+
+
 async def tier_news_due(engine: AsyncEngine, rules: Rules) -> list[TierNews]:
     """Members whose tier differs from the one they were last told about."""
-    query = select(
-        members.c.id,
-        members.c.telegram_id,
-        members.c.language,
-        members.c.timezone,
-        members.c.tier,
-        members.c.tier_announced,
-    ).where(and_(members.c.status == "active", members.c.tier != members.c.tier_announced))
     async with readonly(engine).connect() as conn:
-        rows = (await conn.execute(query)).all()
+        rows = (await conn.execute(TIER_NEWS_DUE)).all()
     return [
         TierNews(
             Recipient(row.id, row.telegram_id, row.language, row.timezone),

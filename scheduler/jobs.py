@@ -19,10 +19,12 @@ import os
 import secrets
 import socket
 from collections.abc import Awaitable, Callable
-from datetime import timedelta
+from datetime import time, timedelta
 from typing import Any
+from zoneinfo import ZoneInfo
 
 from apscheduler.schedulers.asyncio import AsyncIOScheduler
+from apscheduler.triggers.cron import CronTrigger
 from sqlalchemy import Connection, text, update
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
@@ -48,8 +50,15 @@ JOB_INTERVALS: dict[str, int] = {
     "activate": 600,
     "burn": 600,
     "warn": 1800,
-    "tiers": 60,
+    "tier_news": 60,
     "birthdays": 3600,
+}
+# name -> the time of day it runs, in the shop's time zone (rules.messages.default_timezone);
+# like every job, it also runs when a process starts leading (a restart applies new rules).
+# The tier pass: purchases leave the window one day at a time, so once a day, just after the
+# day turns, covers them; purchases and refunds set their member's tier themselves.
+DAILY_JOBS: dict[str, time] = {
+    "tiers": time(0, 5),
 }
 
 
@@ -84,8 +93,13 @@ class Jobs:
 
     async def warn(self) -> dict[str, Any]:
         warnings = await burn_warnings_due(self.engine, self.ledger.rules, self.ledger.clock.now())
+        # Most are queued already (due for days, the job runs every half hour): one read
+        # instead of a write transaction each that would find its key taken.
+        known = await self.notifier.outbox.queued([warning.dedup_key for warning in warnings])
         queued = 0
         for warning in warnings:
+            if warning.dedup_key in known:
+                continue
             queued += await self.notifier.burn_warning(
                 warning.recipient,
                 warning.points,
@@ -96,8 +110,14 @@ class Jobs:
         return {"due": len(warnings), "queued": queued}
 
     async def tiers(self) -> dict[str, Any]:
-        """Recompute tiers as purchases leave the window, then tell members who went up."""
+        """The daily pass: every member's tier from the window's spend (purchases leave it,
+        thresholds change), then the news of it."""
         changed = await self.ledger.recompute_tiers()
+        return {"recomputed": len(changed), **await self.tier_news()}
+
+    async def tier_news(self) -> dict[str, Any]:
+        """Tell members who went up a tier (a purchase, the daily pass); a fall is remembered
+        silently. Cheap when there is no news: a partial index holds the members it reads."""
         news = await tier_news_due(self.engine, self.ledger.rules)
         today = self.ledger.clock.now().date().isoformat()
         told = 0
@@ -112,7 +132,7 @@ class Jobs:
                     .where(members.c.id == item.recipient.member_id, members.c.tier == item.tier)
                     .values(tier_announced=item.tier)
                 )
-        return {"recomputed": len(changed), "told": told}
+        return {"told": told}
 
     async def birthdays(self) -> dict[str, Any]:
         credited = 0
@@ -142,6 +162,7 @@ class Jobs:
             "burn": self.burn,
             "warn": self.warn,
             "tiers": self.tiers,
+            "tier_news": self.tier_news,
             "birthdays": self.birthdays,
         }
 
@@ -297,8 +318,9 @@ def new_runner_id() -> str:
 
 class SchedulerRunner:
     """APScheduler in the bot's event loop: tries to lead every `lead_interval` seconds;
-    the leader runs each job on its interval, drains the outbox and (`on_lead`, `on_resign`)
-    takes the chat's updates: Telegram gives them to one poller at a time."""
+    the leader runs each job on its interval (or daily, at its time in the shop's time zone),
+    drains the outbox and (`on_lead`, `on_resign`) takes the chat's updates: Telegram gives
+    them to one poller at a time."""
 
     def __init__(
         self,
@@ -308,6 +330,7 @@ class SchedulerRunner:
         *,
         lead_interval: int = 15,
         intervals: dict[str, int] | None = None,
+        daily: dict[str, time] | None = None,
         on_lead: Callable[[], Awaitable[None]] | None = None,
         on_resign: Callable[[], Awaitable[None]] | None = None,
         sweeps: dict[str, tuple[float, Callable[[], Awaitable[object]]]] | None = None,
@@ -322,6 +345,8 @@ class SchedulerRunner:
         self.on_resign = on_resign
         self.lead_interval = lead_interval
         self.intervals = intervals or JOB_INTERVALS
+        self.daily = DAILY_JOBS if daily is None else daily
+        self.zone = ZoneInfo(jobs.ledger.rules.messages.default_timezone)
         self.scheduler = AsyncIOScheduler(timezone="UTC")
         self._sending: asyncio.Task[None] | None = None
         self._running: set[asyncio.Task[Any]] = set()
@@ -346,6 +371,16 @@ class SchedulerRunner:
                 id=name,
                 max_instances=1,
                 coalesce=True,
+            )
+        for name, at in self.daily.items():
+            self.scheduler.add_job(
+                self._run_job,
+                CronTrigger(hour=at.hour, minute=at.minute, timezone=self.zone),
+                args=[name],
+                id=name,
+                max_instances=1,
+                coalesce=True,
+                misfire_grace_time=None,  # a busy loop at 00:05 must not skip the day
             )
         for name, (every, sweep) in self.sweeps.items():
             self.scheduler.add_job(

@@ -103,6 +103,15 @@ members = Table(
 )
 # member_by_username compares lower(username): without this, a scan of every member.
 Index("ix_members_username_lower", func.lower(members.c.username))
+# Tier news (scheduler.due.tier_news_due) looks every minute for the few members whose tier
+# differs from the one they were last told about: a partial index holds only those.
+_TIER_NEWS_DUE = members.c.tier != members.c.tier_announced
+Index(
+    "ix_members_tier_news",
+    members.c.id,
+    sqlite_where=_TIER_NEWS_DUE,
+    postgresql_where=_TIER_NEWS_DUE,
+)
 
 operations = Table(
     "operations",
