@@ -4,7 +4,7 @@
 (the tier window's spend is read from the index alone)
 
 Revision ID: 0013
-Revises: 0011
+Revises: 0012
 Create Date: 2026-12-05 17:00:00
 """
 
