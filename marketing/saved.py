@@ -58,7 +58,11 @@ class Segments:
     async def preview(self, segment: SegmentFilter) -> SegmentCounts:
         """How many members are in the segment now, and how many an offer reaches."""
         now = self.clock.now()
-        async with self.reader.connect() as conn:
+        async with self.reader.begin() as conn:
+            if self.engine.dialect.name == "postgresql":
+                # The statement's estimated cost passes jit_above_cost, and compiling it took
+                # longer than running it (EXPLAIN ANALYZE, docs/BENCHMARKS.md, issue 15).
+                await conn.exec_driver_sql("SET LOCAL jit = off")
             return await conn.run_sync(count_segment, segment, now)
 
     async def save(self, name: str, segment: SegmentFilter, *, actor: str) -> SavedSegment:

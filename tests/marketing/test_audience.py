@@ -154,6 +154,10 @@ async def test_conditions_combine_and_reachability_is_told_by_reason(segments: S
     assert await segments.preview(newest) == SegmentCounts(1, 0, 0, 1, 0)
     may_birthdays = segments.parse({"inactive_days": 30, "birthday_month": 5, "language": "ru"})
     assert await segments.preview(may_birthdays) == SegmentCounts(2, 1, 0, 0, 1)  # M1, M5
+    # Purchases and spend are read in one pass: both conditions hold together.
+    assert await count(segments, purchases_min=2, spent_365_min="11000.00") == 1  # M2
+    assert await count(segments, purchases_min=1, spent_365_min="11000.01") == 1  # M1
+    assert await count(segments, purchases_min=2, spent_365_min="11000.01") == 0
     nobody = segments.parse({"tiers": ["gold"], "language": "en"})
     assert await segments.preview(nobody) == SegmentCounts(0, 0, 0, 0, 0)
 
@@ -165,8 +169,11 @@ async def test_spend_counts_the_last_365_days_only(
     await ledger.purchase(receipt_id="R-1", member_id=member, amount_kopecks=15_000 * RUB)
     segments = Segments(ledger.engine, ledger.rules, clock)
     spent = segments.parse({"spent_365_min": "15000.00"})
+    spent_and_bought = segments.parse({"spent_365_min": "15000.00", "purchases_min": 1})
     clock.advance(timedelta(days=365) - timedelta(seconds=1))
     assert (await segments.preview(spent)).count == 1
+    assert (await segments.preview(spent_and_bought)).count == 1
     clock.advance(timedelta(seconds=1))
     assert (await segments.preview(spent)).count == 0
+    assert (await segments.preview(spent_and_bought)).count == 0
     assert (await segments.preview(segments.parse({"purchases_min": 1}))).count == 1  # lifetime
