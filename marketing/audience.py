@@ -129,7 +129,7 @@ _OPTED_OUT = and_(
 def count_statement(segment: SegmentFilter, now: datetime) -> Any:
     """One SELECT: the members of the segment, and the unreachable ones by reason."""
     return select(
-        func.count().label("count"),
+        func.count().label("members"),
         _counted(_NO_CHAT).label("no_chat"),
         _counted(_BLOCKED).label("blocked"),
         _counted(_OPTED_OUT).label("opted_out"),
@@ -139,7 +139,7 @@ def count_statement(segment: SegmentFilter, now: datetime) -> Any:
 def count_segment(conn: Connection, segment: SegmentFilter, now: datetime) -> SegmentCounts:
     row = conn.execute(count_statement(segment, now)).one()
     count, no_chat, blocked, opted_out = (
-        int(row.count),
+        int(row.members),
         int(row.no_chat),
         int(row.blocked),
         int(row.opted_out),

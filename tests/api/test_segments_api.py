@@ -5,6 +5,10 @@ document (tests/api/conftest.py)."""
 
 from __future__ import annotations
 
+import asyncio
+import os
+import subprocess
+import sys
 from typing import Any
 
 import pytest
@@ -12,7 +16,7 @@ import pytest
 from api.openapi import openapi_document
 from marketing.segments import CONDITIONS
 from tests.api.conftest import Till
-from tests.conftest import Phones
+from tests.conftest import ROOT, Phones
 
 PREVIEW = "/api/v1/segments/preview"
 
@@ -116,3 +120,33 @@ def test_the_openapi_document_lists_the_preview_with_every_condition() -> None:
     assert set(conditions) == CONDITIONS
     for path in ("/api/v1/purchases", "/api/v1/refunds"):
         assert "403" in document["paths"][path]["post"]["responses"]
+
+
+@pytest.mark.slow  # runs the command line in a real process
+async def test_the_command_line_makes_a_marketing_key_that_the_preview_takes(
+    till: Till, database_url: str
+) -> None:
+    env = {**os.environ, "DATABASE_URL": database_url}
+
+    def cli(*args: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(
+            [sys.executable, "-m", "bot", "api-key", *args],
+            cwd=ROOT,
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=60,
+            check=False,
+        )
+
+    made = await asyncio.to_thread(cli, "create", "--name", "crm", "--scope", "marketing")
+    assert made.returncode == 0, made.stderr
+    assert "(marketing)" in made.stderr
+    assert (await preview(till, made.stdout.strip(), {"filter": {}}))[0] == 200
+    till_key = await asyncio.to_thread(cli, "create", "--name", "till-9")
+    assert "(till)" in till_key.stderr  # the default scope
+    assert (await preview(till, till_key.stdout.strip(), {"filter": {}}))[0] == 403
+    wrong = await asyncio.to_thread(cli, "create", "--name", "x", "--scope", "admin")
+    assert wrong.returncode == 2 and "invalid choice" in wrong.stderr
+    listed = await asyncio.to_thread(cli, "list")
+    assert "\tcrm\tmarketing\t" in listed.stdout and "\ttill-9\ttill\t" in listed.stdout
