@@ -94,22 +94,26 @@ def _purchases_at_least(count: int | None, spent: int | None, now: datetime) -> 
 
 def _usable_between(low: int | None, high: int | None, now: datetime) -> list[Any]:
     """Usable points are the stored balance less what burnt but the burn job has not written
-    off yet (ledger.queries). The burn job keeps such lots few, so the balance decides for
-    every member without one, and the sum of the overdue lots is read for the others only."""
+    off yet (ledger.queries). The balance alone decides wherever it can; the member's overdue
+    lots are read (an index range of their past lots) only where it cannot. (A pass over all
+    overdue-looking lots instead reads every spent lot of the past: lots stay 'active' at 0.)"""
     m = members.c
-    overdue = and_(lots.c.status == "active", lots.c.expires_at <= now, lots.c.remaining > 0)
-    has_overdue = m.id.in_(select(lots.c.member_id).where(overdue))
-    usable = m.balance - (
+    overdue = (
         select(func.coalesce(func.sum(lots.c.remaining), 0))
-        .where(lots.c.member_id == m.id, overdue)
+        .where(
+            lots.c.member_id == m.id,
+            lots.c.status == "active",
+            lots.c.expires_at <= now,
+            lots.c.remaining > 0,
+        )
         .scalar_subquery()
     )
     where = []
     if low is not None:
         where.append(m.balance >= low)  # usable is never more than the balance
-        where.append(or_(~has_overdue, usable >= low))
+        where.append(m.balance - overdue >= low)
     if high is not None:
-        where.append(or_(m.balance <= high, and_(has_overdue, usable <= high)))
+        where.append(or_(m.balance <= high, m.balance - overdue <= high))
     return where
 
 
