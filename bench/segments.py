@@ -32,9 +32,8 @@ from bench.prepared import BACKENDS, discard, prepared
 from ledger.clock import ManualClock
 from ledger.rules import load_rules
 from marketing.audience import count_statement
-from marketing.saved import Segments
+from marketing.saved import Segments, plan_for_counting
 from storage.engine import create_engine
-
 
 TARGET_S = {"sqlite": 2.0, "postgresql": 1.0}
 CASES: list[tuple[str, dict[str, Any]]] = [
@@ -89,7 +88,7 @@ async def plan(engine: AsyncEngine, statement: Any) -> str:
     explain = "EXPLAIN QUERY PLAN " if engine.dialect.name == "sqlite" else "EXPLAIN ANALYZE "
     async with engine.begin() as conn:
         if engine.dialect.name == "postgresql":
-            await conn.exec_driver_sql("SET LOCAL jit = off")  # as Segments.preview runs it
+            await plan_for_counting(conn)  # as Segments.preview runs it
         rows = (await conn.execute(text(explain + sql))).all()
     if engine.dialect.name == "sqlite":
         return "\n".join(f"    {row[0]:>3} {row[1]:>3} {row[3]}" for row in rows)

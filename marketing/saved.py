@@ -10,7 +10,7 @@ from typing import Any
 
 from sqlalchemy import delete, select
 from sqlalchemy.exc import IntegrityError
-from sqlalchemy.ext.asyncio import AsyncEngine
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from ledger import policy
 from ledger.clock import Clock, SystemClock
@@ -60,9 +60,7 @@ class Segments:
         now = self.clock.now()
         async with self.reader.begin() as conn:
             if self.engine.dialect.name == "postgresql":
-                # The statement's estimated cost passes jit_above_cost, and compiling it took
-                # longer than running it (EXPLAIN ANALYZE, docs/BENCHMARKS.md, issue 15).
-                await conn.exec_driver_sql("SET LOCAL jit = off")
+                await plan_for_counting(conn)
             return await conn.run_sync(count_segment, segment, now)
 
     async def save(self, name: str, segment: SegmentFilter, *, actor: str) -> SavedSegment:
@@ -124,6 +122,15 @@ class Segments:
                     filter=json.loads(row.filter),
                 )
         return row is not None
+
+
+async def plan_for_counting(conn: AsyncConnection) -> None:
+    """PostgreSQL settings for this transaction only, from the plans of the benchmark
+    (EXPLAIN ANALYZE, docs/BENCHMARKS.md, issue 15): the statement's estimated cost passes
+    jit_above_cost, and compiling it took longer than running it; parallel plans built the
+    grouped pass over purchases once in every worker instead of sharing it."""
+    await conn.exec_driver_sql("SET LOCAL jit = off")
+    await conn.exec_driver_sql("SET LOCAL max_parallel_workers_per_gather = 0")
 
 
 def _name(name: str) -> str:
