@@ -7,6 +7,11 @@
     GET  /api/v1/members/{customer}   200 balance and tier, 404 unknown
     GET  /api/v1/confirmations/{id}   a large redemption's answer from the member (see
                                       api.confirmations), 404 unknown or another key's
+    POST /api/v1/segments/preview     200 the count of a segment's members and the reachable
+                                      ones (marketing keys), 422 a bad filter
+
+A key has a scope (api.keys): a till key gets 403 on the marketing endpoints, a marketing key
+on purchases and refunds.
 
 Every error is `{"error": {"code": ..., "message": ...}}` with a code a program can act on, and
 changes nothing.
@@ -27,7 +32,7 @@ from aiohttp.web_protocol import RequestPayloadError
 
 from api.confirmations import TillConfirmations
 from api.errors import ApiError
-from api.keys import ApiKey, ApiKeyService
+from api.keys import MARKETING, TILL, ApiKey, ApiKeyService
 from api.openapi import openapi_document
 from cards.token import verify_card_token
 from ledger import policy
@@ -42,6 +47,8 @@ from ledger.errors import (
 )
 from ledger.service import LedgerService
 from ledger.views import MemberView
+from marketing.saved import Segments
+from marketing.segments import SegmentError
 from messaging.notifier import Notifier
 from staff.sales import ConfirmationService
 from usecases.sales import Purchase, Sales, record_purchase, record_refund
@@ -81,6 +88,13 @@ SERVICES = web.AppKey("services", ApiServices)
 SALES = web.AppKey("sales", Sales)
 TILL_CONFIRMATIONS = web.AppKey("till_confirmations", TillConfirmations)
 API_KEY = web.RequestKey("api_key", ApiKey)
+SEGMENTS = web.AppKey("segments", Segments)
+# The scope a key needs, by route; any key's elsewhere.
+SCOPE_OF_ROUTE = {
+    "/api/v1/purchases": TILL,
+    "/api/v1/refunds": TILL,
+    "/api/v1/segments/preview": MARKETING,
+}
 
 
 def build_api(services: ApiServices) -> web.Application:
@@ -102,6 +116,8 @@ def build_api(services: ApiServices) -> web.Application:
     app.router.add_post("/api/v1/refunds", create_refund)
     app.router.add_get("/api/v1/members/{customer}", get_member)
     app.router.add_get("/api/v1/confirmations/{confirmation_id}", get_confirmation)
+    app[SEGMENTS] = Segments(ledger.engine, ledger.rules, ledger.clock)
+    app.router.add_post("/api/v1/segments/preview", preview_segment)
     return app
 
 
@@ -165,6 +181,12 @@ async def _require_key(request: web.Request, handler: Handler) -> web.StreamResp
     if key is None:
         raise ApiError(
             401, "unauthorized", "missing or invalid API key: send 'Authorization: Bearer <key>'"
+        )
+    resource = request.match_info.route.resource
+    needed = SCOPE_OF_ROUTE.get(resource.canonical) if resource is not None else None
+    if needed is not None and key.scope != needed:
+        raise ApiError(
+            403, "forbidden", f"this is a {key.scope} key; this endpoint needs a {needed} key"
         )
     request[API_KEY] = key
     return await handler(request)
@@ -259,6 +281,17 @@ async def get_confirmation(request: web.Request) -> web.Response:
     if found is None:
         raise ApiError(404, "confirmation_not_found", "no confirmation with this id for this key")
     return web.json_response(found)
+
+
+async def preview_segment(request: web.Request) -> web.Response:
+    body = await _json_object(request)
+    segments = request.app[SEGMENTS]
+    try:
+        segment = segments.parse(body.get("filter"))
+    except SegmentError as error:
+        raise ApiError(422, error.code, error.message, field=error.field) from error
+    counts = await segments.preview(segment)
+    return web.json_response(counts.to_json())
 
 
 # ------------------------------------------------------------------- input checking

@@ -38,6 +38,11 @@ REVOKED_CHANNEL = "loyalty_api_key_revoked"
 # A verified key is read again after this, notification or not: the bound on how long a key
 # stays accepted if a notification never comes (a listener cut off without noticing).
 KEEP_SECONDS = 30.0
+# What a key may do: a till records purchases and refunds; a marketing key (a CRM) previews
+# segments and sends broadcasts. api.app refuses a key on the other scope's endpoints (403).
+TILL = "till"
+MARKETING = "marketing"
+SCOPES = (TILL, MARKETING)
 RETRY_LISTEN_SECONDS = 5.0
 LISTEN_CONNECT_TIMEOUT_S = 2.0
 _ACTIVE_KEY = Fast(
@@ -54,6 +59,7 @@ class ApiKey:
     prefix: str
     created_at: datetime
     revoked_at: datetime | None
+    scope: str = TILL
 
 
 def _hash(key: str) -> str:
@@ -76,11 +82,13 @@ class ApiKeyService:
         self._listening_lock = asyncio.Lock()
         self._closed = False
 
-    async def create(self, name: str) -> tuple[ApiKey, str]:
-        """A new key; the secret is returned here and never again."""
+    async def create(self, name: str, scope: str = TILL) -> tuple[ApiKey, str]:
+        """A new key of a scope (SCOPES); the secret is returned here and never again."""
         name = name.strip()
         if not name or len(name) > 100:
             raise ValueError("the key needs a name of 1 to 100 characters")
+        if scope not in SCOPES:
+            raise ValueError(f"a key's scope is one of: {', '.join(SCOPES)}")
         secret = KEY_PREFIX + secrets.token_urlsafe(32)
         async with self.engine.begin() as conn:
             row = (
@@ -91,6 +99,7 @@ class ApiKeyService:
                         key_hash=_hash(secret),
                         prefix=secret[:10],
                         created_at=self.clock.now(),
+                        scope=scope,
                     )
                     .returning(*api_keys.c)
                 )
@@ -209,4 +218,5 @@ def _key(row: Any) -> ApiKey:
         prefix=row.prefix,
         created_at=row.created_at,
         revoked_at=row.revoked_at,
+        scope=row.scope,
     )

@@ -9,6 +9,9 @@ from __future__ import annotations
 
 from typing import Any
 
+from ledger.policy import MAX_MEMBER_POINTS
+from marketing.segments import LANGUAGES, MAX_DAYS, MAX_PURCHASES
+
 _ERROR = {"$ref": "#/components/schemas/Error"}
 
 
@@ -24,6 +27,10 @@ def _ok(description: str, schema: str) -> dict[str, Any]:
 
 
 _AUTH_ERRORS = {"401": _error("Missing, unknown or revoked API key.")}
+_TILL_ONLY = {"403": _error("A marketing key: purchases and refunds need a till key (forbidden).")}
+_MARKETING_ONLY = {
+    "403": _error("A till key: this endpoint needs a marketing key (code forbidden).")
+}
 _BODY_ERRORS = {
     "400": _error(
         "The body is not a JSON object (code invalid_json), or cannot be read as its headers "
@@ -100,6 +107,7 @@ def openapi_document() -> dict[str, Any]:
                         "200": _ok("The same request was recorded before; its answer.", "Purchase"),
                         **_BODY_ERRORS,
                         **_AUTH_ERRORS,
+                        **_TILL_ONLY,
                         "404": _error(
                             "Unknown customer, for a receipt_id not used before "
                             "(code member_not_found)."
@@ -146,6 +154,7 @@ def openapi_document() -> dict[str, Any]:
                         "200": _ok("The same request was recorded before; its answer.", "Refund"),
                         **_BODY_ERRORS,
                         **_AUTH_ERRORS,
+                        **_TILL_ONLY,
                         "404": _error(
                             "Unknown receipt_id, for a refund_id not used before "
                             "(code purchase_not_found)."
@@ -206,6 +215,39 @@ def openapi_document() -> dict[str, Any]:
                     },
                 }
             },
+            "/api/v1/segments/preview": {
+                "post": {
+                    "summary": "Count a segment's members (marketing keys)",
+                    "description": (
+                        "The members who meet every condition of the filter now (an omitted "
+                        "condition is none), and how many of them an offer reaches: not "
+                        "blocked, not opted out of offers, with a Telegram chat. Erased "
+                        "members are never in a segment. Days count back from now in periods "
+                        "of 24 hours."
+                    ),
+                    "requestBody": {
+                        "required": True,
+                        "content": {
+                            "application/json": {
+                                "schema": {"$ref": "#/components/schemas/SegmentPreviewRequest"}
+                            }
+                        },
+                    },
+                    "responses": {
+                        "200": _ok("The segment's counts now.", "SegmentCounts"),
+                        **_BODY_ERRORS,
+                        **_AUTH_ERRORS,
+                        **_MARKETING_ONLY,
+                        "422": _error(
+                            "A bad filter, `field` naming the key: not an object "
+                            "(invalid_filter), a key that is not a condition "
+                            "(unknown_condition), a value of the wrong type or out of range "
+                            "(invalid_condition), a tier the program does not have "
+                            "(unknown_tier)."
+                        ),
+                    },
+                }
+            },
         },
         "components": {
             "securitySchemes": {
@@ -250,6 +292,9 @@ _NOT_IN_IDS = (
 # Something besides spaces, and no control or format characters.
 _ID_PATTERN = f"^[^{_NOT_IN_IDS}]*[^\\s{_NOT_IN_IDS}][^{_NOT_IN_IDS}]*$"
 _ID = {"type": "string", "minLength": 1, "maxLength": 100, "pattern": _ID_PATTERN}
+
+_POINTS_BOUND = {"type": "integer", "minimum": 0, "maximum": MAX_MEMBER_POINTS}
+_DAYS_BOUND = {"type": "integer", "minimum": 1, "maximum": MAX_DAYS}
 
 _SCHEMAS: dict[str, Any] = {
     "Health": {
@@ -373,6 +418,67 @@ _SCHEMAS: dict[str, Any] = {
             "expires_at": {
                 **_STR,
                 "description": "When the member's time to answer ends (UTC, ISO 8601).",
+            },
+        },
+    },
+    "SegmentPreviewRequest": {
+        "type": "object",
+        "required": ["filter"],
+        "properties": {"filter": {"$ref": "#/components/schemas/SegmentFilter"}},
+    },
+    "SegmentFilter": {
+        "type": "object",
+        "additionalProperties": False,
+        "description": "Conditions a member must all meet; an omitted one is no condition.",
+        "properties": {
+            "tiers": {
+                "type": "array",
+                "minItems": 1,
+                "items": {"type": "string", "pattern": "^[a-z][a-z0-9_]{0,15}$"},
+                "description": "The member's tier is one of these (base, silver, gold, or the "
+                "tiers of rules.toml).",
+            },
+            "balance_min": {**_POINTS_BOUND, "description": "Usable points, at least."},
+            "balance_max": {**_POINTS_BOUND, "description": "Usable points, at most."},
+            "burning_within_days": {
+                **_DAYS_BOUND,
+                "description": "Has usable points that burn within this many days.",
+            },
+            "inactive_days": {
+                **_DAYS_BOUND,
+                "description": "No purchase in the last this many days (a member who never "
+                "bought: joined at least this many days ago).",
+            },
+            "joined_within_days": {
+                **_DAYS_BOUND,
+                "description": "Joined in the last this many days.",
+            },
+            "language": {"type": "string", "enum": list(LANGUAGES)},
+            "birthday_month": {"type": "integer", "minimum": 1, "maximum": 12},
+            "purchases_min": {
+                "type": "integer",
+                "minimum": 0,
+                "maximum": MAX_PURCHASES,
+                "description": "Purchases ever made, at least.",
+            },
+            "spent_365_min": {
+                "type": "string",
+                "pattern": r"^[0-9]{1,8}(\.[0-9]{1,2})?$",
+                "examples": ["10000.00"],
+                "description": "Money paid (net of refunds) in the last 365 days, at least, "
+                "in roubles.",
+            },
+        },
+    },
+    "SegmentCounts": {
+        "type": "object",
+        "required": ["count", "reachable"],
+        "properties": {
+            "count": {**_INT, "description": "Members in the segment."},
+            "reachable": {
+                **_INT,
+                "description": "Of them, those an offer reaches: a Telegram chat, not "
+                "blocked, not opted out of offers.",
             },
         },
     },

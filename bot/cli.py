@@ -23,7 +23,7 @@ from pydantic import ValidationError
 from sqlalchemy import func, inspect, select
 from sqlalchemy.engine import Connection
 
-from api.keys import ApiKeyService
+from api.keys import SCOPES, TILL, ApiKeyService
 from bot.failures import StartupError, failing_database, reason
 from bot.settings import Settings
 from ledger.invariants import ledger_violations
@@ -61,6 +61,12 @@ def build_parser() -> argparse.ArgumentParser:
     key_commands = keys.add_subparsers(dest="key_command", required=True)
     create = key_commands.add_parser("create", help="create a key; it is printed once")
     create.add_argument("--name", required=True, help="who uses it, e.g. 'till-1'")
+    create.add_argument(
+        "--scope",
+        choices=SCOPES,
+        default=TILL,
+        help="till: purchases and refunds (default); marketing: segments, broadcasts, KPIs",
+    )
     key_commands.add_parser("list", help="list keys (never the secrets)")
     revoke = key_commands.add_parser("revoke", help="revoke a key: it gets 401 from now on")
     revoke.add_argument("key_id", type=int)
@@ -229,12 +235,12 @@ async def _api_keys(settings: Settings, args: argparse.Namespace) -> int:
         keys = ApiKeyService(engine)
         if args.key_command == "create":
             try:
-                key, secret = await keys.create(args.name)
+                key, secret = await keys.create(args.name, args.scope)
             except ValueError as error:
                 print(error, file=sys.stderr)
                 return 2
             print(
-                f"API key #{key.key_id} '{key.name}' created. It is shown only now; "
+                f"API key #{key.key_id} '{key.name}' ({key.scope}) created. It is shown only now; "
                 "send it as 'Authorization: Bearer <key>':",
                 file=sys.stderr,
             )
@@ -244,7 +250,7 @@ async def _api_keys(settings: Settings, args: argparse.Namespace) -> int:
             for key in await keys.list_keys():
                 state = f"revoked {key.revoked_at:%Y-%m-%d}" if key.revoked_at else "active"
                 print(
-                    f"#{key.key_id}\t{key.name}\t{key.prefix}...\t"
+                    f"#{key.key_id}\t{key.name}\t{key.scope}\t{key.prefix}...\t"
                     f"created {key.created_at:%Y-%m-%d}\t{state}"
                 )
             return 0

@@ -268,6 +268,9 @@ api_keys = Table(
     Column("prefix", String(16), nullable=False),
     Column("created_at", UTCDateTime, nullable=False),
     Column("revoked_at", UTCDateTime, nullable=True),
+    # till (purchases, refunds) | marketing (segments, broadcasts, KPIs): api.app refuses a key
+    # on the other scope's endpoints
+    Column("scope", String(16), nullable=False, server_default="till"),
 )
 
 # Staff roles, one row per (person, role). Admins from ADMIN_IDS are not stored here.
@@ -387,4 +390,16 @@ job_runs = Table(
     Column("started_at", UTCDateTime, nullable=False),
     Column("finished_at", UTCDateTime, nullable=True),
     Column("result", Text, nullable=True),
+)
+
+# Segments a marketer saved by name: the filter as the contract writes it (JSON,
+# marketing.segments), counted anew whenever it is used.
+segments = Table(
+    "segments",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("name", String(100), nullable=False, unique=True),
+    Column("filter", Text, nullable=False),
+    Column("created_by", String(64), nullable=False),  # "tg:<id>" or "api:<key name>"
+    Column("created_at", UTCDateTime, nullable=False),
 )

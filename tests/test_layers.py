@@ -8,6 +8,7 @@ entry points, api and handlers, do not import each other):
     api, handlers               entry points (HTTP; aiogram routers)
     usecases                    one use case per action a person takes
     scheduler                   what is due, and the jobs
+    marketing                   segments (and the broadcasts built on them)
     messaging                   outbox, sender, notices and their rendering, text formatting
     staff, support, cards       domain services around the ledger
     ledger                      the points ledger
@@ -32,6 +33,7 @@ LAYERS: tuple[tuple[str, ...], ...] = (
     ("api", "handlers"),
     ("usecases",),
     ("scheduler",),
+    ("marketing",),
     ("messaging",),
     ("staff", "support", "cards"),
     ("ledger",),
