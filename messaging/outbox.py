@@ -12,12 +12,12 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
-from collections.abc import Collection, Sequence
+from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import Connection, func, or_, select, update
+from sqlalchemy import Connection, case, func, or_, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
@@ -25,6 +25,7 @@ from ledger.clock import Clock, SystemClock
 from storage.engine import readonly
 from storage.notices import PRIORITY, TRANSACTIONAL
 from storage.schema import outbox, outbox_lease
+from storage.transactions import SyncDatabase
 
 log = logging.getLogger("loyalty.outbox")
 
@@ -62,8 +63,14 @@ class Superseded(Exception):
 class Outbox:
     """The queue itself: enqueue, claim what is due, record outcomes."""
 
-    def __init__(self, engine: AsyncEngine, clock: Clock | None = None) -> None:
+    def __init__(
+        self, engine: AsyncEngine, clock: Clock | None = None, db: SyncDatabase | None = None
+    ) -> None:
         self.engine = engine
+        # The ledger's transactions (on SQLite: on the loop's thread when the write lock is
+        # free, not through aiosqlite's thread hops), for the sender's outcomes; else the
+        # async engine's.
+        self.db = db
         self.reader = readonly(engine)
         self.clock: Clock = clock or SystemClock()
         self.wakeup = asyncio.Event()
@@ -125,15 +132,15 @@ class Outbox:
         """The next sender epoch: a sender that starts (a new leader, a restart) takes one,
         and its first claim voids the claims of every older epoch at once."""
         insert = postgresql.insert if self.engine.dialect.name == "postgresql" else sqlite.insert
-        statement = insert(outbox_lease).values(
+        first = insert(outbox_lease).values(
             id=1, epoch=1, holder=holder[:64], taken_at=self.clock.now()
         )
-        statement = statement.on_conflict_do_update(
+        statement = first.on_conflict_do_update(
             index_elements=[outbox_lease.c.id],
             set_={
                 "epoch": outbox_lease.c.epoch + 1,
-                "holder": statement.excluded.holder,
-                "taken_at": statement.excluded.taken_at,
+                "holder": first.excluded.holder,
+                "taken_at": first.excluded.taken_at,
             },
         ).returning(outbox_lease.c.epoch)
         async with self.engine.begin() as conn:
@@ -195,14 +202,16 @@ class Outbox:
             if not ids:
                 return []
             # Only rows still queued: another sender may have claimed one meanwhile.
-            rows = (
-                await conn.execute(
-                    update(outbox)
-                    .where(outbox.c.id.in_(ids), outbox.c.status == "queued")
-                    .values(status="sending", not_before=now, claim_epoch=epoch)
-                    .returning(*outbox.c)
-                )
-            ).all()
+            rows = list(
+                (
+                    await conn.execute(
+                        update(outbox)
+                        .where(outbox.c.id.in_(ids), outbox.c.status == "queued")
+                        .values(status="sending", not_before=now, claim_epoch=epoch)
+                        .returning(*outbox.c)
+                    )
+                ).all()
+            )
         rows.sort(key=lambda row: (-row.priority, row.id))
         return [_message(row) for row in rows]
 
@@ -236,6 +245,37 @@ class Outbox:
         async with self.engine.begin() as conn:
             result = await conn.execute(update(outbox).where(*mine).values(**values))
         return bool(result.rowcount)
+
+    async def record_sent(self, sent: Mapping[int, int], *, epoch: int) -> set[int]:
+        """Record messages this sender claimed under `epoch` as sent, all in one transaction
+        and one statement: outbox id -> Telegram's message id. Returns the ids recorded; one
+        that a sender of a later epoch took over meanwhile is left as that sender has it."""
+        if not sent:
+            return set()
+        statement = (
+            update(outbox)
+            .where(
+                outbox.c.id.in_(list(sent)),
+                outbox.c.status == "sending",
+                outbox.c.claim_epoch == epoch,
+            )
+            .values(
+                status="sent",
+                reason=None,
+                sent_at=self.clock.now(),
+                message_id=case(dict(sent), value=outbox.c.id),
+                attempts=outbox.c.attempts + 1,
+            )
+            .returning(outbox.c.id)
+        )
+        if self.db is not None:
+
+            def work(conn: Connection) -> list[int]:
+                return list(conn.execute(statement).scalars())
+
+            return set(await self.db.write(work))
+        async with self.engine.begin() as conn:
+            return set((await conn.execute(statement)).scalars())
 
     async def withdraw(self, dedup_key: str, reason: str) -> int | None:
         """A message that no longer makes sense (a request that ended): dropped if still
