@@ -12,12 +12,12 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
-from collections.abc import Collection, Mapping, Sequence
+from collections.abc import Callable, Collection, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import Any
+from typing import Any, TypeVar
 
-from sqlalchemy import Connection, case, func, or_, select, update
+from sqlalchemy import Connection, and_, case, func, or_, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
@@ -28,6 +28,7 @@ from storage.schema import outbox, outbox_lease
 from storage.transactions import SyncDatabase
 
 log = logging.getLogger("loyalty.outbox")
+T = TypeVar("T")
 
 OPT_OUT_FIELD = {"reminder": "notify_reminders", "tier": "notify_tier", "offer": "notify_offers"}
 CAP_WINDOW = timedelta(days=7)
@@ -104,8 +105,7 @@ class Outbox:
         if conn is not None:
             added = (await conn.execute(statement)).scalar_one_or_none()
         else:
-            async with self.engine.begin() as own:
-                added = (await own.execute(statement)).scalar_one_or_none()
+            added = await self._write(lambda own: own.execute(statement).scalar_one_or_none())
         if added is not None:
             self.wakeup.set()
         return added is not None
@@ -143,8 +143,15 @@ class Outbox:
                 "taken_at": first.excluded.taken_at,
             },
         ).returning(outbox_lease.c.epoch)
+        return int(await self._write(lambda conn: conn.execute(statement).scalar_one()))
+
+    async def _write(self, work: Callable[[Connection], T]) -> T:
+        """`work` in a write transaction of its own: the ledger's (see `__init__`), or the
+        async engine's."""
+        if self.db is not None:
+            return await self.db.write(work)
         async with self.engine.begin() as conn:
-            return int((await conn.execute(statement)).scalar_one())
+            return await conn.run_sync(work)
 
     async def claim_due(
         self,
@@ -167,7 +174,9 @@ class Outbox:
             outbox.c.claim_epoch.is_(None),
             outbox.c.claim_epoch < epoch,
         )
-        due = [outbox.c.status == "queued", outbox.c.not_before <= now]
+        # Queued, or claimed by a sender that died (the claim below voids those first).
+        waiting = or_(outbox.c.status == "queued", and_(outbox.c.status == "sending", void))
+        due = [waiting, outbox.c.not_before <= now]
         if busy_chats:
             due.append(outbox.c.chat_id.not_in(list(busy_chats)))
         rank = (
@@ -186,32 +195,38 @@ class Outbox:
             .order_by(firsts.c.priority.desc(), firsts.c.not_before, firsts.c.id)
             .limit(limit)
         )
-        async with self.engine.begin() as conn:
+        # Which to take: read without the write lock (with a backlog this ranks every queued
+        # message); the claim below takes only those still queued, so a message another sender
+        # claimed meanwhile is not taken twice.
+        async with self.reader.connect() as conn:
+            ids = list((await conn.execute(chosen)).scalars().all())
+        postgres = self.engine.dialect.name == "postgresql"
+
+        def claim(conn: Connection) -> list[Any]:
             # Read under a lock (PostgreSQL): a takeover's `take_epoch` waits for this claim to
             # commit, so no claim of an older epoch is made after a takeover.
             lease = select(outbox_lease.c.epoch).where(outbox_lease.c.id == 1)
-            if self.engine.dialect.name == "postgresql":
+            if postgres:
                 lease = lease.with_for_update()
-            latest = (await conn.execute(lease)).scalar_one_or_none()
+            latest = conn.execute(lease).scalar_one_or_none()
             if latest is not None and latest > epoch:
                 raise Superseded(f"epoch {epoch} is superseded by epoch {latest}")
-            await conn.execute(
+            conn.execute(
                 update(outbox).where(outbox.c.status == "sending", void).values(status="queued")
             )
-            ids = (await conn.execute(chosen)).scalars().all()
             if not ids:
                 return []
             # Only rows still queued: another sender may have claimed one meanwhile.
-            rows = list(
-                (
-                    await conn.execute(
-                        update(outbox)
-                        .where(outbox.c.id.in_(ids), outbox.c.status == "queued")
-                        .values(status="sending", not_before=now, claim_epoch=epoch)
-                        .returning(*outbox.c)
-                    )
+            return list(
+                conn.execute(
+                    update(outbox)
+                    .where(outbox.c.id.in_(ids), outbox.c.status == "queued")
+                    .values(status="sending", not_before=now, claim_epoch=epoch)
+                    .returning(*outbox.c)
                 ).all()
             )
+
+        rows = await self._write(claim)
         rows.sort(key=lambda row: (-row.priority, row.id))
         return [_message(row) for row in rows]
 
@@ -242,9 +257,8 @@ class Outbox:
             outbox.c.status == "sending",
             outbox.c.claim_epoch == epoch,
         )
-        async with self.engine.begin() as conn:
-            result = await conn.execute(update(outbox).where(*mine).values(**values))
-        return bool(result.rowcount)
+        statement = update(outbox).where(*mine).values(**values)
+        return bool(await self._write(lambda conn: conn.execute(statement).rowcount))
 
     async def record_sent(self, sent: Mapping[int, int], *, epoch: int) -> set[int]:
         """Record messages this sender claimed under `epoch` as sent, all in one transaction
@@ -268,14 +282,7 @@ class Outbox:
             )
             .returning(outbox.c.id)
         )
-        if self.db is not None:
-
-            def work(conn: Connection) -> list[int]:
-                return list(conn.execute(statement).scalars())
-
-            return set(await self.db.write(work))
-        async with self.engine.begin() as conn:
-            return set((await conn.execute(statement)).scalars())
+        return set(await self._write(lambda conn: list(conn.execute(statement).scalars())))
 
     async def withdraw(self, dedup_key: str, reason: str) -> int | None:
         """A message that no longer makes sense (a request that ended): dropped if still

@@ -66,3 +66,38 @@ async def test_the_sends_in_flight_are_recorded_in_one_transaction(
         assert (row.status, row.message_id, row.attempts) == ("sent", message.message_id, 1)
         assert row.sent_at is not None and row.reason is None
         assert message.text == row.text
+
+
+async def test_on_sqlite_the_outbox_writes_as_the_ledger_does_not_through_aiosqlite(
+    delivery: Delivery, phones: Phones
+) -> None:
+    """A write through aiosqlite holds SQLite's write lock across several thread hops, and
+    meanwhile the purchases' writes (storage.transactions) find it taken and queue behind it
+    on the writer thread. The outbox of the assembly (bot.build gives it the ledger's
+    transactions) queues, claims and records without one."""
+    ledger = delivery.ledger
+    if ledger.engine.dialect.name != "sqlite":
+        pytest.skip("PostgreSQL: the ledger's transactions use the async engine's pool")
+    box = Outbox(ledger.engine, ledger.clock, ledger.db)
+    through_aiosqlite: list[object] = []
+
+    def count(conn: Any) -> None:
+        through_aiosqlite.append(conn)
+
+    event.listen(ledger.engine.sync_engine, "commit", count)
+    try:
+        for i in range(5):
+            delivery.emulator.user(950 + i, "Test")
+            member = await ledger.register_member(phones.next(), telegram_id=950 + i)
+            through_aiosqlite.clear()  # the registration's own writes are not the outbox's
+            await box.enqueue(
+                dedup_key=f"w{i}", chat_id=950 + i, member_id=member.member.member_id, text="w"
+            )
+        sender = Sender(
+            box, delivery.bot, delivery.sender.rules, rate_per_second=100, per_chat_interval=0
+        )
+        assert await sender.drain() == 5
+        assert through_aiosqlite == []
+    finally:
+        event.remove(ledger.engine.sync_engine, "commit", count)
+    assert set((await box.counts()).values()) == {5}
