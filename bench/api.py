@@ -770,6 +770,9 @@ async def run_backend(backend: str, args: argparse.Namespace) -> Result:
             await app.close()
         await emulator.close()
         await discard(url)
+        if url.startswith("sqlite"):  # the scheduler's leader lock beside the file
+            with contextlib.suppress(OSError):
+                os.unlink(url.removeprefix("sqlite+aiosqlite:///") + "-leader")
     floor = Child("floor")
     try:
         floor_url = await floor.start("FLOOR", 60)
