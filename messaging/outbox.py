@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any, TypeVar
 
-from sqlalchemy import Connection, and_, case, func, or_, select, update
+from sqlalchemy import Connection, case, func, or_, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
@@ -174,9 +174,7 @@ class Outbox:
             outbox.c.claim_epoch.is_(None),
             outbox.c.claim_epoch < epoch,
         )
-        # Queued, or claimed by a sender that died (the claim below voids those first).
-        waiting = or_(outbox.c.status == "queued", and_(outbox.c.status == "sending", void))
-        due = [waiting, outbox.c.not_before <= now]
+        due = [outbox.c.status == "queued", outbox.c.not_before <= now]
         if busy_chats:
             due.append(outbox.c.chat_id.not_in(list(busy_chats)))
         rank = (
@@ -195,14 +193,9 @@ class Outbox:
             .order_by(firsts.c.priority.desc(), firsts.c.not_before, firsts.c.id)
             .limit(limit)
         )
-        # Which to take: read without the write lock (with a backlog this ranks every queued
-        # message); the claim below takes only those still queued, so a message another sender
-        # claimed meanwhile is not taken twice.
-        async with self.reader.connect() as conn:
-            ids = list((await conn.execute(chosen)).scalars().all())
         postgres = self.engine.dialect.name == "postgresql"
 
-        def claim(conn: Connection) -> list[Any]:
+        def void_claims(conn: Connection) -> None:
             # Read under a lock (PostgreSQL): a takeover's `take_epoch` waits for this claim to
             # commit, so no claim of an older epoch is made after a takeover.
             lease = select(outbox_lease.c.epoch).where(outbox_lease.c.id == 1)
@@ -214,6 +207,21 @@ class Outbox:
             conn.execute(
                 update(outbox).where(outbox.c.status == "sending", void).values(status="queued")
             )
+
+        # Which to take: read without the write lock (with a backlog this ranks every queued
+        # message); the claim below takes only those still queued, so a message another sender
+        # claimed meanwhile is not taken twice. Claims of a sender that died are made queued
+        # first (rarely: after a takeover or a crash), so that they are among those read.
+        stale = select(outbox.c.id).where(outbox.c.status == "sending", void).limit(1)
+        async with self.reader.connect() as conn:
+            voided = (await conn.execute(stale)).first() is not None
+        if voided:
+            await self._write(void_claims)
+        async with self.reader.connect() as conn:  # a snapshot that has them queued
+            ids = list((await conn.execute(chosen)).scalars().all())
+
+        def claim(conn: Connection) -> list[Any]:
+            void_claims(conn)
             if not ids:
                 return []
             # Only rows still queued: another sender may have claimed one meanwhile.
