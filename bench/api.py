@@ -90,7 +90,7 @@ from typing import Any
 
 import aiohttp
 from aiohttp import web
-from sqlalchemy import func, select
+from sqlalchemy import Engine, event, func, select
 
 from api.keys import ApiKeyService
 from bench.common import (
@@ -167,6 +167,14 @@ async def serve_app(args: argparse.Namespace) -> int:
         send_rate_per_second=args.send_rate,
     )
     configure_logging(settings.log_level)
+    # Every COMMIT of every engine (the async one and the ledger's own SQLite ones): write
+    # transactions, to tell how many a purchase and its receipt cost.
+    commits = [0]
+
+    def count_commit(_conn: object) -> None:
+        commits[0] += 1
+
+    event.listen(Engine, "commit", count_commit)
     async with running(settings, SystemClock()) as app:
         freeze_what_start_made()  # as run_app does once started
         engine = app.services.engine
@@ -214,6 +222,8 @@ async def serve_app(args: argparse.Namespace) -> int:
                 print(f"JOBS {json.dumps(outcome)}", flush=True)
             elif line == "ran":  # the job runs finished so far, to tell which fell in a window
                 print(f"RAN {json.dumps(await finished_since(None))}", flush=True)
+            elif line == "commits":
+                print(f"COMMITS {commits[0]}", flush=True)
             elif line == "start" and args.profile:
                 profiler = cProfile.Profile(time.thread_time)
                 profiler.enable()
@@ -383,6 +393,7 @@ class Phase:
     peak_rss_mb: float = 0.0
     jobs: dict[str, Any] = field(default_factory=dict)
     load: float = 0.0
+    commits: int = 0  # COMMITs the program sent in the phase (every engine)
 
     @property
     def rate(self) -> float:
@@ -708,12 +719,16 @@ async def run_backend(backend: str, args: argparse.Namespace) -> Result:
         await app.send("ran")
         ran_before = await app.expect("RAN", 30)
         window_start = datetime.now(UTC)
+        await app.send("commits")
+        commits_before = int(await app.expect("COMMITS", 30))
         await app.send("start")
         await drive(
             target, headers, args.clients, customers.body, f"p{tag}", args.seed, result.plain,
             count=args.requests, sample=app,
         )  # fmt: skip
         await app.send("stop")
+        await app.send("commits")
+        result.plain.commits = int(await app.expect("COMMITS", 30)) - commits_before
         await app.send("ran")
         ran_after = await app.expect("RAN", 30)
         before_runs, after_runs = json.loads(ran_before), json.loads(ran_after)
@@ -818,6 +833,10 @@ def print_details(result: Result, clients: int) -> None:
             f"    CPU per request ({label}): server {phase.server_cpu / n * 1000:.2f} ms,"
             f" whole machine {phase.machine_cpu / n * 1000:.2f} ms"
         )
+    print(
+        f"    COMMITs of the program per purchase in the plain phase (purchases, receipts"
+        f" sent, everything else): {r.plain.commits / max(1, len(r.plain.latencies)):.2f}"
+    )
     print(
         f"    receipts delivered: {r.receipts_delivered:,} of {r.receipts_expected:,}"
         + (f" MISSING e.g. {r.receipts_missing}" if r.receipts_missing else "")
