@@ -525,6 +525,8 @@ class Result:
     receipts_expected: int = 0
     receipts_delivered: int = 0
     receipts_missing: list[Any] = field(default_factory=list)
+    plain_in_window: int = 0  # the plain phase's receipts delivered by its end
+    drain_s: float = 0.0  # from the end of the jobs phase until every receipt had arrived
     violations: list[str] = field(default_factory=list)
     stored: int = 0
     expected: int = 0
@@ -728,6 +730,9 @@ async def run_backend(backend: str, args: argparse.Namespace) -> Result:
             count=args.requests, sample=app,
         )  # fmt: skip
         await app.send("stop")
+        # How far the sender kept up: the plain phase's receipts already in their chats.
+        path = os.path.join(os.environ.get("TMPDIR", "/tmp"), f"bench-api-{tag}.json")
+        result.plain_in_window = (await _delivered(emulator, result.plain.receipts, path))[0]
         await app.send("commits")
         result.plain.commits = int(await app.expect("COMMITS", 30)) - commits_before
         await app.send("ran")
@@ -763,7 +768,7 @@ async def run_backend(backend: str, args: argparse.Namespace) -> Result:
         timed = result.plain.receipts + result.jobs.receipts
         result.receipts_expected = len(timed)
         deadline = time.monotonic() + args.drain_timeout
-        path = os.path.join(os.environ.get("TMPDIR", "/tmp"), f"bench-api-{tag}.json")
+        drain_started = time.monotonic()
         try:
             while True:
                 delivered, missing, _sent = await _delivered(emulator, timed, path)
@@ -774,6 +779,7 @@ async def run_backend(backend: str, args: argparse.Namespace) -> Result:
             with contextlib.suppress(OSError):
                 os.unlink(path)
         result.receipts_delivered, result.receipts_missing = delivered, missing
+        result.drain_s = time.monotonic() - drain_started
         await app.close()
         app = None
         await _check(url, result)
@@ -838,6 +844,10 @@ def print_details(result: Result, clients: int) -> None:
         f"    write transactions (COMMITs of all but read-only ones) of the program per purchase"
         f" in the plain phase (purchases, receipts sent, everything else):"
         f" {r.plain.commits / max(1, len(r.plain.latencies)):.2f}"
+    )
+    print(
+        f"    receipts of the plain phase in their chats when it ended: {r.plain_in_window:,} of"
+        f" {len(r.plain.receipts):,}; all receipts there {r.drain_s:.1f} s after the jobs phase"
     )
     print(
         f"    receipts delivered: {r.receipts_delivered:,} of {r.receipts_expected:,}"
