@@ -102,7 +102,7 @@ async def build_services(settings: Settings, clock: Clock) -> Services:
     share_the_gil_quickly()  # the writer thread and the event loop share one GIL
     ledger = LedgerService(engine, rules, clock, db)
     tickets = TicketService(engine, clock)
-    outbox = Outbox(engine, clock)
+    outbox = Outbox(engine, clock, db)
     staff = StaffService(engine, settings.admin_ids, audit, clock)
     confirmations = ConfirmationService(
         engine, clock, ttl=timedelta(seconds=settings.redemption_confirm_seconds)

@@ -12,12 +12,12 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
-from collections.abc import Collection, Sequence
+from collections.abc import Callable, Collection, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import Any
+from typing import Any, TypeVar
 
-from sqlalchemy import Connection, func, or_, select, update
+from sqlalchemy import Connection, case, func, or_, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
@@ -25,8 +25,10 @@ from ledger.clock import Clock, SystemClock
 from storage.engine import readonly
 from storage.notices import PRIORITY, TRANSACTIONAL
 from storage.schema import outbox, outbox_lease
+from storage.transactions import SyncDatabase
 
 log = logging.getLogger("loyalty.outbox")
+T = TypeVar("T")
 
 OPT_OUT_FIELD = {"reminder": "notify_reminders", "tier": "notify_tier", "offer": "notify_offers"}
 CAP_WINDOW = timedelta(days=7)
@@ -63,8 +65,14 @@ class Superseded(Exception):
 class Outbox:
     """The queue itself: enqueue, claim what is due, record outcomes."""
 
-    def __init__(self, engine: AsyncEngine, clock: Clock | None = None) -> None:
+    def __init__(
+        self, engine: AsyncEngine, clock: Clock | None = None, db: SyncDatabase | None = None
+    ) -> None:
         self.engine = engine
+        # The ledger's transactions (on SQLite: on the loop's thread when the write lock is
+        # free, not through aiosqlite's thread hops), for the sender's outcomes; else the
+        # async engine's.
+        self.db = db
         self.reader = readonly(engine)
         self.clock: Clock = clock or SystemClock()
         self.wakeup = asyncio.Event()
@@ -98,8 +106,7 @@ class Outbox:
         if conn is not None:
             added = (await conn.execute(statement)).scalar_one_or_none()
         else:
-            async with self.engine.begin() as own:
-                added = (await own.execute(statement)).scalar_one_or_none()
+            added = await self._write(lambda own: own.execute(statement).scalar_one_or_none())
         if added is not None:
             self.wakeup.set()
         return added is not None
@@ -137,19 +144,26 @@ class Outbox:
         """The next sender epoch: a sender that starts (a new leader, a restart) takes one,
         and its first claim voids the claims of every older epoch at once."""
         insert = postgresql.insert if self.engine.dialect.name == "postgresql" else sqlite.insert
-        statement = insert(outbox_lease).values(
+        first = insert(outbox_lease).values(
             id=1, epoch=1, holder=holder[:64], taken_at=self.clock.now()
         )
-        statement = statement.on_conflict_do_update(
+        statement = first.on_conflict_do_update(
             index_elements=[outbox_lease.c.id],
             set_={
                 "epoch": outbox_lease.c.epoch + 1,
-                "holder": statement.excluded.holder,
-                "taken_at": statement.excluded.taken_at,
+                "holder": first.excluded.holder,
+                "taken_at": first.excluded.taken_at,
             },
         ).returning(outbox_lease.c.epoch)
+        return int(await self._write(lambda conn: conn.execute(statement).scalar_one()))
+
+    async def _write(self, work: Callable[[Connection], T]) -> T:
+        """`work` in a write transaction of its own: the ledger's (see `__init__`), or the
+        async engine's."""
+        if self.db is not None:
+            return await self.db.write(work)
         async with self.engine.begin() as conn:
-            return int((await conn.execute(statement)).scalar_one())
+            return await conn.run_sync(work)
 
     async def claim_due(
         self,
@@ -191,30 +205,48 @@ class Outbox:
             .order_by(firsts.c.priority.desc(), firsts.c.not_before, firsts.c.id)
             .limit(limit)
         )
-        async with self.engine.begin() as conn:
+        postgres = self.engine.dialect.name == "postgresql"
+
+        def void_claims(conn: Connection) -> None:
             # Read under a lock (PostgreSQL): a takeover's `take_epoch` waits for this claim to
             # commit, so no claim of an older epoch is made after a takeover.
             lease = select(outbox_lease.c.epoch).where(outbox_lease.c.id == 1)
-            if self.engine.dialect.name == "postgresql":
+            if postgres:
                 lease = lease.with_for_update()
-            latest = (await conn.execute(lease)).scalar_one_or_none()
+            latest = conn.execute(lease).scalar_one_or_none()
             if latest is not None and latest > epoch:
                 raise Superseded(f"epoch {epoch} is superseded by epoch {latest}")
-            await conn.execute(
+            conn.execute(
                 update(outbox).where(outbox.c.status == "sending", void).values(status="queued")
             )
-            ids = (await conn.execute(chosen)).scalars().all()
+
+        # Which to take: read without the write lock (with a backlog this ranks every queued
+        # message); the claim below takes only those still queued, so a message another sender
+        # claimed meanwhile is not taken twice. Claims of a sender that died are made queued
+        # first (rarely: after a takeover or a crash), so that they are among those read.
+        stale = select(outbox.c.id).where(outbox.c.status == "sending", void).limit(1)
+        async with self.reader.connect() as conn:
+            voided = (await conn.execute(stale)).first() is not None
+        if voided:
+            await self._write(void_claims)
+        async with self.reader.connect() as conn:  # a snapshot that has them queued
+            ids = list((await conn.execute(chosen)).scalars().all())
+
+        def claim(conn: Connection) -> list[Any]:
+            void_claims(conn)
             if not ids:
                 return []
             # Only rows still queued: another sender may have claimed one meanwhile.
-            rows = (
-                await conn.execute(
+            return list(
+                conn.execute(
                     update(outbox)
                     .where(outbox.c.id.in_(ids), outbox.c.status == "queued")
                     .values(status="sending", not_before=now, claim_epoch=epoch)
                     .returning(*outbox.c)
-                )
-            ).all()
+                ).all()
+            )
+
+        rows = await self._write(claim)
         rows.sort(key=lambda row: (-row.priority, row.id))
         return [_message(row) for row in rows]
 
@@ -245,9 +277,32 @@ class Outbox:
             outbox.c.status == "sending",
             outbox.c.claim_epoch == epoch,
         )
-        async with self.engine.begin() as conn:
-            result = await conn.execute(update(outbox).where(*mine).values(**values))
-        return bool(result.rowcount)
+        statement = update(outbox).where(*mine).values(**values)
+        return bool(await self._write(lambda conn: conn.execute(statement).rowcount))
+
+    async def record_sent(self, sent: Mapping[int, int], *, epoch: int) -> set[int]:
+        """Record messages this sender claimed under `epoch` as sent, all in one transaction
+        and one statement: outbox id -> Telegram's message id. Returns the ids recorded; one
+        that a sender of a later epoch took over meanwhile is left as that sender has it."""
+        if not sent:
+            return set()
+        statement = (
+            update(outbox)
+            .where(
+                outbox.c.id.in_(list(sent)),
+                outbox.c.status == "sending",
+                outbox.c.claim_epoch == epoch,
+            )
+            .values(
+                status="sent",
+                reason=None,
+                sent_at=self.clock.now(),
+                message_id=case(dict(sent), value=outbox.c.id),
+                attempts=outbox.c.attempts + 1,
+            )
+            .returning(outbox.c.id)
+        )
+        return set(await self._write(lambda conn: list(conn.execute(statement).scalars())))
 
     async def withdraw(self, dedup_key: str, reason: str) -> int | None:
         """A message that no longer makes sense (a request that ended): dropped if still

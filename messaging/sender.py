@@ -57,6 +57,7 @@ from storage.schema import members
 log = logging.getLogger("loyalty.outbox")
 
 MAX_ATTEMPTS = 8
+SENDS_IN_FLIGHT = 32  # sends awaited together; their outcomes are recorded together
 MAX_FAILURE_WAIT_S = 60.0
 
 
@@ -227,7 +228,7 @@ class Sender:
             self.superseded = True
             return 0
         recipients = await self._recipients({m.member_id for m in messages if m.member_id})
-        sending: list[asyncio.Task[None]] = []
+        sending: list[tuple[OutboxMessage, asyncio.Task[int | None]]] = []
         granted: dict[int, set[int]] = {}  # capped messages let through in this batch
         for message in messages:
             if self._stopping.is_set():
@@ -246,13 +247,32 @@ class Sender:
             # At most one message per chat is claimed, and none for a busy chat: this waits
             # for the overall rate only.
             await self.limiter.acquire(message.chat_id)
-            sending.append(asyncio.create_task(self._send(message)))
-            if len(sending) >= 32:
-                await asyncio.gather(*sending)
-                sending.clear()
+            sending.append((message, asyncio.create_task(self._send(message))))
+            if len(sending) >= SENDS_IN_FLIGHT:
+                await self._record_sent(sending)
+                sending = []
         if sending:
-            await asyncio.gather(*sending)
+            await self._record_sent(sending)
         return len(messages)
+
+    async def _record_sent(
+        self, sending: list[tuple[OutboxMessage, asyncio.Task[int | None]]]
+    ) -> None:
+        """Wait for the sends in flight; record those that went out in one transaction (one
+        write per message competed with the purchases for the database)."""
+        results = await asyncio.gather(*(task for _, task in sending))
+        sent = {
+            message.message_id: telegram_id
+            for (message, _), telegram_id in zip(sending, results, strict=True)
+            if telegram_id is not None
+        }
+        assert self.epoch is not None  # a claimed message: `drain_once` took the epoch
+        recorded = await self.outbox.record_sent(sent, epoch=self.epoch)
+        for message_id in sorted(sent.keys() - recorded):
+            log.info(
+                "outbox: message %d was taken over by a later sender; sent not recorded here",
+                message_id,
+            )
 
     async def _render(self, message: OutboxMessage, recipient: _Recipient | None) -> str | None:
         """A notice's text in its member's language; None (and recorded) if it cannot be."""
@@ -328,7 +348,9 @@ class Sender:
             return
         await self._record(message, "queued", reason=f"deferred: {why}", not_before=until)
 
-    async def _send(self, message: OutboxMessage) -> None:
+    async def _send(self, message: OutboxMessage) -> int | None:
+        """Send one message: Telegram's message id if it went out (the caller records it with
+        the others in flight); any other outcome is recorded here."""
         markup = (
             InlineKeyboardMarkup.model_validate(message.reply_markup)
             if message.reply_markup
@@ -353,7 +375,8 @@ class Sender:
             if await self._record(message, "failed", reason=error.message[:200], attempt=True):
                 await self._undelivered(message)
         else:
-            await self._record(message, "sent", telegram_message_id=sent.message_id, attempt=True)
+            return sent.message_id
+        return None
 
     async def _record(self, message: OutboxMessage, status: str, **outcome: Any) -> bool:
         """Record a claimed message's outcome under this sender's epoch; False when a sender

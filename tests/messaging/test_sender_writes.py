@@ -1,0 +1,103 @@
+"""What the sender writes while purchases run: its outcomes are few transactions, not one per
+message (each one competed with the purchases for the database)."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+from sqlalchemy import Engine, event, select
+
+from messaging.outbox import Outbox
+from messaging.sender import Sender
+from storage.schema import outbox
+from tests.conftest import Phones
+from tests.messaging.conftest import Delivery
+
+MESSAGES = 40
+SENDS_IN_FLIGHT = 32  # messaging.sender's
+
+
+@pytest.fixture
+def commits() -> Iterator[list[object]]:
+    """Every COMMIT any engine sends meanwhile (the async engine's and the ledger's own)."""
+    seen: list[object] = []
+
+    def count(conn: Any) -> None:
+        seen.append(conn)
+
+    event.listen(Engine, "commit", count)
+    yield seen
+    event.remove(Engine, "commit", count)
+
+
+@pytest.mark.parametrize("through_ledger", [False, True], ids=["async-engine", "ledger-db"])
+async def test_the_sends_in_flight_are_recorded_in_one_transaction(
+    delivery: Delivery, phones: Phones, commits: list[object], through_ledger: bool
+) -> None:
+    box = (
+        Outbox(delivery.ledger.engine, delivery.ledger.clock, delivery.ledger.db)
+        if through_ledger
+        else Outbox(delivery.ledger.engine, delivery.ledger.clock)
+    )
+    chats = [900 + i for i in range(MESSAGES)]
+    for i, chat in enumerate(chats):
+        delivery.emulator.user(chat, "Test")
+        for _ in range(i % 5):  # so that the chats' next message ids differ
+            await delivery.bot.send_message(chat, "earlier")
+        member = await delivery.ledger.register_member(phones.next(), telegram_id=chat)
+        await box.enqueue(
+            dedup_key=f"r{i}", chat_id=chat, member_id=member.member.member_id, text=f"r {i}"
+        )
+    sender = Sender(
+        box, delivery.bot, delivery.sender.rules, rate_per_second=1000, per_chat_interval=0.0
+    )
+    commits.clear()
+    assert await sender.drain() == MESSAGES
+    # The epoch, a claim, an empty claim at the end; the outcomes of each group of sends in
+    # flight together: one transaction each (it was one per message).
+    groups = -(-MESSAGES // SENDS_IN_FLIGHT)
+    assert len(commits) <= 3 + groups
+    async with box.engine.connect() as conn:
+        rows = (await conn.execute(select(outbox).order_by(outbox.c.id))).all()
+    for row in rows:  # each row has its own Telegram message, counted once, and its time
+        *_earlier, message = delivery.emulator.user(row.chat_id).messages
+        assert (row.status, row.message_id, row.attempts) == ("sent", message.message_id, 1)
+        assert row.sent_at is not None and row.reason is None
+        assert message.text == row.text
+
+
+async def test_on_sqlite_the_outbox_writes_as_the_ledger_does_not_through_aiosqlite(
+    delivery: Delivery, phones: Phones
+) -> None:
+    """A write through aiosqlite holds SQLite's write lock across several thread hops, and
+    meanwhile the purchases' writes (storage.transactions) find it taken and queue behind it
+    on the writer thread. The outbox of the assembly (bot.build gives it the ledger's
+    transactions) queues, claims and records without one."""
+    ledger = delivery.ledger
+    if ledger.engine.dialect.name != "sqlite":
+        pytest.skip("PostgreSQL: the ledger's transactions use the async engine's pool")
+    box = Outbox(ledger.engine, ledger.clock, ledger.db)
+    through_aiosqlite: list[object] = []
+
+    def count(conn: Any) -> None:
+        through_aiosqlite.append(conn)
+
+    event.listen(ledger.engine.sync_engine, "commit", count)
+    try:
+        for i in range(5):
+            delivery.emulator.user(950 + i, "Test")
+            member = await ledger.register_member(phones.next(), telegram_id=950 + i)
+            through_aiosqlite.clear()  # the registration's own writes are not the outbox's
+            await box.enqueue(
+                dedup_key=f"w{i}", chat_id=950 + i, member_id=member.member.member_id, text="w"
+            )
+        sender = Sender(
+            box, delivery.bot, delivery.sender.rules, rate_per_second=100, per_chat_interval=0
+        )
+        assert await sender.drain() == 5
+        assert through_aiosqlite == []
+    finally:
+        event.remove(ledger.engine.sync_engine, "commit", count)
+    assert set((await box.counts()).values()) == {5}
