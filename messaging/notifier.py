@@ -9,6 +9,7 @@ import secrets
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from typing import Any
 
 from aiogram.utils.i18n import I18n
 from aiogram.utils.i18n import gettext as _
@@ -70,7 +71,7 @@ class Notifier:
             dedup_key=dedup_key, chat_id=member.telegram_id, member_id=member_id, text=text
         )
 
-    async def burn_warning(
+    def burn_warning(
         self,
         recipient: Recipient,
         points: int,
@@ -78,21 +79,22 @@ class Notifier:
         *,
         dedup_key: str,
         relevant_until: datetime,
-    ) -> bool:
-        """Queue "N points burn on DATE"; a warning already queued under `dedup_key` (this
-        date and threshold) is not queued again."""
+    ) -> dict[str, Any] | None:
+        """The warning "N points burn on DATE" in the member's language, as the message to queue
+        (`Outbox.enqueue_many`; a warning already queued under `dedup_key`, this date and
+        threshold, is not queued again); None for a member without a chat."""
         if recipient.telegram_id is None:
-            return False
+            return None
         with self.i18n.context(), self.i18n.use_locale(recipient.language):
             text = count_text("burn-warning", points, date=date_text(burns_at, recipient.timezone))
-        return await self.outbox.enqueue(
-            dedup_key=dedup_key,
-            chat_id=recipient.telegram_id,
-            member_id=recipient.member_id,
-            text=text,
-            category="reminder",
-            expires_at=relevant_until,
-        )
+        return {
+            "dedup_key": dedup_key,
+            "chat_id": recipient.telegram_id,
+            "member_id": recipient.member_id,
+            "text": text,
+            "category": "reminder",
+            "expires_at": relevant_until,
+        }
 
     def points_burnt(self, conn: Connection, recipient: Recipient, burnt: Burnt) -> None:
         """Queue "N points burnt on DATE; balance M" in the burn's transaction (so a burn is

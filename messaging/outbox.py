@@ -34,6 +34,9 @@ OPT_OUT_FIELD = {"reminder": "notify_reminders", "tier": "notify_tier", "offer":
 CAP_WINDOW = timedelta(days=7)
 BATCH = 200
 KEYS_PER_QUERY = 1000  # dedup keys looked up per statement (`queued`)
+# Messages queued per write transaction by `enqueue_many`: a job's thousands of reminders in a
+# few short transactions, each holding SQLite's write lock for milliseconds, not seconds.
+ENQUEUE_BATCH = 200
 # A message claimed by a sender that died before recording the outcome is retried after this,
 # or as soon as a sender of a later epoch (one that took over) claims (see `claim_due`).
 CLAIM_TIMEOUT = timedelta(minutes=5)
@@ -93,15 +96,17 @@ class Outbox:
     ) -> bool:
         """Queue a message; False when one with this dedup key exists already."""
         statement = self._insert(
-            dedup_key=dedup_key,
-            member_id=member_id,
-            chat_id=chat_id,
-            category=category,
-            text=text,
-            reply_markup=json.dumps(reply_markup) if reply_markup else None,
-            not_before=not_before,
-            expires_at=expires_at,
-            broadcast_id=broadcast_id,
+            **_columns(
+                dedup_key=dedup_key,
+                chat_id=chat_id,
+                text=text,
+                category=category,
+                member_id=member_id,
+                not_before=not_before,
+                expires_at=expires_at,
+                reply_markup=reply_markup,
+                broadcast_id=broadcast_id,
+            )
         )
         if conn is not None:
             added = (await conn.execute(statement)).scalar_one_or_none()
@@ -110,6 +115,26 @@ class Outbox:
         if added is not None:
             self.wakeup.set()
         return added is not None
+
+    async def enqueue_many(self, messages: Sequence[Mapping[str, Any]]) -> int:
+        """Queue several messages (each given as `enqueue`'s keyword arguments, without
+        `conn`), ENQUEUE_BATCH to a write transaction instead of one each; a message whose
+        dedup key is queued already is skipped, as by `enqueue`. How many were queued."""
+        added = 0
+        for start in range(0, len(messages), ENQUEUE_BATCH):
+            statements = [
+                self._insert(**_columns(**message))
+                for message in messages[start : start + ENQUEUE_BATCH]
+            ]
+
+            def write(conn: Connection, statements: list[Any] = statements) -> int:
+                rows = (conn.execute(statement).scalar_one_or_none() for statement in statements)
+                return sum(row is not None for row in rows)
+
+            added += await self._write(write)
+        if added:
+            self.wakeup.set()
+        return added
 
     async def queued(self, dedup_keys: Sequence[str]) -> set[str]:
         """Those of these keys a message is queued under already: read in a few statements, so
@@ -408,3 +433,29 @@ def erase_member_messages(conn: Connection, member_id: int, *, about: Sequence[s
 def _escaped(text: str) -> str:
     """`text` matched literally by LIKE ... ESCAPE '\\'."""
     return text.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
+
+
+def _columns(
+    *,
+    dedup_key: str,
+    chat_id: int,
+    text: str,
+    category: str = TRANSACTIONAL,
+    member_id: int | None = None,
+    not_before: datetime | None = None,
+    expires_at: datetime | None = None,
+    reply_markup: dict[str, Any] | None = None,
+    broadcast_id: int | None = None,
+) -> dict[str, Any]:
+    """`enqueue`'s arguments as the outbox row's columns (the keyboard as JSON)."""
+    return {
+        "dedup_key": dedup_key,
+        "member_id": member_id,
+        "chat_id": chat_id,
+        "category": category,
+        "text": text,
+        "reply_markup": json.dumps(reply_markup) if reply_markup else None,
+        "not_before": not_before,
+        "expires_at": expires_at,
+        "broadcast_id": broadcast_id,
+    }

@@ -96,17 +96,23 @@ class Jobs:
         # Most are queued already (due for days, the job runs every half hour): one read
         # instead of a write transaction each that would find its key taken.
         known = await self.notifier.outbox.queued([warning.dedup_key for warning in warnings])
-        queued = 0
-        for warning in warnings:
-            if warning.dedup_key in known:
-                continue
-            queued += await self.notifier.burn_warning(
-                warning.recipient,
-                warning.points,
-                warning.burns_at,
-                dedup_key=warning.dedup_key,
-                relevant_until=warning.relevant_until,
+        messages = [
+            message
+            for warning in warnings
+            if warning.dedup_key not in known
+            and (
+                message := self.notifier.burn_warning(
+                    warning.recipient,
+                    warning.points,
+                    warning.burns_at,
+                    dedup_key=warning.dedup_key,
+                    relevant_until=warning.relevant_until,
+                )
             )
+            is not None
+        ]
+        # A few hundred to a write transaction (a catch-up finds thousands due).
+        queued = await self.notifier.outbox.enqueue_many(messages)
         return {"due": len(warnings), "queued": queued}
 
     async def tiers(self) -> dict[str, Any]:
