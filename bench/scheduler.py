@@ -135,6 +135,7 @@ MEMBER_COLUMNS = (
     "created_at",
     "consent_at",
     "balance",
+    "entries_count",
 )
 LOT_COLUMNS = (
     "id",
@@ -160,6 +161,7 @@ class Data:
     members: int
     zones: list[str]
     balances: list[int]  # index = member id - 1
+    entries: list[int]  # the member's journal entries (one per lot), index = member id - 1
     lot_member: list[int] = field(default_factory=list)
     lot_points: list[int] = field(default_factory=list)
     lot_expires: list[datetime] = field(default_factory=list)
@@ -173,7 +175,7 @@ def generate(members: int, lot_count: int, seed: int) -> Data:
     rng = random.Random(seed)
     names = [name for name, _ in ZONES]
     weights = [weight for _, weight in ZONES]
-    data = Data(members, rng.choices(names, weights, k=members), [0] * members)
+    data = Data(members, rng.choices(names, weights, k=members), [0] * members, [0] * members)
     now = NOW.replace(tzinfo=None)
     raw: list[tuple[datetime, int, int]] = []
     for _ in range(lot_count):
@@ -192,6 +194,7 @@ def generate(members: int, lot_count: int, seed: int) -> Data:
         data.lot_member.append(member_id)
         data.lot_points.append(points)
         data.balances[member_id - 1] += points
+        data.entries[member_id - 1] += 1
         if expires <= now:
             data.due_lots += 1
             data.due_points += points
@@ -230,6 +233,7 @@ def member_rows(data: Data, stamp: Stamp) -> Iterator[tuple[Any, ...]]:
             joined,
             joined,
             data.balances[i],
+            data.entries[i],
         )
 
 
