@@ -14,7 +14,6 @@ from typing import Any
 from aiogram.utils.i18n import I18n
 from aiogram.utils.i18n import gettext as _
 from sqlalchemy import Connection
-from sqlalchemy.ext.asyncio import AsyncConnection
 
 from cards.number import format_card_number
 from ledger.service import LedgerService
@@ -115,22 +114,21 @@ class Notifier:
             expires_at=now + BURNT_NEWS_LIFETIME,
         )
 
-    async def tier_up(
-        self, recipient: Recipient, tier_name: str, conn: AsyncConnection, today: str
-    ) -> bool:
+    def tier_up(self, recipient: Recipient, tier_name: str, today: str) -> dict[str, Any] | None:
+        """The news "You've reached TIER" in the member's language, as the message to queue
+        (`Outbox.queue_in`); None for a member without a chat."""
         if recipient.telegram_id is None:
-            return False
+            return None
         tier = self.ledger.rules.tier(tier_name)
         with self.i18n.context(), self.i18n.use_locale(recipient.language):
             text = _("tier-up").format(tier=tier_text(tier_name), rate=tier.rub_per_point)
-        return await self.outbox.enqueue(
-            dedup_key=f"tier:{recipient.member_id}:{tier_name}:{today}",
-            chat_id=recipient.telegram_id,
-            member_id=recipient.member_id,
-            text=text,
-            category="tier",
-            conn=conn,
-        )
+        return {
+            "dedup_key": f"tier:{recipient.member_id}:{tier_name}:{today}",
+            "chat_id": recipient.telegram_id,
+            "member_id": recipient.member_id,
+            "text": text,
+            "category": "tier",
+        }
 
     async def birthday(
         self, recipient: Recipient, points: int, valid_until: datetime, year: int

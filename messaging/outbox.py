@@ -122,19 +122,21 @@ class Outbox:
         dedup key is queued already is skipped, as by `enqueue`. How many were queued."""
         added = 0
         for start in range(0, len(messages), ENQUEUE_BATCH):
-            statements = [
-                self._insert(**_columns(**message))
-                for message in messages[start : start + ENQUEUE_BATCH]
-            ]
-
-            def write(conn: Connection, statements: list[Any] = statements) -> int:
-                rows = (conn.execute(statement).scalar_one_or_none() for statement in statements)
-                return sum(row is not None for row in rows)
-
-            added += await self._write(write)
+            batch = messages[start : start + ENQUEUE_BATCH]
+            added += await self._write(lambda conn, batch=batch: self.queue_in(conn, batch))
         if added:
             self.wakeup.set()
         return added
+
+    def queue_in(self, conn: Connection, messages: Sequence[Mapping[str, Any]]) -> int:
+        """Queue these messages in the caller's write transaction, with the writes they go
+        with (it may run on the writer thread: the caller sets `wakeup` once it committed).
+        How many were queued (a dedup key taken already is skipped)."""
+        rows = (
+            conn.execute(self._insert(**_columns(**message))).scalar_one_or_none()
+            for message in messages
+        )
+        return sum(row is not None for row in rows)
 
     async def queued(self, dedup_keys: Sequence[str]) -> set[str]:
         """Those of these keys a message is queued under already: read in a few statements, so

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import json
 import logging
 import os
@@ -25,14 +26,14 @@ from zoneinfo import ZoneInfo
 
 from apscheduler.schedulers.asyncio import AsyncIOScheduler
 from apscheduler.triggers.cron import CronTrigger
-from sqlalchemy import Connection, text, update
+from sqlalchemy import Connection, bindparam, text, update
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from ledger.service import LedgerService
 from ledger.views import Burnt
 from messaging.notifier import Notifier, Recipient
 from messaging.sender import Sender
-from scheduler.due import burn_warnings_due, recipients_of, tier_news_due, tier_rank
+from scheduler.due import TierNews, burn_warnings_due, recipients_of, tier_news_due, tier_rank
 from storage.engine import sqlite_file
 from storage.schema import job_runs, members
 
@@ -44,6 +45,7 @@ except ImportError:  # Windows: no flock; a SQLite deployment there is one proce
 log = logging.getLogger("loyalty.scheduler")
 
 LEADER_LOCK_KEY = 7_340_002
+NEWS_BATCH = 200  # tier news (and the tiers they tell) per write transaction
 
 # name -> seconds between runs
 JOB_INTERVALS: dict[str, int] = {
@@ -126,19 +128,38 @@ class Jobs:
         silently. Cheap when there is no news: a partial index holds the members it reads."""
         news = await tier_news_due(self.engine, self.ledger.rules)
         today = self.ledger.clock.now().date().isoformat()
-        told = 0
         rules = self.ledger.rules
-        for item in news:
-            async with self.engine.begin() as conn:
-                if tier_rank(rules, item.tier) > tier_rank(rules, item.announced):
-                    told += await self.notifier.tier_up(item.recipient, item.tier, conn, today)
-                # A fall is not news; remember it so the next rise is.
-                await conn.execute(
-                    update(members)
-                    .where(members.c.id == item.recipient.member_id, members.c.tier == item.tier)
-                    .values(tier_announced=item.tier)
-                )
+        told = 0
+        # A batch to a write transaction of the ledger's (not aiosqlite's, whose write lock
+        # held across thread hops made the purchases wait): the news and the tier it tells.
+        for start in range(0, len(news), NEWS_BATCH):
+            batch = news[start : start + NEWS_BATCH]
+            messages = [
+                message
+                for item in batch
+                if tier_rank(rules, item.tier) > tier_rank(rules, item.announced)
+                and (message := self.notifier.tier_up(item.recipient, item.tier, today)) is not None
+            ]
+            told += await self.ledger.db.write(
+                functools.partial(self._announce, batch=batch, messages=messages), long=True
+            )
+        if told:
+            self.notifier.outbox.wakeup.set()
         return {"told": told}
+
+    def _announce(
+        self, conn: Connection, batch: list[TierNews], messages: list[dict[str, Any]]
+    ) -> int:
+        told = self.notifier.outbox.queue_in(conn, messages)
+        # A fall is not news; remember it so the next rise is. (Only if the tier is still the
+        # one read: a purchase meanwhile leaves it to the next run.)
+        conn.execute(
+            update(members)
+            .where(members.c.id == bindparam("member_key"), members.c.tier == bindparam("new_tier"))
+            .values(tier_announced=bindparam("new_tier")),
+            [{"member_key": item.recipient.member_id, "new_tier": item.tier} for item in batch],
+        )
+        return told
 
     async def birthdays(self) -> dict[str, Any]:
         credited = 0

@@ -315,3 +315,51 @@ async def test_the_daily_pass_waits_for_a_purchase_in_flight_and_keeps_its_tier(
         await purchase.commit()
     assert await asyncio.wait_for(passing, 10) == []
     assert (await ledger.get_member(member_id)).tier == "silver"
+
+
+async def test_tier_news_is_written_a_batch_to_a_transaction_of_the_ledgers(
+    ledger: LedgerService, phones: Phones, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The news and the tiers it tells are written with the ledger's transactions (on SQLite
+    not through aiosqlite, whose write lock held across thread hops made purchases wait), a
+    batch to a transaction."""
+    from scheduler import jobs as jobs_module
+
+    for i in range(3):
+        member = (
+            await ledger.register_member(phones.next(), telegram_id=880 + i, language="en")
+        ).member
+        await ledger.purchase(
+            receipt_id=f"N-{i}", member_id=member.member_id, amount_kopecks=10_000 * RUB
+        )
+    jobs = make_jobs(ledger)
+    monkeypatch.setattr(jobs_module, "NEWS_BATCH", 2)
+    write = ledger.db.write
+    writes: list[bool] = []
+
+    async def counting(work: Any, *, long: bool = False) -> Any:
+        writes.append(long)
+        return await write(work, long=long)
+
+    monkeypatch.setattr(ledger.db, "write", counting)
+    through_aiosqlite: list[object] = []
+
+    def commit(conn: object) -> None:
+        through_aiosqlite.append(conn)
+
+    sqlite = ledger.engine.dialect.name == "sqlite"
+    if sqlite:
+        event.listen(ledger.engine.sync_engine, "commit", commit)
+    try:
+        assert await jobs.tier_news() == {"told": 3}
+        assert await jobs.tier_news() == {"told": 0}
+    finally:
+        if sqlite:
+            event.remove(ledger.engine.sync_engine, "commit", commit)
+    assert writes == [True, True]  # 2 + 1 news; the second run finds none
+    assert through_aiosqlite == []
+    news = [text for key, text in await queued(ledger) if key.startswith("tier:")]
+    assert (
+        news
+        == ["🎉 You've reached the Silver tier! From now on you earn 1 point for every 40 ₽."] * 3
+    )
