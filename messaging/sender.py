@@ -230,41 +230,47 @@ class Sender:
         recipients = await self._recipients({m.member_id for m in messages if m.member_id})
         sending: list[tuple[OutboxMessage, asyncio.Task[int | None]]] = []
         granted: dict[int, set[int]] = {}  # capped messages let through in this batch
-        for message in messages:
-            if self._stopping.is_set():
-                await self._record(message, "queued")
-                continue
-            recipient = recipients.get(message.member_id) if message.member_id else None
-            if not await self._allowed_now(message, recipient, granted):
-                continue
-            if message.kind is not None:
-                rendered = await self._render(message, recipient)
-                if rendered is None:
+        try:
+            for message in messages:
+                if self._stopping.is_set():
+                    await self._record(message, "queued")
                     continue
-                message = replace(message, text=rendered)
-            if message.category != TRANSACTIONAL and message.member_id is not None:
-                granted.setdefault(message.member_id, set()).add(message.message_id)
-            # At most one message per chat is claimed, and none for a busy chat: this waits
-            # for the overall rate only.
-            await self.limiter.acquire(message.chat_id)
-            sending.append((message, asyncio.create_task(self._send(message))))
-            if len(sending) >= SENDS_IN_FLIGHT:
+                recipient = recipients.get(message.member_id) if message.member_id else None
+                if not await self._allowed_now(message, recipient, granted):
+                    continue
+                if message.kind is not None:
+                    rendered = await self._render(message, recipient)
+                    if rendered is None:
+                        continue
+                    message = replace(message, text=rendered)
+                if message.category != TRANSACTIONAL and message.member_id is not None:
+                    granted.setdefault(message.member_id, set()).add(message.message_id)
+                # At most one message per chat is claimed, and none for a busy chat: this
+                # waits for the overall rate only.
+                await self.limiter.acquire(message.chat_id)
+                sending.append((message, asyncio.create_task(self._send(message))))
+                if len(sending) >= SENDS_IN_FLIGHT:
+                    in_flight, sending = sending, []
+                    await self._record_sent(in_flight)
+        finally:
+            # Also when something above failed: what went out is recorded as sent, or a later
+            # claim would send it again.
+            if sending:
                 await self._record_sent(sending)
-                sending = []
-        if sending:
-            await self._record_sent(sending)
         return len(messages)
 
     async def _record_sent(
         self, sending: list[tuple[OutboxMessage, asyncio.Task[int | None]]]
     ) -> None:
         """Wait for the sends in flight; record those that went out in one transaction (one
-        write per message competed with the purchases for the database)."""
-        results = await asyncio.gather(*(task for _, task in sending))
+        write per message competed with the purchases for the database). A send that failed
+        in a way `_send` does not handle is raised once the others are recorded: it stays
+        claimed, and is tried again after CLAIM_TIMEOUT, while the rest are not sent twice."""
+        results = await asyncio.gather(*(task for _, task in sending), return_exceptions=True)
         sent = {
             message.message_id: telegram_id
             for (message, _), telegram_id in zip(sending, results, strict=True)
-            if telegram_id is not None
+            if isinstance(telegram_id, int)
         }
         assert self.epoch is not None  # a claimed message: `drain_once` took the epoch
         recorded = await self.outbox.record_sent(sent, epoch=self.epoch)
@@ -273,6 +279,9 @@ class Sender:
                 "outbox: message %d was taken over by a later sender; sent not recorded here",
                 message_id,
             )
+        for result in results:
+            if isinstance(result, BaseException):
+                raise result
 
     async def _render(self, message: OutboxMessage, recipient: _Recipient | None) -> str | None:
         """A notice's text in its member's language; None (and recorded) if it cannot be."""

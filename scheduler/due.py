@@ -143,6 +143,9 @@ TIER_NEWS_DUE = select(
     members.c.tier,
     members.c.tier_announced,
 ).where(and_(members.c.status == "active", members.c.tier != members.c.tier_announced))
+# In id order, as every batch that locks members takes them (no lock-order deadlock with the
+# daily tier pass or the burn on PostgreSQL).
+TIER_NEWS_DUE = TIER_NEWS_DUE.order_by(members.c.id)
 
 
 async def tier_news_due(engine: AsyncEngine, rules: Rules) -> list[TierNews]:

@@ -144,7 +144,7 @@ lots = Table(
     Index("ix_lots_member_open", "member_id", "status", "expires_at"),
     # A member's usable lots, which is what the balance, the nearest burn and spending read:
     # the lots spent or burnt to zero (most of a long history) are not in it. Queries match
-    # its condition with the same literals (ledger.operations.OPEN_ACTIVE).
+    # its condition with the same literals (ledger.journal.USABLE).
     Index(
         "ix_lots_member_usable",
         "member_id",

@@ -101,3 +101,43 @@ async def test_on_sqlite_the_outbox_writes_as_the_ledger_does_not_through_aiosql
     finally:
         event.remove(ledger.engine.sync_engine, "commit", count)
     assert set((await box.counts()).values()) == {5}
+
+
+async def test_a_send_that_fails_unexpectedly_leaves_the_others_in_flight_recorded_as_sent(
+    delivery: Delivery, phones: Phones, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The outcomes of the sends in flight are recorded together; one that raises what the
+    sender does not expect must not leave the others `sending`, to be sent again later."""
+    from aiogram.exceptions import TelegramNotFound
+    from aiogram.methods import SendMessage
+
+    box = Outbox(delivery.ledger.engine, delivery.ledger.clock, delivery.ledger.db)
+    chats = [960, 961, 962]
+    for i, chat in enumerate(chats):
+        delivery.emulator.user(chat, "Test")
+        member = await delivery.ledger.register_member(phones.next(), telegram_id=chat)
+        await box.enqueue(
+            dedup_key=f"f{i}", chat_id=chat, member_id=member.member.member_id, text=f"f {i}"
+        )
+    send = delivery.bot.send_message
+
+    async def failing_for_961(chat_id: int, text: str, **kwargs: Any) -> Any:
+        if chat_id == 961:
+            raise TelegramNotFound(SendMessage(chat_id=chat_id, text=text), "chat not found")
+        return await send(chat_id, text, **kwargs)
+
+    monkeypatch.setattr(delivery.bot, "send_message", failing_for_961)
+    sender = Sender(
+        box, delivery.bot, delivery.sender.rules, rate_per_second=1000, per_chat_interval=0.0
+    )
+    with pytest.raises(TelegramNotFound):
+        await sender.drain_once()
+    async with box.engine.connect() as conn:
+        rows = (await conn.execute(select(outbox).order_by(outbox.c.chat_id))).all()
+    assert [(row.chat_id, row.status) for row in rows] == [
+        (960, "sent"),
+        (961, "sending"),  # claimed: tried again after the claim's timeout
+        (962, "sent"),
+    ]
+    assert [m.text for m in delivery.emulator.user(960).messages] == ["f 0"]
+    assert [m.text for m in delivery.emulator.user(962).messages] == ["f 2"]
