@@ -1069,7 +1069,7 @@ async def time_username_lookups(engine: AsyncEngine, rules: Rules, lookups: int 
 # ---------------------------------------------------------------------------------- CLI
 
 
-def _progress_bar(started: float) -> Progress:
+def progress_bar(started: float) -> Progress:
     def show(done: int, total: int) -> None:
         width = 30
         filled = width * done // max(total, 1)
@@ -1124,7 +1124,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                 seed=args.seed,
                 now=now,
                 rules=rules,
-                progress=_progress_bar(time.perf_counter()),
+                progress=progress_bar(time.perf_counter()),
             )
         finally:
             await engine.dispose()

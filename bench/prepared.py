@@ -27,7 +27,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 from bench.common import pg_admin, pg_fetch, pg_urls
-from bench.dataset import _progress_bar, build_dataset
+from bench.dataset import build_dataset, progress_bar
 from storage.engine import create_engine
 from storage.migrate import upgrade_schema
 
@@ -48,7 +48,7 @@ def template_name(members: int, seed: int = 14) -> str:
 async def _build(url: str, members: int, seed: int, quiet: bool) -> None:
     engine = create_engine(url)
     try:
-        progress = None if quiet else _progress_bar(time.perf_counter())
+        progress = None if quiet else progress_bar(time.perf_counter())
         await build_dataset(engine, members, seed=seed, progress=progress)
     finally:
         await engine.dispose()

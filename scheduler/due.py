@@ -135,17 +135,20 @@ def recipients_of(conn: Connection, member_ids: Sequence[int]) -> dict[int, Reci
 
 # Members whose tier differs from the one they were last told about: read every minute, so
 # it must match the predicate of the partial index ix_members_tier_news (storage/schema.py).
-TIER_NEWS_DUE = select(
-    members.c.id,
-    members.c.telegram_id,
-    members.c.language,
-    members.c.timezone,
-    members.c.tier,
-    members.c.tier_announced,
-).where(and_(members.c.status == "active", members.c.tier != members.c.tier_announced))
-# In id order, as every batch that locks members takes them (no lock-order deadlock with the
-# daily tier pass or the burn on PostgreSQL).
-TIER_NEWS_DUE = TIER_NEWS_DUE.order_by(members.c.id)
+TIER_NEWS_DUE = (
+    select(
+        members.c.id,
+        members.c.telegram_id,
+        members.c.language,
+        members.c.timezone,
+        members.c.tier,
+        members.c.tier_announced,
+    )
+    .where(and_(members.c.status == "active", members.c.tier != members.c.tier_announced))
+    # In id order, as every batch that locks members takes them: no lock-order deadlock with
+    # the daily tier pass or the burn on PostgreSQL.
+    .order_by(members.c.id)
+)
 
 
 async def tier_news_due(engine: AsyncEngine, rules: Rules) -> list[TierNews]:
