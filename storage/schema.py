@@ -403,3 +403,55 @@ segments = Table(
     Column("created_by", String(64), nullable=False),  # "tg:<id>" or "api:<key name>"
     Column("created_at", UTCDateTime, nullable=False),
 )
+
+# A marketer's broadcast (marketing/broadcasts.py): what it says, to whom (its filter, drawn into
+# `broadcast_members` when it is created), and where sending stands. Its messages are outbox
+# rows (`outbox.broadcast_id`), queued a batch at a time while it sends.
+broadcasts = Table(
+    "broadcasts",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("public_id", String(64), nullable=False, unique=True),  # the API's broadcast_id
+    Column("request_hash", String(64), nullable=False),  # a retry with another body: 409
+    Column("created_by", String(64), nullable=False),  # "tg:<id>" or "api:<key name>"
+    Column("created_at", UTCDateTime, nullable=False),
+    Column("filter", Text, nullable=False),  # JSON (marketing.segments)
+    Column("segment_name", String(100), nullable=True),  # the saved segment it came from
+    Column("text", Text, nullable=False),  # Telegram HTML with {first_name} and {balance}
+    Column("photo", String(256), nullable=True),  # a Telegram file_id
+    Column("button_text", String(64), nullable=True),
+    Column("button_url", String(512), nullable=True),
+    Column("control_percent", Integer, nullable=False),
+    Column("gift_points", Integer, nullable=False, server_default="0"),
+    Column("gift_days", Integer, nullable=False, server_default="14"),
+    Column("window_days", Integer, nullable=False),  # attribution window
+    Column("send_at", UTCDateTime, nullable=False),
+    # preparing (drawing its members) -> scheduled -> sending <-> paused -> done | cancelled
+    Column("status", String(16), nullable=False),
+    Column("audience", Integer, nullable=False, server_default="0"),
+    Column("control", Integer, nullable=False, server_default="0"),
+    Column("recipients", Integer, nullable=False, server_default="0"),
+    # Recipients are queued in member id order: those up to `fed_through` are in the outbox.
+    Column("fed_through", Integer, nullable=False, server_default="0"),
+    Column("fed_all", Boolean, nullable=False, server_default="0"),
+    Column("started_at", UTCDateTime, nullable=True),
+    Column("finished_at", UTCDateTime, nullable=True),
+    # The staff message that shows its progress, edited in place while it sends.
+    Column("progress_chat_id", BigInteger, nullable=True),
+    Column("progress_message_id", BigInteger, nullable=True),
+    Index("ix_broadcasts_status", "status", "send_at"),
+)
+broadcast_members = Table(
+    "broadcast_members",
+    metadata,
+    Column("broadcast_id", Integer, ForeignKey("broadcasts.id"), primary_key=True),
+    Column("member_id", Integer, ForeignKey("members.id"), primary_key=True),
+    Column("control", Boolean, nullable=False),  # drawn once: gets nothing, measures the lift
+)
+Index(
+    "ix_outbox_broadcast",
+    outbox.c.broadcast_id,
+    outbox.c.status,
+    sqlite_where=text("broadcast_id IS NOT NULL"),
+    postgresql_where=text("broadcast_id IS NOT NULL"),
+)
