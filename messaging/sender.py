@@ -22,12 +22,10 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import time
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 from typing import Any
-from zoneinfo import ZoneInfo
 
 from aiogram import Bot
 from aiogram.exceptions import (
@@ -42,6 +40,7 @@ from sqlalchemy import select, update
 
 from ledger.clock import Clock
 from ledger.rules import MessageRules
+from messaging.limits import RateLimiter, quiet_hours_end
 from messaging.notices import Notices
 from messaging.outbox import (
     BATCH,
@@ -62,51 +61,30 @@ MAX_FAILURE_WAIT_S = 60.0
 
 
 @dataclass(frozen=True, slots=True)
-class _Recipient:
+class Recipient:
+    """The member a message goes to, as the sender reads them when it sends."""
+
     language: str
     timezone: str
     unreachable: bool
     active: bool
     opted_in: dict[str, bool]
+    first_name: str
+    balance: int
 
 
-class RateLimiter:
-    """At most `per_second` sends overall and one per chat per `per_chat_interval` seconds."""
+@dataclass(frozen=True, slots=True)
+class Composed:
+    """A message as its composer made it for one member: text (or a photo's caption)."""
 
-    def __init__(self, per_second: float, per_chat_interval: float) -> None:
-        self.interval = 1.0 / per_second
-        self.per_chat_interval = per_chat_interval
-        self._next_global = 0.0
-        self._next_chat: dict[int, float] = {}
-        self.paused_until = 0.0
+    text: str
+    reply_markup: dict[str, Any] | None = None
+    photo: str | None = None  # a Telegram file_id: sent as a photo with `text` as its caption
 
-    def chat_ready_in(self, chat_id: int) -> float:
-        return max(0.0, self._next_chat.get(chat_id, 0.0) - time.monotonic())
 
-    def busy_chats(self) -> set[int]:
-        """The chats whose interval has not passed yet: nothing is claimed for them."""
-        now = time.monotonic()
-        return {chat for chat, ready in self._next_chat.items() if ready > now}
-
-    def next_ready_in(self) -> float | None:
-        """Seconds until the first busy chat is free again; None when none is busy."""
-        now = time.monotonic()
-        waits = [ready - now for ready in self._next_chat.values() if ready > now]
-        return min(waits) if waits else None
-
-    async def acquire(self, chat_id: int) -> None:
-        now = time.monotonic()
-        start = max(now, self._next_global, self.paused_until, self._next_chat.get(chat_id, 0.0))
-        self._next_global = start + self.interval
-        self._next_chat[chat_id] = start + self.per_chat_interval
-        if start > now:
-            await asyncio.sleep(start - now)
-        if len(self._next_chat) > 10_000:  # forget chats whose interval is long over
-            horizon = time.monotonic()
-            self._next_chat = {c: t for c, t in self._next_chat.items() if t > horizon}
-
-    def pause(self, seconds: float) -> None:
-        self.paused_until = max(self.paused_until, time.monotonic() + seconds)
+# Makes the message of an outbox row whose `kind` it is registered for (a broadcast's), at send
+# time; None when there is nothing to send (recorded as failed, with the composer's reason).
+Composer = Callable[[OutboxMessage, Recipient], Awaitable[Composed | None]]
 
 
 class Sender:
@@ -124,8 +102,14 @@ class Sender:
         on_undelivered: Callable[[OutboxMessage], Awaitable[None]] | None = None,
         notices: Notices | None = None,
         holder: str = "",
+        composers: Mapping[str, Composer] | None = None,
+        on_sent: Callable[[Sequence[OutboxMessage]], Awaitable[None]] | None = None,
     ) -> None:
         self.outbox = outbox
+        # kind -> what makes its message for a member (a broadcast's text, photo and buttons)
+        self.composers: dict[str, Composer] = dict(composers or {})
+        # Told of the messages recorded as sent, once recorded (a broadcast's gift points).
+        self.on_sent = on_sent
         self.notices = notices  # renders the notices (kind + payload) in the member's language
         # The epoch of this sender's claims (Outbox.take_epoch), taken at its first claim after
         # it starts: then the claims of a sender that died are void at once.
@@ -229,6 +213,7 @@ class Sender:
             return 0
         recipients = await self._recipients({m.member_id for m in messages if m.member_id})
         sending: list[tuple[OutboxMessage, asyncio.Task[int | None]]] = []
+        photo: str | None = None
         granted: dict[int, set[int]] = {}  # capped messages let through in this batch
         try:
             for message in messages:
@@ -238,7 +223,16 @@ class Sender:
                 recipient = recipients.get(message.member_id) if message.member_id else None
                 if not await self._allowed_now(message, recipient, granted):
                     continue
-                if message.kind is not None:
+                photo = None
+                if message.kind in self.composers and recipient is not None:
+                    composed = await self._compose(message, recipient)
+                    if composed is None:
+                        continue
+                    photo = composed.photo
+                    message = replace(
+                        message, text=composed.text, reply_markup=composed.reply_markup
+                    )
+                elif message.kind is not None:
                     rendered = await self._render(message, recipient)
                     if rendered is None:
                         continue
@@ -248,7 +242,7 @@ class Sender:
                 # At most one message per chat is claimed, and none for a busy chat: this
                 # waits for the overall rate only.
                 await self.limiter.acquire(message.chat_id)
-                sending.append((message, asyncio.create_task(self._send(message))))
+                sending.append((message, asyncio.create_task(self._send(message, photo))))
                 if len(sending) >= SENDS_IN_FLIGHT:
                     in_flight, sending = sending, []
                     await self._record_sent(in_flight)
@@ -279,11 +273,32 @@ class Sender:
                 "outbox: message %d was taken over by a later sender; sent not recorded here",
                 message_id,
             )
+        if self.on_sent is not None and recorded:
+            try:
+                await self.on_sent(
+                    [message for message, _ in sending if message.message_id in recorded]
+                )
+            except Exception:  # the sends are recorded; what follows them is its owner's
+                log.exception("outbox: the handler of sent messages failed")
         for result in results:
             if isinstance(result, BaseException):
                 raise result
 
-    async def _render(self, message: OutboxMessage, recipient: _Recipient | None) -> str | None:
+    async def _compose(self, message: OutboxMessage, recipient: Recipient) -> Composed | None:
+        """The message its kind's composer makes for this member; None (and recorded as
+        failed) when it makes none or fails."""
+        assert message.kind is not None
+        try:
+            composed = await self.composers[message.kind](message, recipient)
+        except Exception as error:
+            log.exception("outbox: a %s message could not be composed", message.kind)
+            await self._record(message, "failed", reason=f"compose: {type(error).__name__}")
+            return None
+        if composed is None:
+            await self._record(message, "failed", reason="nothing to send")
+        return composed
+
+    async def _render(self, message: OutboxMessage, recipient: Recipient | None) -> str | None:
         """A notice's text in its member's language; None (and recorded) if it cannot be."""
         if self.notices is None or recipient is None or message.kind is None:
             await self._record(message, "failed", reason="cannot render")
@@ -297,24 +312,26 @@ class Sender:
             await self._record(message, "failed", reason=f"render: {type(error).__name__}")
             return None
 
-    async def _recipients(self, member_ids: set[int]) -> dict[int, _Recipient]:
+    async def _recipients(self, member_ids: set[int]) -> dict[int, Recipient]:
         if not member_ids:
             return {}
         async with self.outbox.reader.connect() as conn:
             rows = (await conn.execute(select(members).where(members.c.id.in_(member_ids)))).all()
         return {
-            row.id: _Recipient(
+            row.id: Recipient(
                 language=row.language,
                 timezone=row.timezone,
                 unreachable=row.unreachable,
                 active=row.status == "active",
                 opted_in={cat: bool(getattr(row, field)) for cat, field in OPT_OUT_FIELD.items()},
+                first_name=row.first_name or "",
+                balance=row.balance,
             )
             for row in rows
         }
 
     async def _allowed_now(
-        self, message: OutboxMessage, recipient: _Recipient | None, granted: dict[int, set[int]]
+        self, message: OutboxMessage, recipient: Recipient | None, granted: dict[int, set[int]]
     ) -> bool:
         """Apply opt-outs, expiry, quiet hours and the weekly cap; record why not."""
         now = self.clock.now()
@@ -347,26 +364,38 @@ class Sender:
             if len(sent) >= self.rules.weekly_cap:
                 # The window frees a slot when the oldest counted message leaves it.
                 frees_at = sent[len(sent) - self.rules.weekly_cap] + CAP_WINDOW
-                await self._defer(message, frees_at, "weekly cap")
+                await self._defer(message, frees_at, "weekly cap", too_late="skipped_cap")
                 return False
         return True
 
-    async def _defer(self, message: OutboxMessage, until: datetime, why: str) -> None:
+    async def _defer(
+        self, message: OutboxMessage, until: datetime, why: str, *, too_late: str = "dropped"
+    ) -> None:
+        """Queue the message again for `until`; if that is past its expiry, record it now as
+        `too_late` (dropped; skipped_cap when it is the weekly cap that holds it back)."""
         if message.expires_at is not None and until >= message.expires_at:
-            await self._record(message, "dropped", reason=f"{why}; would arrive too late")
+            await self._record(message, too_late, reason=f"{why}; would arrive too late")
             return
         await self._record(message, "queued", reason=f"deferred: {why}", not_before=until)
 
-    async def _send(self, message: OutboxMessage) -> int | None:
-        """Send one message: Telegram's message id if it went out (the caller records it with
-        the others in flight); any other outcome is recorded here."""
+    async def _send(self, message: OutboxMessage, photo: str | None = None) -> int | None:
+        """Send one message (a photo with `message.text` as its caption, if `photo`):
+        Telegram's message id if it went out (the caller records it with the others in flight);
+        any other outcome is recorded here."""
         markup = (
             InlineKeyboardMarkup.model_validate(message.reply_markup)
             if message.reply_markup
             else None
         )
         try:
-            sent = await self.bot.send_message(message.chat_id, message.text, reply_markup=markup)
+            if photo is not None:
+                sent = await self.bot.send_photo(
+                    message.chat_id, photo, caption=message.text, reply_markup=markup
+                )
+            else:
+                sent = await self.bot.send_message(
+                    message.chat_id, message.text, reply_markup=markup
+                )
         except TelegramRetryAfter as error:
             self.retry_after_seen += 1
             self.limiter.pause(error.retry_after)
@@ -438,25 +467,11 @@ class Sender:
             log.exception("outbox: the handler of an undelivered message failed")
 
 
-def quiet_hours_end(now: datetime, timezone: str, rules: MessageRules) -> datetime | None:
-    """When the quiet hours around `now` end in this time zone, or None outside them."""
-    try:
-        zone = ZoneInfo(timezone)
-    except (KeyError, ValueError):
-        zone = ZoneInfo(rules.default_timezone)
-    local = now.astimezone(zone)
-    start, end = rules.quiet_hours_start, rules.quiet_hours_end
-    moment = local.time()
-    if start == end:
-        return None
-    if start > end:  # across midnight, e.g. 21:00-10:00
-        quiet = moment >= start or moment < end
-    else:
-        quiet = start <= moment < end
-    if not quiet:
-        return None
-    end_day = local.date() if moment < end else local.date() + timedelta(days=1)
-    return datetime.combine(end_day, end, tzinfo=zone)
-
-
-__all__: Sequence[str] = ["RateLimiter", "Sender", "quiet_hours_end"]
+__all__: Sequence[str] = [
+    "Composed",
+    "Composer",
+    "RateLimiter",
+    "Recipient",
+    "Sender",
+    "quiet_hours_end",
+]

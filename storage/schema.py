@@ -350,7 +350,8 @@ outbox = Table(
     Column("text", Text, nullable=False),
     Column("reply_markup", Text, nullable=True),  # JSON
     Column("status", String(24), nullable=False, server_default="queued"),
-    # queued -> sent | skipped_cap | skipped_optout | skipped_unreachable | dropped | failed
+    # queued -> sent | skipped_cap | skipped_optout | skipped_unreachable | dropped | failed;
+    # a broadcast's also held (paused) and cancelled (marketing/broadcasts.py)
     Column("reason", String(200), nullable=True),
     Column("not_before", UTCDateTime, nullable=False),
     Column("expires_at", UTCDateTime, nullable=True),  # past it, the message no longer makes sense
