@@ -36,6 +36,8 @@ from handlers.support import build_support_router
 from ledger.clock import Clock
 from ledger.rules import Rules, RulesError, load_rules
 from ledger.service import LedgerService
+from marketing.broadcasts import Broadcasts
+from marketing.saved import Segments
 from messaging.languages import StaffLanguage
 from messaging.notifier import Notifier, SupportNews
 from messaging.outbox import Outbox
@@ -74,6 +76,8 @@ class Services:
     notifier: Notifier
     staff_language: StaffLanguage
     support_news: SupportNews
+    segments: Segments  # a marketer's segments: counts, saved ones
+    broadcasts: Broadcasts
     # The use cases' contexts (usecases/): one small object each.
     sales: Sales
     desk: Desk
@@ -127,6 +131,8 @@ async def build_services(settings: Settings, clock: Clock) -> Services:
         notifier=notifier,
         staff_language=staff_language,
         support_news=SupportNews(notifier, staff, staff_language, tickets),
+        segments=Segments(engine, rules, clock, audit),
+        broadcasts=Broadcasts(ledger, outbox),
         sales=Sales(ledger=ledger, confirmations=confirmations, notifier=notifier),
         desk=Desk(ledger=ledger, notifier=notifier),
         privacy=Privacy(ledger=ledger),

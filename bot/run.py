@@ -29,12 +29,15 @@ from bot.retries import RetryBriefFailures
 from bot.settings import Settings
 from handlers.commands import set_all_staff_commands, set_member_commands
 from ledger.clock import Clock, SystemClock
+from marketing.broadcasts import KIND as BROADCAST
+from marketing.offer import OfferComposer
 from messaging.notices import Notices
 from messaging.notifier import Notifier
 from messaging.sender import Sender
 from scheduler.jobs import Jobs, Leadership, SchedulerRunner, new_runner_id
 from usecases.sales import expire_due
 
+BROADCAST_TICK_S = 2.0
 log = logging.getLogger("loyalty")
 _PINNED_RESPONSE_TYPES: list[object] = []
 
@@ -142,6 +145,8 @@ async def running(settings: Settings, clock: Clock) -> AsyncIterator[Running]:
             on_undelivered=services.support_news.undelivered,  # support's news finds another way
             notices=Notices(services.i18n, services.rules),
             holder=runner_id,
+            composers={BROADCAST: OfferComposer(services.broadcasts, services.i18n)},
+            on_sent=services.broadcasts.credit_gifts,  # a broadcast's gift points
         )
         # A ledger operation writes its notices (a receipt) itself; the sender goes at once.
         services.ledger.on_notice = services.outbox.wakeup.set
@@ -157,7 +162,11 @@ async def running(settings: Settings, clock: Clock) -> AsyncIterator[Running]:
             on_resign=polling.stop,
             # Large redemptions nobody answered in time: the cashier hears within a second of
             # the limit (one query over the pending requests).
-            sweeps={"confirmations": (1.0, lambda: expire_due(sales, bot, i18n))},
+            sweeps={
+                "confirmations": (1.0, lambda: expire_due(sales, bot, i18n)),
+                # Broadcasts: start those due, queue the next recipients, finish, show progress.
+                "broadcasts": (BROADCAST_TICK_S, services.broadcasts.tick),
+            },
         )
 
         async def stop_chat() -> None:

@@ -72,6 +72,15 @@ class MessageRules(_Strict):
         return zone
 
 
+class BroadcastRules(_Strict):
+    """A marketer's broadcasts: the defaults the composer offers, and what a report measures."""
+
+    control_percent: int = Field(default=10, ge=0, le=50)  # held back to measure the lift
+    attribution_days: int = Field(default=14, gt=0, le=90)  # purchases counted after sending
+    gift_days: int = Field(default=14, gt=0, le=365)  # how long gift points live
+    max_gift_points: int = Field(default=10_000, ge=0)
+
+
 class Rules(_Strict):
     program_name: str = Field(default="Bonus Club", min_length=1, max_length=64)
     point_value_kopecks: int = Field(default=100, gt=0)
@@ -92,6 +101,7 @@ class Rules(_Strict):
     referral: ReferralRules = ReferralRules()
     birthday: BirthdayRules = BirthdayRules()
     messages: MessageRules = MessageRules()
+    broadcasts: BroadcastRules = BroadcastRules()
 
     @model_validator(mode="after")
     def _tiers_ascending(self) -> Rules:

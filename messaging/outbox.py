@@ -448,9 +448,19 @@ def _columns(
     expires_at: datetime | None = None,
     reply_markup: dict[str, Any] | None = None,
     broadcast_id: int | None = None,
+    kind: str | None = None,
+    payload: Mapping[str, Any] | None = None,
+    status: str = "queued",
+    reason: str | None = None,
 ) -> dict[str, Any]:
-    """`enqueue`'s arguments as the outbox row's columns (the keyboard as JSON)."""
+    """`enqueue`'s arguments as the outbox row's columns (the keyboard and a notice's payload
+    as JSON). `status`: a message known at once to be skipped (a broadcast's recipient who
+    opted out) is written with its outcome and reason, so that every recipient has one."""
     return {
+        "kind": kind,
+        "payload": json.dumps(payload, sort_keys=True) if payload is not None else None,
+        "status": status,
+        "reason": reason,
         "dedup_key": dedup_key,
         "member_id": member_id,
         "chat_id": chat_id,

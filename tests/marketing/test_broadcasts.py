@@ -1,0 +1,346 @@
+"""Broadcasts through the one delivery path, with the emulator as Telegram and the ledger's
+manual clock: who gets the message, who is skipped and why, the counts adding up at every
+moment, pause, resume and cancel, a restart that sends nobody a second copy. Both backends."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from dataclasses import dataclass, field
+from datetime import timedelta
+
+import pytest
+from sqlalchemy import select
+
+from bot.i18n import build_i18n
+from emulator import BotAPIEmulator
+from ledger.clock import ManualClock
+from ledger.rules import Rules
+from ledger.service import LedgerService
+from marketing.broadcasts import KIND, Broadcast, BroadcastError, Broadcasts, Draft
+from marketing.offer import UNSUBSCRIBE, OfferComposer
+from marketing.segments import SegmentFilter
+from messaging.notices import Notices
+from messaging.outbox import Outbox
+from messaging.sender import Sender
+from storage.schema import broadcast_members, outbox
+from tests.conftest import Phones
+
+TOKEN = "654321:BROADCAST"
+
+
+@dataclass
+class Shop:
+    emulator: BotAPIEmulator
+    ledger: LedgerService
+    clock: ManualClock
+    rules: Rules
+    outbox: Outbox
+    broadcasts: Broadcasts
+    sender: Sender
+    members: dict[str, int] = field(default_factory=dict)  # name -> member id
+    chats: dict[str, int] = field(default_factory=dict)  # name -> telegram id
+
+    def new_sender(self) -> Sender:
+        """Another sender, as a restarted process makes (it takes a later epoch)."""
+        i18n = build_i18n()
+        return Sender(
+            self.outbox,
+            self.emulator.aiogram_bot(),
+            self.rules.messages,
+            rate_per_second=500,
+            per_chat_interval=0.0,
+            notices=Notices(i18n, self.rules),
+            composers={KIND: OfferComposer(self.broadcasts, i18n)},
+            on_sent=self.broadcasts.credit_gifts,
+        )
+
+    def received(self, name: str) -> list[str]:
+        return [m.text or m.caption or "" for m in self.emulator.user(self.chats[name]).messages]
+
+    async def run(self, broadcast: Broadcast, sender: Sender | None = None) -> Broadcast:
+        """Tick and drain until the broadcast ends or nothing moves any more."""
+        sender = sender or self.sender
+        for _ in range(100):
+            await self.broadcasts.tick()
+            await sender.drain()
+            found = await self.broadcasts.by_id(broadcast.id)
+            assert found is not None
+            if not found.active:
+                return found
+            if found.status == "paused":
+                return found
+        return found
+
+
+@pytest.fixture
+async def shop(ledger: LedgerService, clock: ManualClock, rules: Rules, phones: Phones) -> AsyncIterator[Shop]:
+    emulator = BotAPIEmulator()
+    emulator.add_bot(TOKEN, username="offers_bot")
+    await emulator.start()
+    outbox_ = Outbox(ledger.engine, clock, ledger.db)
+    broadcasts = Broadcasts(ledger, outbox_, feed_window=4)  # a few rows a batch: many batches
+    shop = Shop(emulator, ledger, clock, rules, outbox_, broadcasts, sender=None)  # type: ignore[arg-type]
+    shop.sender = shop.new_sender()
+    yield shop
+    await emulator.stop()
+
+
+async def join(shop: Shop, phones: Phones, name: str, *, telegram: bool = True, **profile: object) -> int:
+    chat = 7000 + len(shop.members)
+    if telegram:
+        shop.emulator.user(chat, name)
+        shop.chats[name] = chat
+    registration = await shop.ledger.register_member(
+        phones.next(),
+        telegram_id=chat if telegram else None,
+        first_name=name,
+        language=str(profile.pop("language", "en")),
+    )
+    member_id = registration.member.member_id
+    if profile:
+        await shop.ledger.update_profile(member_id, **profile)
+    shop.members[name] = member_id
+    return member_id
+
+
+async def outcomes(shop: Shop, broadcast: Broadcast) -> dict[int, tuple[str, str | None]]:
+    async with shop.ledger.engine.connect() as conn:
+        rows = (
+            await conn.execute(
+                select(outbox.c.member_id, outbox.c.status, outbox.c.reason).where(
+                    outbox.c.broadcast_id == broadcast.id
+                )
+            )
+        ).all()
+    return {row.member_id: (row.status, row.reason) for row in rows}
+
+
+async def control_group(shop: Shop, broadcast: Broadcast) -> set[int]:
+    async with shop.ledger.engine.connect() as conn:
+        rows = await conn.execute(
+            select(broadcast_members.c.member_id).where(
+                broadcast_members.c.broadcast_id == broadcast.id,
+                broadcast_members.c.control.is_(True),
+            )
+        )
+        return set(rows.scalars())
+
+
+async def test_a_broadcast_reaches_its_segment_but_not_its_control_group_and_says_why_it_skipped_the_rest(
+    shop: Shop, phones: Phones
+) -> None:
+    for i in range(16):
+        await join(shop, phones, f"ru{i}", language="ru")
+    await join(shop, phones, "optout", language="ru", notify_offers=False)
+    await join(shop, phones, "blocked", language="ru", unreachable=True)
+    await join(shop, phones, "imported", language="ru", telegram=False)
+    await join(shop, phones, "english", language="en")  # outside the filter
+    draft = Draft(
+        filter=SegmentFilter(language="ru"),
+        text="<b>Hello, {first_name}!</b> You have {balance} points.",
+        public_id="B-1",
+        control_percent=20,
+    )
+    broadcast, created = await shop.broadcasts.create(draft, actor="api:crm")
+    assert created
+    assert (broadcast.audience, broadcast.control, broadcast.recipients) == (19, 4, 15)
+    control = await control_group(shop, broadcast)
+    assert len(control) == 4
+    assert shop.members["english"] not in control
+
+    while True:  # the counts add up at every step
+        progress = await shop.broadcasts.progress(broadcast)
+        assert progress.done + progress.pending == broadcast.recipients
+        await shop.broadcasts.tick()
+        await shop.sender.drain_once()
+        found = await shop.broadcasts.by_id(broadcast.id)
+        assert found is not None
+        if found.status == "done":
+            break
+    progress = await shop.broadcasts.progress(broadcast)
+    seen = await outcomes(shop, broadcast)
+    skipped = {name: seen.get(shop.members[name]) for name in ("optout", "blocked", "imported")}
+    for name, member_id in shop.members.items():
+        if member_id in control or name == "english":
+            assert member_id not in seen and shop.received(name) == [] if name in shop.chats else True
+    assert skipped == {
+        "optout": ("skipped_optout", "offer")
+        if shop.members["optout"] not in control
+        else None,
+        "blocked": ("skipped_unreachable", "blocked the bot")
+        if shop.members["blocked"] not in control
+        else None,
+        "imported": ("skipped_unreachable", "no chat")
+        if shop.members["imported"] not in control
+        else None,
+    }
+    reached = [n for n in shop.chats if n.startswith("ru") and shop.members[n] not in control]
+    for name in reached:
+        assert shop.received(name) == [f"Hello, {name}! You have 100 points."]
+    assert progress.sent == len(reached)
+    assert progress.pending == 0 and progress.failed == 0
+    assert progress.done == broadcast.recipients
+
+
+async def test_a_broadcast_has_an_unsubscribe_button_that_the_member_sees(
+    shop: Shop, phones: Phones
+) -> None:
+    await join(shop, phones, "anna", language="ru")
+    draft = Draft(
+        filter=SegmentFilter(),
+        text="Скидка 20%",
+        control_percent=0,
+        button_text="Меню",
+        button_url="https://example.com/menu",
+    )
+    broadcast, _ = await shop.broadcasts.create(draft, actor="tg:1")
+    await shop.run(broadcast)
+    (message,) = shop.emulator.user(shop.chats["anna"]).messages
+    buttons = [b for row in message.reply_markup["inline_keyboard"] for b in row]
+    assert buttons[0] == {"text": "Меню", "url": "https://example.com/menu"}
+    assert buttons[1]["callback_data"] == UNSUBSCRIBE
+    assert buttons[1]["text"] == "Отписаться от предложений"
+
+
+async def test_the_same_broadcast_id_again_is_the_same_broadcast_and_with_another_body_a_conflict(
+    shop: Shop, phones: Phones
+) -> None:
+    for i in range(5):
+        await join(shop, phones, f"m{i}")
+    draft = Draft(filter=SegmentFilter(), text="Hi", public_id="B-7", control_percent=0)
+    first, created = await shop.broadcasts.create(draft, actor="api:crm")
+    again, created_again = await shop.broadcasts.create(draft, actor="api:crm")
+    assert created and not created_again
+    assert again.id == first.id and again.recipients == 5
+    with pytest.raises(BroadcastError) as error:
+        await shop.broadcasts.create(
+            Draft(filter=SegmentFilter(), text="Other", public_id="B-7"), actor="api:crm"
+        )
+    assert error.value.code == "broadcast_id_conflict"
+    assert len(await shop.broadcasts.recent()) == 1
+
+
+async def test_pause_holds_the_rest_resume_sends_it_and_cancel_sends_nothing_more(
+    shop: Shop, phones: Phones
+) -> None:
+    for i in range(12):
+        await join(shop, phones, f"m{i}")
+    broadcast, _ = await shop.broadcasts.create(
+        Draft(filter=SegmentFilter(), text="Hi", control_percent=0), actor="tg:1"
+    )
+    await shop.broadcasts.tick()  # 4 queued (the feed window)
+    await shop.broadcasts.pause(broadcast, actor="tg:1")
+    await shop.sender.drain()
+    for _ in range(3):
+        await shop.broadcasts.tick()
+    assert (await shop.broadcasts.progress(broadcast)).sent == 0
+    paused = await shop.broadcasts.by_id(broadcast.id)
+    assert paused is not None and paused.status == "paused"
+
+    await shop.broadcasts.resume(paused, actor="tg:1")
+    await shop.broadcasts.tick()
+    await shop.sender.drain()
+    sent_before_cancel = (await shop.broadcasts.progress(broadcast)).sent
+    assert 0 < sent_before_cancel < 12
+    cancelled = await shop.broadcasts.cancel(paused, actor="tg:1")
+    assert cancelled.status == "cancelled"
+    for _ in range(3):
+        await shop.broadcasts.tick()
+        await shop.sender.drain()
+    progress = await shop.broadcasts.progress(broadcast)
+    assert progress.sent == sent_before_cancel
+    assert progress.pending == 12 - sent_before_cancel
+    received = sum(len(shop.received(name)) for name in shop.chats)
+    assert received == sent_before_cancel
+    with pytest.raises(BroadcastError):
+        await shop.broadcasts.resume(cancelled, actor="tg:1")
+
+
+async def test_a_fourth_offer_within_seven_days_is_skipped_for_the_cap_at_once(
+    shop: Shop, phones: Phones
+) -> None:
+    capped = await join(shop, phones, "capped")
+    await join(shop, phones, "fresh")
+    for n in range(3):  # three offers already this week
+        await shop.outbox.enqueue(
+            dedup_key=f"earlier-{n}",
+            chat_id=shop.chats["capped"],
+            member_id=capped,
+            text=f"offer {n}",
+            category="offer",
+        )
+        await shop.sender.drain()
+        shop.clock.advance(timedelta(hours=1))
+    broadcast, _ = await shop.broadcasts.create(
+        Draft(filter=SegmentFilter(), text="The fourth", control_percent=0), actor="tg:1"
+    )
+    done = await shop.run(broadcast)
+    assert done.status == "done"
+    seen = await outcomes(shop, broadcast)
+    assert seen[capped][0] == "skipped_cap"
+    assert seen[shop.members["fresh"]] == ("sent", None)
+    assert "The fourth" not in shop.received("capped")
+    progress = await shop.broadcasts.progress(broadcast)
+    assert (progress.sent, progress.skipped_cap, progress.pending) == (1, 1, 0)
+
+
+async def test_quiet_hours_hold_a_broadcast_until_the_members_morning(
+    shop: Shop, phones: Phones
+) -> None:
+    await join(shop, phones, "moscow")
+    await join(shop, phones, "vladivostok", timezone="Asia/Vladivostok")
+    shop.clock.set(shop.clock.now().replace(hour=19))  # 22:00 in Moscow, 05:00 in Vladivostok
+    broadcast, _ = await shop.broadcasts.create(
+        Draft(filter=SegmentFilter(), text="Evening offer", control_percent=0), actor="tg:1"
+    )
+    await shop.run(broadcast)
+    assert shop.received("moscow") == [] and shop.received("vladivostok") == []
+    progress = await shop.broadcasts.progress(broadcast)
+    assert progress.pending == 2
+    shop.clock.advance(timedelta(hours=2))  # 07:00 in Vladivostok... 00:00 in Moscow
+    await shop.run(broadcast)
+    assert shop.received("vladivostok") == []
+    shop.clock.set(shop.clock.now().replace(hour=1, minute=0) + timedelta(days=1))  # 11:00 VVO
+    await shop.run(broadcast)
+    assert shop.received("vladivostok") == ["Evening offer"]
+    assert shop.received("moscow") == []  # 04:00 in Moscow
+    shop.clock.set(shop.clock.now().replace(hour=7, minute=5))  # 10:05 in Moscow
+    done = await shop.run(broadcast)
+    assert shop.received("moscow") == ["Evening offer"]
+    assert done.status == "done"
+
+
+async def test_a_restarted_sender_and_a_second_tick_send_nobody_a_second_copy(
+    shop: Shop, phones: Phones
+) -> None:
+    for i in range(10):
+        await join(shop, phones, f"m{i}")
+    broadcast, _ = await shop.broadcasts.create(
+        Draft(filter=SegmentFilter(), text="Once", control_percent=0), actor="tg:1"
+    )
+    await shop.broadcasts.tick()
+    await shop.sender.drain_once()  # part of it went out, then the process "died"
+    restarted = Broadcasts(shop.ledger, shop.outbox, feed_window=4)
+    shop.broadcasts = restarted
+    sender = shop.new_sender()
+    done = await shop.run(broadcast, sender)
+    assert done.status == "done"
+    for name in shop.chats:
+        assert shop.received(name) == ["Once"]
+    progress = await restarted.progress(broadcast)
+    assert (progress.sent, progress.pending) == (10, 0)
+
+
+async def test_a_scheduled_broadcast_waits_for_its_time(shop: Shop, phones: Phones) -> None:
+    await join(shop, phones, "anna")
+    later = shop.clock.now() + timedelta(hours=3)
+    broadcast, _ = await shop.broadcasts.create(
+        Draft(filter=SegmentFilter(), text="Later", control_percent=0, send_at=later),
+        actor="tg:1",
+    )
+    assert broadcast.status == "scheduled"
+    await shop.run(broadcast)
+    assert shop.received("anna") == []
+    shop.clock.set(later)
+    done = await shop.run(broadcast)
+    assert done.status == "done" and shop.received("anna") == ["Later"]
