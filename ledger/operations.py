@@ -16,6 +16,7 @@ The ledger's rooms (each a mixin on `LedgerBase`, gathered in ledger/service.py)
     purchases.py    purchases, refunds, what may be redeemed, the referral reward
     adjustments.py  staff's adjustments and reversals
     calendar.py     scheduled runs: burning, activating held points, tiers, birthdays
+    gifts.py        a broadcast's gift points, once per (broadcast, member)
     queries.py      balance, history pages, entries, receipts
 
 Database: only through SyncDatabase (`self.db`), one synchronous function per transaction,

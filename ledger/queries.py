@@ -27,7 +27,7 @@ from storage.fast import Fast
 from storage.schema import entries, lots, members
 
 # Entries that support may reverse; purchase entries are undone by a refund instead.
-REVERSIBLE_KINDS = frozenset({"welcome", "referral", "birthday", "adjustment"})
+REVERSIBLE_KINDS = frozenset({"welcome", "referral", "birthday", "gift", "adjustment"})
 _BURNS = Fast(  # the next burn to come, and what should have burnt already
     select(
         func.min(lots.c.expires_at).filter(lots.c.expires_at > bindparam("now")),

@@ -6,10 +6,11 @@ from __future__ import annotations
 
 from ledger.adjustments import Adjustments
 from ledger.calendar import Calendar
+from ledger.gifts import Gifts
 from ledger.members import Members
 from ledger.purchases import Purchases
 from ledger.queries import Queries
 
 
-class LedgerService(Purchases, Adjustments, Calendar, Members, Queries):
+class LedgerService(Purchases, Adjustments, Calendar, Gifts, Members, Queries):
     """Owns every change to members' points."""

@@ -163,3 +163,15 @@ class TierChange:
     member_id: int
     old_tier: str
     new_tier: str
+
+
+@dataclass(frozen=True, slots=True)
+class GiftResult:
+    """A broadcast's gift to one member: the points credited (0 when the member had erased
+    their data) and when they burn; `replayed` when they were credited before, not by this call."""
+
+    member_id: int
+    broadcast_id: int
+    points: int
+    expires_at: datetime | None  # None when nothing was credited
+    replayed: bool = False

@@ -26,6 +26,22 @@ FAMILIES = {
     "support-new-": ["support", "dispute"],
     "desk-status-": ["open", "closed"],
     "desk-member-": ["active", "erased"],
+    # The journal's entry kinds, as the history names them (handlers.history.entry_line).
+    "kind-": [
+        "welcome",
+        "earn",
+        "redeem",
+        "refund_reverse",
+        "refund_return",
+        "adjustment",
+        "reversal",
+        "expiry",
+        "referral",
+        "birthday",
+        "gift",
+        "activation",
+        "debt_payoff",
+    ],
     "cmd-": [*MEMBER_COMMANDS, *(name for names in ROLE_COMMANDS.values() for name in names)],
 }
 

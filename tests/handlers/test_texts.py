@@ -56,6 +56,12 @@ def test_held_points_their_activation_and_a_take_back_with_debt_read_plainly(i18
     assert line(i18n, "ru", entry("earn", pending=3)).endswith("Покупка R-1 · на удержании")
 
 
+def test_a_broadcast_gift_reads_as_gift_points_without_the_broadcast_number(i18n: I18n) -> None:
+    gift = entry("gift", points=50)  # its reference is the broadcast's id: not for the member
+    assert line(i18n, "en", gift) == "2 Mar, 12:00 · +50 · Gift points"
+    assert line(i18n, "ru", gift) == "2 мар., 12:00 · +50 · Подарочные баллы"
+
+
 @pytest.mark.parametrize(
     ("kopecks", "en", "ru"),
     [(150000, "1,500", "1 500"), (150050, "1,500.50", "1 500,50"), (5, "0.05", "0,05")],

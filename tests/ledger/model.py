@@ -15,7 +15,9 @@ What it models, per member:
 - refunds: pro rata on the cumulative refunded amount; earned points are taken back from the
   purchase's own lot first, then oldest expiry first; redeemed points go back into the lots they
   were taken from (latest expiry first) with their original expiry;
-- adjustments by hand (a removal may not exceed the balance) and the welcome bonus.
+- adjustments by hand (a removal may not exceed the balance) and the welcome bonus;
+- a broadcast's gift points: a lot with its own short life (`days`), once per broadcast and
+  member (the runner in test_model.py keeps which gifts were given).
 
 Details the rules leave open follow the service's documented choices: a purchase exactly one
 window ago no longer counts; points given back into a lot past its expiry stay usable until the
@@ -279,6 +281,12 @@ class LedgerModel:
         _, short = self._take(who, -points, first=None)
         assert short == 0
 
+    def gift(self, member: int, points: int, days: int, now: datetime) -> datetime:
+        """Credit a broadcast's gift: usable at once, burning `days` days from now; its expiry."""
+        who = self.members[member]
+        self._burn(who, now)
+        return self._credit(who, points, now, expires_at=now + timedelta(days=days)).expires_at
+
     def expire(self, now: datetime) -> int:
         """Burn what is left of every lot whose expiry has come; the points burnt."""
         return sum(self._burn(member, now) for member in self.members)
@@ -315,9 +323,11 @@ class LedgerModel:
         `total`: the shares of cumulative amounts, so that the parts add up to `total`."""
         return total * after // whole - total * before // whole
 
-    def _credit(self, member: Member, points: int, now: datetime) -> Lot:
+    def _credit(
+        self, member: Member, points: int, now: datetime, expires_at: datetime | None = None
+    ) -> Lot:
         self._serial += 1
-        lot = Lot(self._serial, points, points, now + self.rules.lifetime)
+        lot = Lot(self._serial, points, points, expires_at or now + self.rules.lifetime)
         member.lots.append(lot)
         self._pay_debt(member)
         return lot

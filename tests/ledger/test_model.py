@@ -1,5 +1,6 @@
 """The real LedgerService against an independent model (tests/ledger/model.py), on random
-sequences of purchases, refunds, replays, adjustments and the passing of time, for 1-3 members.
+sequences of purchases, refunds, replays, adjustments, broadcast gifts and the passing of time,
+for 1-3 members.
 
 After every step each member's balance, pending points, debt, tier, qualifying spend, nearest
 burn and lots (expiry, points, left) must match the model, and `check_ledger` must find nothing.
@@ -14,7 +15,7 @@ from __future__ import annotations
 import shutil
 import tempfile
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import timedelta
 from pathlib import Path
 from typing import Any, Literal
@@ -83,12 +84,20 @@ class Adjust:
 
 
 @dataclass(frozen=True, slots=True)
+class Gift:
+    member: int
+    broadcast: int  # one of a few, so that the same (broadcast, member) comes up again
+    points: int
+    days: int
+
+
+@dataclass(frozen=True, slots=True)
 class Wait:
     days: int
     tier_job: bool  # whether the daily tier recomputation runs after the expiry run
 
 
-Op = Buy | Refund | Replay | Adjust | Wait
+Op = Buy | Refund | Replay | Adjust | Gift | Wait
 
 
 @dataclass(frozen=True, slots=True)
@@ -118,6 +127,10 @@ adjustments = st.builds(
     Adjust, member=member_pick, mode=st.sampled_from(["add", "take", "overdraw"]),
     size=st.integers(1, 2000), share=percent,
 )
+gifts = st.builds(
+    Gift, member=member_pick, broadcast=st.integers(1, 3), points=st.integers(1, 500),
+    days=st.sampled_from([1, 3, 7, 14, 30]),
+)
 waits = st.builds(
     Wait, days=st.one_of(st.sampled_from([0, 1, 179, 180, 181, 200]), st.integers(0, 200)),
     tier_job=st.booleans(),
@@ -125,7 +138,7 @@ waits = st.builds(
 # Purchases, refunds and time are what most of the arithmetic is about: they come up more
 # often (st.one_of would drop repeated strategies, so the kind is sampled first).
 weighted_kinds: list[st.SearchStrategy[Any]] = [
-    buys, buys, buys, refunds, refunds, waits, waits, waits, adjustments, replays
+    buys, buys, buys, refunds, refunds, waits, waits, waits, adjustments, gifts, replays
 ]
 operations_st: st.SearchStrategy[Op] = st.sampled_from(weighted_kinds).flatmap(
     lambda kind: kind
@@ -199,6 +212,7 @@ class Run:
         self.features = trace.features
         self.touched: set[int] = set()  # the members the current step is about
         self.counter = 0
+        self.gifts: dict[tuple[int, int], Gift] = {}  # (broadcast, member): the gift given
 
     def _next(self, prefix: str) -> str:
         self.counter += 1
@@ -231,6 +245,8 @@ class Run:
             await self.replay(op)
         elif isinstance(op, Adjust):
             await self.adjust(op)
+        elif isinstance(op, Gift):
+            await self.gift(op)
         else:
             await self.wait(op)
 
@@ -385,6 +401,43 @@ class Run:
             return send(points + ((1 if points > 0 else -1) if conflict else 0))
 
         self.done.append(Done(f"adjustment {key}", again, entry))
+
+    async def gift(self, op: Gift) -> None:
+        member = op.member % len(self.member_ids)
+        member_id = self.member_ids[member]
+        self.touched.add(member)
+        self.log.append(f"  gift of broadcast {op.broadcast}: member {member}, {op.points} "
+                        f"points for {op.days} days")
+
+        def send(points: int, days: int) -> Awaitable[Any]:
+            return self.ledger.credit_gift(member_id, op.broadcast, points, days)
+
+        given = self.gifts.get((op.broadcast, member))
+        if given is not None:  # once per (broadcast, member)
+            if (given.points, given.days) != (op.points, op.days):
+                self.features.add("a gift again with other points or days")
+                await self.refused(send(op.points, op.days), IdempotencyConflict)
+                return
+            self.features.add("the same gift again")
+            before = await snapshot(self.ledger.engine)
+            result = await send(op.points, op.days)
+            assert await snapshot(self.ledger.engine) == before, "a gift given twice changed data"
+            assert result.replayed and result.points == op.points, result
+            return
+        debt = self.model.members[member].debt
+        expires_at = self.model.gift(member, op.points, op.days, self.clock.now())
+        if debt > self.model.members[member].debt:
+            self.features.add("a gift paid off debt")
+        result = await send(op.points, op.days)
+        got = (result.points, result.expires_at, result.replayed)
+        assert got == (op.points, expires_at, False), f"gift (points, expires, replayed): {got}"
+        self.gifts[(op.broadcast, member)] = op
+
+        def again(conflict: bool) -> Awaitable[Any]:
+            return send(op.points + (1 if conflict else 0), op.days)
+
+        replayed = replace(result, replayed=True)  # what the same gift again answers
+        self.done.append(Done(f"gift {op.broadcast}:{member}", again, replayed))
 
     async def wait(self, op: Wait) -> None:
         now = self.clock.advance(timedelta(days=op.days))
@@ -541,6 +594,18 @@ KNOWN_SCENARIOS = [
         Refund(0, "all", 0, 1),
         Refund(0, "over", 0, 1),
         Replay(2, conflict=False),
+    )),
+    # A gift's short-lived lot is spent before older points that burn later, and burns on its
+    # own day; the same gift again changes nothing, with other points it is refused.
+    Scenario(1, (
+        Gift(0, 1, 300, 3),
+        Buy(0, 1_000 * RUB, "part", 50, 1),
+        Gift(0, 1, 300, 3),
+        Gift(0, 1, 301, 3),
+        Wait(3, tier_job=False),
+        Gift(0, 2, 20, 1),
+        Replay(0, conflict=False),
+        Replay(0, conflict=True),
     )),
     # The tier window's edge (day 365 no longer counts), the tier job, a refund of a purchase
     # that has left the window, and two members side by side.
