@@ -75,7 +75,8 @@ class Recipient:
 
 @dataclass(frozen=True, slots=True)
 class Composed:
-    """A message as its composer made it for one member: text (or a photo's caption)."""
+    """A message as its composer made it for one member: Telegram HTML, the text or a
+    photo's caption."""
 
     text: str
     reply_markup: dict[str, Any] | None = None
@@ -213,7 +214,7 @@ class Sender:
             return 0
         recipients = await self._recipients({m.member_id for m in messages if m.member_id})
         sending: list[tuple[OutboxMessage, asyncio.Task[int | None]]] = []
-        photo: str | None = None
+        composed: Composed | None = None
         granted: dict[int, set[int]] = {}  # capped messages let through in this batch
         try:
             for message in messages:
@@ -223,12 +224,11 @@ class Sender:
                 recipient = recipients.get(message.member_id) if message.member_id else None
                 if not await self._allowed_now(message, recipient, granted):
                     continue
-                photo = None
+                composed = None
                 if message.kind in self.composers and recipient is not None:
                     composed = await self._compose(message, recipient)
                     if composed is None:
                         continue
-                    photo = composed.photo
                     message = replace(
                         message, text=composed.text, reply_markup=composed.reply_markup
                     )
@@ -242,7 +242,7 @@ class Sender:
                 # At most one message per chat is claimed, and none for a busy chat: this
                 # waits for the overall rate only.
                 await self.limiter.acquire(message.chat_id)
-                sending.append((message, asyncio.create_task(self._send(message, photo))))
+                sending.append((message, asyncio.create_task(self._send(message, composed))))
                 if len(sending) >= SENDS_IN_FLIGHT:
                     in_flight, sending = sending, []
                     await self._record_sent(in_flight)
@@ -378,19 +378,27 @@ class Sender:
             return
         await self._record(message, "queued", reason=f"deferred: {why}", not_before=until)
 
-    async def _send(self, message: OutboxMessage, photo: str | None = None) -> int | None:
-        """Send one message (a photo with `message.text` as its caption, if `photo`):
-        Telegram's message id if it went out (the caller records it with the others in flight);
-        any other outcome is recorded here."""
+    async def _send(self, message: OutboxMessage, composed: Composed | None = None) -> int | None:
+        """Send one message (a composed one as Telegram HTML, a photo with `message.text` as
+        its caption if it has one): Telegram's message id if it went out (the caller records it
+        with the others in flight); any other outcome is recorded here."""
         markup = (
             InlineKeyboardMarkup.model_validate(message.reply_markup)
             if message.reply_markup
             else None
         )
         try:
-            if photo is not None:
+            if composed is not None and composed.photo is not None:
                 sent = await self.bot.send_photo(
-                    message.chat_id, photo, caption=message.text, reply_markup=markup
+                    message.chat_id,
+                    composed.photo,
+                    caption=message.text,
+                    parse_mode="HTML",
+                    reply_markup=markup,
+                )
+            elif composed is not None:
+                sent = await self.bot.send_message(
+                    message.chat_id, message.text, parse_mode="HTML", reply_markup=markup
                 )
             else:
                 sent = await self.bot.send_message(
