@@ -176,9 +176,10 @@ def newcombe_interval(
     low_1, high_1 = wilson_interval(successes_1, trials_1, z)
     low_2, high_2 = wilson_interval(successes_2, trials_2, z)
     difference = p1 - p2
+    # Within [-1, 1] in exact arithmetic; the clamp only removes a float's last-bit overshoot.
     return (
-        difference - math.hypot(p1 - low_1, high_2 - p2),
-        difference + math.hypot(high_1 - p1, p2 - low_2),
+        max(-1.0, difference - math.hypot(p1 - low_1, high_2 - p2)),
+        min(1.0, difference + math.hypot(high_1 - p1, p2 - low_2)),
     )
 
 
