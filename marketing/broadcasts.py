@@ -60,11 +60,12 @@ OUTCOMES = {
 class BroadcastError(Exception):
     """A broadcast that cannot be made or changed: a code (the API's), the field, a message."""
 
-    def __init__(self, code: str, field: str | None, message: str) -> None:
+    def __init__(self, code: str, field: str | None, message: str, **details: str | int) -> None:
         super().__init__(message)
         self.code = code
         self.field = field
         self.message = message
+        self.details = details  # what a translated message needs (marketing.html's details)
 
 
 @dataclass(frozen=True, slots=True)
@@ -267,7 +268,7 @@ class Broadcasts:
         try:
             check_text(draft.text, caption=draft.photo is not None)
         except BroadcastTextError as error:
-            raise BroadcastError(error.code, "text", error.message) from error
+            raise BroadcastError(error.code, "text", error.message, **error.details) from error
         if not 0 <= draft.control_percent <= 50:
             raise BroadcastError(
                 "invalid_broadcast", "control_percent", "control_percent is 0 to 50"
