@@ -9,6 +9,10 @@
                                       api.confirmations), 404 unknown or another key's
     POST /api/v1/segments/preview     200 the count of a segment's members and the reachable
                                       ones (marketing keys), 422 a bad filter
+    POST /api/v1/broadcasts           201 new, 200 the same request again, 409 same id other
+                                      body, 422 a bad filter or text (marketing keys)
+    GET  /api/v1/broadcasts/{id}      200 where it stands (counts, gift points, attribution)
+    POST /api/v1/broadcasts/{id}/cancel  200 cancelled (also again), 409 already done
 
 A key has a scope (api.keys): a till key gets 403 on the marketing endpoints, a marketing key
 on purchases and refunds.
@@ -24,6 +28,7 @@ import json
 import logging
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from typing import Any
 from urllib.parse import parse_qs, urlparse
 
@@ -47,9 +52,17 @@ from ledger.errors import (
 )
 from ledger.service import LedgerService
 from ledger.views import MemberView
+from marketing.broadcasts import (
+    Broadcast,
+    BroadcastError,
+    Broadcasts,
+    Draft,
+    valid_public_id,
+)
 from marketing.saved import Segments
 from marketing.segments import SegmentError
 from messaging.notifier import Notifier
+from messaging.outbox import Outbox
 from staff.sales import ConfirmationService
 from usecases.sales import Purchase, Sales, record_purchase, record_refund
 
@@ -82,6 +95,9 @@ class ApiServices:
     # The bot's, so that the member's answer in the chat reaches the till (one made here when
     # none is given: the API never spends above the threshold without the member).
     confirmations: ConfirmationService | None = None
+    # The bot's, so that what the API queues wakes its sender (one made here when none is
+    # given; the leader's tick sends it all the same).
+    broadcasts: Broadcasts | None = None
 
 
 SERVICES = web.AppKey("services", ApiServices)
@@ -89,11 +105,15 @@ SALES = web.AppKey("sales", Sales)
 TILL_CONFIRMATIONS = web.AppKey("till_confirmations", TillConfirmations)
 API_KEY = web.RequestKey("api_key", ApiKey)
 SEGMENTS = web.AppKey("segments", Segments)
+BROADCASTS = web.AppKey("broadcasts", Broadcasts)
 # The scope a key needs, by route; any key's elsewhere.
 SCOPE_OF_ROUTE = {
     "/api/v1/purchases": TILL,
     "/api/v1/refunds": TILL,
     "/api/v1/segments/preview": MARKETING,
+    "/api/v1/broadcasts": MARKETING,
+    "/api/v1/broadcasts/{broadcast_id}": MARKETING,
+    "/api/v1/broadcasts/{broadcast_id}/cancel": MARKETING,
 }
 
 
@@ -118,6 +138,12 @@ def build_api(services: ApiServices) -> web.Application:
     app.router.add_get("/api/v1/confirmations/{confirmation_id}", get_confirmation)
     app[SEGMENTS] = Segments(ledger.engine, ledger.rules, ledger.clock)
     app.router.add_post("/api/v1/segments/preview", preview_segment)
+    app[BROADCASTS] = services.broadcasts or Broadcasts(
+        ledger, Outbox(ledger.engine, ledger.clock, ledger.db)
+    )
+    app.router.add_post("/api/v1/broadcasts", create_broadcast)
+    app.router.add_get("/api/v1/broadcasts/{broadcast_id}", get_broadcast)
+    app.router.add_post("/api/v1/broadcasts/{broadcast_id}/cancel", cancel_broadcast)
     return app
 
 
@@ -292,6 +318,178 @@ async def preview_segment(request: web.Request) -> web.Response:
         raise ApiError(422, error.code, error.message, field=error.field) from error
     counts = await segments.preview(segment)
     return web.json_response(counts.to_json())
+
+
+BROADCAST_FIELDS = frozenset(
+    {
+        "broadcast_id",
+        "filter",
+        "text",
+        "control_percent",
+        "gift_points",
+        "gift_days",
+        "send_at",
+        "button",
+    }
+)
+BUTTON_TEXT_MAX = 64
+
+
+async def create_broadcast(request: web.Request) -> web.Response:
+    """201 with the broadcast's counts; the same request again: 200 and the first answer."""
+    broadcasts = request.app[BROADCASTS]
+    draft = _draft(request.app[SEGMENTS], broadcasts, await _json_object(request))
+    try:
+        broadcast, created = await broadcasts.create(draft, actor=_actor(request))
+    except BroadcastError as error:
+        raise _broadcast_error(error) from error
+    # The answer to the request that made it, on a retry too (GET says where it stands now).
+    first = "scheduled" if broadcast.send_at > broadcast.created_at else "sending"
+    body = {
+        "broadcast_id": broadcast.public_id,
+        "status": first,
+        "audience": broadcast.audience,
+        "control": broadcast.control,
+        "recipients": broadcast.recipients,
+    }
+    return web.json_response(body, status=201 if created else 200)
+
+
+async def get_broadcast(request: web.Request) -> web.Response:
+    broadcast = await _find_broadcast(request)
+    return web.json_response(await _broadcast_report(request, broadcast))
+
+
+async def cancel_broadcast(request: web.Request) -> web.Response:
+    """Cancelled: nothing pending goes out afterwards. A retry (already cancelled) is 200 too;
+    a broadcast that is done cannot be cancelled (409 invalid_state)."""
+    broadcast = await _find_broadcast(request)
+    if broadcast.status != "cancelled":
+        try:
+            broadcast = await request.app[BROADCASTS].cancel(broadcast, actor=_actor(request))
+        except BroadcastError as error:
+            now = await request.app[BROADCASTS].get(broadcast.public_id)
+            if now is None or now.status != "cancelled":  # (not a cancel that raced this one)
+                raise _broadcast_error(error) from error
+            broadcast = now
+    return web.json_response(await _broadcast_report(request, broadcast))
+
+
+async def _find_broadcast(request: web.Request) -> Broadcast:
+    public_id = request.match_info["broadcast_id"]
+    found = None
+    if valid_public_id(public_id):
+        found = await request.app[BROADCASTS].get(public_id)
+    if found is None:
+        raise ApiError(404, "not_found", f"no broadcast with broadcast_id {public_id!r}")
+    return found
+
+
+async def _broadcast_report(request: web.Request, broadcast: Broadcast) -> dict[str, Any]:
+    progress = await request.app[BROADCASTS].progress(broadcast)
+    return {
+        "broadcast_id": broadcast.public_id,
+        "status": broadcast.status,
+        "audience": broadcast.audience,
+        "control": broadcast.control,
+        "recipients": broadcast.recipients,
+        **progress.to_json(),
+        "gift_points": await request.app[SERVICES].ledger.gifted_points(broadcast.id),
+        "attribution": None,
+    }
+
+
+def _draft(segments: Segments, broadcasts: Broadcasts, body: dict[str, Any]) -> Draft:
+    """The broadcast a request asks for, its fields checked as purchases' are; what only the
+    broadcast can judge (the text's HTML, the ranges) is checked by Broadcasts.create."""
+    unknown = sorted(set(body) - BROADCAST_FIELDS)
+    if unknown:
+        raise ApiError(
+            422,
+            "unknown_field",
+            f"{unknown[0][:40]!r} is not a field of a broadcast; the fields are "
+            + ", ".join(sorted(BROADCAST_FIELDS)),
+            field=unknown[0][:100],
+        )
+    public_id = _string(body, "broadcast_id", max_length=100)
+    try:
+        segment = segments.parse(body.get("filter"))
+    except SegmentError as error:
+        raise ApiError(422, error.code, error.message, field=error.field) from error
+    text = body.get("text")
+    if not isinstance(text, str):
+        raise ApiError(422, "invalid_field", "text is required and must be a string", field="text")
+    if "\x00" in text or not _encodable(text):  # what no database stores (nor Telegram sends)
+        raise ApiError(
+            422, "invalid_field", "text must not contain NUL or lone surrogates", field="text"
+        )
+    defaults = broadcasts.rules.broadcasts
+    button_text, button_url = _button(body.get("button"))
+    return Draft(
+        filter=segment,
+        text=text,
+        public_id=public_id,
+        button_text=button_text,
+        button_url=button_url,
+        control_percent=_points_or(body, "control_percent", defaults.control_percent),
+        gift_points=_points_or(body, "gift_points", 0),
+        gift_days=_points_or(body, "gift_days", defaults.gift_days),
+        send_at=_moment(body.get("send_at"), "send_at"),
+    )
+
+
+def _points_or(body: dict[str, Any], field: str, default: int) -> int:
+    return default if body.get(field) is None else _points(body, field)
+
+
+def _moment(value: Any, field: str) -> datetime | None:
+    """An ISO 8601 moment, in UTC (the same moment written with another offset is the same
+    request); one without its offset is refused by Broadcasts.check."""
+    if value is None:
+        return None
+    try:
+        moment = datetime.fromisoformat(value) if isinstance(value, str) else None
+        if moment is not None and moment.tzinfo is not None:
+            moment = moment.astimezone(UTC)
+    except (ValueError, OverflowError):
+        moment = None
+    if moment is None:
+        raise ApiError(
+            422,
+            "invalid_field",
+            f'{field} is an ISO 8601 moment with its offset, e.g. "2026-03-01T10:00:00+03:00"',
+            field=field,
+        )
+    return moment
+
+
+def _button(value: Any) -> tuple[str | None, str | None]:
+    if value is None:
+        return None, None
+    if not isinstance(value, dict) or set(value) != {"text", "url"}:
+        raise ApiError(
+            422, "invalid_field", 'button is {"text": ..., "url": "https://..."}', field="button"
+        )
+    fields = {"button.text": value["text"], "button.url": value["url"]}
+    text = _string(fields, "button.text", max_length=BUTTON_TEXT_MAX)
+    url = _string(fields, "button.url", max_length=2000)
+    return text, url
+
+
+def _encodable(text: str) -> bool:
+    try:
+        text.encode()
+    except UnicodeEncodeError:
+        return False
+    return True
+
+
+def _broadcast_error(error: BroadcastError) -> ApiError:
+    conflict = error.code in ("broadcast_id_conflict", "invalid_state")
+    extra: dict[str, Any] = dict(error.details)
+    if error.field:
+        extra["field"] = error.field
+    return ApiError(409 if conflict else 422, error.code, error.message, **extra)
 
 
 # ------------------------------------------------------------------- input checking

@@ -10,6 +10,7 @@ from __future__ import annotations
 from typing import Any
 
 from ledger.policy import MAX_MEMBER_POINTS
+from marketing.broadcasts import MAX_ID as MAX_BROADCAST_ID
 from marketing.segments import LANGUAGES, MAX_DAYS, MAX_PURCHASES
 
 _ERROR = {"$ref": "#/components/schemas/Error"}
@@ -248,6 +249,94 @@ def openapi_document() -> dict[str, Any]:
                     },
                 }
             },
+            "/api/v1/broadcasts": {
+                "post": {
+                    "summary": "Create a broadcast to a segment (marketing keys)",
+                    "description": (
+                        "Draws the segment's members now (the audience) and a random "
+                        "control_percent% of them who get nothing (the control group); the "
+                        "rest are the recipients, sent the text through the bot as offers "
+                        "(opt-outs, the weekly cap and quiet hours apply), now or at send_at "
+                        "(a moment in the past sends now). Idempotent on broadcast_id: the "
+                        "same request again returns the first answer with 200 (its status as "
+                        "it was then; GET says where it stands now), even once send_at has "
+                        "passed; the same broadcast_id with another body is refused with 409. "
+                        "send_at is compared as a moment: the same one written with another "
+                        "offset is the same request. Omitted fields take their defaults (the "
+                        "program's rules.toml `[broadcasts]`) when the request is made."
+                    ),
+                    "requestBody": {
+                        "required": True,
+                        "content": {
+                            "application/json": {
+                                "schema": {"$ref": "#/components/schemas/BroadcastRequest"}
+                            }
+                        },
+                    },
+                    "responses": {
+                        "201": _ok("Created; sending now, or scheduled.", "BroadcastCreated"),
+                        "200": _ok(
+                            "The same request was made before; its answer.", "BroadcastCreated"
+                        ),
+                        **_BODY_ERRORS,
+                        **_AUTH_ERRORS,
+                        **_MARKETING_ONLY,
+                        "409": _error(
+                            "broadcast_id was used for a different broadcast "
+                            "(code broadcast_id_conflict)."
+                        ),
+                        "422": _error(
+                            "A field that is not a broadcast's (unknown_field), a missing or "
+                            "mistyped one (invalid_field, invalid_points; send_at not an ISO "
+                            "8601 moment), a value out of range or send_at without its offset "
+                            "(invalid_broadcast); a bad filter, as for the segment preview "
+                            "(invalid_filter, unknown_condition, invalid_condition, "
+                            "unknown_tier); a text Telegram would refuse: invalid_html (with "
+                            "`position`, the 1-based character, and `tag` when a tag is to "
+                            "blame), unknown_placeholder (with `placeholder` and `position`), "
+                            "empty_text, too_long (with `length` and `limit`, counted with "
+                            "the longest first name and balance). `field` names the field."
+                        ),
+                    },
+                }
+            },
+            "/api/v1/broadcasts/{broadcast_id}": {
+                "get": {
+                    "summary": "Where a broadcast stands (marketing keys)",
+                    "description": (
+                        "recipients = sent + skipped_optout + skipped_cap + "
+                        "skipped_unreachable + failed + pending at every moment. gift_points: "
+                        "the points its gifts have credited so far, in total (a recipient's "
+                        "gift is credited when their message is recorded as sent)."
+                    ),
+                    "parameters": [_BROADCAST_ID],
+                    "responses": {
+                        "200": _ok("The broadcast.", "BroadcastReport"),
+                        **_AUTH_ERRORS,
+                        **_MARKETING_ONLY,
+                        "404": _error("No broadcast with this broadcast_id (code not_found)."),
+                    },
+                }
+            },
+            "/api/v1/broadcasts/{broadcast_id}/cancel": {
+                "post": {
+                    "summary": "Cancel a broadcast (marketing keys)",
+                    "description": (
+                        "Nothing pending is sent afterwards (a message already handed to "
+                        "Telegram may still arrive); what was sent stays sent, with its gift "
+                        "points. Cancelling a cancelled broadcast again answers 200 the same "
+                        "way, so a retry is harmless; one that is done cannot be cancelled."
+                    ),
+                    "parameters": [_BROADCAST_ID],
+                    "responses": {
+                        "200": _ok("Cancelled; where it stands.", "BroadcastReport"),
+                        **_AUTH_ERRORS,
+                        **_MARKETING_ONLY,
+                        "404": _error("No broadcast with this broadcast_id (code not_found)."),
+                        "409": _error("The broadcast is done already (code invalid_state)."),
+                    },
+                }
+            },
         },
         "components": {
             "securitySchemes": {
@@ -294,6 +383,27 @@ _ID_PATTERN = f"^[^{_NOT_IN_IDS}]*[^\\s{_NOT_IN_IDS}][^{_NOT_IN_IDS}]*$"
 _ID = {"type": "string", "minLength": 1, "maxLength": 100, "pattern": _ID_PATTERN}
 
 _POINTS_BOUND = {"type": "integer", "minimum": 0, "maximum": MAX_MEMBER_POINTS}
+_BROADCAST_ID_SCHEMA = {
+    "type": "string",
+    "pattern": f"^[A-Za-z0-9._:-]{{1,{MAX_BROADCAST_ID}}}$",
+    "description": f"1 to {MAX_BROADCAST_ID} letters, digits, '-', '_', '.' or ':'.",
+}
+_BROADCAST_ID = {
+    "name": "broadcast_id",
+    "in": "path",
+    "required": True,
+    "schema": _BROADCAST_ID_SCHEMA,
+}
+_COUNT = {"type": "integer", "minimum": 0}
+_GROUP = {
+    "type": "object",
+    "required": ["members", "buyers", "revenue"],
+    "properties": {
+        "members": _COUNT,
+        "buyers": {**_COUNT, "description": "Members with a purchase in the window."},
+        "revenue": {**_STR, "description": 'Their purchases\' money, net of refunds, "1234.56".'},
+    },
+}
 _DAYS_BOUND = {"type": "integer", "minimum": 1, "maximum": MAX_DAYS}
 
 _SCHEMAS: dict[str, Any] = {
@@ -482,6 +592,137 @@ _SCHEMAS: dict[str, Any] = {
             },
         },
     },
+    "BroadcastRequest": {
+        "type": "object",
+        "required": ["broadcast_id", "filter", "text"],
+        "additionalProperties": False,
+        "properties": {
+            "broadcast_id": {**_BROADCAST_ID_SCHEMA, "description": "The idempotency key."},
+            "filter": {"$ref": "#/components/schemas/SegmentFilter"},
+            "text": {
+                "type": "string",
+                "minLength": 1,
+                "pattern": r"^[^\x00]*$",
+                "description": (
+                    "Telegram HTML (b, i, u, s, a href, code, pre, blockquote, tg-spoiler, "
+                    "...; every tag closed; < and & written as &lt; and &amp;) with the "
+                    "placeholders {first_name} and {balance}; at most 4096 characters shown "
+                    "(counted with a 64-character name)."
+                ),
+            },
+            "control_percent": {
+                "type": "integer",
+                "minimum": 0,
+                "maximum": 50,
+                "description": "The share of the audience held back; rules.toml's by default "
+                "(10). 0: no control group, and no lift to measure.",
+            },
+            "gift_points": {
+                "type": "integer",
+                "minimum": 0,
+                "default": 0,
+                "description": "Points credited to each recipient when their message is "
+                "sent; at most rules.toml's max_gift_points (10000).",
+            },
+            "gift_days": {
+                "type": "integer",
+                "minimum": 1,
+                "maximum": 365,
+                "description": "How long gift points live; rules.toml's gift_days by default (14).",
+            },
+            "send_at": {
+                "type": ["string", "null"],
+                "format": "date-time",
+                "default": None,
+                "description": 'When to send: ISO 8601 with its offset ("2026-03-01T10:00:00'
+                '+03:00"); null or omitted: now.',
+            },
+            "button": {
+                "type": "object",
+                "required": ["text", "url"],
+                "additionalProperties": False,
+                "description": "An optional URL button under the message.",
+                "properties": {
+                    "text": {**_ID, "maxLength": 64},
+                    "url": {
+                        "type": "string",
+                        "maxLength": 2000,
+                        "pattern": f"^(https?|tg)://[^{_NOT_IN_IDS}\\s]+$",
+                    },
+                },
+            },
+        },
+    },
+    "BroadcastCreated": {
+        "type": "object",
+        "required": ["broadcast_id", "status", "audience", "control", "recipients"],
+        "properties": {
+            "broadcast_id": _STR,
+            "status": {
+                "type": "string",
+                "enum": ["scheduled", "sending"],
+                "description": "As it was when created.",
+            },
+            "audience": {**_COUNT, "description": "Members matching the filter at creation."},
+            "control": {**_COUNT, "description": "Of them, held back: no message, no gift."},
+            "recipients": {**_COUNT, "description": "audience - control."},
+        },
+    },
+    "BroadcastReport": {
+        "type": "object",
+        "required": [
+            "broadcast_id",
+            "status",
+            "audience",
+            "control",
+            "recipients",
+            "sent",
+            "skipped_optout",
+            "skipped_cap",
+            "skipped_unreachable",
+            "failed",
+            "pending",
+            "gift_points",
+            "attribution",
+        ],
+        "properties": {
+            "broadcast_id": _STR,
+            "status": {
+                "type": "string",
+                "enum": ["scheduled", "sending", "paused", "cancelled", "done"],
+            },
+            "audience": _COUNT,
+            "control": _COUNT,
+            "recipients": _COUNT,
+            "sent": _COUNT,
+            "skipped_optout": {**_COUNT, "description": "Opted out of offers."},
+            "skipped_cap": {
+                **_COUNT,
+                "description": "The weekly cap or quiet hours would hold it more than a day.",
+            },
+            "skipped_unreachable": {
+                **_COUNT,
+                "description": "Blocked the bot, no Telegram chat, or left the program.",
+            },
+            "failed": {**_COUNT, "description": "Telegram refused it, or it could not go out."},
+            "pending": {
+                **_COUNT,
+                "description": "Not sent yet (or never, once the broadcast is cancelled).",
+            },
+            "gift_points": {**_COUNT, "description": "Gift points credited so far, in total."},
+            "attribution": {
+                "type": ["object", "null"],
+                "description": "Recipients against the control group over purchases in the "
+                "window after sending; null until it can be told.",
+                "properties": {
+                    "window_days": _INT,
+                    "recipients": _GROUP,
+                    "control": _GROUP,
+                    "lift": {"type": "object"},
+                },
+            },
+        },
+    },
     "Error": {
         "type": "object",
         "required": ["error"],
@@ -505,6 +746,18 @@ _SCHEMAS: dict[str, Any] = {
                         "description": "idempotency_conflict: the operation's key, e.g. "
                         "purchase:R-1.",
                     },
+                    "position": {
+                        **_INT,
+                        "description": "invalid_html, unknown_placeholder: the 1-based "
+                        "character of the text where it is.",
+                    },
+                    "tag": {**_STR, "description": "invalid_html: the tag to blame."},
+                    "placeholder": {
+                        **_STR,
+                        "description": "unknown_placeholder: the placeholder, e.g. {name}.",
+                    },
+                    "length": {**_INT, "description": "too_long: the text's length."},
+                    "limit": {**_INT, "description": "too_long: the most that fits."},
                     "confirmation_id": {
                         **_INT,
                         "description": "confirmation_*: what to poll at "

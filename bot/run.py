@@ -224,6 +224,7 @@ async def _serve_api(services: Services, stack: contextlib.AsyncExitStack) -> st
             notifier=services.notifier,
             body_timeout=settings.api_body_timeout_seconds,
             confirmations=services.confirmations,
+            broadcasts=services.broadcasts,
         )
     )
     runner = api_runner(api, header_timeout=settings.api_header_timeout_seconds)

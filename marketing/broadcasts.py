@@ -259,7 +259,7 @@ class Broadcasts:
     def check(self, draft: Draft) -> None:
         """BroadcastError naming what is wrong with a draft; nothing else is checked later."""
         limits = self.rules.broadcasts
-        if draft.public_id is not None and not _plain_id(draft.public_id):
+        if draft.public_id is not None and not valid_public_id(draft.public_id):
             raise BroadcastError(
                 "invalid_broadcast",
                 "broadcast_id",
@@ -724,7 +724,8 @@ def _locked(query: Any, postgres: bool) -> Any:
     return query.with_for_update() if postgres else query
 
 
-def _plain_id(value: str) -> bool:
+def valid_public_id(value: str) -> bool:
+    """1 to MAX_ID letters, digits, "-", "_", "." or ":" (what a broadcast_id may be)."""
     return 0 < len(value) <= MAX_ID and all(
         c.isascii() and (c.isalnum() or c in "-_.:") for c in value
     )
@@ -742,4 +743,5 @@ __all__: Sequence[str] = [
     "Broadcasts",
     "Draft",
     "Progress",
+    "valid_public_id",
 ]
