@@ -30,6 +30,7 @@ from ledger.rules import Rules
 from ledger.service import LedgerService
 from marketing.audience import in_segment
 from marketing.html import BroadcastTextError, check_text
+from marketing.reports import Attribution, attribution
 from marketing.segments import SegmentFilter, parse_filter
 from messaging.outbox import Outbox, OutboxMessage
 from storage.audit import write_audit
@@ -399,6 +400,17 @@ class Broadcasts:
                 counts[outcome] = counts.get(outcome, 0) + int(count)
         return Progress(recipients=broadcast.recipients, **counts)
 
+    async def attribution(self, broadcast: Broadcast) -> Attribution | None:
+        """Recipients vs control over the attribution window after sending started (so far,
+        while the window runs); None before it started."""
+        start = broadcast.started_at
+        if start is None:
+            return None
+        now = self.clock.now()
+        return await self.db.read(
+            lambda conn: attribution(conn, broadcast.id, start, broadcast.window_days, now)
+        )
+
     # -- changing -------------------------------------------------------------------------
 
     async def pause(self, broadcast: Broadcast, *, actor: str) -> Broadcast:
@@ -488,19 +500,22 @@ class Broadcasts:
         left behind. Returns the broadcasts that are active or ended in this tick (for their
         progress messages)."""
         now = self.clock.now()
-        await self.db.write(
-            lambda conn: conn.execute(
-                update(broadcasts)
-                .where(broadcasts.c.status == "scheduled", broadcasts.c.send_at <= now)
-                .values(status="sending", started_at=now)
-            )
-        )
         active = await self.db.read(
             lambda conn: conn.execute(
                 select(broadcasts).where(broadcasts.c.status.in_(ACTIVE))
             ).all(),
             single=True,
         )
+        if any(row.status == "scheduled" and row.send_at <= now for row in active):
+            # (Read first: with nothing due, a tick every 2 s writes nothing.)
+            await self.db.write(
+                lambda conn: conn.execute(
+                    update(broadcasts)
+                    .where(broadcasts.c.status == "scheduled", broadcasts.c.send_at <= now)
+                    .values(status="sending", started_at=now)
+                )
+            )
+            return await self.tick()
         shown: list[Broadcast] = []
         for row in active:
             broadcast = _broadcast(row)
