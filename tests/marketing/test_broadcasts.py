@@ -465,3 +465,27 @@ async def test_a_broadcast_not_started_has_no_report_yet(shop: Shop, phones: Pho
         actor="tg:1",
     )
     assert await shop.broadcasts.attribution(broadcast) is None
+
+
+async def test_at_night_only_a_limited_part_of_a_broadcast_waits_in_the_outbox(
+    shop: Shop, phones: Phones
+) -> None:
+    """Queued messages held by quiet hours are not 'ahead' of the sender, but past a limit the
+    rest waits in broadcast_members: the morning's sender ranks a short queue."""
+    shop.broadcasts = Broadcasts(shop.ledger, shop.outbox, feed_window=2)  # at most 40 waiting
+    for i in range(50):
+        await join(shop, phones, f"m{i}")
+    shop.clock.set(shop.clock.now().replace(hour=19))  # 22:00 in Moscow
+    broadcast, _ = await shop.broadcasts.create(
+        Draft(filter=SegmentFilter(), text="Night", control_percent=0), actor="tg:1"
+    )
+    for _ in range(40):
+        await shop.broadcasts.tick()
+        await shop.sender.drain()
+    waiting = await outcomes(shop, broadcast)
+    assert len(waiting) == 40
+    assert {status for status, _ in waiting.values()} == {"queued"}
+    shop.clock.set(shop.clock.now().replace(hour=7, minute=1) + timedelta(days=1))  # 10:01
+    done = await shop.run(broadcast)
+    assert done.status == "done"
+    assert all(shop.received(name) == ["Night"] for name in shop.chats)
