@@ -386,7 +386,9 @@ async def _find_broadcast(request: web.Request) -> Broadcast:
 
 
 async def _broadcast_report(request: web.Request, broadcast: Broadcast) -> dict[str, Any]:
-    progress = await request.app[BROADCASTS].progress(broadcast)
+    broadcasts = request.app[BROADCASTS]
+    progress = await broadcasts.progress(broadcast)
+    attribution = await broadcasts.attribution(broadcast)  # None before sending started
     return {
         "broadcast_id": broadcast.public_id,
         "status": broadcast.status,
@@ -395,7 +397,7 @@ async def _broadcast_report(request: web.Request, broadcast: Broadcast) -> dict[
         "recipients": broadcast.recipients,
         **progress.to_json(),
         "gift_points": await request.app[SERVICES].ledger.gifted_points(broadcast.id),
-        "attribution": None,
+        "attribution": None if attribution is None else attribution.to_json(),
     }
 
 

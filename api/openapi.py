@@ -395,6 +395,14 @@ _BROADCAST_ID = {
     "schema": _BROADCAST_ID_SCHEMA,
 }
 _COUNT = {"type": "integer", "minimum": 0}
+_MAYBE_TEXT = {"type": ["string", "null"]}
+_COMPARISON = {
+    "type": "object",
+    "required": ["recipients", "control", "difference", "low", "high"],
+    "properties": {
+        name: _MAYBE_TEXT for name in ("recipients", "control", "difference", "low", "high")
+    },
+}
 _GROUP = {
     "type": "object",
     "required": ["members", "buyers", "revenue"],
@@ -712,14 +720,36 @@ _SCHEMAS: dict[str, Any] = {
             "gift_points": {**_COUNT, "description": "Gift points credited so far, in total."},
             "attribution": {
                 "type": ["object", "null"],
-                "description": "Recipients against the control group over purchases in the "
-                "window after sending; null until it can be told.",
+                "required": ["window_days", "recipients", "control", "lift"],
+                "description": "Recipients against the control group: their purchases from "
+                "when sending started to window_days later (so far, while the window runs). "
+                "Every member drawn into a group counts, reached or skipped; members who "
+                "erased their data are left out of both. null before sending started.",
                 "properties": {
                     "window_days": _INT,
                     "recipients": _GROUP,
                     "control": _GROUP,
-                    "lift": {"type": "object"},
+                    "lift": {"$ref": "#/components/schemas/Lift"},
                 },
+            },
+        },
+    },
+    "Lift": {
+        "type": "object",
+        "required": ["state", "buyers", "revenue_per_member"],
+        "description": "state: measured (differences with 95% intervals), too_small (a group "
+        "too small to tell: each group's values only), no_control (control_percent 0). Each "
+        "measure gives recipients, control, difference (recipients - control) and the "
+        "interval's low and high; null is what cannot be told.",
+        "properties": {
+            "state": {"type": "string", "enum": ["measured", "too_small", "no_control"]},
+            "buyers": {
+                **_COMPARISON,
+                "description": 'The share of members who bought, as "0.1234".',
+            },
+            "revenue_per_member": {
+                **_COMPARISON,
+                "description": 'Money per member, net of refunds, as "123.45".',
             },
         },
     },

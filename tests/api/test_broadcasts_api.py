@@ -23,6 +23,7 @@ from ledger.clock import ManualClock
 from ledger.rules import Rules
 from ledger.service import LedgerService
 from marketing.broadcasts import Broadcasts
+from marketing.lift import GroupOutcome, measure
 from messaging.outbox import Outbox
 from staff.sales import ConfirmationService
 from storage.schema import audit_log
@@ -161,7 +162,6 @@ async def test_counts_add_up_while_sending_the_control_group_gets_nothing_and_gi
     )
     before = await crm.report("B-1")
     assert before["pending"] == 10 and before["sent"] == 0 and before["gift_points"] == 0
-    assert before["attribution"] is None
 
     seen_during = False
     for _ in range(100):  # a few messages a batch (feed_window=4): reports in the middle
@@ -193,7 +193,7 @@ async def test_counts_add_up_while_sending_the_control_group_gets_nothing_and_gi
         "failed": 0,
         "pending": 0,
         "gift_points": 50 * sent,
-        "attribution": None,
+        "attribution": after["attribution"],  # (its own test below)
     }
     for name, member_id in shop.members.items():
         received = shop.received(name)
@@ -260,6 +260,7 @@ async def test_send_at_in_the_future_is_scheduled_and_goes_out_at_its_time(
     await shop.sender.drain()
     report = await crm.report("B-1")
     assert (report["status"], report["pending"], report["sent"]) == ("scheduled", 3, 0)
+    assert report["attribution"] is None  # nothing to attribute before it starts
 
     shop.clock.advance(timedelta(hours=2, seconds=1))
     assert await crm.create(request) == (200, created)  # its time has passed: still the same
@@ -371,3 +372,38 @@ async def test_a_button_goes_out_under_the_message(crm: Crm, phones: Phones) -> 
     assert (await crm.send_all("B-1"))["sent"] == 1
     (message,) = crm.shop.emulator.user(crm.shop.chats["anna"]).messages
     assert message.reply_markup["inline_keyboard"][0][0] == button
+
+
+async def test_attribution_compares_recipients_with_the_control_group_over_its_window(
+    crm: Crm, phones: Phones
+) -> None:
+    shop = crm.shop
+    member_ids = await members(crm, phones, 20)
+    await shop.ledger.purchase(  # before the broadcast: not its doing
+        receipt_id="R-0", member_id=member_ids[0], amount_kopecks=99_000_00
+    )
+    shop.clock.advance(timedelta(minutes=1))
+    assert (await crm.create(body(control_percent=25)))[0] == 201
+    broadcast = await shop.broadcasts.get("B-1")
+    assert broadcast is not None
+    control = await control_group(shop, broadcast)
+    recipient = next(m for m in member_ids if m not in control)
+    held_back = next(m for m in member_ids if m in control)
+    assert (await crm.send_all("B-1"))["sent"] == 15
+
+    shop.clock.advance(timedelta(days=1))
+    await shop.ledger.purchase(receipt_id="R-1", member_id=recipient, amount_kopecks=1000_00)
+    await shop.ledger.purchase(receipt_id="R-2", member_id=recipient, amount_kopecks=234_56)
+    await shop.ledger.purchase(receipt_id="R-3", member_id=held_back, amount_kopecks=500_00)
+    shop.clock.advance(timedelta(days=14))  # after the window: not its doing either
+    await shop.ledger.purchase(receipt_id="R-4", member_id=held_back, amount_kopecks=700_00)
+
+    expected_lift = measure(
+        GroupOutcome(15, 1, 2, 1234_56, 1234_56**2), GroupOutcome(5, 1, 1, 500_00, 500_00**2)
+    )
+    assert (await crm.report("B-1"))["attribution"] == {
+        "window_days": 14,
+        "recipients": {"members": 15, "buyers": 1, "revenue": "1234.56"},
+        "control": {"members": 5, "buyers": 1, "revenue": "500.00"},
+        "lift": expected_lift.to_json(),
+    }
