@@ -76,7 +76,11 @@ def openapi_document() -> dict[str, Any]:
                 "`declined` or `expired` are final for that receipt_id: the same purchase "
                 "again gets 409 `confirmation_declined` or `confirmation_expired`, and nothing "
                 "is spent; the till may then send it with at most `member_confirm_above` "
-                "points, or with the QR token."
+                "points, or with the QR token.\n\n"
+                "Keys have a scope: a till key records purchases and refunds, a marketing key "
+                "counts segments and sends broadcasts (each is refused, 403 forbidden, on the "
+                "other's endpoints). A broadcast is idempotent on broadcast_id as a purchase is "
+                "on receipt_id."
             ),
         },
         "servers": [{"url": "/"}],
