@@ -396,7 +396,7 @@ async def _broadcast_report(request: web.Request, broadcast: Broadcast) -> dict[
         "control": broadcast.control,
         "recipients": broadcast.recipients,
         **progress.to_json(),
-        "gift_points": await request.app[SERVICES].ledger.gifted_points(broadcast.id),
+        "gift_points": await broadcasts.gifted_points(broadcast),
         "attribution": None if attribution is None else attribution.to_json(),
     }
 

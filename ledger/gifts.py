@@ -11,7 +11,6 @@ reader of what was credited runs on the read-only engine (`self.reader`).
 
 from __future__ import annotations
 
-import json
 from collections.abc import Collection
 from datetime import datetime, timedelta
 from typing import Any
@@ -119,21 +118,3 @@ class Gifts(LedgerBase):
                     int(key.rsplit(":", 1)[1]) for key in (await conn.execute(query)).scalars()
                 )
         return found
-
-    async def gifted_points(self, broadcast_id: int) -> int:
-        """The points this broadcast's gifts have credited so far, in total (a member who had
-        erased their data was credited nothing). Reads every gift of the broadcast (its keys'
-        range in the unique index): as many rows as members gifted."""
-        prefix = f"{GIFT}:{broadcast_id}:"
-        # The keys "gift:<id>:<member>" are those from the prefix up to, not including,
-        # "gift:<id>;" (";" follows ":"): an index range on both databases.
-        query = select(operations.c.result).where(
-            operations.c.key >= prefix,
-            operations.c.key < prefix[:-1] + ";",
-            operations.c.kind == GIFT,
-        )
-        total = 0
-        async with self.reader.connect() as conn:
-            for result in (await conn.execute(query)).scalars():
-                total += int(json.loads(result)["points"])
-        return total

@@ -25,6 +25,7 @@ from sqlalchemy import Connection, String, case, cast, func, literal, select, up
 from sqlalchemy.dialects import postgresql, sqlite
 
 from ledger.clock import Clock
+from ledger.gifts import GIFT
 from ledger.operations import hash_request
 from ledger.rules import Rules
 from ledger.service import LedgerService
@@ -629,6 +630,20 @@ class Broadcasts:
                     actor=f"broadcast:{broadcast.public_id}",
                 )
 
+    async def gifted_points(self, broadcast: Broadcast) -> int:
+        """The points its gifts have credited so far, in total: the gift operation of each
+        message sent, found by its exact key (a member who had erased their data before theirs
+        was credited nothing)."""
+        if not broadcast.gift_points:
+            return 0
+        query = (
+            select(operations.c.result)
+            .select_from(outbox.join(operations, operations.c.key == _gift_key(broadcast.id)))
+            .where(outbox.c.broadcast_id == broadcast.id, outbox.c.status == "sent")
+        )
+        results = await self.db.read(lambda conn: list(conn.execute(query).scalars()))
+        return sum(int(json.loads(result)["points"]) for result in results)
+
     async def _sweep_gifts(self, broadcast: Broadcast, *, force: bool = False) -> int:
         """Credit the gifts of sent messages that have none yet (a crash between the send's
         record and its credit); once a minute while sending, and when it ends."""
@@ -639,8 +654,7 @@ class Broadcasts:
         if not force and last is not None and now - last < GIFT_SWEEP:
             return 0
         self._gift_swept[broadcast.id] = now
-        key = literal(f"gift:{broadcast.id}:") + cast(outbox.c.member_id, String)
-        credited = select(operations.c.id).where(operations.c.key == key)
+        credited = select(operations.c.id).where(operations.c.key == _gift_key(broadcast.id))
         query = select(outbox.c.member_id).where(
             outbox.c.broadcast_id == broadcast.id,
             outbox.c.status == "sent",
@@ -726,6 +740,12 @@ def _broadcast(row: Any) -> Broadcast:
         progress_chat_id=row.progress_chat_id,
         progress_message_id=row.progress_message_id,
     )
+
+
+def _gift_key(broadcast_id: int) -> Any:
+    """The key of the gift operation of an outbox row's member (ledger.gifts.gift_key), as SQL:
+    an exact match on the unique index, whatever the database's collation."""
+    return literal(f"{GIFT}:{broadcast_id}:") + cast(outbox.c.member_id, String)
 
 
 def _run(statement: Any, conn: Connection) -> None:

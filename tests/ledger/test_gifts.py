@@ -139,23 +139,6 @@ async def test_gifted_members_are_those_whose_gift_from_that_broadcast_is_settle
     assert await ledger.gifted_members(1, among=[]) == set()
 
 
-async def test_gifted_points_are_the_points_a_broadcasts_gifts_credited_so_far(
-    ledger: LedgerService, phones: Phones
-) -> None:
-    first, second, erased, other = [await new_member(ledger, phones) for _ in range(4)]
-    await erase_member(Privacy(ledger), erased)
-    assert await ledger.gifted_points(1) == 0
-    await ledger.credit_gift(first, 1, 25, 7)
-    await ledger.credit_gift(first, 1, 25, 7)  # a retry credits nothing more
-    await ledger.credit_gift(second, 1, 25, 7)
-    await ledger.credit_gift(erased, 1, 25, 7)  # settled with nothing credited
-    await ledger.credit_gift(other, 12, 40, 7)  # broadcast 12's key starts like broadcast 1's
-    await ledger.credit_gift(other, 2, 40, 7)  # and broadcast 2's sorts after it
-    assert await ledger.gifted_points(1) == 50
-    assert await ledger.gifted_points(12) == 40
-    assert await ledger.gifted_points(3) == 0
-
-
 async def test_support_can_reverse_a_gift(ledger: LedgerService, phones: Phones) -> None:
     member_id = await new_member(ledger, phones)
     await ledger.credit_gift(member_id, 1, 30, 7)

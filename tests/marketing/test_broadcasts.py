@@ -489,3 +489,23 @@ async def test_at_night_only_a_limited_part_of_a_broadcast_waits_in_the_outbox(
     done = await shop.run(broadcast)
     assert done.status == "done"
     assert all(shop.received(name) == ["Night"] for name in shop.chats)
+
+
+async def test_gifted_points_add_up_the_gifts_of_this_broadcast_only(
+    shop: Shop, phones: Phones
+) -> None:
+    for i in range(3):
+        await join(shop, phones, f"m{i}")
+    draft = Draft(filter=SegmentFilter(), text="Hi", control_percent=0, gift_points=25)
+    first, _ = await shop.broadcasts.create(draft, actor="tg:1")
+    assert await shop.broadcasts.gifted_points(first) == 0
+    await shop.run(first)
+    second, _ = await shop.broadcasts.create(
+        Draft(filter=SegmentFilter(), text="Again", control_percent=0, gift_points=40),
+        actor="tg:1",
+    )
+    await shop.run(second)
+    # Another broadcast's gifts, and one of a broadcast whose id starts the same, count not.
+    await shop.ledger.credit_gift(shop.members["m0"], int(f"{first.id}0"), 99, 7)
+    assert await shop.broadcasts.gifted_points(first) == 75
+    assert await shop.broadcasts.gifted_points(second) == 120
