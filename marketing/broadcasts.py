@@ -507,9 +507,12 @@ class Broadcasts:
             if broadcast.status == "sending":
                 if not row.fed_all:
                     await self._feed(broadcast)
-                elif await self._finish_if_sent(broadcast):
+                elif not await self._waiting(broadcast):
+                    # Nothing more can be sent: credit what a crash left before saying done
+                    # (dying or failing here leaves it sending, and the next tick credits again).
                     await self._sweep_gifts(broadcast, force=True)
-                    broadcast = await self.by_id(broadcast.id) or broadcast
+                    if await self._finish_if_sent(broadcast):
+                        broadcast = await self.by_id(broadcast.id) or broadcast
                 await self._sweep_gifts(broadcast)
             shown.append(broadcast)
         return shown
@@ -573,6 +576,18 @@ class Broadcasts:
         if fed:
             self.outbox.wakeup.set()
         return int(fed)
+
+    async def _waiting(self, broadcast: Broadcast) -> bool:
+        """Some recipient's message is still queued, being sent, or held."""
+        query = (
+            select(outbox.c.id)
+            .where(
+                outbox.c.broadcast_id == broadcast.id,
+                outbox.c.status.in_(("queued", "sending", "held")),
+            )
+            .limit(1)
+        )
+        return await self.db.read(lambda conn: conn.execute(query).first() is not None, single=True)
 
     async def _finish_if_sent(self, broadcast: Broadcast) -> bool:
         """Done once every recipient is queued and none is waiting in the outbox."""
