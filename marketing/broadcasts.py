@@ -409,8 +409,11 @@ class Broadcasts:
         return await self._change(broadcast, actor, "resume", ("paused",), "sending")
 
     async def cancel(self, broadcast: Broadcast, *, actor: str) -> Broadcast:
-        """Nothing pending is sent afterwards; what was sent stays sent (and its gifts)."""
-        return await self._change(broadcast, actor, "cancel", ACTIVE, "cancelled")
+        """Nothing pending is sent afterwards; what was sent stays sent (and its gifts: those
+        a crash left uncredited are credited now, since the tick no longer looks at it)."""
+        cancelled = await self._change(broadcast, actor, "cancel", ACTIVE, "cancelled")
+        await self._sweep_gifts(cancelled, force=True)
+        return cancelled
 
     async def _change(
         self,
@@ -513,6 +516,7 @@ class Broadcasts:
                     await self._sweep_gifts(broadcast, force=True)
                     if await self._finish_if_sent(broadcast):
                         broadcast = await self.by_id(broadcast.id) or broadcast
+            if broadcast.status in ("sending", "paused"):  # paused: what went out has its gift
                 await self._sweep_gifts(broadcast)
             shown.append(broadcast)
         return shown
