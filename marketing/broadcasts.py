@@ -422,8 +422,11 @@ class Broadcasts:
         return await self._change(broadcast, actor, "resume", ("paused",), "sending")
 
     async def cancel(self, broadcast: Broadcast, *, actor: str) -> Broadcast:
-        """Nothing pending is sent afterwards; what was sent stays sent (and its gifts)."""
-        return await self._change(broadcast, actor, "cancel", ACTIVE, "cancelled")
+        """Nothing pending is sent afterwards; what was sent stays sent (and its gifts: those
+        a crash left uncredited are credited now, since the tick no longer looks at it)."""
+        cancelled = await self._change(broadcast, actor, "cancel", ACTIVE, "cancelled")
+        await self._sweep_gifts(cancelled, force=True)
+        return cancelled
 
     async def _change(
         self,
@@ -523,9 +526,13 @@ class Broadcasts:
             if broadcast.status == "sending":
                 if not row.fed_all:
                     await self._feed(broadcast)
-                elif await self._finish_if_sent(broadcast):
+                elif not await self._waiting(broadcast):
+                    # Nothing more can be sent: credit what a crash left before saying done
+                    # (dying or failing here leaves it sending, and the next tick credits again).
                     await self._sweep_gifts(broadcast, force=True)
-                    broadcast = await self.by_id(broadcast.id) or broadcast
+                    if await self._finish_if_sent(broadcast):
+                        broadcast = await self.by_id(broadcast.id) or broadcast
+            if broadcast.status in ("sending", "paused"):  # paused: what went out has its gift
                 await self._sweep_gifts(broadcast)
             shown.append(broadcast)
         return shown
@@ -587,6 +594,18 @@ class Broadcasts:
         if fed:
             self.outbox.wakeup.set()
         return int(fed)
+
+    async def _waiting(self, broadcast: Broadcast) -> bool:
+        """Some recipient's message is still queued, being sent, or held."""
+        query = (
+            select(outbox.c.id)
+            .where(
+                outbox.c.broadcast_id == broadcast.id,
+                outbox.c.status.in_(("queued", "sending", "held")),
+            )
+            .limit(1)
+        )
+        return await self.db.read(lambda conn: conn.execute(query).first() is not None, single=True)
 
     async def _finish_if_sent(self, broadcast: Broadcast) -> bool:
         """Done once every recipient is queued and none is waiting in the outbox."""
