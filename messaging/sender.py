@@ -57,6 +57,11 @@ log = logging.getLogger("loyalty.outbox")
 
 MAX_ATTEMPTS = 8
 SENDS_IN_FLIGHT = 32  # sends awaited together; their outcomes are recorded together
+# Sends that went out are recorded in groups of about this many seconds' worth (at least one):
+# at Telegram's ordinary 25-30 a second each one is recorded before the next goes, so a process
+# killed mid-batch leaves only the send in flight unrecorded (sent again by the next sender);
+# at a paid broadcast's rates, a group of up to SENDS_IN_FLIGHT per transaction.
+RECORD_EVERY_S = 0.04
 MAX_FAILURE_WAIT_S = 60.0
 
 
@@ -122,6 +127,7 @@ class Sender:
         # About a second's worth of messages per claim: a message queued meanwhile (a receipt)
         # waits for at most that, not for a long batch to others.
         self.batch = max(1, min(BATCH, int(rate_per_second)))
+        self.record_group = max(1, min(SENDS_IN_FLIGHT, round(rate_per_second * RECORD_EVERY_S)))
         # Told of each message that ended without reaching its chat (failed, or unreachable),
         # once its outcome is recorded: a producer may find another way (support's news).
         self.on_undelivered = on_undelivered
@@ -242,6 +248,10 @@ class Sender:
                 # At most one message per chat is claimed, and none for a busy chat: this
                 # waits for the overall rate only.
                 await self.limiter.acquire(message.chat_id)
+                finished = [pair for pair in sending if pair[1].done()]
+                if len(finished) >= self.record_group:  # those that went out meanwhile
+                    sending = [pair for pair in sending if not pair[1].done()]
+                    await self._record_sent(finished)
                 sending.append((message, asyncio.create_task(self._send(message, composed))))
                 if len(sending) >= SENDS_IN_FLIGHT:
                     in_flight, sending = sending, []

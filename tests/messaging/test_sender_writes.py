@@ -3,11 +3,12 @@ message (each one competed with the purchases for the database)."""
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Iterator
 from typing import Any
 
 import pytest
-from sqlalchemy import Engine, event, select
+from sqlalchemy import Engine, event, func, select
 
 from messaging.outbox import Outbox
 from messaging.sender import Sender
@@ -141,3 +142,32 @@ async def test_a_send_that_fails_unexpectedly_leaves_the_others_in_flight_record
     ]
     assert [m.text for m in delivery.emulator.user(960).messages] == ["f 0"]
     assert [m.text for m in delivery.emulator.user(962).messages] == ["f 2"]
+
+
+async def test_at_telegrams_rate_each_send_is_recorded_before_the_next_goes(
+    delivery: Delivery, phones: Phones
+) -> None:
+    """A process killed mid-batch leaves unrecorded only what was in flight: the next sender
+    sends those again, and nothing else (issue 15: a broadcast killed with -9)."""
+    box = Outbox(delivery.ledger.engine, delivery.ledger.clock, delivery.ledger.db)
+    for i in range(12):
+        chat = 950 + i
+        delivery.emulator.user(chat, "Test")
+        member = await delivery.ledger.register_member(phones.next(), telegram_id=chat)
+        await box.enqueue(
+            dedup_key=f"o{i}", chat_id=chat, member_id=member.member.member_id, text=f"o {i}"
+        )
+    sender = Sender(box, delivery.bot, delivery.sender.rules, rate_per_second=25)
+    assert sender.record_group == 1
+    draining = asyncio.create_task(sender.drain_once())  # one claim: all 12, ~0.5 s of sends
+    unrecorded: list[int] = []
+    for _ in range(8):
+        await asyncio.sleep(0.05)
+        async with box.engine.connect() as conn:
+            recorded = (
+                await conn.execute(select(func.count()).where(outbox.c.status == "sent"))
+            ).scalar_one()
+        delivered = sum(len(delivery.emulator.user(950 + i).messages) for i in range(12))
+        unrecorded.append(delivered - recorded)
+    await draining
+    assert max(unrecorded) <= 2, unrecorded  # the send in flight, and one just landing
