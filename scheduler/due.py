@@ -68,6 +68,7 @@ async def burn_warnings_due(engine: AsyncEngine, rules: Rules, now: datetime) ->
             lots.c.member_id,
             lots.c.expires_at,
             lots.c.remaining,
+            lots.c.created_at,
             members.c.telegram_id,
             members.c.language,
             members.c.timezone,
@@ -82,13 +83,15 @@ async def burn_warnings_due(engine: AsyncEngine, rules: Rules, now: datetime) ->
             members.c.telegram_id.is_not(None),
         )
     )
-    burning: dict[tuple[int, date], list[tuple[datetime, int]]] = defaultdict(list)
+    burning: dict[tuple[int, date], list[tuple[datetime, int, datetime]]] = defaultdict(list)
     recipients: dict[int, Recipient] = {}
     async with readonly(engine).connect() as conn:
         for row in (await conn.execute(query)).all():
             zone = _zone(row.timezone)
             burn_date = row.expires_at.astimezone(zone).date()
-            burning[(row.member_id, burn_date)].append((row.expires_at, row.remaining))
+            burning[(row.member_id, burn_date)].append(
+                (row.expires_at, row.remaining, row.created_at)
+            )
             recipients[row.member_id] = Recipient(
                 row.member_id, row.telegram_id, row.language, row.timezone
             )
@@ -100,7 +103,13 @@ async def burn_warnings_due(engine: AsyncEngine, rules: Rules, now: datetime) ->
         threshold = warning_threshold(days_left, thresholds)
         if threshold is None:
             continue
-        burns_at = min(moment for moment, _ in parts)
+        # Points given with a life no longer than the threshold (a broadcast's gift valid 7
+        # days) came with their deadline: no warning of that threshold the moment they arrive.
+        told = timedelta(days=threshold)
+        parts = [part for part in parts if part[0] - part[2] > told]
+        if not parts:
+            continue
+        burns_at = min(moment for moment, _, _ in parts)
         lower = [days for days in thresholds if days < threshold]
         relevant_until = burns_at
         if lower:
@@ -109,7 +118,7 @@ async def burn_warnings_due(engine: AsyncEngine, rules: Rules, now: datetime) ->
         warnings.append(
             BurnWarning(
                 recipient,
-                sum(points for _, points in parts),
+                sum(points for _, points, _ in parts),
                 burns_at,
                 burn_date,
                 threshold,

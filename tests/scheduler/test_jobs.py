@@ -195,3 +195,19 @@ async def test_held_points_are_activated_by_the_job(
     assert (await jobs.activate())["points"] == 10
     assert (await jobs.activate())["points"] == 0
     assert (await held.balance(member.member_id)).balance == 110
+
+
+async def test_gift_points_valid_seven_days_get_no_seven_day_warning_the_moment_they_arrive(
+    ledger: LedgerService, phones: Phones, clock: ManualClock
+) -> None:
+    """A broadcast's gift says how long it lasts; a 7-day warning minutes later would say it
+    again and take one of the member's three weekly messages. The 3-day one still comes."""
+    member = (await ledger.register_member(phones.next(), telegram_id=78, language="en")).member
+    jobs = make_jobs(ledger)
+    await ledger.credit_gift(member.member_id, 1, 50, 7)
+    await jobs.run_all()
+    assert await queued(ledger) == []
+    clock.advance(timedelta(days=4, hours=1))  # 3 days before the gift burns
+    await jobs.run_all()
+    (warning,) = await queued(ledger)
+    assert warning[0].endswith(":3") and warning[1].startswith("🔥 50 points burn on")
