@@ -171,7 +171,7 @@ def progress_text(broadcast: Broadcast, progress: Progress, now: datetime, timez
         lines.append(_("bc-progress-starts").format(when=moment_text(broadcast.send_at, timezone)))
     elif broadcast.active:
         lines += _rate_lines(broadcast, progress, now)
-    else:
+    elif progress.pending:
         lines.append(_("bc-report-pending").format(pending=number_text(progress.pending)))
     lines.append(
         _("bc-report-control").format(

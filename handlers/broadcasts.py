@@ -115,6 +115,8 @@ class ProgressMessages:
             self._edited[broadcast.id] = now
             if not broadcast.active:
                 self._edited.pop(broadcast.id, None)  # its last edit: the report
+            # As it is now: a button may have paused or cancelled it since the tick read it.
+            broadcast = await self.broadcasts.by_id(broadcast.id) or broadcast
             try:
                 await self._edit(broadcast)
             except TelegramAPIError as error:
