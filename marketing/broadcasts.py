@@ -21,7 +21,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import Connection, String, cast, func, literal, select, update
+from sqlalchemy import Connection, String, case, cast, func, literal, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 
 from ledger.clock import Clock
@@ -30,20 +30,21 @@ from ledger.rules import Rules
 from ledger.service import LedgerService
 from marketing.audience import in_segment
 from marketing.html import BroadcastTextError, check_text
+from marketing.reports import Attribution, attribution
 from marketing.segments import SegmentFilter, parse_filter
 from messaging.outbox import Outbox, OutboxMessage
 from storage.audit import write_audit
 from storage.schema import broadcast_members, broadcasts, members, operations, outbox
 from storage.transactions import SyncDatabase
 
-KIND = "broadcast"  # the outbox rows' kind: the sender asks marketing.compose to make them
+KIND = "broadcast"  # the outbox rows' kind: the sender asks marketing.offer to compose them
 PREFIX = "broadcast:"  # their dedup keys: broadcast:<id>:<member id>
 MATERIALISE_STEP = 20_000  # member ids drawn per transaction when a broadcast is created
 FEED_AHEAD = timedelta(seconds=60)  # outbox rows due within this count as queued ahead
+WAITING_WINDOWS = 20  # at most this many feed windows of a broadcast wait in the outbox
 EXPIRES_AFTER = timedelta(hours=24)  # what cannot go out within this of its turn is skipped
 GIFT_SWEEP = timedelta(minutes=1)  # how often gifts a crash left uncredited are looked for
 MAX_ID = 64
-STATUSES = ("scheduled", "sending", "paused", "cancelled", "done")
 ACTIVE = ("scheduled", "sending", "paused")
 
 # Outbox statuses -> the report's counts (the rest is pending).
@@ -399,6 +400,17 @@ class Broadcasts:
                 counts[outcome] = counts.get(outcome, 0) + int(count)
         return Progress(recipients=broadcast.recipients, **counts)
 
+    async def attribution(self, broadcast: Broadcast) -> Attribution | None:
+        """Recipients vs control over the attribution window after sending started (so far,
+        while the window runs); None before it started."""
+        start = broadcast.started_at
+        if start is None:
+            return None
+        now = self.clock.now()
+        return await self.db.read(
+            lambda conn: attribution(conn, broadcast.id, start, broadcast.window_days, now)
+        )
+
     # -- changing -------------------------------------------------------------------------
 
     async def pause(self, broadcast: Broadcast, *, actor: str) -> Broadcast:
@@ -488,19 +500,22 @@ class Broadcasts:
         left behind. Returns the broadcasts that are active or ended in this tick (for their
         progress messages)."""
         now = self.clock.now()
-        await self.db.write(
-            lambda conn: conn.execute(
-                update(broadcasts)
-                .where(broadcasts.c.status == "scheduled", broadcasts.c.send_at <= now)
-                .values(status="sending", started_at=now)
-            )
-        )
         active = await self.db.read(
             lambda conn: conn.execute(
                 select(broadcasts).where(broadcasts.c.status.in_(ACTIVE))
             ).all(),
             single=True,
         )
+        if any(row.status == "scheduled" and row.send_at <= now for row in active):
+            # (Read first: with nothing due, a tick every 2 s writes nothing.)
+            await self.db.write(
+                lambda conn: conn.execute(
+                    update(broadcasts)
+                    .where(broadcasts.c.status == "scheduled", broadcasts.c.send_at <= now)
+                    .values(status="sending", started_at=now)
+                )
+            )
+            return await self.tick()
         shown: list[Broadcast] = []
         for row in active:
             broadcast = _broadcast(row)
@@ -518,19 +533,17 @@ class Broadcasts:
         """Queue the next recipients (member id order) so that about `feed_window` are due
         ahead of the sender; those known to be out of reach are recorded skipped at once."""
         now = self.clock.now()
-        mine = outbox.c.broadcast_id == broadcast.id
-        ahead = await self.db.read(
-            lambda conn: conn.execute(
-                select(func.count()).where(
-                    mine,
-                    outbox.c.status.in_(("queued", "sending")),
-                    outbox.c.not_before <= now + FEED_AHEAD,
-                )
-            ).scalar_one(),
-            single=True,
+        due_soon = case((outbox.c.not_before <= now + FEED_AHEAD, 1), else_=0)
+        waiting = select(func.count(), func.coalesce(func.sum(due_soon), 0)).where(
+            outbox.c.broadcast_id == broadcast.id, outbox.c.status.in_(("queued", "sending"))
         )
-        wanted = self.feed_window - ahead
-        if wanted < self.feed_window // 2:
+        queued, ahead = await self.db.read(
+            lambda conn: tuple(conn.execute(waiting).one()), single=True
+        )
+        wanted = self.feed_window - int(ahead)
+        # Messages deferred (quiet hours, the weekly cap) wait in the outbox; past a limit the
+        # rest waits here instead, so that at 10:00 the sender does not rank 200,000 rows.
+        if wanted < self.feed_window // 2 or queued >= self.feed_window * WAITING_WINDOWS:
             return 0
 
         def feed(conn: Connection) -> int:

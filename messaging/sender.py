@@ -13,8 +13,8 @@ outbox (messaging/outbox.py). The `Sender` drains it:
   `per_chat_interval`; a 429 pauses sending for retry_after; network errors and 5xx back off;
   a 403 marks the member unreachable and nothing more is sent to them.
 
-Every message ends in a recorded status: sent, skipped_optout, skipped_unreachable, dropped
-or failed, with a reason.
+Every message ends in a recorded status: sent, skipped_optout, skipped_cap (the weekly cap would
+hold it past its expiry), skipped_unreachable, dropped or failed, with a reason.
 """
 
 from __future__ import annotations

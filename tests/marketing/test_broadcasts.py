@@ -353,3 +353,139 @@ async def test_a_scheduled_broadcast_waits_for_its_time(shop: Shop, phones: Phon
     shop.clock.set(later)
     done = await shop.run(broadcast)
     assert done.status == "done" and shop.received("anna") == ["Later"]
+
+
+async def test_gift_points_go_with_each_message_sent_once_and_burn_after_their_days(
+    shop: Shop, phones: Phones
+) -> None:
+    for i in range(6):
+        await join(shop, phones, f"m{i}", language="ru")
+    await join(shop, phones, "optout", language="ru", notify_offers=False)
+    broadcast, _ = await shop.broadcasts.create(
+        Draft(
+            filter=SegmentFilter(),
+            text="Баланс: {balance}",
+            control_percent=0,
+            gift_points=50,
+            gift_days=7,
+        ),
+        actor="tg:1",
+    )
+    await shop.run(broadcast)
+    for i in range(6):
+        (text,) = shop.received(f"m{i}")
+        # The balance shown includes the gift; the gift line says how many and until when.
+        assert text == "Баланс: 150\n\n🎁 Вам в подарок 50 баллов — они действуют до 9 марта."
+        member = await shop.ledger.get_member(shop.members[f"m{i}"])
+        assert member.balance == 150
+    optout = await shop.ledger.get_member(shop.members["optout"])
+    assert optout.balance == 100  # skipped: no message, no gift
+    # The sweep finds nothing left to credit, and crediting again changes nothing.
+    done = await shop.broadcasts.by_id(broadcast.id)
+    assert done is not None and done.status == "done"
+    gifted = await shop.ledger.gifted_members(broadcast.id)
+    assert gifted == {shop.members[f"m{i}"] for i in range(6)}
+    shop.clock.advance(timedelta(days=7, minutes=1))
+    await shop.ledger.expire_due()
+    member = await shop.ledger.get_member(shop.members["m0"])
+    assert member.balance == 100
+
+
+async def test_a_gift_whose_credit_a_crash_missed_is_credited_by_the_next_tick(
+    shop: Shop, phones: Phones
+) -> None:
+    for i in range(3):
+        await join(shop, phones, f"m{i}")
+    broadcast, _ = await shop.broadcasts.create(
+        Draft(filter=SegmentFilter(), text="Hi", control_percent=0, gift_points=20),
+        actor="tg:1",
+    )
+    shop.sender.on_sent = None  # the process died between recording the sends and the credit
+    await shop.run(broadcast)
+    assert await shop.ledger.gifted_members(broadcast.id) == set(shop.members.values())
+    for member_id in shop.members.values():
+        assert (await shop.ledger.get_member(member_id)).balance == 120
+
+
+async def test_the_report_counts_what_each_group_bought_in_the_window_after_sending(
+    shop: Shop, phones: Phones
+) -> None:
+    """80 members, half held back. In the 14 days after sending: 10 recipients buy 1,000 RUB
+    each (one of them twice, the second refunded by half), 4 of the control group buy 500 RUB.
+    A purchase before sending and one after the window count for nobody; an erased member
+    leaves their group. By hand: recipients 39 members (one erased), 10 buyers, 11 purchases,
+    revenue 10 x 1,000 + 500 = 10,500 RUB; control 40 members, 4 buyers, 2,000 RUB."""
+    for i in range(80):
+        await join(shop, phones, f"m{i}")
+    ids = list(shop.members.values())
+    before = ids[0]
+    await shop.ledger.purchase(receipt_id="early", member_id=before, amount_kopecks=99_900)
+    shop.clock.advance(timedelta(hours=1))
+    broadcast, _ = await shop.broadcasts.create(
+        Draft(filter=SegmentFilter(), text="Hi", control_percent=50), actor="tg:1"
+    )
+    done = await shop.run(broadcast)
+    control = await control_group(shop, broadcast)
+    recipients = [m for m in ids if m not in control]
+    held_back = sorted(control)
+    shop.clock.advance(timedelta(days=3))
+    for n, member_id in enumerate(recipients[:10]):
+        await shop.ledger.purchase(receipt_id=f"r{n}", member_id=member_id, amount_kopecks=100_000)
+    await shop.ledger.purchase(
+        receipt_id="r-twice", member_id=recipients[0], amount_kopecks=100_000
+    )
+    await shop.ledger.refund(refund_id="rf", receipt_id="r-twice", amount_kopecks=50_000)
+    for n, member_id in enumerate(held_back[:4]):
+        await shop.ledger.purchase(receipt_id=f"c{n}", member_id=member_id, amount_kopecks=50_000)
+    await shop.ledger.erase_member(recipients[-1])
+    shop.clock.advance(timedelta(days=12))  # past the 14-day window
+    await shop.ledger.purchase(receipt_id="late", member_id=recipients[20], amount_kopecks=70_000)
+
+    report = await shop.broadcasts.attribution(done)
+    assert report is not None and report.complete
+    assert report.to_json()["recipients"] == {"members": 39, "buyers": 10, "revenue": "10500.00"}
+    assert report.to_json()["control"] == {"members": 40, "buyers": 4, "revenue": "2000.00"}
+    assert report.recipients.purchases == 11 and report.control.purchases == 4
+    lift = report.to_json()["lift"]
+    assert lift["state"] == "measured"
+    assert lift["buyers"]["recipients"] == "0.2564"  # 10 / 39
+    assert lift["buyers"]["control"] == "0.1000"
+    assert lift["buyers"]["difference"] == "0.1564"
+    assert lift["revenue_per_member"]["difference"] == "219.23"  # 10,500/39 - 2,000/40
+
+
+async def test_a_broadcast_not_started_has_no_report_yet(shop: Shop, phones: Phones) -> None:
+    await join(shop, phones, "anna")
+    broadcast, _ = await shop.broadcasts.create(
+        Draft(
+            filter=SegmentFilter(),
+            text="Later",
+            send_at=shop.clock.now() + timedelta(days=1),
+        ),
+        actor="tg:1",
+    )
+    assert await shop.broadcasts.attribution(broadcast) is None
+
+
+async def test_at_night_only_a_limited_part_of_a_broadcast_waits_in_the_outbox(
+    shop: Shop, phones: Phones
+) -> None:
+    """Queued messages held by quiet hours are not 'ahead' of the sender, but past a limit the
+    rest waits in broadcast_members: the morning's sender ranks a short queue."""
+    shop.broadcasts = Broadcasts(shop.ledger, shop.outbox, feed_window=2)  # at most 40 waiting
+    for i in range(50):
+        await join(shop, phones, f"m{i}")
+    shop.clock.set(shop.clock.now().replace(hour=19))  # 22:00 in Moscow
+    broadcast, _ = await shop.broadcasts.create(
+        Draft(filter=SegmentFilter(), text="Night", control_percent=0), actor="tg:1"
+    )
+    for _ in range(40):
+        await shop.broadcasts.tick()
+        await shop.sender.drain()
+    waiting = await outcomes(shop, broadcast)
+    assert len(waiting) == 40
+    assert {status for status, _ in waiting.values()} == {"queued"}
+    shop.clock.set(shop.clock.now().replace(hour=7, minute=1) + timedelta(days=1))  # 10:01
+    done = await shop.run(broadcast)
+    assert done.status == "done"
+    assert all(shop.received(name) == ["Night"] for name in shop.chats)

@@ -170,7 +170,7 @@ async def test_sixty_days_every_message_on_time_once_and_within_the_caps(
             )
         ).all()
     assert any(
-        status == "dropped" and "weekly cap" in (reason or "") for status, reason in outcomes
+        status == "skipped_cap" and "weekly cap" in (reason or "") for status, reason in outcomes
     ), outcomes
     assert [t for t in chris_texts if "Silver tier" in t] == [
         "🎉 You've reached the Silver tier! From now on you earn 1 point for every 40 ₽."
