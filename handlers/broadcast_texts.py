@@ -6,6 +6,7 @@ broadcast. Rendered in the current language (gettext's); no words live here.
 from __future__ import annotations
 
 from datetime import datetime
+from decimal import Decimal
 from typing import Any
 
 from aiogram.types import InlineKeyboardMarkup
@@ -15,8 +16,18 @@ from babel.dates import get_month_names
 from handlers.keyboards import BroadcastCb, inline_keyboard
 from marketing.audience import SegmentCounts
 from marketing.broadcasts import Broadcast, BroadcastError, Progress
+from marketing.lift import MIN_MEMBERS, GroupOutcome, Lift, LiftState
+from marketing.reports import Attribution
 from marketing.segments import SegmentFilter
-from messaging.texts import count_text, current_language, moment_text, number_text, roubles_text
+from messaging.texts import (
+    count_text,
+    current_language,
+    days_text,
+    format_decimal,
+    moment_text,
+    number_text,
+    roubles_text,
+)
 from messaging.texts import tier_text as tier_name
 
 # The composer's menu of conditions, in the order of the contract; "balance" sets
@@ -192,12 +203,10 @@ def _rate_lines(broadcast: Broadcast, progress: Progress, now: datetime) -> list
     if elapsed < 1 or not progress.done:
         return []
     per_second = progress.done / elapsed
-    lines = [
-        _("bc-progress-rate").format(
-            per_minute=number_text(round(per_second * 60)),
-            per_second=number_text(round(per_second)),
-        )
-    ]
+    if per_second >= 1:
+        lines = [_("bc-progress-rate-second").format(rate=number_text(round(per_second)))]
+    else:
+        lines = [_("bc-progress-rate-minute").format(rate=number_text(round(per_second * 60)))]
     if progress.pending:
         lines.append(
             _("bc-progress-left").format(left=duration_text(progress.pending / per_second))
@@ -239,3 +248,103 @@ def broadcast_error_text(error: BroadcastError) -> str:
     if error.field == "button_url":
         return _("bc-error-url")
     return _("bc-error-other")
+
+
+# ------------------------------------------------------------------ the lift
+
+
+def attribution_text(report: Attribution, timezone: str) -> str:
+    """Recipients against the control group over the attribution window, and the lift in
+    words: "+4.1 pp buyers (from +1.2 to +7.0)", or why it cannot be told."""
+    title = (
+        _("bc-attr-final").format(days=days_text(report.window_days))
+        if report.complete
+        else _("bc-attr-running").format(
+            days=days_text(report.window_days), end=moment_text(report.end, timezone)
+        )
+    )
+    r, c = report.recipients, report.control
+    lines = [
+        title,
+        _("bc-attr-groups"),
+        _("bc-attr-members").format(
+            recipients=number_text(r.members), control=_count(c, c.members)
+        ),
+        _("bc-attr-buyers").format(
+            recipients=f"{number_text(r.buyers)} ({_share(r.buyers_share)})",
+            control=f"{_count(c, c.buyers)} ({_share(c.buyers_share)})",
+        ),
+        _("bc-attr-purchases").format(
+            recipients=number_text(r.purchases), control=_count(c, c.purchases)
+        ),
+        _("bc-attr-revenue").format(
+            recipients=_roubles(r.revenue_per_member), control=_roubles(c.revenue_per_member)
+        ),
+    ]
+    lift = report.lift
+    if lift.state == LiftState.NO_CONTROL:
+        lines.append(_("bc-lift-no-control"))
+    elif lift.state == LiftState.TOO_SMALL:
+        lines.append(_("bc-lift-too-small").format(least=MIN_MEMBERS))
+    else:
+        lines += _lift_lines(lift)
+    return "\n".join(lines)
+
+
+def _lift_lines(lift: Lift) -> list[str]:
+    buyers, revenue = lift.buyers, lift.revenue_per_member
+    lines = []
+    if buyers.difference is not None and buyers.low is not None and buyers.high is not None:
+        values = {
+            "amount": _points(abs(buyers.difference) * 100, signed=False),
+            "low": _points(buyers.low * 100),
+            "high": _points(buyers.high * 100),
+        }
+        if buyers.difference >= 0:
+            lines.append(_("bc-lift-buyers-more").format(**values))
+        else:
+            lines.append(_("bc-lift-buyers-less").format(**values))
+        if buyers.low > 0:
+            lines.append(_("bc-lift-verdict-up"))
+        elif buyers.high < 0:
+            lines.append(_("bc-lift-verdict-down"))
+        else:
+            lines.append(_("bc-lift-verdict-chance"))
+    if revenue.difference is not None:
+        more = revenue.difference >= 0
+        values = {"amount": _roubles(abs(revenue.difference))}
+        if revenue.low is not None and revenue.high is not None:
+            values |= {"low": _roubles(revenue.low, signed=True)}
+            values |= {"high": _roubles(revenue.high, signed=True)}
+            if more:
+                lines.append(_("bc-lift-revenue-more").format(**values))
+            else:
+                lines.append(_("bc-lift-revenue-less").format(**values))
+        elif more:
+            lines.append(_("bc-lift-revenue-more-open").format(**values))
+        else:
+            lines.append(_("bc-lift-revenue-less-open").format(**values))
+    return lines
+
+
+def _count(group: GroupOutcome, value: int) -> str:
+    return number_text(value) if group.members else "—"
+
+
+def _share(share: float | None) -> str:
+    if share is None:
+        return "—"
+    return format_decimal(Decimal(str(round(share * 100, 1))), format="#,##0.0") + "%"
+
+
+def _points(value: float, *, signed: bool = True) -> str:
+    """Percentage points with one decimal: "+1.2", "-0.4" / "+1,2"."""
+    pattern = "+#,##0.0;-#,##0.0" if signed else "#,##0.0"
+    return format_decimal(Decimal(str(round(value, 1))), format=pattern)
+
+
+def _roubles(kopecks: float | None, *, signed: bool = False) -> str:
+    if kopecks is None:
+        return "—"
+    pattern = "+#,##0.00;-#,##0.00" if signed else "#,##0.00"
+    return format_decimal(Decimal(str(round(kopecks / 100, 2))), format=pattern)

@@ -18,6 +18,7 @@ from aiogram.utils.i18n import I18n
 from aiogram.utils.i18n import gettext as _
 
 from handlers.broadcast_texts import (
+    attribution_text,
     broadcast_buttons,
     counts_text,
     progress_text,
@@ -190,7 +191,11 @@ async def _report(
     broadcast: Broadcast, broadcasts: Broadcasts, clock: Clock, rules: Rules
 ) -> tuple[str, InlineKeyboardMarkup]:
     progress = await broadcasts.progress(broadcast)
-    text = progress_text(broadcast, progress, clock.now(), rules.messages.default_timezone)
+    zone = rules.messages.default_timezone
+    text = progress_text(broadcast, progress, clock.now(), zone)
+    report = await broadcasts.attribution(broadcast)
+    if report is not None:
+        text += "\n\n" + attribution_text(report, zone)
     keyboard = broadcast_buttons(broadcast) or InlineKeyboardMarkup(inline_keyboard=[])
     keyboard.inline_keyboard.append(
         inline_keyboard([[(_("bc-back"), BroadcastCb(action="list"))]]).inline_keyboard[0]

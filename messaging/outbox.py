@@ -10,6 +10,7 @@ each outcome: sent, skipped_optout, skipped_unreachable, dropped or failed, with
 from __future__ import annotations
 
 import asyncio
+import functools
 import json
 import logging
 from collections.abc import Callable, Collection, Mapping, Sequence
@@ -123,7 +124,7 @@ class Outbox:
         added = 0
         for start in range(0, len(messages), ENQUEUE_BATCH):
             batch = messages[start : start + ENQUEUE_BATCH]
-            added += await self._write(lambda conn, batch=batch: self.queue_in(conn, batch))
+            added += await self._write(functools.partial(self.queue_in, messages=batch))
         if added:
             self.wakeup.set()
         return added

@@ -195,6 +195,8 @@ async def test_a_marketer_composes_sends_and_reads_the_report_of_a_broadcast(
     assert f"{broadcast.public_id} — done" in listing.content
     report = await _press(mia, listing, broadcast.public_id)
     assert f"Sent: {sent} of 5" in report.content
+    assert "so far; the window closes" in report.content  # 14 days from the start
+    assert "Too few members to tell the lift" in report.content  # 5 against 1
 
     # /segments counts the saved one now (one more opted out) and deletes it on confirmation.
     await mia.send_command("/segments")
@@ -242,6 +244,11 @@ async def test_pause_resume_and_cancel_from_the_progress_message(
     await mia.wait_for(lambda: "cancelled" in progress.content, what="cancelled")
     broadcast = (await app.services.broadcasts.recent(1))[0]
     assert broadcast.status == "cancelled"
+    await mia.send_command("/broadcasts")
+    listing = await mia.wait_message()
+    assert f"{broadcast.public_id} — cancelled" in listing.content
+    report = await _press(mia, listing, broadcast.public_id)
+    assert "No control group: the lift cannot be measured." in report.content
     actions = [record.action for record in await app.services.audit.recent(20)]
     assert {"broadcast.create", "broadcast.pause", "broadcast.resume", "broadcast.cancel"} <= set(
         actions
