@@ -7,6 +7,7 @@ and cancel, /broadcasts and /segments; and that nobody else can broadcast."""
 from __future__ import annotations
 
 from datetime import timedelta
+from pathlib import Path
 
 import pytest
 from sqlalchemy import select
@@ -18,7 +19,7 @@ from ledger.clock import ManualClock
 from marketing.offer import UNSUBSCRIBE
 from staff.roles import Role
 from storage.schema import broadcast_members
-from tests.e2e.conftest import ADMIN_ID
+from tests.e2e.conftest import ADMIN_ID, make_settings
 
 MARKETER = 6200
 
@@ -183,6 +184,8 @@ async def test_a_marketer_composes_sends_and_reads_the_report_of_a_broadcast(
     member = emulator.user(chat)
     offer = member.messages[0]
     member.mark_read()
+    await member.send_command("/support")  # in the middle of writing to support
+    await member.wait_message()
     await member.press(offer, UNSUBSCRIBE)
     assert "no more offers" in (await member.wait_message()).content
     assert not any(b.callback_data == UNSUBSCRIBE for b in offer.inline_buttons)
@@ -208,17 +211,12 @@ async def test_a_marketer_composes_sends_and_reads_the_report_of_a_broadcast(
     assert await app.services.segments.saved() == []
 
 
-async def test_pause_resume_and_cancel_from_the_progress_message(
-    emulator: BotAPIEmulator, app: Application, clock: ManualClock
-) -> None:
-    """In quiet hours the messages wait, so the broadcast stays in progress for the test."""
-    await _shop(app, emulator)
-    clock.advance(timedelta(hours=10))  # 22:00 in Moscow
-    mia = emulator.user(MARKETER, "Mia", language_code="en")
+async def _compose_to_everyone(mia: EmulatedUser, text: str) -> BotMessage:
+    """/broadcast to everyone, without a control group, now: the summary."""
     await mia.send_command("/broadcast")
     screen = await mia.wait_message()
     await _press(mia, screen, "Next ➡️")
-    await mia.send_text("Evening, {first_name}!")
+    await mia.send_text(text)
     screen = await mia.wait_message()
     screen = await _press(mia, screen, "Next ➡️")
     screen = await _press(mia, screen, "0%")
@@ -226,7 +224,17 @@ async def test_pause_resume_and_cancel_from_the_progress_message(
     await mia.press_button(screen, "👀 Preview")
     *_, controls = await mia.wait_messages(3)
     screen = await _press(mia, controls, "Next ➡️")
-    summary = await _press(mia, screen, "🚀 Now")
+    return await _press(mia, screen, "🚀 Now")
+
+
+async def test_pause_resume_and_cancel_from_the_progress_message(
+    emulator: BotAPIEmulator, app: Application, clock: ManualClock
+) -> None:
+    """In quiet hours the messages wait, so the broadcast stays in progress for the test."""
+    await _shop(app, emulator)
+    clock.advance(timedelta(hours=10))  # 22:00 in Moscow
+    mia = emulator.user(MARKETER, "Mia", language_code="en")
+    summary = await _compose_to_everyone(mia, "Evening, {first_name}!")
     assert "messages will wait until 10:00" in summary.content
     assert "No control group" in summary.content
     await mia.press_button(summary, "✅ Confirm")
@@ -260,6 +268,35 @@ async def test_pause_resume_and_cancel_from_the_progress_message(
     assert all(emulator.user(7001 + index).messages == [] for index in range(8))
 
 
+async def test_the_progress_message_goes_on_after_a_restart_and_nobody_gets_two(
+    emulator: BotAPIEmulator,
+    app: Application,
+    clock: ManualClock,
+    database_url: str,
+    tmp_path: Path,
+) -> None:
+    """Held by quiet hours when the process stops; the next process sends it in the morning
+    and edits the same progress message to its report."""
+    await _shop(app, emulator)
+    clock.advance(timedelta(hours=10))  # 22:00 in Moscow
+    mia = emulator.user(MARKETER, "Mia", language_code="en")
+    await mia.press_button(await _compose_to_everyone(mia, "Morning, {first_name}!"), "✅ Confirm")
+    progress = await mia.wait_message()
+    await mia.wait_for(lambda: progress.edited, timeout=10, what="the first progress edit")
+    await app.stop()
+    clock.advance(timedelta(hours=12))  # 10:00 the next day
+    again = Application(make_settings(emulator, database_url, tmp_path), clock=clock)
+    await again.start()
+    try:
+        await mia.wait_for(lambda: "done" in progress.content, timeout=20, what="the report")
+    finally:
+        await again.stop()
+    assert "Sent: 7 of 8" in progress.content and "opted out of offers — 1" in progress.content
+    for index in range(8):
+        got = emulator.user(7001 + index).messages
+        assert len(got) == (0 if index == 5 else 1), index  # Fay opted out
+
+
 async def test_a_russian_marketer_reads_counts_and_errors_in_russian(
     emulator: BotAPIEmulator, app: Application
 ) -> None:
@@ -274,6 +311,32 @@ async def test_a_russian_marketer_reads_counts_and_errors_in_russian(
     await _press(mia, screen, "Дальше ➡️")
     await mia.send_text("Привет, {name}!")
     assert "Неизвестная подстановка {name} на 9-м символе" in (await mia.wait_message()).content
+    await mia.send_text("Привет, {first_name}!")
+    screen = await mia.wait_message()
+    screen = await _press(mia, screen, "Дальше ➡️")
+    screen = await _press(mia, screen, "✅ 10%")
+    await mia.press_button(screen, "👀 Предпросмотр")
+    title, preview, controls = await mia.wait_messages(3)
+    assert "Участники увидят это так" in title.content
+    assert preview.content.startswith("Привет, Мия!")
+    screen = await _press(mia, controls, "Дальше ➡️")
+    await _press(mia, screen, "🕒 В другое время…")
+    await mia.send_text("завтра")
+    assert "ДД.ММ ЧЧ:ММ" in (await mia.wait_message()).content
+    await mia.send_text("01.03 10:00")  # it is 2 March, 12:00 in Moscow
+    assert "Это время уже прошло (сейчас 2 мар., 12:00)" in (await mia.wait_message()).content
+    await mia.send_text("02.03 23:30")
+    summary = await mia.wait_message()
+    assert "Когда: 2 мар., 23:30 (по времени магазина)" in summary.content, summary.content
+    assert "тихие часы: сообщения подождут до 10:00" in summary.content
+    await mia.press_button(summary, "✅ Подтвердить")
+    progress = await mia.wait_message()
+    assert "запланирована" in progress.content and "Начало: 2 мар., 23:30" in progress.content
+    assert [b.text for b in progress.inline_buttons] == ["⏹ Отменить"]
+    await mia.send_command("/cancel")  # the composer is over: nothing to cancel in it
+    assert not (await mia.wait_message()).content.startswith("Отменено: рассылка не создана.")
+    await mia.send_command("/broadcast")
+    await mia.wait_message()
     await mia.send_command("/cancel")
     assert (await mia.wait_message()).content.startswith("Отменено: рассылка не создана.")
 
