@@ -87,6 +87,7 @@ def build_composer_router() -> Router:
     typed = and_f(F.text, ~F.text.startswith("/"), invert_f(MenuButton()))
     router.message.register(take_value, Composing.value, typed)
     router.message.register(take_segment_name, Composing.segment_name, typed)
+    router.message.register(use_the_buttons, Composing.menu, typed)
     composer_message.register(router, typed)
     composer_send.register(router, typed)
     cb = ComposeCb.filter
@@ -116,6 +117,11 @@ async def start_composer(message: Message, state: FSMContext, segments: Segments
 async def cancel_composer(message: Message, state: FSMContext) -> None:
     await state.clear()
     await message.answer(_("bc-cancelled"))
+
+
+async def use_the_buttons(message: Message) -> None:
+    """Text typed while the composer shows buttons."""
+    await message.answer(_("bc-use-buttons"))
 
 
 async def cancel_button(callback: CallbackQuery, state: FSMContext) -> None:

@@ -297,6 +297,44 @@ async def test_the_progress_message_goes_on_after_a_restart_and_nobody_gets_two(
         assert len(got) == (0 if index == 5 else 1), index  # Fay opted out
 
 
+async def test_a_photo_and_a_link_button_go_with_the_message(
+    emulator: BotAPIEmulator, app: Application
+) -> None:
+    await _shop(app, emulator)
+    mia = emulator.user(MARKETER, "Mia", language_code="en")
+    await mia.send_command("/broadcast")
+    screen = await mia.wait_message()
+    await _press(mia, screen, "Next ➡️")
+    await mia.send_text("Our new menu, {first_name}")
+    screen = await mia.wait_message()
+    await _press(mia, screen, "🖼 Add a photo")
+    await mia.send_text("here it is")
+    assert "Send the photo" in (await mia.wait_message()).content
+    await mia.send_photo(b"photo-bytes")
+    screen = await mia.wait_message()
+    assert "Photo: yes" in screen.content
+    await _press(mia, screen, "🔗 Add a button with a link")
+    await mia.send_text("Menu")
+    assert "Two lines are needed" in (await mia.wait_message()).content
+    await mia.send_text("Menu\nhttps://example.com/menu")
+    screen = await mia.wait_message()
+    assert "Button: Menu → https://example.com/menu" in screen.content
+    screen = await _press(mia, screen, "Next ➡️")
+    screen = await _press(mia, screen, "✅ 10%")
+    await mia.press_button(screen, "👀 Preview")
+    _title, preview, controls = await mia.wait_messages(3)
+    assert preview.kind == "photo" and preview.caption == "Our new menu, Mia"
+    assert [(b.text, b.url) for b in preview.inline_buttons] == [
+        ("Menu", "https://example.com/menu"),
+        ("Unsubscribe from offers", None),
+    ]
+    await mia.send_text("looks good")  # typed where buttons are asked for
+    assert "Use the buttons" in (await mia.wait_message()).content
+    await mia.press_button(controls, "📨 Send a test to me")
+    test, _controls = await mia.wait_messages(2)
+    assert test.kind == "photo" and test.file_id == preview.file_id
+
+
 async def test_a_russian_marketer_reads_counts_and_errors_in_russian(
     emulator: BotAPIEmulator, app: Application
 ) -> None:
