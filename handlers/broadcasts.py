@@ -104,24 +104,28 @@ class ProgressMessages:
         self.every = every
         self.monotonic = monotonic
         self._edited: dict[int, float] = {}  # broadcast id -> when its message was last edited
+        self._shown: dict[int, tuple[str, str]] = {}  # broadcast id -> what it shows
 
     async def show(self, shown: list[Broadcast]) -> None:
-        for broadcast in shown:
-            if broadcast.progress_chat_id is None or broadcast.progress_message_id is None:
+        """Edit the progress message of each of these broadcasts (as `Broadcasts.tick`
+        returned them) that is due an edit."""
+        for listed in shown:
+            if listed.progress_chat_id is None or listed.progress_message_id is None:
                 continue
             now = self.monotonic()
-            last = self._edited.get(broadcast.id)
-            if broadcast.active and last is not None and now - last < self.every:
+            last = self._edited.get(listed.id)
+            if listed.active and last is not None and now - last < self.every:
                 continue
-            self._edited[broadcast.id] = now
-            if not broadcast.active:
-                self._edited.pop(broadcast.id, None)  # its last edit: the report
             # As it is now: a button may have paused or cancelled it since the tick read it.
-            broadcast = await self.broadcasts.by_id(broadcast.id) or broadcast
+            broadcast = await self.broadcasts.by_id(listed.id) or listed
+            self._edited[broadcast.id] = now
             try:
                 await self._edit(broadcast)
             except TelegramAPIError as error:
                 log.info("progress of broadcast %s not shown: %s", broadcast.id, error)
+            if not broadcast.active:  # that was its last edit: the report
+                self._edited.pop(broadcast.id, None)
+                self._shown.pop(broadcast.id, None)
 
     async def _edit(self, broadcast: Broadcast) -> None:
         assert broadcast.progress_chat_id is not None and broadcast.progress_message_id is not None
@@ -135,6 +139,9 @@ class ProgressMessages:
                 self.rules.messages.default_timezone,
             )
             keyboard = broadcast_buttons(broadcast)
+        looks = (text, keyboard.model_dump_json() if keyboard else "")
+        if self._shown.get(broadcast.id) == looks:
+            return  # a scheduled or paused one: nothing to change, no call
         try:
             await self.bot.edit_message_text(
                 text,
@@ -145,6 +152,7 @@ class ProgressMessages:
         except TelegramBadRequest as error:
             if "message is not modified" not in error.message:
                 raise
+        self._shown[broadcast.id] = looks
 
 
 # ------------------------------------------------------------------ /broadcasts, /segments

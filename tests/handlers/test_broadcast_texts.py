@@ -203,8 +203,35 @@ async def test_a_progress_message_is_edited_at_most_every_five_seconds_and_once_
     broadcasts.current = replace(broadcasts.current, status="done", finished_at=START)
     await shown.show([broadcasts.current])
     assert len(bot.edits) == 3 and "done" in bot.edits[2] and "Sent: 10 of 10" in bot.edits[2]
-    # A message that shows it already, or a broadcast without one, changes nothing.
-    bot.unchanged = True
-    await shown.show([broadcasts.current])
+    # A broadcast without a progress message has nothing to edit.
     await shown.show([replace(broadcasts.current, progress_chat_id=None)])
     assert len(bot.edits) == 3
+
+
+async def test_a_progress_message_that_would_not_change_is_not_edited_again(
+    i18n: I18n, rules: Rules
+) -> None:
+    """A scheduled broadcast waits for hours: its message is not edited every five seconds
+    with the same text; after a restart, Telegram's "message is not modified" is no error."""
+    seconds = [0.0]
+    bot = FakeBot()
+    broadcasts = FakeBroadcasts(_broadcast("scheduled", started_at=None))
+
+    def shown() -> ProgressMessages:
+        return ProgressMessages(
+            bot,  # type: ignore[arg-type]
+            broadcasts,  # type: ignore[arg-type]
+            _language,  # type: ignore[arg-type]
+            i18n,
+            rules,
+            monotonic=lambda: seconds[0],
+        )
+
+    progress = shown()
+    for second in (0, 5, 10, 15):
+        seconds[0] = second
+        await progress.show([broadcasts.current])
+    assert len(bot.edits) == 1 and "Starts:" in bot.edits[0]
+    bot.unchanged = True  # a new process shows it as it is
+    await shown().show([broadcasts.current])
+    assert len(bot.edits) == 1
