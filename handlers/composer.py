@@ -341,7 +341,8 @@ def _typed_values(name: str, typed: str) -> dict[str, Any] | None:
     if name == "balance":
         found = _RANGE.match(typed)
         if found:
-            return {"balance_min": int(found.group(1)), "balance_max": int(found.group(2))}
+            low, high = int(found.group(1)), int(found.group(2))
+            return {"balance_min": low, "balance_max": high} if low <= high else None
         number = plain_number(typed, 10**12)
         return None if number is None else {"balance_min": number}
     number = plain_number(typed, 10**12)
