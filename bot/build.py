@@ -24,7 +24,9 @@ from bot.middlewares import MemberMiddleware, OwnChatCallbackMiddleware
 from bot.settings import Settings
 from cards.service import CardService
 from handlers.admin import build_admin_router, build_staff_help_router
+from handlers.broadcasts import build_broadcasts_router, build_offers_router
 from handlers.cashier import build_cashier_router
+from handlers.composer import build_composer_router
 from handlers.fallback import build_anytime_router, build_fallback_router
 from handlers.history import build_history_router
 from handlers.member import build_member_router
@@ -155,9 +157,12 @@ def build_dispatcher(services: Services, *, bot_username: str) -> Dispatcher:
     MemberLanguageMiddleware(services.i18n).setup(dispatcher)
     dispatcher.callback_query.outer_middleware(OwnChatCallbackMiddleware())
     dispatcher.include_routers(
+        build_offers_router(),  # a member's "Unsubscribe from offers", in any state
         build_admin_router(),
         build_cashier_router(),  # first: a command in the middle of a sale ends the sale
         build_support_router(),
+        build_composer_router(),  # /broadcast (marketers, admins)
+        build_broadcasts_router(),  # /broadcasts, /segments, progress buttons
         build_confirmation_router(),
         # Before joining's steps, which take every message while they wait for a consent
         # or a phone: staff who pressed /start still get their help, and anyone their id.

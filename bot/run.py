@@ -27,6 +27,7 @@ from bot.build import Services, build_dispatcher, build_services, close_services
 from bot.failures import StartupError, failing_as, reason, safe_url
 from bot.retries import RetryBriefFailures
 from bot.settings import Settings
+from handlers.broadcasts import ProgressMessages
 from handlers.commands import set_all_staff_commands, set_member_commands
 from ledger.clock import Clock, SystemClock
 from marketing.broadcasts import KIND as BROADCAST
@@ -154,6 +155,13 @@ async def running(settings: Settings, clock: Clock) -> AsyncIterator[Running]:
         api_url = await _serve_api(services, stack)  # before the chat: a port in use stops here
         polling = Polling(dispatcher, bot, settings.telegram_api_url)
         sales, i18n = services.sales, services.i18n
+        progress = ProgressMessages(
+            bot, services.broadcasts, services.staff_language, i18n, services.rules
+        )
+
+        async def broadcasts_sweep() -> None:
+            await progress.show(await services.broadcasts.tick())
+
         scheduler = SchedulerRunner(
             jobs,
             sender,
@@ -165,7 +173,7 @@ async def running(settings: Settings, clock: Clock) -> AsyncIterator[Running]:
             sweeps={
                 "confirmations": (1.0, lambda: expire_due(sales, bot, i18n)),
                 # Broadcasts: start those due, queue the next recipients, finish, show progress.
-                "broadcasts": (BROADCAST_TICK_S, services.broadcasts.tick),
+                "broadcasts": (BROADCAST_TICK_S, broadcasts_sweep),
             },
         )
 

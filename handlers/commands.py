@@ -18,8 +18,17 @@ MEMBER_COMMANDS = ("start", "card", "balance", "history", "invite", "settings", 
 ROLE_COMMANDS: dict[Role, tuple[str, ...]] = {
     Role.CASHIER: ("sale", "cancel"),
     Role.SUPPORT: ("tickets", "member"),
-    Role.MARKETER: (),
-    Role.ADMIN: ("sale", "cancel", "tickets", "member", "staff"),
+    Role.MARKETER: ("broadcast", "broadcasts", "segments", "cancel"),
+    Role.ADMIN: (
+        "sale",
+        "cancel",
+        "tickets",
+        "member",
+        "broadcast",
+        "broadcasts",
+        "segments",
+        "staff",
+    ),
 }
 
 

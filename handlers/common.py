@@ -22,7 +22,7 @@ def staff_help(roles: frozenset[Role]) -> list[str]:
         lines.append(_("cashier-help"))
     if roles & {Role.SUPPORT, Role.ADMIN}:
         lines.append(_("support-help"))
-    if Role.MARKETER in roles:
+    if roles & {Role.MARKETER, Role.ADMIN}:
         lines.append(_("marketer-help"))
     if Role.ADMIN in roles:
         lines.append(_("admin-help"))
@@ -43,9 +43,7 @@ def utf16_length(text: str) -> int:
     return len(text.encode("utf-16-le")) // 2
 
 
-async def edit_in_place(
-    message: Message, text: str, keyboard: InlineKeyboardMarkup | None
-) -> None:
+async def edit_in_place(message: Message, text: str, keyboard: InlineKeyboardMarkup | None) -> None:
     """Show `text` in place of the message; a second tap that would change nothing is quiet."""
     try:
         await message.edit_text(text, reply_markup=keyboard)

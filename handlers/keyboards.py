@@ -8,6 +8,7 @@ No words live here: every label comes from the locales through gettext.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Annotated
 
 from aiogram.filters.callback_data import CallbackData
@@ -70,7 +71,30 @@ class WithdrawCb(CallbackData, prefix="rw"):
     request_id: RowId
 
 
-def inline_keyboard(rows: list[list[tuple[str, CallbackData]]]) -> InlineKeyboardMarkup:
+class ComposeCb(CallbackData, prefix="bc"):
+    """A button of the broadcast composer: the step's action and its value (a condition, a
+    tier, a month, a percentage...). What it changes is checked against the FSM draft."""
+
+    action: str
+    value: str = ""
+
+
+class BroadcastCb(CallbackData, prefix="bcast"):
+    """A button on a broadcast's progress message or report: open | pause | resume |
+    cancel | cancel_yes | cancel_no | list."""
+
+    action: str
+    broadcast_id: RowId = 0
+
+
+class SegmentCb(CallbackData, prefix="seg"):
+    """A saved segment's button in /segments: delete | delete_yes | delete_no."""
+
+    action: str
+    segment_id: RowId
+
+
+def inline_keyboard(rows: Sequence[Sequence[tuple[str, CallbackData]]]) -> InlineKeyboardMarkup:
     """Rows of (label, callback data) as an inline keyboard."""
     return InlineKeyboardMarkup(
         inline_keyboard=[
@@ -96,6 +120,8 @@ def main_menu() -> ReplyKeyboardMarkup:
 
 __all__ = [
     "MENU_ROWS",
+    "BroadcastCb",
+    "ComposeCb",
     "ConfirmCb",
     "ConsentCb",
     "DisputeEntryCb",
@@ -105,6 +131,7 @@ __all__ = [
     "Points",
     "RowId",
     "SaleCb",
+    "SegmentCb",
     "SettingsCb",
     "WithdrawCb",
     "button",

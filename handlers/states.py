@@ -14,3 +14,16 @@ class Asking(StatesGroup):
     support = State()
     dispute = State()
     birthday = State()
+
+
+class Composing(StatesGroup):
+    """The broadcast composer's steps that wait for typed input (the others are buttons)."""
+
+    menu = State()  # a screen of buttons
+    value = State()  # a condition's value
+    segment_name = State()
+    text = State()
+    photo = State()
+    button = State()
+    gift = State()
+    send_at = State()

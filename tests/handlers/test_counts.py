@@ -27,6 +27,7 @@ RU_NOUNS = {
     "балл": {"nom": ("балл", "балла", "баллов"), "gen": ("балла", "баллов", "баллов")},
     "день": {"nom": ("день", "дня", "дней")},
     "секунда": {"nom": ("секунда", "секунды", "секунд")},
+    "участник": {"nom": ("участник", "участника", "участников")},
     "символ": {
         "acc": ("символ", "символа", "символов"),
         "gen": ("символа", "символов", "символов"),
@@ -37,9 +38,22 @@ EN_NOUNS = {
     "день": ("day", "days"),
     "секунда": ("second", "seconds"),
     "символ": ("character", "characters"),
+    "участник": ("member", "members"),
 }
-RU_STEMS = {"балл": "балл", "день": "(?:день|дн)", "секунда": "секунд", "символ": "символ"}
-EN_STEMS = {"балл": "point", "день": "day", "секунда": "second", "символ": "character"}
+RU_STEMS = {
+    "балл": "балл",
+    "день": "(?:день|дн)",
+    "секунда": "секунд",
+    "символ": "символ",
+    "участник": "участник",
+}
+EN_STEMS = {
+    "балл": "point",
+    "день": "day",
+    "секунда": "second",
+    "символ": "character",
+    "участник": "member",
+}
 
 # Every plural message: what it counts, the case its sentence puts the noun in and, where a
 # verb agrees with the number, the verb's three forms (it stands just before the number).
@@ -58,6 +72,20 @@ PLURALS: dict[str, tuple[str, str, tuple[str, str, str] | None]] = {
     "error-redeem_above_limit": ("балл", "gen", None),
     "support-too-long": ("символ", "acc", None),
     "desk-reason-too-long": ("символ", "gen", None),
+    "offer-gift": ("балл", "nom", None),
+    "bc-members": ("участник", "nom", None),
+    "bc-is-burning": ("день", "nom", None),
+    "bc-is-inactive": ("день", "nom", None),
+    "bc-is-joined": ("день", "nom", None),
+}
+
+# Plural messages whose count stands without a noun ("из них получат 1 105", "97 отказались
+# от предложений"): the verb agrees with the number, before it or right after it ("не" aside).
+VERB_PLURALS: dict[str, tuple[str, tuple[str, str, str]]] = {
+    "bc-reachable": ("before", ("получит", "получат", "получат")),
+    "bc-opted-out": ("after", ("отказался", "отказались", "отказались")),
+    "bc-blocked": ("after", ("заблокировал", "заблокировали", "заблокировали")),
+    "bc-no-chat": ("after", ("привязал", "привязали", "привязали")),
 }
 
 # What the helpers that fill a message's slot with a count say, as the helper's name.
@@ -133,7 +161,7 @@ def _rendered(i18n: I18n, language: str, key: str) -> Iterator[tuple[int, str]]:
 def test_every_plural_message_is_known_to_this_test() -> None:
     for language in ("ru", "en"):
         plurals = {key for key, plural, _ in _catalog(language) if plural}
-        assert sorted(plurals ^ set(PLURALS)) == [], language
+        assert sorted(plurals ^ (set(PLURALS) | set(VERB_PLURALS))) == [], language
 
 
 @pytest.mark.parametrize("key", sorted(PLURALS))
@@ -148,6 +176,20 @@ def test_russian_counts_take_the_form_their_number_and_case_need(i18n: I18n, key
             assert before is not None and before.group(1) == verbs[_form(number)], text
         stems = re.findall(RU_STEMS[noun], text, flags=re.IGNORECASE)
         assert len(stems) == 1, f"said twice: {text}"
+
+
+@pytest.mark.parametrize("key", sorted(VERB_PLURALS))
+def test_russian_verbs_agree_with_a_count_that_has_no_noun(i18n: I18n, key: str) -> None:
+    side, verbs = VERB_PLURALS[key]
+    for number, text in _rendered(i18n, "ru", key):
+        grouped = re.escape(format_decimal(number, locale="ru"))
+        if side == "before":
+            found = re.search(r"(\w+)\s+" + grouped, text)
+        else:
+            found = re.search(grouped + r"\s+(?:не\s+)?(\w+)", text)
+        assert found is not None and found.group(1) == verbs[_form(number)], text
+    for number, text in _rendered(i18n, "en", key):
+        assert format_decimal(number, locale="en") in text, text
 
 
 @pytest.mark.parametrize("key", sorted(PLURALS))
