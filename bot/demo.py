@@ -13,7 +13,11 @@ plays the people and prints the chat as a transcript while it happens:
 4. Anna checks her balance and history and asks for her card; the PNG is saved to
    `data/demo-card.png` under the current directory;
 5. the owner makes Kate a cashier; Kate scans the QR on Anna's card and records a purchase in
-   the bot; Anna gets that receipt too.
+   the bot; Anna gets that receipt too;
+6. the owner makes Mia a marketer; Mia composes a broadcast to the English speakers with a gift
+   and a 20% control group, previews it, sends a test to herself and sends it; the progress
+   message is edited until the delivery report; members come in and buy, and her CRM reads the
+   report with the lift over the control group from the HTTP API.
 
 Exit status 0 when every step got the answer it waited for, 1 (with the step and the reason)
 otherwise. The narration is this developer tool's own English; everything the bot says comes
@@ -28,6 +32,7 @@ import io
 import json
 import logging
 import os
+import re
 import secrets
 import shutil
 import signal
@@ -43,6 +48,7 @@ from urllib.parse import quote
 
 import aiohttp
 from PIL import Image
+from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from api.keys import ApiKeyService
@@ -55,6 +61,7 @@ from ledger.invariants import check_ledger
 from ledger.rules import RulesError, load_rules
 from ledger.service import LedgerService
 from ledger.views import MemberView
+from storage.schema import broadcast_members
 
 ROOT = Path(__file__).resolve().parent.parent
 CARD_PATH = Path("data") / "demo-card.png"  # relative to the current directory
@@ -66,6 +73,9 @@ ANNA_ID, ANNA_PHONE, ANNA_PHONE_SHOWN = 1001, "+79991234567", "+7 999 123-45-67"
 BORIS_ID = 1002
 OWNER_ID = 9001
 KATE_ID = 7001
+MIA_ID = 7002
+CROWD = 300  # more members, so that a control group of 20% can say something
+CROWD_FIRST_ID = 20_000
 
 WAIT = 10.0  # seconds to wait for any one answer
 TOTAL_TIMEOUT = 60.0  # the whole demo normally takes a few seconds
@@ -234,6 +244,7 @@ class Demo:
         if not rules_file.exists():  # not run from a checkout: the current directory's
             rules_file = Path("rules.toml")
         rules = load_rules(rules_file)
+        rules_file = self.without_quiet_hours(rules_file)
         self.emu.add_bot(TOKEN, username=BOT_USERNAME, first_name=rules.program_name)
         base_url = await self.emu.start()
         settings = Settings(
@@ -258,6 +269,18 @@ class Demo:
         out.note("Bot        the real application, long-polling the emulator")
         out.note(f"HTTP API   {self.app.api_url}, for tills and online shops")
         out.note("Database   SQLite in a temporary directory, deleted at the end")
+        out.note("Rules      rules.toml, without quiet hours: offers go out at any hour here")
+
+    def without_quiet_hours(self, rules_file: Path) -> Path:
+        """The rules, but offers go out at any hour: the demo runs whenever it is started."""
+        text = rules_file.read_text(encoding="utf-8")
+        for key in ("quiet_hours_start", "quiet_hours_end"):
+            text = re.sub(rf'^{key} = "[0-9:]+"', f'{key} = "00:00"', text, flags=re.M)
+        copy = self.workdir / "rules.toml"
+        copy.write_text(text, encoding="utf-8")
+        if load_rules(copy).messages.quiet_hours_start != load_rules(copy).messages.quiet_hours_end:
+            raise DemoFailed(f"could not turn the quiet hours off in a copy of {rules_file}")
+        return copy
 
     async def close(self) -> None:
         if self.http is not None:
@@ -320,7 +343,13 @@ class Demo:
         await user.press_reply_button(label)
 
     async def call_api(
-        self, method: str, path: str, body: dict[str, Any] | None, key: str, expect: set[int]
+        self,
+        method: str,
+        path: str,
+        body: dict[str, Any] | None,
+        key: str,
+        expect: set[int],
+        who: str = "Till",
     ) -> dict[str, Any]:
         assert self.http is not None
         async with self.http.request(
@@ -328,7 +357,7 @@ class Demo:
         ) as response:
             answer = await response.json()
             status = response.status
-        self.out.http("Till", method, path, body, status, answer)
+        self.out.http(who, method, path, body, status, answer)
         if status not in expect:
             wanted = " or ".join(str(code) for code in sorted(expect))
             raise DemoFailed(f"{method} {path} answered {status}, expected {wanted}: {answer}")
@@ -353,6 +382,7 @@ class Demo:
         await self.pay_with_points(anna, key)
         await self.look_around(anna)
         await self.cashier_sale(anna)
+        await self.broadcast(anna)
         await self.summary(anna, key)
 
     async def join(self, anna: EmulatedUser) -> None:
@@ -484,6 +514,131 @@ class Demo:
         self.sales["cashier"] += 1
         # A sale in the bot: the receipt has no number (its internal id means nothing to Anna).
         await self.receipt(anna, self.t("receipt-purchase-in-bot").format(amount="640"))
+
+    async def broadcast(self, anna: EmulatedUser) -> None:
+        self.section("6. A marketer sends an offer with a control group")
+        owner = self.emu.user(OWNER_ID)
+        mia = self.emu.user(MIA_ID, "Mia", language_code="en")
+        await self.crowd()
+        await self.say(owner, "Oleg", f"/staff add {MIA_ID} marketer")
+        await self.reply(owner, "Oleg")
+        await self.reply(mia, "Mia")
+        await self.say(mia, "Mia", "/broadcast")
+        screen = await self.reply(mia, "Mia", what="the composer")
+        await self.tap(mia, "Mia", screen, self.t("bc-cond-language"))
+        choices = await self.edited(mia, "Mia", screen)
+        await self.tap(mia, "Mia", choices, self.t("language-name"))
+        screen = await self.edited(mia, "Mia", choices)
+        await self.tap(mia, "Mia", screen, self.t("bc-next"))
+        await self.edited(mia, "Mia", screen)
+        await self.say(
+            mia,
+            "Mia",
+            "Hi {first_name}! This week a coffee is on us: you have <b>{balance}</b> points.",
+        )
+        screen = await self.reply(mia, "Mia", what="the message step")
+        await self.tap(mia, "Mia", screen, self.t("bc-add-gift"))
+        await self.edited(mia, "Mia", screen)
+        await self.say(mia, "Mia", "50 7")
+        screen = await self.reply(mia, "Mia", what="the gift")
+        await self.tap(mia, "Mia", screen, self.t("bc-next"))
+        screen = await self.edited(mia, "Mia", screen)
+        await self.tap(mia, "Mia", screen, "20%")
+        screen = await self.edited(mia, "Mia", screen)
+        await self.tap(mia, "Mia", screen, self.t("bc-show-preview"))
+        controls = await self.reply(
+            mia,
+            "Mia",
+            lambda m: self.t("bc-send-test") in [b.text for b in m.inline_buttons],
+            "the preview",
+        )
+        await self.tap(mia, "Mia", controls, self.t("bc-send-test"))
+        controls = await self.reply(
+            mia,
+            "Mia",
+            lambda m: self.t("bc-next") in [b.text for b in m.inline_buttons],
+            "the test to herself",
+        )
+        await self.tap(mia, "Mia", controls, self.t("bc-next"))
+        screen = await self.edited(mia, "Mia", controls)
+        await self.tap(mia, "Mia", screen, self.t("bc-send-now"))
+        summary = await self.edited(mia, "Mia", screen)
+        await self.tap(mia, "Mia", summary, self.t("bc-confirm"))
+        await self.edited(mia, "Mia", summary)
+        progress = await self.reply(mia, "Mia", what="the progress message")
+        self.out.note("The progress message is edited in place while the offer goes out…")
+        done = self.t("bc-status-done")
+        try:
+            await mia.wait_for(lambda: done in progress.content, 30, "the delivery report")
+        except AssertionError:
+            raise DemoFailed("the broadcast did not finish within 30 s") from None
+        mia.mark_read()
+        self.out.bot("Mia", progress)
+        await self.reply(anna, "Anna", lambda m: "coffee" in m.content, "the offer")
+        await self.report()
+
+    async def crowd(self) -> None:
+        """More members, as a shop that has run for a while has (half of them English)."""
+        for n in range(CROWD):
+            telegram_id = CROWD_FIRST_ID + n
+            language = "en" if n % 2 else "ru"
+            self.emu.user(telegram_id, f"Guest{n}", language_code=language)
+            await self.ledger.register_member(
+                f"+7900{telegram_id:07d}",
+                telegram_id=telegram_id,
+                first_name=f"Guest{n}",
+                language=language,
+            )
+        self.out.note(f"The shop has {CROWD} more members by now, half of them English speakers.")
+
+    async def report(self) -> None:
+        """Members come in after the offer; the CRM reads the report with the lift."""
+        broadcasts = self.services.broadcasts
+        (broadcast,) = await broadcasts.recent(1)
+        async with self.engine.connect() as conn:
+            rows = (
+                await conn.execute(
+                    select(broadcast_members.c.member_id, broadcast_members.c.control).where(
+                        broadcast_members.c.broadcast_id == broadcast.id
+                    )
+                )
+            ).all()
+        anna = (await self.member(ANNA_ID)).member_id  # her purchases are the story's own
+        recipients = [row.member_id for row in rows if not row.control and row.member_id != anna]
+        control = [row.member_id for row in rows if row.control and row.member_id != anna]
+        buyers = recipients[::3] + control[::8]  # a third of the recipients, an eighth of control
+        for n, member_id in enumerate(buyers):
+            await self.ledger.purchase(
+                receipt_id=f"R-2{n:03d}", member_id=member_id, amount_kopecks=45_000
+            )
+        self.out.note(
+            f"(The demo does not wait a week:) {len(buyers)} of those members come in and buy, "
+            f"{len(recipients[::3])} who got the offer and {len(control[::8])} of the control "
+            "group. Mia's CRM reads the report:"
+        )
+        key = (await ApiKeyService(self.engine).create("demo-crm", scope="marketing"))[1]
+        answer = await self.call_api(
+            "GET", f"/api/v1/broadcasts/{broadcast.public_id}", None, key, {200}, who="CRM"
+        )
+        attribution = answer.get("attribution") or {}
+        if attribution.get("lift", {}).get("state") != "measured":
+            raise DemoFailed(f"the report has no measured lift: {attribution}")
+        mia = self.emu.user(MIA_ID)
+        await self.say(mia, "Mia", "/broadcasts")
+        listing = await self.reply(mia, "Mia", what="the list of broadcasts")
+        await self.tap(mia, "Mia", listing, broadcast.public_id)
+        await self.edited(mia, "Mia", listing)
+
+    async def edited(self, user: EmulatedUser, name: str, message: BotMessage) -> BotMessage:
+        """Wait for the bot to edit `message` in place (a step of a screen); print it."""
+        try:
+            edited = await user.wait_edit(message, timeout=WAIT)
+        except (AssertionError, TimeoutError):
+            raise DemoFailed(
+                f"the bot did not change its screen for {name} within {WAIT:.0f} s"
+            ) from None
+        self.out.bot(name, edited)
+        return edited
 
     def scan_card(self) -> str:
         """What a phone camera reads from the saved card: the QR's deep link."""
