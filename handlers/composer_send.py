@@ -5,7 +5,6 @@ message (handlers.broadcasts edits it as it sends)."""
 from __future__ import annotations
 
 import re
-import secrets
 from datetime import datetime
 from typing import Any, Protocol
 from zoneinfo import ZoneInfo
@@ -33,7 +32,7 @@ from handlers.states import Composing
 from ledger.clock import Clock
 from ledger.rules import Rules
 from ledger.views import MemberView
-from marketing.broadcasts import Broadcast, BroadcastError, Broadcasts, Draft
+from marketing.broadcasts import Broadcast, BroadcastError, Broadcasts, Draft, new_public_id
 from marketing.offer import compose_offer
 from marketing.saved import Segments
 from marketing.segments import SegmentFilter
@@ -209,7 +208,7 @@ async def send_now(
     draft = await live_draft(callback, state)
     if draft is None:
         return
-    draft = draft.model_copy(update={"send_at": None, "public_id": _new_public_id(clock.now())})
+    draft = draft.model_copy(update={"send_at": None, "public_id": new_public_id(clock.now())})
     await keep(state, draft)
     await callback.answer()
     text, keyboard = await summary_screen(draft, rules, segments, clock, settings)
@@ -248,7 +247,7 @@ async def take_send_at(
             reply_markup=back,
         )
         return
-    draft = draft.model_copy(update={"send_at": when.isoformat(), "public_id": _new_public_id(now)})
+    draft = draft.model_copy(update={"send_at": when.isoformat(), "public_id": new_public_id(now)})
     await keep(state, draft)
     await state.set_state(Composing.menu)
     text, keyboard = await summary_screen(draft, rules, segments, clock, settings)
@@ -355,10 +354,6 @@ async def confirm(
         reply_markup=broadcast_buttons(broadcast),
     )
     await broadcasts.show_progress_in(broadcast, shown.chat.id, shown.message_id)
-
-
-def _new_public_id(now: datetime) -> str:
-    return f"B-{now:%Y%m%d}-{secrets.token_hex(3)}"
 
 
 __all__ = ["SendRate", "register", "summary_screen"]

@@ -201,7 +201,7 @@ class Broadcasts:
         before with the same request, return that one: (broadcast, created now). The same id
         with another request: BroadcastError `broadcast_id_conflict`."""
         self.check(draft)
-        public_id = draft.public_id or _new_public_id(self.clock.now())
+        public_id = draft.public_id or new_public_id(self.clock.now())
         request_hash = hash_request(draft.request())
         now = self.clock.now()
         send_at = max(draft.send_at or now, now)
@@ -783,7 +783,8 @@ def valid_public_id(value: str) -> bool:
     )
 
 
-def _new_public_id(now: datetime) -> str:
+def new_public_id(now: datetime) -> str:
+    """An id for a broadcast made in the bot: its day and a random part."""
     return f"B-{now:%Y%m%d}-{secrets.token_hex(3)}"
 
 

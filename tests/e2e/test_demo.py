@@ -4,6 +4,7 @@ a card PNG whose QR opens the bot on the member's card."""
 from __future__ import annotations
 
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -75,7 +76,13 @@ def test_demo_runs_offline_and_tells_the_whole_story(tmp_path: Path) -> None:
     assert "📜 History, page 1 of 1" in out and "Welcome bonus" in out
     assert "saved to data/demo-card.png" in out
     assert "✅ Recorded." in out and "🧾 Purchase: 640 ₽" in out and "tg-7001" not in out
-    assert "B-" not in out  # the bot's internal sale id
+    assert not re.search(r"B-[0-9A-F]{12}\b", out)  # the bot's internal sale id
+
+    # The marketer's offer: composed, sent to all its recipients, and its lift measured.
+    assert "👤 Mia: /broadcast" in out and "🎁 A gift for you: 50 points" in out
+    assert re.search(r"Broadcast B-\d{8}-[0-9a-f]{6}: done\n   │ Sent: 121 of 121", out)
+    assert "Control group: 30 (20%)" in out
+    assert re.search(r'"state":\s+"measured"', out) and "pp buyers (from +" in out
     assert "Silver tier" in out and "✅ Demo finished" in out
 
     # The card is saved relative to the current directory and its QR opens the bot.
