@@ -59,16 +59,17 @@ from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
-from sqlalchemy import func, select
+from sqlalchemy import String, cast, delete, func, insert, literal, select, text, update
 
 from bench.common import ROOT, Figure, ShiftedClock, machine_info, percentile, report
 from bench.memory import proc_status
 from bench.prepared import BACKENDS, discard, prepared
-from bot.build import build_services, close_services
+from bot.build import Services, build_services, close_services
 from bot.run import Application, freeze_what_start_made
 from bot.settings import Settings
 from marketing.broadcasts import OUTCOMES, Broadcast, Broadcasts, Draft, Progress
 from storage.schema import broadcast_members, members, outbox
+from storage.schema import broadcasts as broadcasts_table
 
 if TYPE_CHECKING:  # the sending part's; the materialising child imports what the program does
     from bench.updates import SimUser
@@ -174,6 +175,7 @@ async def materialise(backend: str, members_count: int) -> tuple[list[str], list
                         select(func.count()).where(outbox.c.broadcast_id == broadcast.id)
                     )
                 ).scalar_one()
+            late = await late_in_sending(services, broadcast)
         finally:
             await close_services(services)
     finally:
@@ -183,6 +185,13 @@ async def materialise(backend: str, members_count: int) -> tuple[list[str], list
         f" group, {broadcast.recipients:,} recipients; create {create_s:.2f} s, first tick"
         f" {tick_s * 1000:.0f} ms, progress {progress_s * 1000:.0f} ms ({progress.to_json()});"
         f" RSS {idle:.0f} MB before, peak {sampler.peak:.0f} MB, VmHWM {rss_mb('VmHWM'):.0f} MB",
+        flush=True,
+    )
+    print(
+        f"{label}, late in sending ({late['rows']:,} outbox rows of the broadcast, the last"
+        f" {broadcasts.feed_window} queued): progress {late['progress'] * 1000:.0f} ms, tick"
+        f" {late['tick'] * 1000:.0f} ms, the sender's claim of {late['claimed']:.0f}"
+        f" {late['claim'] * 1000:.0f} ms",
         flush=True,
     )
     problems = []
@@ -215,7 +224,82 @@ async def materialise(backend: str, members_count: int) -> tuple[list[str], list
         ),
         Figure("broadcasts", f"first tick (queues the first batch), {where}", tick_s * 1000, "ms"),
         Figure("broadcasts", f"progress() of the broadcast, {where}", progress_s * 1000, "ms"),
+        Figure(
+            "broadcasts",
+            f"progress() late in sending (every recipient in the outbox), {where}",
+            late["progress"] * 1000,
+            "ms",
+        ),
+        Figure("broadcasts", f"tick() late in sending, {where}", late["tick"] * 1000, "ms"),
+        Figure(
+            "broadcasts",
+            f"the sender's claim of a batch late in sending, {where}",
+            late["claim"] * 1000,
+            "ms",
+        ),
     ]
+
+
+async def late_in_sending(services: Services, broadcast: Broadcast) -> dict[str, float]:
+    """The outbox as a broadcast nearly sent leaves it (every recipient recorded sent but the
+    last `feed_window`, still queued; written here in one statement, not sent), then the
+    queries that run on it every few seconds, timed: progress(), tick() (the feed's count of
+    what is queued ahead, the last feed, the finish check) and the sender's claim."""
+    broadcasts, outbox_ = services.broadcasts, services.outbox
+    now = services.clock.now()
+    bm = broadcast_members.c
+    key = literal(f"broadcast:{broadcast.id}:") + cast(bm.member_id, String)
+    values = [
+        key, bm.member_id, func.coalesce(members.c.telegram_id, 0), literal("offer"),
+        literal(""), literal("sent"), literal(now), literal(now), literal(now),
+        literal("broadcast"), literal(broadcast.id),
+    ]  # fmt: skip
+    rows = (
+        select(*values)
+        .join(members, members.c.id == bm.member_id)
+        .where(bm.broadcast_id == broadcast.id, bm.control.is_(False))
+    )
+    columns = [
+        "dedup_key", "member_id", "chat_id", "category", "text", "status", "not_before",
+        "created_at", "sent_at", "kind", "broadcast_id",
+    ]  # fmt: skip
+    mine = outbox.c.broadcast_id == broadcast.id
+    async with services.engine.begin() as conn:
+        await conn.execute(delete(outbox).where(mine))
+        await conn.execute(insert(outbox).from_select(columns, rows))
+        last = select(outbox.c.id).where(mine).order_by(outbox.c.id.desc())
+        await conn.execute(
+            update(outbox)
+            .where(outbox.c.id.in_(last.limit(broadcasts.feed_window).scalar_subquery()))
+            .values(status="queued", sent_at=None)
+        )
+        top = select(func.max(bm.member_id)).where(bm.broadcast_id == broadcast.id)
+        await conn.execute(
+            update(broadcasts_table)
+            .where(broadcasts_table.c.id == broadcast.id)
+            .values(fed_through=top.scalar_subquery())
+        )
+        count = (await conn.execute(select(func.count()).where(mine))).scalar_one()
+    if services.engine.dialect.name == "postgresql":
+        await pg_analyze(services)
+    _progress, progress_s = await timed(lambda: broadcasts.progress(broadcast))
+    _shown, tick_s = await timed(broadcasts.tick)
+    epoch = await outbox_.take_epoch("bench")
+    claimed, claim_s = await timed(lambda: outbox_.claim_due(25, epoch=epoch))
+    return {
+        "rows": count,
+        "progress": progress_s,
+        "tick": tick_s,
+        "claim": claim_s,
+        "claimed": len(claimed),
+    }
+
+
+async def pg_analyze(services: Services) -> None:
+    """As autovacuum would soon after such a change: the planner sees the new rows."""
+    async with services.engine.connect() as conn:
+        await conn.execution_options(isolation_level="AUTOCOMMIT")
+        await conn.execute(text("ANALYZE outbox"))
 
 
 async def materialise_in_child(backend: str, members_count: int) -> tuple[list[str], list[Figure]]:
