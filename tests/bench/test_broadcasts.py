@@ -17,7 +17,7 @@ pytestmark = pytest.mark.slow  # the real program started twice on generated dat
 
 def test_quick_and_default_sizes_and_the_per_bot_limit_is_not_exceeded() -> None:
     quick = broadcasts.parse_args(["--quick"])
-    assert (quick.members, quick.send_members, quick.messages) == (20_000, 20_000, 1_500)
+    assert (quick.members, quick.send_members, quick.messages) == (20_000, 20_000, 1_000)
     default = broadcasts.parse_args([])
     assert (default.members, default.send_members, default.messages) == (200_000, 20_000, 10_000)
     assert default.rate == 25.0
