@@ -6,8 +6,9 @@
     .venv/bin/python -m bench.all --modules ledger,updates
 
 Each module (bench.ledger, bench.api, bench.updates, bench.scheduler, bench.jobs,
-bench.aggregates, bench.memory) runs as a subprocess of this one's Python, with --quick when
-given and $BENCH_FIGURES set to a temporary file; its own output goes through as it comes, and
+bench.aggregates, bench.memory, bench.broadcasts) runs as a subprocess of this one's Python,
+with --quick when given and $BENCH_FIGURES set to a temporary file; its own output goes
+through as it comes, and
 what it reported with `bench.common.report` is read back from that file. A module that does not
 exist (yet) is not run, and the table says so; so does it for a module that exits non-zero.
 The table: benchmark, figure, value, floor, ratio, target, met.
@@ -33,7 +34,16 @@ from pathlib import Path
 
 from bench.common import FIGURES_ENV, ROOT, Figure
 
-MODULES = ("ledger", "api", "updates", "scheduler", "jobs", "aggregates", "memory")
+MODULES = (
+    "ledger",
+    "api",
+    "updates",
+    "scheduler",
+    "jobs",
+    "aggregates",
+    "memory",
+    "broadcasts",
+)
 COLUMNS = ("benchmark", "figure", "value", "floor", "ratio", "target", "met")
 
 

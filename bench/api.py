@@ -243,25 +243,10 @@ async def serve_emulator(args: argparse.Namespace) -> int:
 
     emu = BotAPIEmulator(call_log_size=10_000)
     emu.add_bot(BOT_TOKEN, username=BOT_USERNAME, first_name="Bench")
-    engine = create_engine(args.url)
-    try:
-        async with engine.connect() as conn:
-            rows = (
-                await conn.execute(
-                    select(members.c.telegram_id, members.c.unreachable).where(
-                        members.c.telegram_id.is_not(None)
-                    )
-                )
-            ).all()
-    finally:
-        await engine.dispose()
+    chats = await add_dataset_chats(emu, args.url)
     bot = emu.bot()
-    for telegram_id, unreachable in rows:
-        emu.user(telegram_id, first_name="Member")
-        if unreachable:
-            bot.chats[telegram_id].blocked = True
     base_url = await emu.start()
-    print(f"EMULATOR {base_url} {len(rows)}", flush=True)
+    print(f"EMULATOR {base_url} {chats}", flush=True)
     reader = await _stdin_lines()
     try:
         while line := (await reader.readline()).decode().strip():
@@ -280,6 +265,29 @@ async def serve_emulator(args: argparse.Namespace) -> int:
     finally:
         await emu.stop()
     return 0
+
+
+async def add_dataset_chats(emu: Any, url: str, bot: str | None = None) -> int:
+    """A chat in the emulator (`emulator.BotAPIEmulator`) for every member of the dataset at
+    `url` that has one, in the member's language, blocked for the unreachable ones; how many."""
+    engine = create_engine(url)
+    try:
+        async with engine.connect() as conn:
+            rows = (
+                await conn.execute(
+                    select(members.c.telegram_id, members.c.unreachable, members.c.language).where(
+                        members.c.telegram_id.is_not(None)
+                    )
+                )
+            ).all()
+    finally:
+        await engine.dispose()
+    state = emu.bot(bot)
+    for telegram_id, unreachable, language in rows:
+        emu.user(telegram_id, first_name="Member", language_code=language or "en", bot=bot)
+        if unreachable:
+            state.chats[telegram_id].blocked = True
+    return len(rows)
 
 
 def _read_json(path: str) -> Any:
