@@ -36,8 +36,8 @@ from marketing.broadcasts import Broadcast, BroadcastError, Broadcasts, Draft, n
 from marketing.offer import compose_offer
 from marketing.saved import Segments
 from marketing.segments import SegmentFilter
+from messaging.composing import Composed
 from messaging.limits import quiet_hours_end
-from messaging.sender import Composed
 from messaging.texts import days_text, moment_text, number_text, points_text
 from staff.audit import staff_actor
 

@@ -21,7 +21,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import Connection, String, case, cast, func, literal, select, update
+from sqlalchemy import Connection, String, and_, case, cast, func, literal, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 
 from ledger.clock import Clock
@@ -524,6 +524,7 @@ class Broadcasts:
         for row in active:
             broadcast = _broadcast(row)
             if broadcast.status == "sending":
+                await self._release_held(broadcast)
                 if not row.fed_all:
                     await self._feed(broadcast)
                 elif not await self._waiting(broadcast):
@@ -606,6 +607,26 @@ class Broadcasts:
             .limit(1)
         )
         return await self.db.read(lambda conn: conn.execute(query).first() is not None, single=True)
+
+    async def _release_held(self, broadcast: Broadcast) -> None:
+        """Messages the sender held back because the broadcast was paused as it claimed them,
+        recorded after a resume had released the others: queued again."""
+        held = and_(outbox.c.broadcast_id == broadcast.id, outbox.c.status == "held")
+        found = await self.db.read(
+            lambda conn: conn.execute(select(outbox.c.id).where(held).limit(1)).first(),
+            single=True,
+        )
+        if found is None:
+            return
+        now = self.clock.now()
+        await self.db.write(
+            lambda conn: conn.execute(
+                update(outbox)
+                .where(held)
+                .values(status="queued", not_before=now, expires_at=now + EXPIRES_AFTER)
+            )
+        )
+        self.outbox.wakeup.set()
 
     async def _finish_if_sent(self, broadcast: Broadcast) -> bool:
         """Done once every recipient is queued and none is waiting in the outbox."""
@@ -690,6 +711,11 @@ class Broadcasts:
                 actor=f"broadcast:{broadcast.public_id}",
             )
         return len(missing)
+
+    async def status_of(self, broadcast_id: int) -> str | None:
+        """Its status now (the sender asks before each of its messages)."""
+        query = select(broadcasts.c.status).where(broadcasts.c.id == broadcast_id)
+        return await self.db.read(lambda conn: conn.execute(query).scalar(), single=True)
 
     async def content(self, broadcast_id: int) -> Broadcast:
         """A broadcast by its row id, remembered (what it says never changes)."""

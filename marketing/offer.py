@@ -15,8 +15,8 @@ from aiogram.utils.i18n import gettext as _
 
 from marketing.broadcasts import Broadcast, Broadcasts
 from marketing.html import fill
+from messaging.composing import Composed, Recipient, Withdrawn
 from messaging.outbox import OutboxMessage
-from messaging.sender import Composed, Recipient
 from messaging.texts import count_text, date_text, number_text
 
 UNSUBSCRIBE = "offers:off"  # the callback data of the member's "Unsubscribe from offers"
@@ -57,6 +57,13 @@ class OfferComposer:
     async def __call__(self, message: OutboxMessage, recipient: Recipient) -> Composed | None:
         if message.broadcast_id is None:
             return None
+        # Paused or cancelled after the sender claimed it: not sent (only what is in flight
+        # already goes).
+        status = await self.broadcasts.status_of(message.broadcast_id)
+        if status == "paused":
+            raise Withdrawn("held", "the broadcast is paused")
+        if status == "cancelled":
+            raise Withdrawn("cancelled", "the broadcast was cancelled")
         broadcast = await self.broadcasts.content(message.broadcast_id)
         return compose_offer(
             broadcast,

@@ -23,7 +23,7 @@ import asyncio
 import contextlib
 import logging
 from collections.abc import Awaitable, Callable, Mapping, Sequence
-from dataclasses import dataclass, replace
+from dataclasses import replace
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -40,6 +40,7 @@ from sqlalchemy import select, update
 
 from ledger.clock import Clock
 from ledger.rules import MessageRules
+from messaging.composing import Composed, Composer, Recipient, Withdrawn
 from messaging.limits import RateLimiter, quiet_hours_end
 from messaging.notices import Notices
 from messaging.outbox import (
@@ -63,34 +64,6 @@ SENDS_IN_FLIGHT = 32  # sends awaited together; their outcomes are recorded toge
 # at a paid broadcast's rates, a group of up to SENDS_IN_FLIGHT per transaction.
 RECORD_EVERY_S = 0.04
 MAX_FAILURE_WAIT_S = 60.0
-
-
-@dataclass(frozen=True, slots=True)
-class Recipient:
-    """The member a message goes to, as the sender reads them when it sends."""
-
-    language: str
-    timezone: str
-    unreachable: bool
-    active: bool
-    opted_in: dict[str, bool]
-    first_name: str
-    balance: int
-
-
-@dataclass(frozen=True, slots=True)
-class Composed:
-    """A message as its composer made it for one member: Telegram HTML, the text or a
-    photo's caption."""
-
-    text: str
-    reply_markup: dict[str, Any] | None = None
-    photo: str | None = None  # a Telegram file_id: sent as a photo with `text` as its caption
-
-
-# Makes the message of an outbox row whose `kind` it is registered for (a broadcast's), at send
-# time; None when there is nothing to send (recorded as failed, with the composer's reason).
-Composer = Callable[[OutboxMessage, Recipient], Awaitable[Composed | None]]
 
 
 class Sender:
@@ -300,6 +273,9 @@ class Sender:
         assert message.kind is not None
         try:
             composed = await self.composers[message.kind](message, recipient)
+        except Withdrawn as withdrawn:
+            await self._record(message, withdrawn.status, reason=withdrawn.reason)
+            return None
         except Exception as error:
             log.exception("outbox: a %s message could not be composed", message.kind)
             await self._record(message, "failed", reason=f"compose: {type(error).__name__}")
@@ -485,11 +461,4 @@ class Sender:
             log.exception("outbox: the handler of an undelivered message failed")
 
 
-__all__: Sequence[str] = [
-    "Composed",
-    "Composer",
-    "RateLimiter",
-    "Recipient",
-    "Sender",
-    "quiet_hours_end",
-]
+__all__: Sequence[str] = ["RateLimiter", "Sender", "quiet_hours_end"]

@@ -509,3 +509,54 @@ async def test_gifted_points_add_up_the_gifts_of_this_broadcast_only(
     await shop.ledger.credit_gift(shop.members["m0"], int(f"{first.id}0"), 99, 7)
     assert await shop.broadcasts.gifted_points(first) == 75
     assert await shop.broadcasts.gifted_points(second) == 120
+
+
+async def test_what_the_sender_claimed_before_a_cancel_or_a_pause_is_not_sent_after_it(
+    shop: Shop, phones: Phones
+) -> None:
+    """The sender claims a second's worth of messages at a time; a cancel or a pause made
+    meanwhile reaches them too (only a send already handed to Telegram goes)."""
+    for i in range(6):
+        await join(shop, phones, f"m{i}")
+    broadcast, _ = await shop.broadcasts.create(
+        Draft(filter=SegmentFilter(), text="Hi", control_percent=0), actor="tg:1"
+    )
+    await shop.broadcasts.tick()  # 4 queued
+    epoch = await shop.outbox.take_epoch("test")
+    claimed = await shop.outbox.claim_due(2, epoch=epoch)  # claimed by a sender, not yet sent
+    assert len(claimed) == 2
+    paused = await shop.broadcasts.pause(broadcast, actor="tg:1")
+    shop.sender = shop.new_sender()  # a later epoch takes the claims over at once
+    await shop.sender.drain()
+    assert (await shop.broadcasts.progress(broadcast)).sent == 0
+    assert {status for status, _ in (await outcomes(shop, broadcast)).values()} == {"held"}
+
+    resumed = await shop.broadcasts.resume(paused, actor="tg:1")
+    await shop.broadcasts.tick()
+    epoch = await shop.outbox.take_epoch("test")
+    claimed = await shop.outbox.claim_due(3, epoch=epoch)
+    assert len(claimed) == 3
+    await shop.broadcasts.cancel(resumed, actor="tg:1")
+    shop.sender = shop.new_sender()
+    await shop.sender.drain()
+    assert sum(len(shop.received(name)) for name in shop.chats) == 0
+    progress = await shop.broadcasts.progress(broadcast)
+    assert (progress.sent, progress.pending) == (0, 6)
+
+
+async def test_a_message_held_by_a_pause_as_a_resume_came_is_sent_after_all(
+    shop: Shop, phones: Phones
+) -> None:
+    await join(shop, phones, "anna")
+    broadcast, _ = await shop.broadcasts.create(
+        Draft(filter=SegmentFilter(), text="Hi", control_percent=0), actor="tg:1"
+    )
+    await shop.broadcasts.tick()
+    epoch = await shop.outbox.take_epoch("test")
+    (claimed,) = await shop.outbox.claim_due(1, epoch=epoch)
+    paused = await shop.broadcasts.pause(broadcast, actor="tg:1")
+    await shop.broadcasts.resume(paused, actor="tg:1")  # nothing was held yet to release
+    # The sender, still holding it, learns of the pause only now and holds it back.
+    assert await shop.outbox.record(claimed.message_id, "held", epoch=epoch)
+    done = await shop.run(broadcast)
+    assert done.status == "done" and shop.received("anna") == ["Hi"]
