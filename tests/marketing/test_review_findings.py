@@ -1,0 +1,92 @@
+"""Review of issue 15 (broadcasts): tests that show defects found in review. Each test states
+the contract it checks; they are expected to FAIL on main at 1ea30f4."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+from typing import Any
+
+from marketing.broadcasts import Draft
+from marketing.segments import SegmentFilter
+from tests.conftest import Phones
+from tests.marketing.test_broadcasts import Shop, join, outcomes, shop  # noqa: F401
+
+
+async def test_cancel_while_a_dead_senders_claim_is_open_sends_nothing_afterwards(
+    shop: Shop, phones: Phones
+) -> None:
+    """PRODUCT.md: POST .../cancel -> nothing pending is sent afterwards. A leader killed with
+    -9 leaves its claimed rows `sending`; the marketer cancels (the API runs in any process);
+    the next leader's first claim voids the old claims back to `queued` and sends them."""
+    for i in range(4):
+        await join(shop, phones, f"m{i}")
+    broadcast, _ = await shop.broadcasts.create(
+        Draft(filter=SegmentFilter(), text="Cancelled offer", control_percent=0), actor="api:crm"
+    )
+    await shop.broadcasts.tick()  # the 4 recipients are queued
+    dead = await shop.outbox.take_epoch("dead leader")
+    claimed = await shop.outbox.claim_due(10, epoch=dead)  # ...claimed, then kill -9
+    assert len(claimed) == 4
+    cancelled = await shop.broadcasts.cancel(broadcast, actor="api:crm")
+    assert cancelled.status == "cancelled"
+
+    restarted = shop.new_sender()  # the next leader
+    await restarted.drain()
+    received = {name: shop.received(name) for name in shop.chats}
+    assert all(got == [] for got in received.values()), received
+
+
+async def test_pause_while_a_dead_senders_claim_is_open_holds_everything(
+    shop: Shop, phones: Phones
+) -> None:
+    """Pause holds what is queued; after a restart the dead sender's claims must not go out
+    while the broadcast is paused."""
+    for i in range(4):
+        await join(shop, phones, f"m{i}")
+    broadcast, _ = await shop.broadcasts.create(
+        Draft(filter=SegmentFilter(), text="Paused offer", control_percent=0), actor="tg:1"
+    )
+    await shop.broadcasts.tick()
+    dead = await shop.outbox.take_epoch("dead leader")
+    assert len(await shop.outbox.claim_due(10, epoch=dead)) == 4
+    await shop.broadcasts.pause(broadcast, actor="tg:1")
+    restarted = shop.new_sender()
+    await restarted.drain()
+    assert sum(len(shop.received(name)) for name in shop.chats) == 0
+
+
+async def test_a_message_deferred_by_quiet_hours_as_the_broadcast_is_cancelled_never_goes(
+    shop: Shop, phones: Phones
+) -> None:
+    """The sender claimed a recipient's row and finds quiet hours; the marketer cancels in
+    between (another process, or the bot's button); the sender then re-queues the row for
+    10:00, over the cancel, and sends it in the morning (with its gift)."""
+    await join(shop, phones, "moscow")
+    shop.clock.set(shop.clock.now().replace(hour=19))  # 22:00 in Moscow
+    broadcast, _ = await shop.broadcasts.create(
+        Draft(filter=SegmentFilter(), text="Night offer", control_percent=0, gift_points=50),
+        actor="api:crm",
+    )
+    await shop.broadcasts.tick()
+    sender = shop.new_sender()
+    original = sender._allowed_now
+    cancelled_once: list[bool] = []
+
+    async def cancel_first(*args: Any, **kwargs: Any) -> bool:
+        if not cancelled_once:
+            cancelled_once.append(True)
+            await shop.broadcasts.cancel(broadcast, actor="api:crm")
+        return await original(*args, **kwargs)
+
+    sender._allowed_now = cancel_first  # type: ignore[method-assign]
+    await sender.drain()
+    assert cancelled_once
+    shop.clock.set(shop.clock.now().replace(hour=7, minute=5) + timedelta(days=1))  # 10:05 MSK
+    sender._allowed_now = original  # type: ignore[method-assign]
+    await shop.broadcasts.tick()
+    await sender.drain()
+    assert shop.received("moscow") == []
+    seen = await outcomes(shop, broadcast)
+    assert seen[shop.members["moscow"]][0] != "sent"
+    found = await shop.broadcasts.by_id(broadcast.id)
+    assert found is not None and await shop.broadcasts.gifted_points(found) == 0
