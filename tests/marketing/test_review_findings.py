@@ -90,3 +90,54 @@ async def test_a_message_deferred_by_quiet_hours_as_the_broadcast_is_cancelled_n
     assert seen[shop.members["moscow"]][0] != "sent"
     found = await shop.broadcasts.by_id(broadcast.id)
     assert found is not None and await shop.broadcasts.gifted_points(found) == 0
+
+
+async def test_a_retry_while_the_first_request_still_draws_adds_no_recipient_after_the_count(
+    shop: Shop, phones: Phones
+) -> None:
+    """POST /api/v1/broadcasts again while the first request is still drawing its members (a
+    CRM's retry after a client timeout: drawing 200,000 members may take up to 20 s) finds the
+    broadcast `preparing` and draws the members again, at its own moment. If the first request
+    finishes (counts the audience, draws the control group) before the retry's insert, the
+    retry adds members after the count: more messages go out than `recipients`, and `pending`
+    goes negative (recipients = sent + ... + pending no longer holds with pending >= 0)."""
+    import asyncio
+
+    from marketing.broadcasts import Broadcasts
+
+    for i in range(3):
+        await join(shop, phones, f"m{i}")
+    first = shop.broadcasts
+    retry = Broadcasts(shop.ledger, shop.outbox, feed_window=4)  # another API process
+    first_drawn, first_go, retry_claimed, retry_go = (asyncio.Event() for _ in range(4))
+    first_draw, retry_draw = first._draw_members, retry._draw_members
+
+    async def first_draws(*args: Any) -> None:
+        await first_draw(*args)
+        first_drawn.set()
+        await first_go.wait()
+
+    async def retry_draws(*args: Any) -> None:
+        retry_claimed.set()
+        await retry_go.wait()
+        await retry_draw(*args)
+
+    first._draw_members = first_draws  # type: ignore[method-assign]
+    retry._draw_members = retry_draws  # type: ignore[method-assign]
+    draft = Draft(filter=SegmentFilter(), text="Once", public_id="B-retry", control_percent=0)
+    one = asyncio.create_task(first.create(draft, actor="api:crm"))
+    await first_drawn.wait()
+    await join(shop, phones, "newcomer")  # joins while the request is being served
+    two = asyncio.create_task(retry.create(draft, actor="api:crm"))
+    await retry_claimed.wait()
+    first_go.set()
+    broadcast, created = await one
+    retry_go.set()
+    again, created_again = await two
+    assert (created, created_again) == (True, False)
+    assert broadcast.recipients == again.recipients == 3
+
+    done = await shop.run(broadcast)
+    progress = await shop.broadcasts.progress(done)
+    assert progress.pending >= 0, progress
+    assert progress.done == done.recipients, progress
