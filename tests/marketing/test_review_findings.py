@@ -141,3 +141,21 @@ async def test_a_retry_while_the_first_request_still_draws_adds_no_recipient_aft
     progress = await shop.broadcasts.progress(done)
     assert progress.pending >= 0, progress
     assert progress.done == done.recipients, progress
+
+
+async def test_a_text_accepted_at_the_length_limit_still_fits_with_its_gift_line(
+    shop: Shop, phones: Phones
+) -> None:
+    """Broadcasts.check (marketing.html.check_text) counts the text with the longest name and
+    balance against Telegram's 4096, but not the gift line marketing.offer appends ("A gift
+    for you: 50 points, valid until ..."), nor (for a photo) against 1024. A text the API
+    accepted (201) is then refused by Telegram for every recipient: all `failed`, no gift."""
+    await join(shop, phones, "anna")
+    broadcast, _ = await shop.broadcasts.create(
+        Draft(filter=SegmentFilter(), text="a" * 4090, control_percent=0, gift_points=50),
+        actor="api:crm",
+    )
+    done = await shop.run(broadcast)
+    progress = await shop.broadcasts.progress(done)
+    assert progress.failed == 0, await outcomes(shop, broadcast)
+    assert progress.sent == 1
