@@ -6,7 +6,7 @@ import pytest
 
 from bot.run import Application
 from emulator import BotAPIEmulator
-from tests.e2e.test_marketer import MARKETER, _compose_to_everyone, _press, _shop
+from tests.e2e.test_marketer import MARKETER, _compose_to_everyone, _shop
 
 
 @pytest.fixture
@@ -36,7 +36,7 @@ async def test_confirm_on_a_summary_does_not_send_a_draft_changed_after_it(
     for _ in range(2):  # Back from "0%" to the control step, then to the message step
         edits = len(control.edits)
         await mia.press_button(control, "⬅️ Back")
-        await mia.wait_for(lambda: len(control.edits) > edits, what="an edit")
+        await mia.wait_for(lambda edits=edits: len(control.edits) > edits, what="an edit")
     await mia.wait_for(
         lambda: any(b.text == "✏️ Change the text" for b in control.inline_buttons),
         what="the message step",

@@ -1,3 +1,4 @@
+# ruff: noqa: F811
 """Review of issue 15 (broadcasts): tests that show defects found in review. Each test states
 the contract it checks; they are expected to FAIL on main at 1ea30f4."""
 
