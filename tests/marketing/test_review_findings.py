@@ -160,3 +160,33 @@ async def test_a_text_accepted_at_the_length_limit_still_fits_with_its_gift_line
     progress = await shop.broadcasts.progress(done)
     assert progress.failed == 0, await outcomes(shop, broadcast)
     assert progress.sent == 1
+
+
+async def test_a_capped_member_at_night_is_skipped_at_once_not_held_until_morning(
+    shop: Shop, phones: Phones
+) -> None:
+    """PRODUCT.md: a message that cannot go out within 24 hours of its send time is skipped
+    with its reason "at once when that is already certain (e.g. the member's cap frees only
+    days later), so a broadcast reaches done without waiting". The sender checks quiet hours
+    before the cap: at 22:00 a member whose cap frees in 7 days is deferred to 10:00, and the
+    broadcast stays `sending` all night for nothing."""
+    capped = await join(shop, phones, "capped")
+    shop.clock.set(shop.clock.now().replace(hour=15))  # 18:00 in Moscow
+    for n in range(3):  # three offers this evening
+        await shop.outbox.enqueue(
+            dedup_key=f"earlier-{n}",
+            chat_id=shop.chats["capped"],
+            member_id=capped,
+            text=f"offer {n}",
+            category="offer",
+        )
+        await shop.sender.drain()
+        shop.clock.advance(timedelta(minutes=30))
+    shop.clock.set(shop.clock.now().replace(hour=19))  # 22:00 in Moscow
+    broadcast, _ = await shop.broadcasts.create(
+        Draft(filter=SegmentFilter(), text="Night offer", control_percent=0), actor="api:crm"
+    )
+    done = await shop.run(broadcast)
+    seen = await outcomes(shop, broadcast)
+    assert seen[capped][0] == "skipped_cap", seen
+    assert done.status == "done"
