@@ -1,0 +1,51 @@
+"""Review of issue 15: the composer's Confirm acts on a draft changed after its summary."""
+
+from __future__ import annotations
+
+import pytest
+
+from bot.run import Application
+from emulator import BotAPIEmulator
+from tests.e2e.test_marketer import MARKETER, _compose_to_everyone, _shop
+
+
+@pytest.fixture
+def backend() -> str:
+    return "sqlite"
+
+
+async def test_confirm_on_a_summary_does_not_send_a_draft_changed_after_it(
+    emulator: BotAPIEmulator, app: Application
+) -> None:
+    """The summary's Confirm carries the draft's public_id, made when 'Now' or a time was
+    chosen; changing the text (or the audience, the gift) afterwards from an earlier screen
+    keeps that id, so the old summary's Confirm sends what the marketer never confirmed."""
+    await _shop(app, emulator)
+    mia = emulator.user(MARKETER, "Mia", language_code="en")
+    summary = await _compose_to_everyone(mia, "Summarised text")
+    assert "Confirm" in str([b.text for b in summary.inline_buttons])
+    # The control step's screen is still in the chat, with its buttons (the preview was sent
+    # below it): Back to the message, and change the text.
+    control = next(
+        m
+        for m in mia.messages
+        if any(b.text == "⬅️ Back" for b in m.inline_buttons)
+        and m is not summary
+        and "control group" in m.content
+    )
+    for _ in range(2):  # Back from "0%" to the control step, then to the message step
+        edits = len(control.edits)
+        await mia.press_button(control, "⬅️ Back")
+        await mia.wait_for(lambda edits=edits: len(control.edits) > edits, what="an edit")
+    await mia.wait_for(
+        lambda: any(b.text == "✏️ Change the text" for b in control.inline_buttons),
+        what="the message step",
+    )
+    await mia.press_button(control, "✏️ Change the text")
+    await mia.wait_for(lambda: "{first_name}" in control.content, what="the text asked")
+    await mia.send_text("A text nobody confirmed")
+    await mia.wait_message()
+    await mia.press_button(summary, "✅ Confirm")
+    await mia.wait_edit(summary)
+    made = await app.services.broadcasts.recent(1)
+    assert not made or made[0].text == "Summarised text", made[0].text
