@@ -13,6 +13,8 @@ the FSM data (handlers.drafts); every button is checked against it.
 
 from __future__ import annotations
 
+import hashlib
+import json
 import re
 from typing import Any
 
@@ -74,6 +76,12 @@ class Composition(Draft):
     control_percent: int | None = None
     send_at: str | None = None  # ISO 8601 with its offset; None: now
     public_id: str = ""  # made for the summary: a second tap on Confirm creates nothing new
+    summarised: str = ""  # the content its summary showed (`content_digest`)
+
+    def content_digest(self) -> str:
+        """What is sent, to whom and when: a summary's Confirm stands for this only."""
+        content = self.model_dump(mode="json", exclude={"asking", "public_id", "summarised"})
+        return hashlib.sha256(json.dumps(content, sort_keys=True).encode()).hexdigest()[:16]
 
 
 def build_composer_router() -> Router:

@@ -209,6 +209,7 @@ async def send_now(
     if draft is None:
         return
     draft = draft.model_copy(update={"send_at": None, "public_id": new_public_id(clock.now())})
+    draft = draft.model_copy(update={"summarised": draft.content_digest()})
     await keep(state, draft)
     await callback.answer()
     text, keyboard = await summary_screen(draft, rules, segments, clock, settings)
@@ -248,6 +249,7 @@ async def take_send_at(
         )
         return
     draft = draft.model_copy(update={"send_at": when.isoformat(), "public_id": new_public_id(now)})
+    draft = draft.model_copy(update={"summarised": draft.content_digest()})
     await keep(state, draft)
     await state.set_state(Composing.menu)
     text, keyboard = await summary_screen(draft, rules, segments, clock, settings)
@@ -316,7 +318,11 @@ async def confirm(
     draft = await live_draft(callback, state)
     if draft is None:
         return
-    if not draft.public_id or callback_data.value != draft.public_id:
+    if (
+        not draft.public_id
+        or callback_data.value != draft.public_id
+        or draft.summarised != draft.content_digest()  # changed after this summary
+    ):
         await callback.answer(_("button-stale"), show_alert=True)
         return
     percent = (
@@ -335,16 +341,18 @@ async def confirm(
         send_at=datetime.fromisoformat(draft.send_at) if draft.send_at else None,
         segment_name=draft.segment_name,
     )
+    assert isinstance(callback.message, Message)
+    # Answered before the audience is drawn (seconds at 200,000 members): Telegram gives a
+    # button's answer a few seconds only.
+    await callback.answer()
     try:
         broadcast, created = await broadcasts.create(
             request, actor=staff_actor(callback.from_user.id)
         )
     except BroadcastError as error:
-        await callback.answer(broadcast_error_text(error), show_alert=True)
+        await callback.message.answer(broadcast_error_text(error))
         return
     await state.clear()
-    await callback.answer()
-    assert isinstance(callback.message, Message)
     await edit_in_place(callback.message, _("bc-created").format(id=broadcast.public_id), None)
     if not created:
         return

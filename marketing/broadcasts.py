@@ -46,6 +46,9 @@ WAITING_WINDOWS = 20  # at most this many feed windows of a broadcast wait in th
 EXPIRES_AFTER = timedelta(hours=24)  # what cannot go out within this of its turn is skipped
 GIFT_SWEEP = timedelta(minutes=1)  # how often gifts a crash left uncredited are looked for
 MAX_ID = 64
+# Room a gift line takes under the text (marketing.offer: "🎁 Вам в подарок 10 000 баллов —
+# они действуют до 30 сентября.", the longest in either language, with its blank line).
+GIFT_LINE_MAX = 80
 ACTIVE = ("scheduled", "sending", "paused")
 
 # Outbox statuses -> the report's counts (the rest is pending).
@@ -268,7 +271,11 @@ class Broadcasts:
                 f"broadcast_id is 1 to {MAX_ID} letters, digits, '-', '_', '.' or ':'",
             )
         try:
-            check_text(draft.text, caption=draft.photo is not None)
+            check_text(
+                draft.text,
+                caption=draft.photo is not None,
+                reserve=GIFT_LINE_MAX if draft.gift_points else 0,
+            )
         except BroadcastTextError as error:
             raise BroadcastError(error.code, "text", error.message, **error.details) from error
         if not 0 <= draft.control_percent <= 50:
@@ -315,7 +322,25 @@ class Broadcasts:
                 .from_select(["broadcast_id", "member_id", "control"], chosen)
                 .on_conflict_do_nothing()
             )
-            await self.db.write(functools.partial(_run, statement), long=True)
+            drawing = await self.db.write(
+                functools.partial(self._draw_batch, broadcast_id, statement), long=True
+            )
+            if not drawing:
+                return  # another request (the same one, retried) finished drawing: counted
+
+    def _draw_batch(self, broadcast_id: int, statement: Any, conn: Connection) -> bool:
+        """One batch, only while the broadcast is still being drawn (its row locked, as
+        `_finish_drawing` locks it): a retry of the same request that draws alongside adds
+        nobody once the first has counted the audience."""
+        status = conn.execute(
+            _locked(
+                select(broadcasts.c.status).where(broadcasts.c.id == broadcast_id), self._postgres
+            )
+        ).scalar_one()
+        if status != "preparing":
+            return False
+        conn.execute(statement)
+        return True
 
     def _finish_drawing(self, conn: Connection, broadcast_id: int, actor: str) -> None:
         """Draw the control group once, store the counts, and let the broadcast go."""
@@ -791,10 +816,6 @@ def _gift_key(broadcast_id: int) -> Any:
     """The key of the gift operation of an outbox row's member (ledger.gifts.gift_key), as SQL:
     an exact match on the unique index, whatever the database's collation."""
     return literal(f"{GIFT}:{broadcast_id}:") + cast(outbox.c.member_id, String)
-
-
-def _run(statement: Any, conn: Connection) -> None:
-    conn.execute(statement)
 
 
 def _locked(query: Any, postgres: bool) -> Any:

@@ -78,9 +78,10 @@ class BroadcastTextError(Exception):
         self.details = details
 
 
-def check_text(text: str, *, caption: bool = False) -> None:
+def check_text(text: str, *, caption: bool = False, reserve: int = 0) -> None:
     """Refuse (BroadcastTextError) a text Telegram would refuse, that leaves a placeholder
-    unfilled, or that is empty or too long once its placeholders are filled."""
+    unfilled, or that is empty or too long once its placeholders are filled. `reserve`:
+    characters something added under the text takes (a gift's line)."""
     if not text.strip():
         raise BroadcastTextError(EMPTY_TEXT, "The text is empty: write the message.")
     for found in _PLACEHOLDER.finditer(text):
@@ -96,7 +97,8 @@ def check_text(text: str, *, caption: bool = False) -> None:
         raise BroadcastTextError(EMPTY_TEXT, "The text shows nothing but formatting.")
     # The same HTML with inert values in place of the placeholders: it parses alike.
     longest = fill(text, first_name="W" * FIRST_NAME_MAX, balance="9" * BALANCE_MAX)
-    length, limit = _utf16_len(visible_text(longest)), CAPTION_LIMIT if caption else TEXT_LIMIT
+    length = _utf16_len(visible_text(longest))
+    limit = (CAPTION_LIMIT if caption else TEXT_LIMIT) - reserve
     if length > limit:
         raise BroadcastTextError(
             TOO_LONG,

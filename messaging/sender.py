@@ -339,10 +339,7 @@ class Sender:
         if not recipient.opted_in.get(message.category, True):
             await record(message, "skipped_optout", reason=message.category)
             return False
-        quiet_end = quiet_hours_end(now, recipient.timezone, self.rules)
-        if quiet_end is not None:
-            await self._defer(message, quiet_end, "quiet hours")
-            return False
+        # The cap first: a message it holds past its expiry is skipped at once, also at night.
         if message.member_id is not None and self.rules.weekly_cap >= 0:
             recorded = await self.outbox.capped_sent_since(message.member_id, now - CAP_WINDOW)
             in_batch = granted.get(message.member_id, set()) - {id_ for id_, _ in recorded}
@@ -352,6 +349,10 @@ class Sender:
                 frees_at = sent[len(sent) - self.rules.weekly_cap] + CAP_WINDOW
                 await self._defer(message, frees_at, "weekly cap", too_late="skipped_cap")
                 return False
+        quiet_end = quiet_hours_end(now, recipient.timezone, self.rules)
+        if quiet_end is not None:
+            await self._defer(message, quiet_end, "quiet hours")
+            return False
         return True
 
     async def _defer(

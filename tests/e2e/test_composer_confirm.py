@@ -1,4 +1,5 @@
-"""Review of issue 15: the composer's Confirm acts on a draft changed after its summary."""
+"""A summary's Confirm stands for what that summary showed: after the marketer changed the
+draft from an earlier screen, the old summary's Confirm creates nothing."""
 
 from __future__ import annotations
 
@@ -19,7 +20,7 @@ async def test_confirm_on_a_summary_does_not_send_a_draft_changed_after_it(
 ) -> None:
     """The summary's Confirm carries the draft's public_id, made when 'Now' or a time was
     chosen; changing the text (or the audience, the gift) afterwards from an earlier screen
-    keeps that id, so the old summary's Confirm sends what the marketer never confirmed."""
+    kept that id, so the old summary's Confirm sent what the marketer never confirmed."""
     await _shop(app, emulator)
     mia = emulator.user(MARKETER, "Mia", language_code="en")
     summary = await _compose_to_everyone(mia, "Summarised text")
@@ -45,7 +46,7 @@ async def test_confirm_on_a_summary_does_not_send_a_draft_changed_after_it(
     await mia.wait_for(lambda: "{first_name}" in control.content, what="the text asked")
     await mia.send_text("A text nobody confirmed")
     await mia.wait_message()
-    await mia.press_button(summary, "✅ Confirm")
-    await mia.wait_edit(summary)
-    made = await app.services.broadcasts.recent(1)
-    assert not made or made[0].text == "Summarised text", made[0].text
+    pressed = await mia.press_button(summary, "✅ Confirm")
+    answer = await pressed.wait_answer()
+    assert answer.show_alert and "no longer active" in (answer.text or "")
+    assert await app.services.broadcasts.recent(1) == []  # nothing sent, nothing created

@@ -1,13 +1,17 @@
 # ruff: noqa: F811
-"""Review of issue 15 (broadcasts): tests that show defects found in review. Each test states
-the contract it checks; they are expected to FAIL on main at 1ea30f4."""
+"""Broadcasts at their edges, each found in review and failing before its fix: a cancel or a
+pause reaches what a dead or a working sender had claimed, and what quiet hours deferred; a
+retried create adds nobody after the count; a text keeps room for its gift line; a capped
+member is skipped at once at night too. Both backends."""
 
 from __future__ import annotations
 
 from datetime import timedelta
 from typing import Any
 
-from marketing.broadcasts import Draft
+import pytest
+
+from marketing.broadcasts import GIFT_LINE_MAX, BroadcastError, Draft
 from marketing.segments import SegmentFilter
 from tests.conftest import Phones
 from tests.marketing.test_broadcasts import Shop, join, outcomes, shop  # noqa: F401
@@ -147,13 +151,22 @@ async def test_a_retry_while_the_first_request_still_draws_adds_no_recipient_aft
 async def test_a_text_accepted_at_the_length_limit_still_fits_with_its_gift_line(
     shop: Shop, phones: Phones
 ) -> None:
-    """Broadcasts.check (marketing.html.check_text) counts the text with the longest name and
-    balance against Telegram's 4096, but not the gift line marketing.offer appends ("A gift
-    for you: 50 points, valid until ..."), nor (for a photo) against 1024. A text the API
-    accepted (201) is then refused by Telegram for every recipient: all `failed`, no gift."""
+    """Broadcasts.check counted the text with the longest name and balance against Telegram's
+    4096, but not the gift line marketing.offer appends ("A gift for you: 50 points, valid
+    until ..."): a text the API accepted (201) was then refused by Telegram for every
+    recipient. Now the gift line's room is kept: such a text is refused when it is created,
+    and the longest text accepted with a gift goes out."""
     await join(shop, phones, "anna")
+    with pytest.raises(BroadcastError) as refused:
+        await shop.broadcasts.create(
+            Draft(filter=SegmentFilter(), text="a" * 4090, control_percent=0, gift_points=50),
+            actor="api:crm",
+        )
+    assert refused.value.code == "too_long"
+    assert await shop.broadcasts.recent() == []
+    longest = "a" * (4096 - GIFT_LINE_MAX)
     broadcast, _ = await shop.broadcasts.create(
-        Draft(filter=SegmentFilter(), text="a" * 4090, control_percent=0, gift_points=50),
+        Draft(filter=SegmentFilter(), text=longest, control_percent=0, gift_points=10_000),
         actor="api:crm",
     )
     done = await shop.run(broadcast)
@@ -167,9 +180,9 @@ async def test_a_capped_member_at_night_is_skipped_at_once_not_held_until_mornin
 ) -> None:
     """PRODUCT.md: a message that cannot go out within 24 hours of its send time is skipped
     with its reason "at once when that is already certain (e.g. the member's cap frees only
-    days later), so a broadcast reaches done without waiting". The sender checks quiet hours
-    before the cap: at 22:00 a member whose cap frees in 7 days is deferred to 10:00, and the
-    broadcast stays `sending` all night for nothing."""
+    days later), so a broadcast reaches done without waiting". The sender checked quiet hours
+    before the cap: at 22:00 a member whose cap frees in 7 days was deferred to 10:00, and the
+    broadcast stayed `sending` all night for nothing."""
     capped = await join(shop, phones, "capped")
     shop.clock.set(shop.clock.now().replace(hour=15))  # 18:00 in Moscow
     for n in range(3):  # three offers this evening
@@ -190,3 +203,41 @@ async def test_a_capped_member_at_night_is_skipped_at_once_not_held_until_mornin
     seen = await outcomes(shop, broadcast)
     assert seen[capped][0] == "skipped_cap", seen
     assert done.status == "done"
+
+
+@pytest.mark.parametrize("language", ["ru", "en"])
+@pytest.mark.parametrize("backend", ["sqlite"])  # words only
+def test_the_longest_gift_line_fits_the_room_kept_for_it(language: str, backend: str) -> None:
+    """GIFT_LINE_MAX is what Broadcasts.check keeps free under a text: the line
+    marketing.offer adds, with the most points allowed and the longest month's name."""
+    from datetime import UTC, datetime
+
+    from bot.i18n import build_i18n
+    from ledger.rules import Rules
+    from marketing.broadcasts import Broadcast
+    from marketing.offer import compose_offer
+
+    rules = Rules()
+    broadcast = Broadcast(
+        **{
+            **dict.fromkeys(Broadcast.__slots__),  # type: ignore[arg-type]
+            "text": "Hi",
+            "gift_points": rules.broadcasts.max_gift_points,
+            "gift_days": 30,
+        }
+    )
+    longest = 0
+    for month in range(1, 13):
+        now = datetime(2026, month, 1, 12, tzinfo=UTC) - timedelta(days=30)
+        composed = compose_offer(
+            broadcast,
+            first_name="A",
+            balance=0,
+            timezone="Europe/Moscow",
+            now=now,
+            language=language,
+            i18n=build_i18n(),
+        )
+        line = composed.text[len("Hi") :]
+        longest = max(longest, len(line.encode("utf-16-le")) // 2)
+    assert 40 < longest <= GIFT_LINE_MAX
