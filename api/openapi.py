@@ -619,13 +619,14 @@ _SCHEMAS: dict[str, Any] = {
                     "Telegram HTML (b, i, u, s, a href, code, pre, blockquote, tg-spoiler, "
                     "...; every tag closed; < and & written as &lt; and &amp;) with the "
                     "placeholders {first_name} and {balance}; at most 4096 characters shown "
-                    "(counted with a 64-character name)."
+                    "(counted with a 64-character name), 80 fewer with gift points (their "
+                    "line is added under the text)."
                 ),
             },
             "control_percent": {
                 "type": "integer",
                 "minimum": 0,
-                "maximum": 50,
+                "maximum": 100,
                 "description": "The share of the audience held back; rules.toml's by default "
                 "(10). 0: no control group, and no lift to measure.",
             },

@@ -179,7 +179,8 @@ def progress_text(broadcast: Broadcast, progress: Progress, now: datetime, timez
     if progress.failed:
         lines.append(_("bc-progress-failed").format(failed=number_text(progress.failed)))
     if broadcast.status == "scheduled":
-        lines.append(_("bc-progress-starts").format(when=moment_text(broadcast.send_at, timezone)))
+        starts = moment_text(broadcast.send_at, timezone, now=now)
+        lines.append(_("bc-progress-starts").format(when=starts))
     elif broadcast.active:
         lines += _rate_lines(broadcast, progress, now)
     elif progress.pending:

@@ -105,12 +105,15 @@ class ProgressMessages:
         self.monotonic = monotonic
         self._edited: dict[int, float] = {}  # broadcast id -> when its message was last edited
         self._shown: dict[int, tuple[str, str]] = {}  # broadcast id -> what it shows
+        self._ended: set[int] = set()  # broadcasts whose report is shown: not edited again
 
     async def show(self, shown: list[Broadcast]) -> None:
         """Edit the progress message of each of these broadcasts (as `Broadcasts.tick`
         returned them) that is due an edit."""
         for listed in shown:
             if listed.progress_chat_id is None or listed.progress_message_id is None:
+                continue
+            if listed.id in self._ended:
                 continue
             now = self.monotonic()
             last = self._edited.get(listed.id)
@@ -126,6 +129,7 @@ class ProgressMessages:
             if not broadcast.active:  # that was its last edit: the report
                 self._edited.pop(broadcast.id, None)
                 self._shown.pop(broadcast.id, None)
+                self._ended.add(broadcast.id)
 
     async def _edit(self, broadcast: Broadcast) -> None:
         assert broadcast.progress_chat_id is not None and broadcast.progress_message_id is not None

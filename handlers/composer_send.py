@@ -5,7 +5,7 @@ message (handlers.broadcasts edits it as it sends)."""
 from __future__ import annotations
 
 import re
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any, Protocol
 from zoneinfo import ZoneInfo
 
@@ -234,8 +234,11 @@ async def take_send_at(
     when = None
     if found:
         day, month, hour, minute = (int(group) for group in found.groups())
+        year = now.astimezone(zone).year
         try:
-            when = datetime(now.astimezone(zone).year, month, day, hour, minute, tzinfo=zone)
+            when = datetime(year, month, day, hour, minute, tzinfo=zone)
+            if now - when > timedelta(days=180):  # "05.01" typed in December: next January
+                when = datetime(year + 1, month, day, hour, minute, tzinfo=zone)
         except ValueError:
             when = None
     back = inline_keyboard([back_cancel("when")])
@@ -286,7 +289,7 @@ async def summary_screen(
             )
         )
     lines.append(
-        _("bc-summary-when-at").format(when=moment_text(when, zone))
+        _("bc-summary-when-at").format(when=moment_text(when, zone, now=clock.now()))
         if draft.send_at
         else _("bc-summary-when-now")
     )

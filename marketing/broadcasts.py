@@ -13,6 +13,7 @@ for any that a crash left between the two.
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import json
 import secrets
@@ -21,7 +22,18 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import Connection, String, and_, case, cast, func, literal, select, update
+from sqlalchemy import (
+    Connection,
+    String,
+    and_,
+    case,
+    cast,
+    func,
+    literal,
+    or_,
+    select,
+    update,
+)
 from sqlalchemy.dialects import postgresql, sqlite
 
 from ledger.clock import Clock
@@ -45,6 +57,9 @@ FEED_AHEAD = timedelta(seconds=60)  # outbox rows due within this count as queue
 WAITING_WINDOWS = 20  # at most this many feed windows of a broadcast wait in the outbox
 EXPIRES_AFTER = timedelta(hours=24)  # what cannot go out within this of its turn is skipped
 GIFT_SWEEP = timedelta(minutes=1)  # how often gifts a crash left uncredited are looked for
+RECENTLY_ENDED = timedelta(minutes=1)  # `tick` lists broadcasts that ended this long ago too
+FAILING_AT_START = 20  # a broadcast whose first this many messages all failed is paused
+SYSTEM = "system"  # the actor of what the program does on its own (the audit log's)
 MAX_ID = 64
 # Room a gift line takes under the text (marketing.offer: "🎁 Вам в подарок 10 000 баллов —
 # они действуют до 30 сентября.", the longest in either language, with its blank line).
@@ -184,7 +199,10 @@ class Broadcasts:
         # ranks a short queue, not 200,000 rows.
         self.feed_window = feed_window
         self._gift_swept: dict[int, datetime] = {}
-        self._cache: dict[int, Broadcast] = {}  # what a broadcast says never changes
+        self._cache: dict[int, Broadcast] = {}
+        self._delivering: set[int] = (
+            set()
+        )  # broadcasts of which a message went out  # what a broadcast says never changes
 
     @property
     def clock(self) -> Clock:
@@ -278,9 +296,9 @@ class Broadcasts:
             )
         except BroadcastTextError as error:
             raise BroadcastError(error.code, "text", error.message, **error.details) from error
-        if not 0 <= draft.control_percent <= 50:
+        if not 0 <= draft.control_percent <= 100:
             raise BroadcastError(
-                "invalid_broadcast", "control_percent", "control_percent is 0 to 50"
+                "invalid_broadcast", "control_percent", "control_percent is 0 to 100"
             )
         if not 0 <= draft.gift_points <= limits.max_gift_points:
             raise BroadcastError(
@@ -529,12 +547,15 @@ class Broadcasts:
         left behind. Returns the broadcasts that are active or ended in this tick (for their
         progress messages)."""
         now = self.clock.now()
-        active = await self.db.read(
-            lambda conn: conn.execute(
-                select(broadcasts).where(broadcasts.c.status.in_(ACTIVE))
-            ).all(),
-            single=True,
+        # Those that ended lately too (cancelled through the API, say): their progress
+        # message still shows them sending.
+        listed = or_(
+            broadcasts.c.status.in_(ACTIVE), broadcasts.c.finished_at >= now - RECENTLY_ENDED
         )
+        rows = await self.db.read(
+            lambda conn: conn.execute(select(broadcasts).where(listed)).all(), single=True
+        )
+        active = [row for row in rows if row.status in ACTIVE]
         if any(row.status == "scheduled" and row.send_at <= now for row in active):
             # (Read first: with nothing due, a tick every 2 s writes nothing.)
             await self.db.write(
@@ -545,11 +566,13 @@ class Broadcasts:
                 )
             )
             return await self.tick()
-        shown: list[Broadcast] = []
+        shown = [_broadcast(row) for row in rows if row.status not in ACTIVE]
         for row in active:
             broadcast = _broadcast(row)
             if broadcast.status == "sending":
                 await self._release_held(broadcast)
+                broadcast = await self._pause_if_failing(broadcast)
+            if broadcast.status == "sending":
                 if not row.fed_all:
                     await self._feed(broadcast)
                 elif not await self._waiting(broadcast):
@@ -632,6 +655,20 @@ class Broadcasts:
             .limit(1)
         )
         return await self.db.read(lambda conn: conn.execute(query).first() is not None, single=True)
+
+    async def _pause_if_failing(self, broadcast: Broadcast) -> Broadcast:
+        """Paused when its first FAILING_AT_START messages all failed and none went out (a
+        photo Telegram no longer knows, say): the marketer sees it, instead of the whole
+        audience failing one by one. Once one went out, it is not looked at again."""
+        if broadcast.id in self._delivering:
+            return broadcast
+        progress = await self.progress(broadcast)
+        if progress.sent:
+            self._delivering.add(broadcast.id)
+        elif progress.failed >= FAILING_AT_START:
+            with contextlib.suppress(BroadcastError):  # the marketer paused or cancelled it
+                return await self.pause(broadcast, actor=SYSTEM)
+        return broadcast
 
     async def _release_held(self, broadcast: Broadcast) -> None:
         """Messages the sender held back because the broadcast was paused as it claimed them,

@@ -109,11 +109,13 @@ def full_date_text(day: date) -> str:
     return format_date(day, pattern, locale=current_language())
 
 
-def moment_text(moment: datetime, timezone: str) -> str:
-    """ "12 Dec, 14:05" in the member's time zone."""
-    return format_datetime(
-        moment, "d MMM, HH:mm", tzinfo=ZoneInfo(timezone), locale=current_language()
-    )
+def moment_text(moment: datetime, timezone: str, *, now: datetime | None = None) -> str:
+    """ "12 Dec, 14:05" in the member's time zone; "5 Jan 2027, 10:00" when `now` is given
+    and the moment falls in another year."""
+    zone = ZoneInfo(timezone)
+    other_year = now is not None and now.astimezone(zone).year != moment.astimezone(zone).year
+    pattern = "d MMM y, HH:mm" if other_year else "d MMM, HH:mm"
+    return format_datetime(moment, pattern, tzinfo=zone, locale=current_language())
 
 
 def tier_text(tier: str) -> str:

@@ -330,7 +330,7 @@ async def test_a_missing_or_wrong_key_is_401(crm: Crm) -> None:
         (body(text="x" * 4097), "too_long", "text"),
         (body(text="Hi\x00"), "invalid_field", "text"),
         (body(control_percent="10"), "invalid_points", "control_percent"),
-        (body(control_percent=51), "invalid_broadcast", "control_percent"),
+        (body(control_percent=101), "invalid_broadcast", "control_percent"),
         (body(gift_points=-1), "invalid_points", "gift_points"),
         (body(gift_points=10**6), "invalid_broadcast", "gift_points"),
         (body(gift_days=0), "invalid_broadcast", "gift_days"),

@@ -363,6 +363,8 @@ async def test_a_russian_marketer_reads_counts_and_errors_in_russian(
     assert "ДД.ММ ЧЧ:ММ" in (await mia.wait_message()).content
     await mia.send_text("01.03 10:00")  # it is 2 March, 12:00 in Moscow
     assert "Это время уже прошло (сейчас 2 мар., 12:00)" in (await mia.wait_message()).content
+    await mia.send_text("01.02 10:00")  # a month ago: a mistake, not next February
+    assert "Это время уже прошло" in (await mia.wait_message()).content
     await mia.send_text("02.03 23:30")
     summary = await mia.wait_message()
     assert "Когда: 2 мар., 23:30 (по времени магазина)" in summary.content, summary.content
@@ -410,3 +412,38 @@ async def test_help_and_the_command_menu_show_a_marketer_the_commands(
     for role in (Role.MARKETER, Role.ADMIN):
         names = [command.command for command in commands_for(frozenset({role}), i18n, "en")]
         assert {"broadcast", "broadcasts", "segments"} <= set(names), role
+
+
+async def test_a_date_typed_in_december_for_january_is_next_years(
+    emulator: BotAPIEmulator, app: Application, clock: ManualClock
+) -> None:
+    await _shop(app, emulator)
+    clock.advance(timedelta(days=278))  # 5 December, 12:00 in Moscow
+    mia = emulator.user(MARKETER, "Mia", language_code="en")
+    summary = await _compose_to_everyone(mia, "Happy New Year, {first_name}!")
+    screen = await _press(mia, summary, "⬅️ Back")
+    await _press(mia, screen, "🕒 At a time…")
+    await mia.send_text("05.01 10:00")
+    summary = await mia.wait_message()
+    assert "When: 5 Jan 2027, 10:00 (shop time)" in summary.content, summary.content
+    await mia.press_button(summary, "✅ Confirm")
+    progress = await mia.wait_message()
+    assert "5 Jan 2027, 10:00" in progress.content
+    (broadcast,) = await app.services.broadcasts.recent(1)
+    assert broadcast.status == "scheduled" and broadcast.send_at.year == 2027
+
+
+async def test_a_broadcast_cancelled_over_the_api_shows_it_in_its_progress_message(
+    emulator: BotAPIEmulator, app: Application, clock: ManualClock
+) -> None:
+    await _shop(app, emulator)
+    clock.advance(timedelta(hours=10))  # 22:00 in Moscow: the messages wait for the morning
+    mia = emulator.user(MARKETER, "Mia", language_code="en")
+    summary = await _compose_to_everyone(mia, "Evening, {first_name}!")
+    await mia.press_button(summary, "✅ Confirm")
+    progress = await mia.wait_message()
+    await mia.wait_for(lambda: "sending" in progress.content, timeout=10, what="sending")
+    (broadcast,) = await app.services.broadcasts.recent(1)
+    await app.services.broadcasts.cancel(broadcast, actor="api:crm")  # as the CRM's cancel does
+    await mia.wait_for(lambda: "cancelled" in progress.content, timeout=10, what="the report")
+    assert not progress.inline_buttons

@@ -11,8 +11,9 @@ from typing import Any
 
 import pytest
 
-from marketing.broadcasts import GIFT_LINE_MAX, BroadcastError, Draft
+from marketing.broadcasts import FAILING_AT_START, GIFT_LINE_MAX, BroadcastError, Broadcasts, Draft
 from marketing.segments import SegmentFilter
+from staff.audit import AuditLog
 from tests.conftest import Phones
 from tests.marketing.test_broadcasts import Shop, join, outcomes, shop  # noqa: F401
 
@@ -241,3 +242,26 @@ def test_the_longest_gift_line_fits_the_room_kept_for_it(language: str, backend:
         line = composed.text[len("Hi") :]
         longest = max(longest, len(line.encode("utf-16-le")) // 2)
     assert 40 < longest <= GIFT_LINE_MAX
+
+
+async def test_a_broadcast_whose_first_messages_all_fail_is_paused_not_sent_to_everyone(
+    shop: Shop, phones: Phones
+) -> None:
+    """A photo Telegram no longer knows (a file_id of another bot token) fails every message:
+    after the first FAILING_AT_START failures, with none sent, the broadcast is paused for the
+    marketer to see, and the rest wait."""
+    shop.broadcasts = Broadcasts(shop.ledger, shop.outbox, feed_window=10)
+    for i in range(FAILING_AT_START + 10):
+        await join(shop, phones, f"m{i}")
+    broadcast, _ = await shop.broadcasts.create(
+        Draft(filter=SegmentFilter(), text="Hi", photo="no-such-file", control_percent=0),
+        actor="api:crm",
+    )
+    stopped = await shop.run(broadcast)
+    assert stopped.status == "paused"
+    progress = await shop.broadcasts.progress(stopped)
+    assert progress.sent == 0
+    assert FAILING_AT_START <= progress.failed < FAILING_AT_START + 10
+    assert progress.pending > 0
+    audit = [record.action for record in await AuditLog(shop.ledger.engine).recent(5)]
+    assert audit[0] == "broadcast.pause"
