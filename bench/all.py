@@ -42,6 +42,7 @@ MODULES = (
     "jobs",
     "aggregates",
     "memory",
+    "segments",
     "broadcasts",
 )
 COLUMNS = ("benchmark", "figure", "value", "floor", "ratio", "target", "met")
