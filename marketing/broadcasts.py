@@ -199,10 +199,11 @@ class Broadcasts:
         # ranks a short queue, not 200,000 rows.
         self.feed_window = feed_window
         self._gift_swept: dict[int, datetime] = {}
-        self._cache: dict[int, Broadcast] = {}
-        self._delivering: set[int] = (
-            set()
-        )  # broadcasts of which a message went out  # what a broadcast says never changes
+        self._cache: dict[int, Broadcast] = {}  # what a broadcast says never changes
+        self._delivering: set[int] = set()  # broadcasts of which a message went out
+        # broadcast -> its failed messages when it was paused for failing (a resume then gets
+        # another FAILING_AT_START tries before it is paused again)
+        self._failed_at_pause: dict[int, int] = {}
 
     @property
     def clock(self) -> Clock:
@@ -665,7 +666,8 @@ class Broadcasts:
         progress = await self.progress(broadcast)
         if progress.sent:
             self._delivering.add(broadcast.id)
-        elif progress.failed >= FAILING_AT_START:
+        elif progress.failed - self._failed_at_pause.get(broadcast.id, 0) >= FAILING_AT_START:
+            self._failed_at_pause[broadcast.id] = progress.failed
             with contextlib.suppress(BroadcastError):  # the marketer paused or cancelled it
                 return await self.pause(broadcast, actor=SYSTEM)
         return broadcast

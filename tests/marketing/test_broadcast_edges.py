@@ -265,3 +265,7 @@ async def test_a_broadcast_whose_first_messages_all_fail_is_paused_not_sent_to_e
     assert progress.pending > 0
     audit = [record.action for record in await AuditLog(shop.ledger.engine).recent(5)]
     assert audit[0] == "broadcast.pause"
+    # Resumed, it gets as many tries again before it is paused again: here the rest fail too.
+    again = await shop.run(await shop.broadcasts.resume(stopped, actor="tg:1"))
+    assert again.status == "done"
+    assert (await shop.broadcasts.progress(again)).failed == FAILING_AT_START + 10
