@@ -33,7 +33,7 @@ demo: $(STAMP)  ## the whole story offline: emulator, bot, HTTP API, a scripted 
 bench: $(STAMP)  ## every benchmark under bench/ on 200,000 generated members, then one table (see docs/BENCHMARKS.md)
 	$(PY) -m bench.all
 
-bench-quick: $(STAMP)  ## the same on 20,000 generated members, in under 5 minutes
+bench-quick: $(STAMP)  ## the same on 20,000 generated members, in about 6 minutes
 	$(PY) -m bench.all --quick
 
 check: $(STAMP)  ## verify the ledger in DATABASE_URL adds up
