@@ -13,8 +13,6 @@ the FSM data (handlers.drafts); every button is checked against it.
 
 from __future__ import annotations
 
-import hashlib
-import json
 import re
 from typing import Any
 
@@ -23,8 +21,8 @@ from aiogram.filters import Command, StateFilter, and_f, invert_f
 from aiogram.fsm.context import FSMContext
 from aiogram.types import CallbackQuery, InlineKeyboardMarkup, Message
 from aiogram.utils.i18n import gettext as _
-from pydantic import Field
 
+from handlers import composer_message, composer_send
 from handlers.broadcast_texts import (
     CONDITIONS,
     KEYS,
@@ -36,14 +34,15 @@ from handlers.broadcast_texts import (
     month_name,
 )
 from handlers.common import edit_in_place, plain_number
-from handlers.drafts import Draft, draft_of, keep
+from handlers.composition import Composition, back_cancel, live_draft, segment_of
+from handlers.drafts import draft_of, keep
 from handlers.filters import HasRole, MenuButton
 from handlers.keyboards import ComposeCb, inline_keyboard
 from handlers.states import Composing
 from ledger import policy
 from ledger.rules import Rules
 from marketing.saved import NAME_TAKEN, Segments
-from marketing.segments import LANGUAGES, MAX_DAYS, MAX_PURCHASES, SegmentError, SegmentFilter
+from marketing.segments import LANGUAGES, MAX_DAYS, MAX_PURCHASES, SegmentError
 from staff.audit import staff_actor
 from staff.roles import Role
 
@@ -59,34 +58,7 @@ BOUNDS = {
 _RANGE = re.compile(r"^\s*(\d{1,12})\s*(?:[-–—]|\.\.)\s*(\d{1,12})\s*$")
 
 
-class Composition(Draft):
-    """The broadcast being composed: its filter (the contract's JSON), its message, its
-    control group and its time. `started` tells a live draft from an empty one."""
-
-    started: bool = False
-    filter: dict[str, Any] = Field(default_factory=dict)
-    segment_name: str | None = None
-    asking: str = ""  # the condition whose value is typed
-    text: str = ""
-    photo: str | None = None
-    button_text: str | None = None
-    button_url: str | None = None
-    gift_points: int = 0
-    gift_days: int = 0
-    control_percent: int | None = None
-    send_at: str | None = None  # ISO 8601 with its offset; None: now
-    public_id: str = ""  # made for the summary: a second tap on Confirm creates nothing new
-    summarised: str = ""  # the content its summary showed (`content_digest`)
-
-    def content_digest(self) -> str:
-        """What is sent, to whom and when: a summary's Confirm stands for this only."""
-        content = self.model_dump(mode="json", exclude={"asking", "public_id", "summarised"})
-        return hashlib.sha256(json.dumps(content, sort_keys=True).encode()).hexdigest()[:16]
-
-
 def build_composer_router() -> Router:
-    from handlers import composer_message, composer_send
-
     router = Router(name="composer")
     router.message.filter(HasRole(Role.MARKETER, Role.ADMIN), F.chat.type == "private")
     router.callback_query.filter(HasRole(Role.MARKETER, Role.ADMIN))
@@ -139,38 +111,7 @@ async def cancel_button(callback: CallbackQuery, state: FSMContext) -> None:
         await edit_in_place(callback.message, _("bc-cancelled"), None)
 
 
-async def started_draft(message: Message, state: FSMContext) -> Composition | None:
-    """The draft a typed answer belongs to; None (and "cancelled") without one."""
-    draft = await draft_of(state, Composition)
-    if not draft.started:
-        await state.clear()
-        await message.answer(_("bc-cancelled"))
-        return None
-    return draft
-
-
-async def live_draft(callback: CallbackQuery, state: FSMContext) -> Composition | None:
-    """The draft a composer's button belongs to; None (and "no longer active") without one,
-    after /cancel or a sent broadcast."""
-    draft = await draft_of(state, Composition)
-    if not draft.started or not isinstance(callback.message, Message):
-        await callback.answer(_("button-stale"), show_alert=True)
-        return None
-    return draft
-
-
-def back_cancel(back: str) -> list[tuple[str, ComposeCb]]:
-    return [
-        (_("bc-back"), ComposeCb(action=back)),
-        (_("bc-cancel-composer"), ComposeCb(action="cancel")),
-    ]
-
-
 # ------------------------------------------------------------------ the audience
-
-
-def segment_of(draft: Composition, segments: Segments) -> SegmentFilter:
-    return segments.parse(draft.filter)
 
 
 async def audience_screen(

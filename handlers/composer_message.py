@@ -15,7 +15,7 @@ from handlers.broadcast_texts import (
     broadcast_error_text,
 )
 from handlers.common import edit_in_place, plain_number
-from handlers.composer import Composition, back_cancel, live_draft, segment_of, started_draft
+from handlers.composition import Composition, back_cancel, live_draft, segment_of, started_draft
 from handlers.drafts import keep
 from handlers.keyboards import ComposeCb, inline_keyboard
 from handlers.states import Composing

@@ -25,7 +25,7 @@ from handlers.broadcast_texts import (
     progress_text,
 )
 from handlers.common import edit_in_place
-from handlers.composer import Composition, back_cancel, live_draft, segment_of, started_draft
+from handlers.composition import Composition, back_cancel, live_draft, segment_of, started_draft
 from handlers.drafts import keep
 from handlers.keyboards import ComposeCb, inline_keyboard
 from handlers.states import Composing

@@ -432,14 +432,8 @@ class Broadcasts:
     async def progress(self, broadcast: Broadcast) -> Progress:
         """How many of its recipients were sent, skipped (by reason) or failed; the rest are
         pending (queued, held while paused, not queued yet, or cancelled)."""
-        query = (
-            select(outbox.c.status, func.count())
-            .where(outbox.c.broadcast_id == broadcast.id)
-            .group_by(outbox.c.status)
-        )
-        rows = await self.db.read(lambda conn: conn.execute(query).all(), single=True)
         counts: dict[str, int] = {}
-        for status, count in rows:
+        for status, count in (await self.outbox.counts(broadcast.id)).items():
             outcome = OUTCOMES.get(status)
             if outcome is not None:
                 counts[outcome] = counts.get(outcome, 0) + int(count)
@@ -647,14 +641,7 @@ class Broadcasts:
 
     async def _waiting(self, broadcast: Broadcast) -> bool:
         """Some recipient's message is still queued, being sent, or held."""
-        query = (
-            select(outbox.c.id)
-            .where(
-                outbox.c.broadcast_id == broadcast.id,
-                outbox.c.status.in_(("queued", "sending", "held")),
-            )
-            .limit(1)
-        )
+        query = _waiting_rows(broadcast.id)
         return await self.db.read(lambda conn: conn.execute(query).first() is not None, single=True)
 
     async def _pause_if_failing(self, broadcast: Broadcast) -> Broadcast:
@@ -697,15 +684,7 @@ class Broadcasts:
         now = self.clock.now()
 
         def finish(conn: Connection) -> bool:
-            waiting = conn.execute(
-                select(outbox.c.id)
-                .where(
-                    outbox.c.broadcast_id == broadcast.id,
-                    outbox.c.status.in_(("queued", "sending", "held")),
-                )
-                .limit(1)
-            ).first()
-            if waiting is not None:
+            if conn.execute(_waiting_rows(broadcast.id)).first() is not None:
                 return False
             done = conn.execute(
                 update(broadcasts)
@@ -855,6 +834,18 @@ def _gift_key(broadcast_id: int) -> Any:
     """The key of the gift operation of an outbox row's member (ledger.gifts.gift_key), as SQL:
     an exact match on the unique index, whatever the database's collation."""
     return literal(f"{GIFT}:{broadcast_id}:") + cast(outbox.c.member_id, String)
+
+
+def _waiting_rows(broadcast_id: int) -> Any:
+    """A row of the broadcast still queued, being sent, or held by a pause (one is enough)."""
+    return (
+        select(outbox.c.id)
+        .where(
+            outbox.c.broadcast_id == broadcast_id,
+            outbox.c.status.in_(("queued", "sending", "held")),
+        )
+        .limit(1)
+    )
 
 
 def _locked(query: Any, postgres: bool) -> Any:
